@@ -62,7 +62,9 @@ def attention(q, k, v, opts: Options, batch_offset: int = 0):
     block_masks = _expand_block_mask(opts.block_mask, q.device) if opts.block_mask is not None else None
 
     chunk = rows_per_chunk(batch, heads_q, seqlen_q, seqlen_k)
-    recompute = torch.is_grad_enabled()
+    leaves = (q, k, v, opts.learnable_sink)
+    has_mods = opts.score_mod is not None or opts.mask_mod is not None
+    recompute = torch.is_grad_enabled() and (has_mods or any(t is not None and t.requires_grad for t in leaves))
     outs, lses = [], []
     for start in range(0, seqlen_q, chunk):
         args = (qf[:, :, :, start:start + chunk], kf, vf, sink)
