@@ -1,0 +1,444 @@
+#!/usr/bin/env python3
+"""Attention TFLOP/s of cuteattn and its peers, all measured in the same run.
+
+    python benchmarks/bench.py [--out DIR] [--directions fwd,bwd] [--hdims 64,128] [--causal 0,1]
+                               [--seqlens 1k,4k,16k] [--providers cuteattn,fa4,...] [--dry-run]
+
+Prints one line per measurement, then writes <out>/<date>-<gpu>-bench.{json,md,png} and ends with a
+markdown table of TFLOP/s (one column per provider; "n/a" where a provider is missing or fails on a
+case). See benchmarks/README.md for what the numbers mean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import datetime
+import importlib
+import importlib.metadata
+import itertools
+import json
+import math
+import re
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # measure the checkout's cuteattn, not some installed copy
+
+PROVIDERS = ("cuteattn", "fa4", "sdpa-flash", "sdpa-cudnn", "flex")
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+WARMUP_MS = 25
+BWD_FLOP_RATIO = 2.5
+
+
+# ---------------------------------------------------------------------------------------------- cases
+
+@dataclass(frozen=True)
+class Case:
+    direction: str  # "fwd" or "bwd"
+    hdim: int
+    causal: bool
+    seqlen: int
+    batch: int
+    heads: int
+
+    def flops(self) -> float:
+        fwd = attention_flops(self.batch, self.heads, self.seqlen, self.seqlen, self.hdim, self.hdim, self.causal)
+        return fwd * BWD_FLOP_RATIO if self.direction == "bwd" else fwd
+
+    def label(self) -> str:
+        return (f"{self.direction} hdim={self.hdim} causal={int(self.causal)} seqlen={self.seqlen} "
+                f"batch={self.batch} heads={self.heads}")
+
+
+def visible_pairs(seqlen_q: int, seqlen_k: int, causal: bool) -> float:
+    """(query, key) pairs that are computed; causal (aligned bottom right, as in FlashAttention) counts
+    the diagonal block as half, so seqlen_q == seqlen_k gives exactly half of seqlen_q * seqlen_k."""
+    if not causal:
+        return seqlen_q * seqlen_k
+    rows = min(seqlen_q, seqlen_k)  # the queries that see any key
+    return rows * (seqlen_k - rows) + rows * rows / 2
+
+
+def attention_flops(batch, heads, seqlen_q, seqlen_k, hdim, hdim_v, causal) -> float:
+    """Forward FLOPs: two matmuls (q k^T and p v), 2 FLOPs per multiply-add."""
+    return 2 * batch * heads * visible_pairs(seqlen_q, seqlen_k, causal) * (hdim + hdim_v)
+
+
+def make_cases(args) -> list[Case]:
+    cases = []
+    for direction, hdim, causal, seqlen in itertools.product(args.directions, args.hdims, args.causal,
+                                                             args.seqlens):
+        cases.append(Case(direction, hdim, causal, seqlen, args.total_tokens // seqlen, args.dim // hdim))
+    return cases
+
+
+# ------------------------------------------------------------------------------------------ providers
+# A loader imports a provider and returns prepare(q, k, v, causal) -> run, where run() computes the
+# attention output (batch, seqlen, heads, hdim); whatever prepare does is outside the timed region.
+
+def cuteattn_call(cuteattn, q, k, v, causal, config):
+    """The one call into cuteattn. `config` holds the --config KEY=VALUE pairs for the kernel config;
+    it is passed (as the keyword `config`) only when given, so by default the plain public API runs."""
+    extra = {"config": config} if config else {}
+    return cuteattn.flash_attn_func(q, k, v, causal=causal, **extra)
+
+
+def load_cuteattn(config):
+    import cuteattn
+
+    return lambda q, k, v, causal: lambda: cuteattn_call(cuteattn, q, k, v, causal, config)
+
+
+def load_fa4():
+    from flash_attn.cute import flash_attn_func
+
+    def prepare(q, k, v, causal):
+        def run():
+            out = flash_attn_func(q, k, v, causal=causal)
+            return out[0] if isinstance(out, tuple) else out  # some versions return (out, lse)
+        return run
+
+    return prepare
+
+
+def bhsd(t):
+    """(batch, seqlen, heads, dim) <-> (batch, heads, seqlen, dim), as a view."""
+    return t.transpose(1, 2)
+
+
+def load_sdpa(backend_name):
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    backend = getattr(SDPBackend, backend_name)
+
+    def prepare(q, k, v, causal):
+        def run():
+            with sdpa_kernel(backend):
+                return bhsd(F.scaled_dot_product_attention(bhsd(q), bhsd(k), bhsd(v), is_causal=causal))
+        return run
+
+    return prepare
+
+
+def causal_mask(b, h, q_idx, kv_idx):
+    return q_idx >= kv_idx
+
+
+def load_flex():
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+    # Every (shape, mask) case is one more compile of the same function: keep them all compiled,
+    # rather than falling back to eager (and its slow numbers) past dynamo's default limit of 8.
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 256)
+    compiled = torch.compile(flex_attention, dynamic=False)
+
+    def prepare(q, k, v, causal):
+        mask = (create_block_mask(causal_mask, None, None, q.shape[1], k.shape[1], device=q.device)
+                if causal else None)
+        return lambda: bhsd(compiled(bhsd(q), bhsd(k), bhsd(v), block_mask=mask))
+
+    return prepare
+
+
+def load_providers(names, config):
+    """({name: prepare} for the importable providers, {name: reason} for the others)."""
+    loaders = {
+        "cuteattn": lambda: load_cuteattn(config),
+        "fa4": load_fa4,
+        "sdpa-flash": lambda: load_sdpa("FLASH_ATTENTION"),
+        "sdpa-cudnn": lambda: load_sdpa("CUDNN_ATTENTION"),
+        "flex": load_flex,
+    }
+    loaded, unavailable = {}, {}
+    for name in names:
+        try:
+            loaded[name] = loaders[name]()
+        except Exception as e:  # an ImportError, or an import that fails deeper down (CUDA, cutlass)
+            unavailable[name] = f"not importable: {one_line(e)}"
+    return loaded, unavailable
+
+
+# ------------------------------------------------------------------------------------------ measuring
+
+def one_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0] if lines else ''}"
+
+
+def make_inputs(case: Case, dtype):
+    shape = (case.batch, case.seqlen, case.heads, case.hdim)
+    grad = case.direction == "bwd"
+    return [torch.randn(shape, device="cuda", dtype=dtype, requires_grad=grad) for _ in range(3)]
+
+
+def median_ms(case: Case, prepare, dtype, rep_ms) -> float:
+    """do_bench's median time of the forward, or of the backward pass alone (the forward runs once)."""
+    from triton.testing import do_bench
+
+    q, k, v = make_inputs(case, dtype)
+    fn = prepare(q, k, v, case.causal)
+    if case.direction == "bwd":
+        out = fn()
+        grad = torch.randn_like(out)
+        fn = lambda: torch.autograd.grad(out, (q, k, v), grad, retain_graph=True)  # noqa: E731
+    fn()  # compiles, autotunes, warms caches
+    torch.cuda.synchronize()
+    return do_bench(fn, warmup=WARMUP_MS, rep=rep_ms, return_mode="median")
+
+
+def measure_cell(name, case, prepare, dtype, rep_ms) -> dict:
+    """{'ms', 'tflops'}, or {'error'} when the provider fails on the case. cuteattn may fail only with
+    NotImplementedError (a missing kernel); any other exception of it propagates."""
+    try:
+        ms = median_ms(case, prepare, dtype, rep_ms)
+    except Exception as e:
+        if name == "cuteattn" and not isinstance(e, NotImplementedError):
+            raise
+        return {"error": one_line(e)}
+    return {"ms": ms, "tflops": case.flops() / (ms * 1e-3) / 1e12}
+
+
+def run_all(cases, names, loaded, unavailable, dtype, rep_ms) -> dict:
+    """{(case, name): cell} for every case and provider, printing one line per measurement and each
+    provider's distinct failure reasons once."""
+    cells, reported = {}, set()
+    for case in cases:
+        for name in names:
+            if name in loaded:
+                cell = measure_cell(name, case, loaded[name], dtype, rep_ms)
+            else:
+                cell = {"error": unavailable[name]}
+            cells[case, name] = cell
+            if "error" in cell:
+                if (name, cell["error"]) not in reported:
+                    reported.add((name, cell["error"]))
+                    print(f"  {name}: n/a ({cell['error']})")
+                print(f"{case.label()} | {name:<10} n/a")
+            else:
+                print(f"{case.label()} | {name:<10} {cell['ms']:9.3f} ms {cell['tflops']:7.1f} TFLOP/s")
+    return cells
+
+
+# ---------------------------------------------------------------------------------------- reporting
+
+def dist_version(dist):
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def module_version(module):
+    try:
+        return importlib.import_module(module).__version__
+    except Exception:
+        return None
+
+
+def git_revision():
+    """The checkout's commit, with '+dirty' for local changes; None outside a git checkout."""
+    def git(*cmd):
+        return subprocess.run(["git", "-C", str(REPO), *cmd], capture_output=True, text=True)
+    head = git("rev-parse", "--short", "HEAD")
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+dirty" if git("status", "--porcelain").stdout.strip() else "")
+
+
+def metadata(args) -> dict:
+    return {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "gpu": torch.cuda.get_device_name(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "triton": dist_version("triton"),
+        "cuteattn": module_version("cuteattn"),
+        "flash_attn_4": dist_version("flash-attn-4"),
+        "git": git_revision(),
+        "dtype": args.dtype,
+        "rep_ms": args.rep_ms,
+        "total_tokens": args.total_tokens,
+        "dim": args.dim,
+        "config": args.config,
+        "argv": sys.argv[1:],
+    }
+
+
+def gpu_slug(name: str) -> str:
+    """'NVIDIA H100 80GB HBM3' -> 'h100': the words of the name up to the first with a digit."""
+    words = [w for w in name.split() if w.lower() not in ("nvidia", "geforce")]
+    upto = next((i for i, w in enumerate(words) if any(ch.isdigit() for ch in w)), len(words) - 1)
+    return re.sub(r"[^a-z0-9]+", "-", "-".join(words[:upto + 1]).lower()).strip("-") or "gpu"
+
+
+def markdown_table(cases, names, cells) -> str:
+    header = ["direction", "hdim", "causal", "seqlen", "batch", "heads", *names]
+    rows = [header, ["---"] * len(header)]
+    for c in cases:
+        tflops = [f"{cells[c, n]['tflops']:.1f}" if "tflops" in cells[c, n] else "n/a" for n in names]
+        rows.append([c.direction, str(c.hdim), str(int(c.causal)), str(c.seqlen), str(c.batch), str(c.heads),
+                     *tflops])
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+
+
+def records(cases, names, cells) -> list[dict]:
+    return [{"provider": n, **asdict(c), "flop": c.flops(), **cells[c, n]} for c in cases for n in names]
+
+
+def seqlen_label(seqlen: int) -> str:
+    return f"{seqlen // 1024}k" if seqlen % 1024 == 0 else str(seqlen)
+
+
+def plot(path, cases, names, cells, title):
+    """TFLOP/s against seqlen: one subplot per (direction, hdim, causal), one line per provider."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = list(dict.fromkeys((c.direction, c.hdim, c.causal) for c in cases))
+    ncols = min(4, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False)
+    for ax, (direction, hdim, causal) in zip(axes.flat, panels):
+        panel = sorted((c for c in cases if (c.direction, c.hdim, c.causal) == (direction, hdim, causal)),
+                       key=lambda c: c.seqlen)
+        seqlens = [c.seqlen for c in panel]
+        for name in names:
+            ax.plot(seqlens, [cells[c, name].get("tflops", math.nan) for c in panel], marker="o", label=name)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(seqlens, [seqlen_label(s) for s in seqlens])
+        ax.minorticks_off()
+        ax.set_ylim(bottom=0)
+        ax.set_title(f"{direction} hdim {hdim} {'causal' if causal else 'non-causal'}")
+        ax.set_xlabel("seqlen")
+        ax.set_ylabel("TFLOP/s")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="lower center", ncol=len(names))
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_results(out_dir: Path, meta, cases, names, cells, table) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = out_dir / f"{meta['date'][:10]}-{gpu_slug(meta['gpu'])}-bench"
+    json_path, md_path, png_path = (stem.with_suffix(s) for s in (".json", ".md", ".png"))
+    json_path.write_text(json.dumps({"metadata": meta, "results": records(cases, names, cells)}, indent=1) + "\n")
+    md_path.write_text(f"# Attention TFLOP/s, {meta['gpu']}, {meta['date']}\n\n"
+                       f"torch {meta['torch']}, CUDA {meta['cuda']}, cuteattn {meta['cuteattn']} "
+                       f"(git {meta['git']}), flash-attn-4 {meta['flash_attn_4']}, {meta['dtype']}; "
+                       f"config {meta['config'] or '{}'}\n\n{table}\n")
+    try:
+        plot(png_path, cases, names, cells, f"{meta['gpu']}, {meta['dtype']}, {meta['date'][:10]}")
+    except ImportError as e:
+        print(f"no plot: {one_line(e)}")
+        return [json_path, md_path]
+    return [json_path, md_path, png_path]
+
+
+# ------------------------------------------------------------------------------------------------ cli
+
+def size(text: str) -> int:
+    """'4k' -> 4096, '4096' -> 4096."""
+    return int(text[:-1]) * 1024 if text.lower().endswith("k") else int(text)
+
+
+def sizes(text: str) -> list[int]:
+    return [size(s) for s in text.split(",")]
+
+
+def choices_list(allowed):
+    def parse(text: str) -> list[str]:
+        items = text.split(",")
+        bad = [x for x in items if x not in allowed]
+        if bad:
+            raise argparse.ArgumentTypeError(f"{','.join(bad)} not in {','.join(allowed)}")
+        return items
+    return parse
+
+
+def causal_list(text: str) -> list[bool]:
+    return [bool(int(x)) for x in choices_list(("0", "1"))(text)]
+
+
+def config_pair(text: str):
+    """'KEY=VALUE' -> (KEY, VALUE), VALUE read as a Python literal (128, True, 'x') or else kept as text."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--directions", type=choices_list(("fwd", "bwd")), default=["fwd", "bwd"], help="default fwd,bwd")
+    p.add_argument("--hdims", type=sizes, default=[64, 128], help="head dims (q, k and v); default 64,128")
+    p.add_argument("--causal", type=causal_list, default=[False, True], help="default 0,1")
+    p.add_argument("--seqlens", type=sizes, default=[1024, 4096, 16384], help="default 1k,4k,16k")
+    p.add_argument("--providers", type=choices_list(PROVIDERS), default=list(PROVIDERS),
+                   help=f"default {','.join(PROVIDERS)}")
+    p.add_argument("--total-tokens", type=size, default=16384, metavar="N",
+                   help="batch = N // seqlen; default 16k")
+    p.add_argument("--dim", type=int, default=2048, help="model dim: heads = dim // hdim; default 2048")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
+    p.add_argument("--rep-ms", type=int, default=100, help="do_bench's timing budget per measurement, ms")
+    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results", help="results directory")
+    p.add_argument("--config", type=config_pair, nargs="+", default=[], metavar="KEY=VALUE",
+                   help="passed to cuteattn's kernel config (see cuteattn_call)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list the cases and the importable providers; measure nothing")
+    args = p.parse_args(argv)
+    args.config = dict(args.config)
+    for hdim in args.hdims:
+        if args.dim % hdim:
+            p.error(f"--dim {args.dim} is not a multiple of hdim {hdim}")
+    for seqlen in args.seqlens:
+        if seqlen > args.total_tokens:
+            p.error(f"seqlen {seqlen} is more than --total-tokens {args.total_tokens}")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cases = make_cases(args)
+    names = args.providers
+    loaded, unavailable = load_providers(names, args.config)
+    for name in names:
+        print(f"provider {name:<10} {'available' if name in loaded else unavailable[name]}")
+    if args.config:
+        print(f"cuteattn config: {args.config}")
+    if args.dry_run:
+        print(f"cuda: {torch.cuda.get_device_name() if torch.cuda.is_available() else 'not available'}")
+        for case in cases:
+            print(f"case {case.label()} | {case.flops() / 1e9:.1f} GFLOP")
+        print(f"{len(cases)} cases x {len(names)} providers; dry run, nothing measured")
+        return
+    if not torch.cuda.is_available():
+        sys.exit("bench.py: no CUDA device (use --dry-run to list the cases)")
+    torch.manual_seed(0)
+    cells = run_all(cases, names, loaded, unavailable, DTYPES[args.dtype], args.rep_ms)
+    meta = metadata(args)
+    table = markdown_table(cases, names, cells)
+    for path in write_results(args.out, meta, cases, names, cells, table):
+        print(f"wrote {path}")
+    print(f"\nTFLOP/s ({meta['gpu']}, {args.dtype}, median of do_bench; causal counts half the pairs, "
+          f"bwd {BWD_FLOP_RATIO}x fwd)\n")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
