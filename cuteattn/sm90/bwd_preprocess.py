@@ -1,7 +1,7 @@
-"""Attention backward preprocess: dpsum = rowsum(dO * O) and lse in log2 units, for sm_90a.
+"""Attention backward preprocess for sm_90a: dpsum = rowsum(dO * O) and lse in log2 units.
 
-One CTA takes `tile_m` consecutive query rows of one (batch, head). A row of head_dim_v elements is
-read with 16-byte vector loads by `threads_per_row` neighbouring lanes, which then sum their fp32
+One CTA takes `tile_m` consecutive query rows of one (batch, head). Each row of head_dim_v elements
+is read with 16-byte vector loads by `threads_per_row` neighbouring lanes, which sum their fp32
 partial dot products with warp shuffles.
 """
 
@@ -17,14 +17,15 @@ import torch
 
 import cutlass
 import cutlass.cute as cute
-from cutlass import Float32, Int32, const_expr
+from cutlass import Float32
 from cutlass.cute.runtime import from_dlpack, make_fake_stream, make_fake_tensor
 
 from cuteattn.compile_cache import get_or_compile
 from cuteattn.registry import compile_target
 
 LOG2_E = math.log2(math.e)
-VECTOR_BYTES = 16
+VECTOR_BITS = 128
+MAX_GRID_Y = 65535
 
 TORCH_TO_CUTE = {torch.bfloat16: cutlass.BFloat16, torch.float16: cutlass.Float16}
 
@@ -36,18 +37,24 @@ class BwdPreprocess:
     tile_m: int = 64
     num_threads: int = 128
 
+    @classmethod
+    def for_head_dim(cls, dtype: Type[cutlass.Numeric], head_dim_v: int) -> BwdPreprocess:
+        """64 rows a CTA; 64 threads where a row has an odd number of vectors, so one thread each."""
+        vectors = head_dim_v // (VECTOR_BITS // dtype.width)
+        return cls(dtype, head_dim_v, num_threads=128 if vectors % 2 == 0 else 64)
+
     def __post_init__(self):
-        assert self.head_dim_v % self.vector_size == 0, "head_dim_v must be a multiple of 8"
-        assert self.num_threads % self.threads_per_row == 0
+        assert self.head_dim_v % self.vector_size == 0, f"head_dim_v must be a multiple of {self.vector_size}"
+        assert self.num_threads % cute.arch.WARP_SIZE == 0
         assert self.tile_m % self.rows_per_pass == 0 and self.tile_m <= self.num_threads
 
     @property
     def vector_size(self) -> int:
-        return VECTOR_BYTES * 8 // self.dtype.width
+        return VECTOR_BITS // self.dtype.width
 
     @property
     def threads_per_row(self) -> int:
-        """Largest power of two, at most a warp, that splits a row into whole vectors."""
+        """The largest power of two, at most a warp, that splits a row into whole vectors."""
         vectors = self.head_dim_v // self.vector_size
         return min(vectors & -vectors, cute.arch.WARP_SIZE)
 
@@ -58,14 +65,14 @@ class BwdPreprocess:
     @cute.jit
     def __call__(
         self,
-        mO: cute.Tensor,
-        mdO: cute.Tensor,
-        mLSE: cute.Tensor,
-        mdPsum: cute.Tensor,
-        mLSElog2: cute.Tensor,
+        mO: cute.Tensor,  # (batch, seqlen, heads, head_dim_v)
+        mdO: cute.Tensor,  # (batch, seqlen, heads, head_dim_v)
+        mLSE: cute.Tensor,  # (batch, heads, seqlen)
+        mdPsum: cute.Tensor,  # (batch, heads, seqlen)
+        mLSElog2: cute.Tensor,  # (batch, heads, seqlen)
         stream: cuda.CUstream,
     ):
-        # 16-byte loads need every row start 16-byte aligned: the host checks the strides.
+        # A 16-byte load needs a 16-byte aligned row start; the host checks the strides.
         mO, mdO = [
             cute.make_tensor(
                 t.iterator,
@@ -77,16 +84,14 @@ class BwdPreprocess:
             for t in (mO, mdO)
         ]
         batch, seqlen, heads, _ = mO.shape
-        copy_atom = cute.make_copy_atom(
-            cute.nvgpu.CopyUniversalOp(), self.dtype, num_bits_per_copy=VECTOR_BYTES * 8
-        )
         tiled_copy = cute.make_tiled_copy_tv(
-            copy_atom,
+            cute.make_copy_atom(cute.nvgpu.CopyUniversalOp(), self.dtype, num_bits_per_copy=VECTOR_BITS),
             cute.make_ordered_layout((self.rows_per_pass, self.threads_per_row), order=(1, 0)),
             cute.make_layout((1, self.vector_size)),
         )
+        # Heads vary fastest across the grid, so the CTAs in flight read neighbouring memory.
         self.kernel(mO, mdO, mLSE, mdPsum, mLSElog2, tiled_copy).launch(
-            grid=[cute.ceil_div(seqlen, self.tile_m), heads, batch],
+            grid=[heads, cute.ceil_div(seqlen, self.tile_m), batch],
             block=[self.num_threads, 1, 1],
             stream=stream,
         )
@@ -102,38 +107,112 @@ class BwdPreprocess:
         tiled_copy: cute.TiledCopy,
     ):
         tidx, _, _ = cute.arch.thread_idx()
-        m_block, head, batch = cute.arch.block_idx()
+        head, m_block, batch = cute.arch.block_idx()
         seqlen = mO.shape[1]
         tile = (self.tile_m, self.head_dim_v)
 
-        gO = cute.local_tile(mO[batch, None, head, None], tile, (m_block, 0))
-        gdO = cute.local_tile(mdO[batch, None, head, None], tile, (m_block, 0))
-        cO = cute.local_tile(cute.make_identity_tensor((seqlen, self.head_dim_v)), tile, (m_block, 0))
-
         thr_copy = tiled_copy.get_slice(tidx)
-        tOgO = thr_copy.partition_S(gO)
-        tOgdO = thr_copy.partition_S(gdO)
-        tOcO = thr_copy.partition_S(cO)
+        tOgO = thr_copy.partition_S(cute.local_tile(mO[batch, None, head, None], tile, (m_block, 0)))
+        tOgdO = thr_copy.partition_S(cute.local_tile(mdO[batch, None, head, None], tile, (m_block, 0)))
+        tOcO = thr_copy.partition_S(
+            cute.local_tile(cute.make_identity_tensor((seqlen, self.head_dim_v)), tile, (m_block, 0))
+        )
         tOrO = cute.make_fragment_like(tOgO)
         tOrdO = cute.make_fragment_like(tOgdO)
         tOrO.fill(0.0)
         tOrdO.fill(0.0)
-        for m in cutlass.range_constexpr(cute.size(tOgO, mode=[1])):
+        num_row_iters = cute.size(tOgO, mode=[1])
+        for m in cutlass.range_constexpr(num_row_iters):
             if tOcO[0, m, 0][0] < seqlen:
                 cute.copy(tiled_copy, tOgO[None, m, None], tOrO[None, m, None])
                 cute.copy(tiled_copy, tOgdO[None, m, None], tOrdO[None, m, None])
 
         prod = cute.make_fragment_like(tOrO, Float32)
         prod.store(tOrO.load().to(Float32) * tOrdO.load().to(Float32))
-        gdPsum = cute.local_tile(mdPsum[batch, head, None], (self.tile_m,), (m_block,))
-        for m in cutlass.range_constexpr(cute.size(prod, mode=[1])):
+        for m in cutlass.range_constexpr(num_row_iters):
             dot = prod[None, m, None].load().reduce(cute.ReductionOp.ADD, Float32(0.0), 0)
+            # Every lane joins the shuffles, also those whose row is past seqlen.
             dot = cute.arch.warp_reduction(dot, operator.add, threads_in_group=self.threads_per_row)
             row = tOcO[0, m, 0][0]
             if tidx % self.threads_per_row == 0 and row < seqlen:
-                gdPsum[row - m_block * self.tile_m] = dot
+                mdPsum[batch, head, row] = dot
 
         row = m_block * self.tile_m + tidx
         if tidx < self.tile_m and row < seqlen:
             lse = mLSE[batch, head, row]
             mLSElog2[batch, head, row] = Float32(0.0) if lse == -Float32.inf else lse * LOG2_E
+
+
+def _fake_tensor(dtype: Type[cutlass.Numeric], rank: int, align: int | None = None):
+    """A device tensor of dynamic shape and strides whose last stride is 1, as `_device_tensor` passes."""
+    shape = tuple(cute.sym_int() for _ in range(rank))
+    stride = (*(cute.sym_int64() for _ in range(rank - 1)), 1)
+    return make_fake_tensor(dtype, shape, stride=stride, assumed_align=align)
+
+
+def _compile(op: BwdPreprocess):
+    o, do = (_fake_tensor(op.dtype, 4, align=VECTOR_BITS // 8) for _ in range(2))
+    lse, dpsum, lse_log2 = (_fake_tensor(Float32, 3) for _ in range(3))
+    return cute.compile(op, o, do, lse, dpsum, lse_log2, make_fake_stream())
+
+
+def _device_tensor(t: torch.Tensor, align: int | None = None):
+    return from_dlpack(t, assumed_align=align).mark_layout_dynamic(leading_dim=t.dim() - 1)
+
+
+def _check_vector_aligned(t: torch.Tensor, vector_size: int) -> None:
+    assert t.stride(-1) == 1, "the head_dim_v stride must be 1"
+    assert t.data_ptr() % (VECTOR_BITS // 8) == 0, "the tensor must start 16-byte aligned"
+    assert all(s % vector_size == 0 for n, s in zip(t.shape[:-1], t.stride()[:-1]) if n > 1), (
+        f"strides must be multiples of {vector_size} elements"
+    )
+
+
+def bwd_preprocess(
+    out: torch.Tensor,
+    dout: torch.Tensor,
+    lse: torch.Tensor,
+    dpsum: torch.Tensor | None = None,
+    lse_log2: torch.Tensor | None = None,
+):
+    """`cuteattn.reference.bwd_preprocess` on the GPU: returns (dpsum, lse_log2), (batch, heads, seqlen) fp32.
+
+    `out` and `dout` are (batch, seqlen, heads, head_dim_v) bf16 or fp16; `dpsum` and `lse_log2` may be
+    given preallocated (fp32, unit stride along seqlen).
+    """
+    batch, seqlen, heads, head_dim_v = out.shape
+    assert out.is_cuda and dout.shape == out.shape and dout.dtype == out.dtype, "out and dout must match, on the GPU"
+    assert lse.shape == (batch, heads, seqlen) and lse.dtype == torch.float32, "lse must be (batch, heads, seqlen) fp32"
+    op = BwdPreprocess.for_head_dim(TORCH_TO_CUTE[out.dtype], head_dim_v)
+    assert (seqlen + op.tile_m - 1) // op.tile_m <= MAX_GRID_Y, f"seqlen must be at most {MAX_GRID_Y * op.tile_m}"
+    for t in (out, dout):
+        _check_vector_aligned(t, op.vector_size)
+    if lse.stride(-1) != 1:
+        lse = lse.contiguous()
+    if dpsum is None:
+        dpsum = torch.empty(batch, heads, seqlen, dtype=torch.float32, device=out.device)
+    if lse_log2 is None:
+        lse_log2 = torch.empty(batch, heads, seqlen, dtype=torch.float32, device=out.device)
+    for t in (dpsum, lse_log2):
+        assert t.shape == lse.shape and t.dtype == torch.float32 and t.stride(-1) == 1
+    if dpsum.numel() == 0:
+        return dpsum, lse_log2
+
+    compiled = get_or_compile(("sm90.bwd_preprocess", op), lambda: _compile(op))
+    align = VECTOR_BITS // 8
+    compiled(
+        _device_tensor(out, align),
+        _device_tensor(dout, align),
+        _device_tensor(lse),
+        _device_tensor(dpsum),
+        _device_tensor(lse_log2),
+        cuda.CUstream(torch.cuda.current_stream(out.device).cuda_stream),
+    )
+    return dpsum, lse_log2
+
+
+@compile_target("sm90.bwd_preprocess", "sm_90a")
+def build() -> None:
+    for dtype in (cutlass.BFloat16, cutlass.Float16):
+        for head_dim_v in (64, 128):
+            _compile(BwdPreprocess.for_head_dim(dtype, head_dim_v))
