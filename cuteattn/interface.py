@@ -44,6 +44,32 @@ def select_backend(fn: str, device: torch.device) -> str:
     return arch_for_capability(torch.cuda.get_device_capability(device))
 
 
+class _KernelAttention(torch.autograd.Function):
+    """The forward through an architecture's kernels; lse is returned but not differentiated."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, kernels, softmax_scale, causal):
+        ctx.arch = kernels.__name__.split(".")[1]
+        out, lse = kernels.forward(q, k, v, softmax_scale, causal)
+        ctx.mark_non_differentiable(lse)
+        return out, lse
+
+    @staticmethod
+    def backward(ctx, dout, dlse):
+        raise NotImplementedError(
+            f"cuteattn: the attention backward has no kernel yet for {ctx.arch}. Set {BACKEND_ENV}=reference to "
+            f"train through the PyTorch path (slow; for debugging).")
+
+
+def _kernel_module(arch: str):
+    """The host module of an architecture's forward kernel, or None where there is none yet."""
+    if arch == "sm90":
+        from cuteattn.sm90 import forward
+
+        return forward
+    return None
+
+
 def _no_kernel(fn: str, arch: str, feature: str, device: torch.device):
     name = torch.cuda.get_device_name(device)
     raise NotImplementedError(
@@ -150,10 +176,17 @@ def flash_attn_func(
     checks.check_block_mask(fn, block_mask, batch, heads_q, seqlen_q, k.shape[1])
     opts = _options(q.shape[-1], softmax_scale, causal, window_size, softcap, learnable_sink, score_mod,
                     mask_mod, block_mask)
-    if backend != "reference":
+    if backend == "reference":
+        out, lse = reference.attention(q, k, v, opts)
+        return _result(out, lse, q.dtype, return_lse)
+    kernels = _kernel_module(backend)
+    if kernels is None:
         _no_kernel(fn, backend, "the attention forward", q.device)
-    out, lse = reference.attention(q, k, v, opts)
-    return _result(out, lse, q.dtype, return_lse)
+    missing = kernels.unsupported(q.shape[-1], v.shape[-1], opts)
+    if missing is not None:
+        _no_kernel(fn, backend, missing, q.device)
+    out, lse = _KernelAttention.apply(q, k, v, kernels, opts.softmax_scale, causal)
+    return (out, lse) if return_lse else out
 
 
 def flash_attn_varlen_func(

@@ -18,16 +18,16 @@ import torch
 import cutlass
 import cutlass.cute as cute
 from cutlass import Float32
-from cutlass.cute.runtime import from_dlpack, make_fake_stream, make_fake_tensor
+from cutlass.cute.runtime import make_fake_stream
 
 from cuteattn.compile_cache import get_or_compile
+from cuteattn.kernel_args import TORCH_TO_CUTE, current_stream, device_tensor, fake_tensor
 from cuteattn.registry import compile_target
 
 LOG2_E = math.log2(math.e)
 VECTOR_BITS = 128
 MAX_GRID_Y = 65535
 
-TORCH_TO_CUTE = {torch.bfloat16: cutlass.BFloat16, torch.float16: cutlass.Float16}
 
 
 @dataclass(frozen=True)
@@ -143,21 +143,10 @@ class BwdPreprocess:
             mLSElog2[batch, head, row] = Float32(0.0) if lse == -Float32.inf else lse * LOG2_E
 
 
-def _fake_tensor(dtype: Type[cutlass.Numeric], rank: int, align: int | None = None):
-    """A device tensor of dynamic shape and strides whose last stride is 1, as `_device_tensor` passes."""
-    shape = tuple(cute.sym_int() for _ in range(rank))
-    stride = (*(cute.sym_int64() for _ in range(rank - 1)), 1)
-    return make_fake_tensor(dtype, shape, stride=stride, assumed_align=align)
-
-
 def _compile(op: BwdPreprocess):
-    o, do = (_fake_tensor(op.dtype, 4, align=VECTOR_BITS // 8) for _ in range(2))
-    lse, dpsum, lse_log2 = (_fake_tensor(Float32, 3) for _ in range(3))
+    o, do = (fake_tensor(op.dtype, 4) for _ in range(2))
+    lse, dpsum, lse_log2 = (fake_tensor(Float32, 3, aligned=False) for _ in range(3))
     return cute.compile(op, o, do, lse, dpsum, lse_log2, make_fake_stream())
-
-
-def _device_tensor(t: torch.Tensor, align: int | None = None):
-    return from_dlpack(t, assumed_align=align).mark_layout_dynamic(leading_dim=t.dim() - 1)
 
 
 def _check_vector_aligned(t: torch.Tensor, vector_size: int) -> None:
@@ -199,14 +188,13 @@ def bwd_preprocess(
         return dpsum, lse_log2
 
     compiled = get_or_compile(("sm90.bwd_preprocess", op), lambda: _compile(op))
-    align = VECTOR_BITS // 8
     compiled(
-        _device_tensor(out, align),
-        _device_tensor(dout, align),
-        _device_tensor(lse),
-        _device_tensor(dpsum),
-        _device_tensor(lse_log2),
-        cuda.CUstream(torch.cuda.current_stream(out.device).cuda_stream),
+        device_tensor(out),
+        device_tensor(dout),
+        device_tensor(lse, aligned=False),
+        device_tensor(dpsum, aligned=False),
+        device_tensor(lse_log2, aligned=False),
+        current_stream(out.device),
     )
     return dpsum, lse_log2
 

@@ -1,0 +1,317 @@
+"""Hopper (sm90) attention forward: TMA loads from a producer warp, consumer warpgroups on WGMMA.
+
+Warpgroup 0 produces: one warp loads Q once and K, V block by block into multi-stage mbarrier pipelines.
+Each consumer warpgroup owns 64 rows of the Q tile and, per K/V block, computes S = Q K^T from shared
+memory, the online softmax in registers, then O += P V with P read from registers. The epilogue
+normalizes O, writes the log-sum-exp and stores O through shared memory with TMA.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Type
+
+import cuda.bindings.driver as cuda
+
+import cutlass
+import cutlass.cute as cute
+import cutlass.pipeline as pipeline
+import cutlass.utils.hopper_helpers as sm90_utils
+from cutlass import Float32, Int32
+from cutlass.cute.nvgpu import cpasync, warpgroup
+from cutlass.cute.nvgpu.warpgroup import OperandMajorMode, OperandSource, SmemLayoutAtomKind
+
+from cuteattn.fragments import as_a_operand, rowcol
+from cuteattn.masking import mask_tile
+from cuteattn import softmax
+
+ROWS_PER_WARPGROUP = 64  # the M of one wgmma
+THREADS_PER_WARPGROUP = 128
+PRODUCER_REGISTERS = 24
+CONSUMER_REGISTERS = 240
+
+
+@dataclass(frozen=True)
+class FwdConfig:
+    """The kernel's tunable choices."""
+
+    tile_n: int = 128
+    num_stages: int = 2
+    num_consumers: int = 2  # consumer warpgroups; tile_m = 64 * num_consumers
+
+    @property
+    def tile_m(self) -> int:
+        return ROWS_PER_WARPGROUP * self.num_consumers
+
+
+def _smem_layout(dtype, rows: int, cols: int, stages: int, k_major: bool):
+    """A swizzled (rows, cols, stages) layout for wgmma operands: cols contiguous if k_major, else rows."""
+    contiguous_bits = (cols if k_major else rows) * dtype.width
+    swizzle = next(bits for bits in (1024, 512, 256, 128) if contiguous_bits % bits == 0)
+    kinds = {1024: "SW128", 512: "SW64", 256: "SW32", 128: "INTER"}
+    kind = getattr(SmemLayoutAtomKind, ("K_" if k_major else "MN_") + kinds[swizzle])
+    atom = warpgroup.make_smem_layout_atom(kind, dtype)
+    return cute.tile_to_shape(atom, (rows, cols, stages), order=(0, 1, 2) if k_major else (1, 0, 2))
+
+
+@dataclass(frozen=True)
+class FlashFwdSm90:
+    dtype: Type[cutlass.Numeric]
+    head_dim: int
+    head_dim_v: int
+    qhead_per_kvhead: int
+    causal: bool
+    config: FwdConfig = FwdConfig()
+
+    @property
+    def num_threads(self) -> int:
+        return THREADS_PER_WARPGROUP * (1 + self.config.num_consumers)
+
+    @cute.jit
+    def __call__(
+        self,
+        mQ: cute.Tensor,  # (batch, seqlen_q, heads, head_dim)
+        mK: cute.Tensor,  # (batch, seqlen_k, heads_kv, head_dim)
+        mV: cute.Tensor,  # (batch, seqlen_k, heads_kv, head_dim_v)
+        mO: cute.Tensor,  # (batch, seqlen_q, heads, head_dim_v)
+        mLSE: cute.Tensor,  # (batch, heads, seqlen_q) fp32
+        scale_log2: Float32,
+        stream: cuda.CUstream,
+    ):
+        cfg = self.config
+        # TMA tiles the two leading modes: (seqlen, head_dim, heads, batch); V as (head_dim_v, seqlen, ...).
+        mQ, mK, mO = [cute.make_tensor(t.iterator, cute.select(t.layout, mode=[1, 3, 2, 0])) for t in (mQ, mK, mO)]
+        mV = cute.make_tensor(mV.iterator, cute.select(mV.layout, mode=[3, 1, 2, 0]))
+        mLSE = cute.make_tensor(mLSE.iterator, cute.select(mLSE.layout, mode=[2, 1, 0]))
+
+        tiled_mma_qk = sm90_utils.make_trivial_tiled_mma(
+            self.dtype, self.dtype, OperandMajorMode.K, OperandMajorMode.K, Float32, (1, 1, 1),
+            tiler_mn=(ROWS_PER_WARPGROUP, cfg.tile_n))
+        tiled_mma_pv = sm90_utils.make_trivial_tiled_mma(
+            self.dtype, self.dtype, OperandMajorMode.K, OperandMajorMode.MN, Float32, (1, 1, 1),
+            tiler_mn=(ROWS_PER_WARPGROUP, self.head_dim_v), a_source=OperandSource.RMEM)
+
+        sQ_layout = _smem_layout(self.dtype, ROWS_PER_WARPGROUP, self.head_dim, cfg.num_consumers, True)
+        sK_layout = _smem_layout(self.dtype, cfg.tile_n, self.head_dim, cfg.num_stages, True)
+        sV_layout = _smem_layout(self.dtype, self.head_dim_v, cfg.tile_n, cfg.num_stages, False)
+        sO_layout = _smem_layout(self.dtype, ROWS_PER_WARPGROUP, self.head_dim_v, cfg.num_consumers, True)
+
+        def one_stage(layout):
+            return cute.slice_(layout, (None, None, 0))
+
+        load = cpasync.CopyBulkTensorTileG2SOp()
+        tma_q, mQ = cpasync.make_tiled_tma_atom(load, mQ, one_stage(sQ_layout), (ROWS_PER_WARPGROUP, self.head_dim))
+        tma_k, mK = cpasync.make_tiled_tma_atom(load, mK, one_stage(sK_layout), (cfg.tile_n, self.head_dim))
+        tma_v, mV = cpasync.make_tiled_tma_atom(load, mV, one_stage(sV_layout), (self.head_dim_v, cfg.tile_n))
+        tma_o, mO = cpasync.make_tiled_tma_atom(cpasync.CopyBulkTensorTileS2GOp(), mO, one_stage(sO_layout),
+                                                (ROWS_PER_WARPGROUP, self.head_dim_v))
+
+        @cute.struct
+        class SharedStorage:
+            q_barriers: cute.struct.MemRange[cutlass.Int64, 2]
+            k_barriers: cute.struct.MemRange[cutlass.Int64, 2 * cfg.num_stages]
+            v_barriers: cute.struct.MemRange[cutlass.Int64, 2 * cfg.num_stages]
+            sQ: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sQ_layout)], 1024]
+            sK: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sK_layout)], 1024]
+            sV: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sV_layout)], 1024]
+            sO: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sO_layout)], 1024]
+
+        seqlen_q, _, heads, batch = mQ.shape
+        self.kernel(
+            tma_q, mQ, tma_k, mK, tma_v, mV, tma_o, mO, mLSE, scale_log2, tiled_mma_qk, tiled_mma_pv,
+            sQ_layout, sK_layout, sV_layout, sO_layout, SharedStorage,
+        ).launch(
+            grid=[cute.ceil_div(seqlen_q, cfg.tile_m), heads, batch],
+            block=[self.num_threads, 1, 1],
+            smem=SharedStorage.size_in_bytes(),
+            stream=stream,
+        )
+
+    @cute.kernel
+    def kernel(
+        self,
+        tma_q: cute.CopyAtom,
+        mQ: cute.Tensor,
+        tma_k: cute.CopyAtom,
+        mK: cute.Tensor,
+        tma_v: cute.CopyAtom,
+        mV: cute.Tensor,
+        tma_o: cute.CopyAtom,
+        mO: cute.Tensor,
+        mLSE: cute.Tensor,
+        scale_log2: Float32,
+        tiled_mma_qk: cute.TiledMma,
+        tiled_mma_pv: cute.TiledMma,
+        sQ_layout: cute.ComposedLayout,
+        sK_layout: cute.ComposedLayout,
+        sV_layout: cute.ComposedLayout,
+        sO_layout: cute.ComposedLayout,
+        SharedStorage: cutlass.Constexpr,
+    ):
+        cfg = self.config
+        tidx, _, _ = cute.arch.thread_idx()
+        warp_idx = cute.arch.make_warp_uniform(cute.arch.warp_idx())
+        m_block, head, batch = cute.arch.block_idx()
+        seqlen_q, seqlen_k = mQ.shape[0], mK.shape[0]
+        if cutlass.const_expr(self.causal):  # the longest rows first
+            m_block = cute.ceil_div(seqlen_q, cfg.tile_m) - 1 - m_block
+        kv_head = head // self.qhead_per_kvhead
+
+        n_blocks = cute.ceil_div(seqlen_k, cfg.tile_n)
+        if cutlass.const_expr(self.causal):
+            last_key = (m_block + 1) * cfg.tile_m + seqlen_k - seqlen_q
+            n_blocks = cutlass.max(cutlass.min(n_blocks, cute.ceil_div(last_key, cfg.tile_n)), 0)
+
+        if warp_idx == 0:
+            for atom in (tma_q, tma_k, tma_v, tma_o):
+                cpasync.prefetch_descriptor(atom)
+
+        smem = cutlass.utils.SmemAllocator()
+        storage = smem.allocate(SharedStorage)
+        consumer_warps = cfg.num_consumers * THREADS_PER_WARPGROUP // cute.arch.WARP_SIZE
+
+        def make_pipeline(barriers, stages, layout, tiles):
+            return pipeline.PipelineTmaAsync.create(
+                barrier_storage=barriers.data_ptr(),
+                num_stages=stages,
+                producer_group=pipeline.CooperativeGroup(pipeline.Agent.Thread),
+                consumer_group=pipeline.CooperativeGroup(pipeline.Agent.Thread, consumer_warps),
+                tx_count=cute.size_in_bytes(self.dtype, cute.slice_(layout, (None, None, 0))) * tiles,
+                cta_layout_vmnk=cute.make_layout((1, 1, 1, 1)),
+                defer_sync=True,
+            )
+
+        pipeline_q = make_pipeline(storage.q_barriers, 1, sQ_layout, cfg.num_consumers)
+        pipeline_k = make_pipeline(storage.k_barriers, cfg.num_stages, sK_layout, 1)
+        pipeline_v = make_pipeline(storage.v_barriers, cfg.num_stages, sV_layout, 1)
+        pipeline.pipeline_init_arrive(cluster_shape_mn=(1, 1), is_relaxed=True)
+        pipeline.pipeline_init_wait(cluster_shape_mn=(1, 1))
+
+        sQ = storage.sQ.get_tensor(sQ_layout.outer, swizzle=sQ_layout.inner)  # (64, d, consumer)
+        sK = storage.sK.get_tensor(sK_layout.outer, swizzle=sK_layout.inner)  # (n, d, stage)
+        sV = storage.sV.get_tensor(sV_layout.outer, swizzle=sV_layout.inner)  # (dv, n, stage)
+        sO = storage.sO.get_tensor(sO_layout.outer, swizzle=sO_layout.inner)  # (64, dv, consumer)
+
+        if warp_idx < THREADS_PER_WARPGROUP // cute.arch.WARP_SIZE:
+            cute.arch.warpgroup_reg_dealloc(PRODUCER_REGISTERS)
+            if warp_idx == 0:
+                self.produce(tma_q, mQ, tma_k, mK, tma_v, mV, sQ, sK, sV, pipeline_q, pipeline_k, pipeline_v,
+                             m_block, head, kv_head, batch, n_blocks)
+        else:
+            cute.arch.warpgroup_reg_alloc(CONSUMER_REGISTERS)
+            self.consume(tma_o, mO, mLSE, scale_log2, tiled_mma_qk, tiled_mma_pv, sQ, sK, sV, sO,
+                         pipeline_q, pipeline_k, pipeline_v, m_block, head, batch, n_blocks, seqlen_q, seqlen_k)
+
+    @cute.jit
+    def produce(self, tma_q, mQ, tma_k, mK, tma_v, mV, sQ, sK, sV, pipeline_q, pipeline_k, pipeline_v,
+                m_block, head, kv_head, batch, n_blocks):
+        cfg = self.config
+
+        def partition(atom, smem, gmem):
+            return cpasync.tma_partition(atom, 0, cute.make_layout(1), cute.group_modes(smem, 0, 2),
+                                         cute.group_modes(gmem, 0, 2))
+
+        tQsQ, tQgQ = partition(tma_q, sQ, cute.local_tile(mQ[None, None, head, batch],
+                                                          (ROWS_PER_WARPGROUP, self.head_dim), (None, 0)))
+        tKsK, tKgK = partition(tma_k, sK, cute.local_tile(mK[None, None, kv_head, batch],
+                                                          (cfg.tile_n, self.head_dim), (None, 0)))
+        tVsV, tVgV = partition(tma_v, sV, cute.local_tile(mV[None, None, kv_head, batch],
+                                                          (self.head_dim_v, cfg.tile_n), (0, None)))
+
+        q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, 1)
+        pipeline_q.producer_acquire(q_state)
+        for wg in cutlass.range_constexpr(cfg.num_consumers):
+            cute.copy(tma_q, tQgQ[None, m_block * cfg.num_consumers + wg], tQsQ[None, wg],
+                      tma_bar_ptr=pipeline_q.producer_get_barrier(q_state))
+
+        k_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
+        v_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
+        for i in cutlass.range(n_blocks, unroll=1):
+            n_block = n_blocks - 1 - i
+            pipeline_k.producer_acquire(k_state)
+            cute.copy(tma_k, tKgK[None, n_block], tKsK[None, k_state.index],
+                      tma_bar_ptr=pipeline_k.producer_get_barrier(k_state))
+            k_state.advance()
+            pipeline_v.producer_acquire(v_state)
+            cute.copy(tma_v, tVgV[None, n_block], tVsV[None, v_state.index],
+                      tma_bar_ptr=pipeline_v.producer_get_barrier(v_state))
+            v_state.advance()
+
+    @cute.jit
+    def consume(self, tma_o, mO, mLSE, scale_log2, tiled_mma_qk, tiled_mma_pv, sQ, sK, sV, sO,
+                pipeline_q, pipeline_k, pipeline_v, m_block, head, batch, n_blocks, seqlen_q, seqlen_k):
+        cfg = self.config
+        tidx, _, _ = cute.arch.thread_idx()
+        wg = tidx // THREADS_PER_WARPGROUP - 1
+        wg_tidx = tidx % THREADS_PER_WARPGROUP
+        row0 = m_block * cfg.tile_m + wg * ROWS_PER_WARPGROUP
+
+        thr_qk = tiled_mma_qk.get_slice(wg_tidx)
+        thr_pv = tiled_mma_pv.get_slice(wg_tidx)
+        tSrQ = tiled_mma_qk.make_fragment_A(thr_qk.partition_A(sQ[None, None, wg]))
+        tSrK = tiled_mma_qk.make_fragment_B(thr_qk.partition_B(sK))
+        tOrV = tiled_mma_pv.make_fragment_B(thr_pv.partition_B(sV))
+        acc_s = cute.make_rmem_tensor(thr_qk.partition_shape_C((ROWS_PER_WARPGROUP, cfg.tile_n)), Float32)
+        acc_o = cute.make_rmem_tensor(thr_pv.partition_shape_C((ROWS_PER_WARPGROUP, self.head_dim_v)), Float32)
+        acc_o.fill(0.0)
+        tiled_mma_pv.set(warpgroup.Field.ACCUMULATE, True)
+        coords = rowcol(thr_qk.partition_C(cute.make_identity_tensor((ROWS_PER_WARPGROUP, cfg.tile_n))))
+        s, o = rowcol(acc_s), rowcol(acc_o)
+        row_max, row_sum = softmax.init_state(cute.size(s, mode=[0]))
+
+        pipeline_q.consumer_wait(pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, 1))
+        k_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, cfg.num_stages)
+        v_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, cfg.num_stages)
+        for i in cutlass.range(n_blocks, unroll=1):
+            n_block = n_blocks - 1 - i
+            pipeline_k.consumer_wait(k_state)
+            tiled_mma_qk.set(warpgroup.Field.ACCUMULATE, False)
+            warpgroup.fence()
+            for k in cutlass.range_constexpr(cute.size(tSrQ, mode=[2])):
+                cute.gemm(tiled_mma_qk, acc_s, tSrQ[None, None, k], tSrK[None, None, k, k_state.index], acc_s)
+                tiled_mma_qk.set(warpgroup.Field.ACCUMULATE, True)
+            warpgroup.commit_group()
+            warpgroup.wait_group(0)
+            pipeline_k.consumer_release(k_state)
+            k_state.advance()
+
+            col0 = n_block * cfg.tile_n
+            past_seqlen_k = col0 + cfg.tile_n > seqlen_k
+            past_diagonal = col0 + cfg.tile_n - 1 > row0 + seqlen_k - seqlen_q
+            if past_seqlen_k or (self.causal and past_diagonal):
+                mask_tile(s, coords, row0, col0, seqlen_q, seqlen_k, self.causal)
+            softmax.step(s, o, row_max, row_sum, scale_log2)
+
+            p = cute.make_rmem_tensor_like(acc_s, self.dtype)
+            p.store(acc_s.load().to(self.dtype))
+            tOrP = as_a_operand(p)
+            pipeline_v.consumer_wait(v_state)
+            warpgroup.fence()
+            for k in cutlass.range_constexpr(cute.size(tOrP, mode=[2])):
+                cute.gemm(tiled_mma_pv, acc_o, tOrP[None, None, k], tOrV[None, None, k, v_state.index], acc_o)
+            warpgroup.commit_group()
+            warpgroup.wait_group(0)
+            pipeline_v.consumer_release(v_state)
+            v_state.advance()
+
+        lse = cute.make_rmem_tensor_like(row_max)
+        softmax.finish(o, row_max, row_sum, scale_log2, lse)
+        if wg_tidx % 4 == 0:  # the first of the four lanes that share a row
+            for r in cutlass.range_constexpr(cute.size(lse)):
+                row = row0 + coords[r, 0][0]
+                if row < seqlen_q:
+                    mLSE[row, head, batch] = lse[r]
+
+        o_out = cute.make_rmem_tensor_like(acc_o, self.dtype)
+        o_out.store(acc_o.load().to(self.dtype))
+        cute.autovec_copy(o_out, thr_pv.partition_C(sO[None, None, wg]))
+        # The TMA engine reads sO through the async proxy: order the ordinary stores before it.
+        cute.arch.fence_proxy("async.shared", space="cta")
+        cute.arch.barrier(barrier_id=1 + wg, number_of_threads=THREADS_PER_WARPGROUP)
+        if wg_tidx < cute.arch.WARP_SIZE:
+            gO = cute.local_tile(mO[None, None, head, batch], (ROWS_PER_WARPGROUP, self.head_dim_v), (None, 0))
+            tOsO, tOgO = cpasync.tma_partition(tma_o, 0, cute.make_layout(1), cute.group_modes(sO, 0, 2),
+                                               cute.group_modes(gO, 0, 2))
+            cute.copy(tma_o, tOsO[None, wg], tOgO[None, m_block * cfg.num_consumers + wg])
+            cute.arch.cp_async_bulk_commit_group()
+            cute.arch.cp_async_bulk_wait_group(0, read=True)

@@ -1,0 +1,59 @@
+"""Online softmax over the rows a thread owns in a wgmma accumulator (four lanes share a row).
+
+The state is two register vectors, `row_max` (raw score units) and `row_sum`; exp2 folds the softmax
+scale in through `scale_log2 = softmax_scale * log2(e)`.
+"""
+
+import math
+import operator
+
+import cutlass
+import cutlass.cute as cute
+from cutlass import Float32
+
+LN_2 = math.log(2.0)
+LANES_PER_ROW = 4
+
+
+def _quad_max(x):
+    return cute.arch.warp_reduction(x, cute.arch.fmax, threads_in_group=LANES_PER_ROW)
+
+
+def _quad_sum(x):
+    return cute.arch.warp_reduction(x, operator.add, threads_in_group=LANES_PER_ROW)
+
+
+def init_state(num_rows: int):
+    """(row_max, row_sum) for `num_rows` rows: -inf and 0."""
+    row_max = cute.make_rmem_tensor((num_rows,), Float32)
+    row_sum = cute.make_rmem_tensor((num_rows,), Float32)
+    row_max.fill(-Float32.inf)
+    row_sum.fill(0.0)
+    return row_max, row_sum
+
+
+@cute.jit
+def step(s: cute.Tensor, acc_o: cute.Tensor, row_max: cute.Tensor, row_sum: cute.Tensor, scale_log2: Float32):
+    """Turn scores `s` (rows, cols) into probabilities in place and rescale the output rows `acc_o`."""
+    for r in cutlass.range_constexpr(cute.size(row_max)):
+        tile_max = _quad_max(s[r, None].load().reduce(cute.ReductionOp.MAX, -Float32.inf, 0))
+        new_max = cute.arch.fmax(row_max[r], tile_max)
+        # A row with nothing visible yet keeps max -inf; shift it by 0 so exp2 gives 0, not NaN.
+        shift = new_max * scale_log2 if new_max != -Float32.inf else Float32(0.0)
+        rescale = cute.math.exp2(row_max[r] * scale_log2 - shift, fastmath=True)
+        p = cute.math.exp2(s[r, None].load() * scale_log2 - shift, fastmath=True)
+        s[r, None].store(p)
+        row_max[r] = new_max
+        row_sum[r] = row_sum[r] * rescale + p.reduce(cute.ReductionOp.ADD, Float32(0.0), 0)
+        acc_o[r, None].store(acc_o[r, None].load() * rescale)
+
+
+@cute.jit
+def finish(acc_o: cute.Tensor, row_max: cute.Tensor, row_sum: cute.Tensor, scale_log2: Float32, lse: cute.Tensor):
+    """Normalize the output rows; write each row's log-sum-exp (natural log, -inf if empty) to `lse`."""
+    for r in cutlass.range_constexpr(cute.size(row_max)):
+        total = _quad_sum(row_sum[r])
+        empty = total == Float32(0.0)
+        inv_sum = Float32(0.0) if empty else cute.arch.rcp_approx(total)
+        acc_o[r, None].store(acc_o[r, None].load() * inv_sum)
+        lse[r] = -Float32.inf if empty else (row_max[r] * scale_log2 + cute.math.log2(total, fastmath=True)) * LN_2
