@@ -84,10 +84,14 @@ def make_cases(args) -> list[Case]:
 # attention output (batch, seqlen, heads, hdim); whatever prepare does is outside the timed region.
 
 def cuteattn_call(cuteattn, q, k, v, causal, config):
-    """The one call into cuteattn. `config` holds the --config KEY=VALUE pairs for the kernel config;
-    it is passed (as the keyword `config`) only when given, so by default the plain public API runs."""
-    extra = {"config": config} if config else {}
-    return cuteattn.flash_attn_func(q, k, v, causal=causal, **extra)
+    """The one call into cuteattn: the public API, or, with --config KEY=VALUE pairs, the sm90 forward
+    kernel under that FwdConfig (forward only)."""
+    if not config:
+        return cuteattn.flash_attn_func(q, k, v, causal=causal)
+    from cuteattn.sm90.forward import forward
+    from cuteattn.sm90.fwd_kernel import FwdConfig
+
+    return forward(q, k, v, q.shape[-1] ** -0.5, causal, config=FwdConfig(**config))[0]
 
 
 def load_cuteattn(config):

@@ -30,7 +30,7 @@ def device_tensor(t: torch.Tensor, aligned: bool = True):
         elems = ALIGN_BYTES // t.element_size()
         t = t.as_strided(t.shape, [elems if n == 1 and i < t.dim() - 1 else s
                                    for i, (n, s) in enumerate(zip(t.shape, t.stride()))])
-    arg = from_dlpack(t, assumed_align=ALIGN_BYTES if aligned else None)
+    arg = from_dlpack(t.detach(), assumed_align=ALIGN_BYTES if aligned else None)
     return arg.mark_layout_dynamic(leading_dim=t.dim() - 1)
 
 

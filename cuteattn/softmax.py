@@ -33,19 +33,25 @@ def init_state(num_rows: int):
 
 
 @cute.jit
-def step(s: cute.Tensor, acc_o: cute.Tensor, row_max: cute.Tensor, row_sum: cute.Tensor, scale_log2: Float32):
-    """Turn scores `s` (rows, cols) into probabilities in place and rescale the output rows `acc_o`."""
+def step(s: cute.Tensor, row_max: cute.Tensor, row_sum: cute.Tensor, scale_log2: Float32, rescale: cute.Tensor):
+    """Turn scores `s` (rows, cols) into probabilities in place; `rescale` receives, per row, the factor
+    that brings what was accumulated under the old row max to the new one."""
     for r in cutlass.range_constexpr(cute.size(row_max)):
         tile_max = _quad_max(s[r, None].load().reduce(cute.ReductionOp.MAX, -Float32.inf, 0))
         new_max = cute.arch.fmax(row_max[r], tile_max)
         # A row with nothing visible yet keeps max -inf; shift it by 0 so exp2 gives 0, not NaN.
         shift = new_max * scale_log2 if new_max != -Float32.inf else Float32(0.0)
-        rescale = cute.math.exp2(row_max[r] * scale_log2 - shift, fastmath=True)
+        rescale[r] = cute.math.exp2(row_max[r] * scale_log2 - shift, fastmath=True)
         p = cute.math.exp2(s[r, None].load() * scale_log2 - shift, fastmath=True)
         s[r, None].store(p)
         row_max[r] = new_max
-        row_sum[r] = row_sum[r] * rescale + p.reduce(cute.ReductionOp.ADD, Float32(0.0), 0)
-        acc_o[r, None].store(acc_o[r, None].load() * rescale)
+        row_sum[r] = row_sum[r] * rescale[r] + p.reduce(cute.ReductionOp.ADD, Float32(0.0), 0)
+
+
+@cute.jit
+def rescale_rows(acc_o: cute.Tensor, rescale: cute.Tensor):
+    for r in cutlass.range_constexpr(cute.size(rescale)):
+        acc_o[r, None].store(acc_o[r, None].load() * rescale[r])
 
 
 @cute.jit

@@ -18,8 +18,8 @@ import cutlass.cute as cute
 import cutlass.pipeline as pipeline
 import cutlass.utils.hopper_helpers as sm90_utils
 from cutlass import Float32, Int32
-from cutlass.cute.nvgpu import cpasync, warpgroup
-from cutlass.cute.nvgpu.warpgroup import OperandMajorMode, OperandSource, SmemLayoutAtomKind
+from cutlass.cute.nvgpu import OperandMajorMode, cpasync, warpgroup
+from cutlass.cute.nvgpu.warpgroup import OperandSource, SmemLayoutAtomKind
 
 from cuteattn.fragments import as_a_operand, rowcol
 from cuteattn.masking import mask_tile
@@ -27,8 +27,11 @@ from cuteattn import softmax
 
 ROWS_PER_WARPGROUP = 64  # the M of one wgmma
 THREADS_PER_WARPGROUP = 128
+REGISTERS_PER_SM = 65536
 PRODUCER_REGISTERS = 24
-CONSUMER_REGISTERS = 240
+MAX_REGISTERS = 240
+EPILOGUE_BARRIER = 1  # named barriers: + consumer index; 0 is __syncthreads
+SCHEDULER_BARRIER = 3
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class FwdConfig:
     tile_n: int = 128
     num_stages: int = 2
     num_consumers: int = 2  # consumer warpgroups; tile_m = 64 * num_consumers
+    pingpong: bool = True  # two consumers take turns on the tensor cores, one's softmax under the other's GEMMs
 
     @property
     def tile_m(self) -> int:
@@ -54,6 +58,26 @@ def _smem_layout(dtype, rows: int, cols: int, stages: int, k_major: bool):
     return cute.tile_to_shape(atom, (rows, cols, stages), order=(0, 1, 2) if k_major else (1, 0, 2))
 
 
+@cute.jit
+def gemm_qk(tiled_mma, acc_s, tSrQ, tSrK, stage):
+    """Issue S = Q K^T for the K tile in `stage` (asynchronous: one wgmma commit group)."""
+    tiled_mma.set(warpgroup.Field.ACCUMULATE, False)
+    warpgroup.fence()
+    for k in cutlass.range_constexpr(cute.size(tSrQ, mode=[2])):
+        cute.gemm(tiled_mma, acc_s, tSrQ[None, None, k], tSrK[None, None, k, stage], acc_s)
+        tiled_mma.set(warpgroup.Field.ACCUMULATE, True)
+    warpgroup.commit_group()
+
+
+@cute.jit
+def gemm_pv(tiled_mma, acc_o, tOrP, tOrV, stage):
+    """Issue O += P V for the V tile in `stage`, P from registers (one wgmma commit group)."""
+    warpgroup.fence()
+    for k in cutlass.range_constexpr(cute.size(tOrP, mode=[2])):
+        cute.gemm(tiled_mma, acc_o, tOrP[None, None, k], tOrV[None, None, k, stage], acc_o)
+    warpgroup.commit_group()
+
+
 @dataclass(frozen=True)
 class FlashFwdSm90:
     dtype: Type[cutlass.Numeric]
@@ -63,9 +87,19 @@ class FlashFwdSm90:
     causal: bool
     config: FwdConfig = FwdConfig()
 
+    def __post_init__(self):
+        assert self.head_dim_v == self.head_dim, "O is staged in Q's shared memory"
+
     @property
     def num_threads(self) -> int:
         return THREADS_PER_WARPGROUP * (1 + self.config.num_consumers)
+
+    @property
+    def consumer_registers(self) -> int:
+        """What the producer gives up, shared by the consumers (setmaxnreg takes multiples of 8)."""
+        per_thread = (REGISTERS_PER_SM - PRODUCER_REGISTERS * THREADS_PER_WARPGROUP) // (
+            THREADS_PER_WARPGROUP * self.config.num_consumers)
+        return min(MAX_REGISTERS, per_thread // 8 * 8)
 
     @cute.jit
     def __call__(
@@ -114,7 +148,6 @@ class FlashFwdSm90:
             sQ: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sQ_layout)], 1024]
             sK: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sK_layout)], 1024]
             sV: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sV_layout)], 1024]
-            sO: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sO_layout)], 1024]
 
         seqlen_q, _, heads, batch = mQ.shape
         self.kernel(
@@ -166,7 +199,7 @@ class FlashFwdSm90:
             for atom in (tma_q, tma_k, tma_v, tma_o):
                 cpasync.prefetch_descriptor(atom)
 
-        smem = cutlass.utils.SmemAllocator()
+        smem = cutlass.memory.SmemAllocator()
         storage = smem.allocate(SharedStorage)
         consumer_warps = cfg.num_consumers * THREADS_PER_WARPGROUP // cute.arch.WARP_SIZE
 
@@ -190,15 +223,16 @@ class FlashFwdSm90:
         sQ = storage.sQ.get_tensor(sQ_layout.outer, swizzle=sQ_layout.inner)  # (64, d, consumer)
         sK = storage.sK.get_tensor(sK_layout.outer, swizzle=sK_layout.inner)  # (n, d, stage)
         sV = storage.sV.get_tensor(sV_layout.outer, swizzle=sV_layout.inner)  # (dv, n, stage)
-        sO = storage.sO.get_tensor(sO_layout.outer, swizzle=sO_layout.inner)  # (64, dv, consumer)
+        # Each consumer writes its O tile over its own Q tile, which its last GEMM has finished reading.
+        sO = storage.sQ.get_tensor(sO_layout.outer, swizzle=sO_layout.inner)  # (64, dv, consumer)
 
         if warp_idx < THREADS_PER_WARPGROUP // cute.arch.WARP_SIZE:
-            cute.arch.warpgroup_reg_dealloc(PRODUCER_REGISTERS)
+            cute.arch.setmaxregister_decrease(PRODUCER_REGISTERS)
             if warp_idx == 0:
                 self.produce(tma_q, mQ, tma_k, mK, tma_v, mV, sQ, sK, sV, pipeline_q, pipeline_k, pipeline_v,
                              m_block, head, kv_head, batch, n_blocks)
         else:
-            cute.arch.warpgroup_reg_alloc(CONSUMER_REGISTERS)
+            cute.arch.setmaxregister_increase(self.consumer_registers)
             self.consume(tma_o, mO, mLSE, scale_log2, tiled_mma_qk, tiled_mma_pv, sQ, sK, sV, sO,
                          pipeline_q, pipeline_k, pipeline_v, m_block, head, batch, n_blocks, seqlen_q, seqlen_k)
 
@@ -238,6 +272,28 @@ class FlashFwdSm90:
             v_state.advance()
 
     @cute.jit
+    def wait_turn(self, wg):
+        """Ping-pong: wait until the other consumer has issued its GEMMs."""
+        if cutlass.const_expr(self.config.pingpong and self.config.num_consumers == 2):
+            cute.arch.barrier(barrier_id=SCHEDULER_BARRIER + wg, number_of_threads=2 * THREADS_PER_WARPGROUP)
+
+    @cute.jit
+    def pass_turn(self, wg):
+        if cutlass.const_expr(self.config.pingpong and self.config.num_consumers == 2):
+            cute.arch.barrier_arrive(barrier_id=SCHEDULER_BARRIER + 1 - wg,
+                                     number_of_threads=2 * THREADS_PER_WARPGROUP)
+
+    @cute.jit
+    def softmax_block(self, s, coords, row_max, row_sum, rescale, scale_log2, n_block, row0, seqlen_q, seqlen_k):
+        """Mask the score tile where it needs it (the seqlen_k tail, across the diagonal), then softmax."""
+        col0 = n_block * self.config.tile_n
+        past_seqlen_k = col0 + self.config.tile_n > seqlen_k
+        past_diagonal = col0 + self.config.tile_n - 1 > row0 + seqlen_k - seqlen_q
+        if past_seqlen_k or (self.causal and past_diagonal):
+            mask_tile(s, coords, row0, col0, seqlen_q, seqlen_k, self.causal)
+        softmax.step(s, row_max, row_sum, scale_log2, rescale)
+
+    @cute.jit
     def consume(self, tma_o, mO, mLSE, scale_log2, tiled_mma_qk, tiled_mma_pv, sQ, sK, sV, sO,
                 pipeline_q, pipeline_k, pipeline_v, m_block, head, batch, n_blocks, seqlen_q, seqlen_k):
         cfg = self.config
@@ -259,40 +315,52 @@ class FlashFwdSm90:
         s, o = rowcol(acc_s), rowcol(acc_o)
         row_max, row_sum = softmax.init_state(cute.size(s, mode=[0]))
 
+        rescale = cute.make_rmem_tensor_like(row_max)
+        p = cute.make_rmem_tensor_like(acc_s, self.dtype)
+        tOrP = as_a_operand(p)
+
         pipeline_q.consumer_wait(pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, 1))
         k_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, cfg.num_stages)
         v_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, cfg.num_stages)
-        for i in cutlass.range(n_blocks, unroll=1):
-            n_block = n_blocks - 1 - i
+        if n_blocks > 0:
+            if wg == 1:  # consumer 0 issues first
+                self.pass_turn(wg)
             pipeline_k.consumer_wait(k_state)
-            tiled_mma_qk.set(warpgroup.Field.ACCUMULATE, False)
-            warpgroup.fence()
-            for k in cutlass.range_constexpr(cute.size(tSrQ, mode=[2])):
-                cute.gemm(tiled_mma_qk, acc_s, tSrQ[None, None, k], tSrK[None, None, k, k_state.index], acc_s)
-                tiled_mma_qk.set(warpgroup.Field.ACCUMULATE, True)
-            warpgroup.commit_group()
+            self.wait_turn(wg)
+            gemm_qk(tiled_mma_qk, acc_s, tSrQ, tSrK, k_state.index)
+            self.pass_turn(wg)
             warpgroup.wait_group(0)
             pipeline_k.consumer_release(k_state)
             k_state.advance()
-
-            col0 = n_block * cfg.tile_n
-            past_seqlen_k = col0 + cfg.tile_n > seqlen_k
-            past_diagonal = col0 + cfg.tile_n - 1 > row0 + seqlen_k - seqlen_q
-            if past_seqlen_k or (self.causal and past_diagonal):
-                mask_tile(s, coords, row0, col0, seqlen_q, seqlen_k, self.causal)
-            softmax.step(s, o, row_max, row_sum, scale_log2)
-
-            p = cute.make_rmem_tensor_like(acc_s, self.dtype)
+            self.softmax_block(s, coords, row_max, row_sum, rescale, scale_log2, n_blocks - 1, row0,
+                               seqlen_q, seqlen_k)
             p.store(acc_s.load().to(self.dtype))
-            tOrP = as_a_operand(p)
+            # Within the warpgroup, the softmax of block j runs while the tensor cores do O += P V of
+            # block j + 1 (blocks go from the last one down).
+            for i in cutlass.range(1, n_blocks, unroll=1):
+                pipeline_k.consumer_wait(k_state)
+                pipeline_v.consumer_wait(v_state)
+                self.wait_turn(wg)
+                gemm_qk(tiled_mma_qk, acc_s, tSrQ, tSrK, k_state.index)
+                gemm_pv(tiled_mma_pv, acc_o, tOrP, tOrV, v_state.index)
+                self.pass_turn(wg)
+                warpgroup.wait_group(1)
+                pipeline_k.consumer_release(k_state)
+                k_state.advance()
+                self.softmax_block(s, coords, row_max, row_sum, rescale, scale_log2, n_blocks - 1 - i, row0,
+                                   seqlen_q, seqlen_k)
+                warpgroup.wait_group(0)
+                pipeline_v.consumer_release(v_state)
+                v_state.advance()
+                softmax.rescale_rows(o, rescale)
+                p.store(acc_s.load().to(self.dtype))
             pipeline_v.consumer_wait(v_state)
-            warpgroup.fence()
-            for k in cutlass.range_constexpr(cute.size(tOrP, mode=[2])):
-                cute.gemm(tiled_mma_pv, acc_o, tOrP[None, None, k], tOrV[None, None, k, v_state.index], acc_o)
-            warpgroup.commit_group()
+            self.wait_turn(wg)
+            gemm_pv(tiled_mma_pv, acc_o, tOrP, tOrV, v_state.index)
+            if wg == 0:  # the turns balance: consumer 1 took the first, consumer 0 takes the last
+                self.pass_turn(wg)
             warpgroup.wait_group(0)
             pipeline_v.consumer_release(v_state)
-            v_state.advance()
 
         lse = cute.make_rmem_tensor_like(row_max)
         softmax.finish(o, row_max, row_sum, scale_log2, lse)
@@ -307,7 +375,7 @@ class FlashFwdSm90:
         cute.autovec_copy(o_out, thr_pv.partition_C(sO[None, None, wg]))
         # The TMA engine reads sO through the async proxy: order the ordinary stores before it.
         cute.arch.fence_proxy("async.shared", space="cta")
-        cute.arch.barrier(barrier_id=1 + wg, number_of_threads=THREADS_PER_WARPGROUP)
+        cute.arch.barrier(barrier_id=EPILOGUE_BARRIER + wg, number_of_threads=THREADS_PER_WARPGROUP)
         if wg_tidx < cute.arch.WARP_SIZE:
             gO = cute.local_tile(mO[None, None, head, batch], (ROWS_PER_WARPGROUP, self.head_dim_v), (None, 0))
             tOsO, tOgO = cpasync.tma_partition(tma_o, 0, cute.make_layout(1), cute.group_modes(sO, 0, 2),

@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Variants of the sm90 forward kernel's config, timed against FA4 in one run (forward, bf16).
+
+    python benchmarks/sweep_sm90.py [--hdims 64,128] [--seqlens 1k,16k] [--variants NAME=KEY:VALUE,...]
+
+Each variant is a FwdConfig override, e.g. `n176=tile_n:176` or `flat=pingpong:False`.
+"""
+
+import argparse
+import ast
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench  # noqa: E402
+
+DEFAULT_VARIANTS = ["default=", "no-pingpong=pingpong:False", "n176=tile_n:176", "n192=tile_n:192",
+                    "3wg=num_consumers:3", "stages3=num_stages:3"]
+
+
+def parse_variant(text):
+    name, _, body = text.partition("=")
+    config = {}
+    for item in filter(None, body.split(",")):
+        key, _, value = item.partition(":")
+        config[key] = ast.literal_eval(value)
+    return name, config
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--hdims", default="64,128")
+    p.add_argument("--seqlens", default="1k,16k")
+    p.add_argument("--causal", default="0,1")
+    p.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS)
+    p.add_argument("--rep-ms", type=int, default=100)
+    args = p.parse_args()
+    import cuteattn
+    import torch
+
+    variants = dict(parse_variant(v) for v in args.variants)
+    fa4 = bench.load_fa4()
+    rows = []
+    for hdim in map(int, args.hdims.split(",")):
+        for causal in map(int, args.causal.split(",")):
+            for seqlen in bench.sizes(args.seqlens):
+                case = bench.Case("fwd", hdim, bool(causal), seqlen, 16384 // seqlen, 2048 // hdim)
+                row = {"case": case.label(), "fa4": bench.measure_cell("fa4", case, fa4, torch.bfloat16, args.rep_ms)}
+                for name, config in variants.items():
+                    prepare = lambda q, k, v, c, config=config: lambda: bench.cuteattn_call(cuteattn, q, k, v, c, config)  # noqa: E731
+                    try:
+                        row[name] = bench.measure_cell("variant", case, prepare, torch.bfloat16, args.rep_ms)
+                    except Exception as e:  # a variant that does not compile or launch is reported, not fatal
+                        row[name] = {"error": bench.one_line(e)}
+                rows.append(row)
+                print(row["case"], {n: round(c.get("tflops", 0), 1) for n, c in row.items() if n != "case"},
+                      flush=True)
+    names = ["fa4", *variants]
+    print("\n| case | " + " | ".join(names) + " |\n| --- |" + " --- |" * len(names))
+    for row in rows:
+        cells = [f"{row[n]['tflops']:.1f}" if "tflops" in row[n] else "err" for n in names]
+        print(f"| {row['case']} | " + " | ".join(cells) + " |")
+    for row in rows:
+        for n in names:
+            if "error" in row[n]:
+                print(f"{row['case']} {n}: {row[n]['error']}")
+
+
+if __name__ == "__main__":
+    main()
