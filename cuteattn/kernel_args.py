@@ -1,15 +1,18 @@
-"""Turning torch tensors into CuTe DSL kernel arguments, and their compile-time stand-ins."""
+"""Compiling CuTe DSL kernels to take torch tensors directly, and their compile-time stand-ins.
+
+Kernels compile with TVM-FFI: the compiled function takes torch tensors and Python scalars as they are and
+launches on torch's current stream, so a call costs little host time beyond the launch itself.
+"""
 
 from __future__ import annotations
 
 from typing import Type
 
-import cuda.bindings.driver as cuda
 import torch
 
 import cutlass
 import cutlass.cute as cute
-from cutlass.cute.runtime import from_dlpack, make_fake_tensor
+from cutlass.cute.runtime import make_fake_stream, make_fake_tensor
 
 TORCH_TO_CUTE = {torch.bfloat16: cutlass.BFloat16, torch.float16: cutlass.Float16, torch.float32: cutlass.Float32}
 ALIGN_BYTES = 16  # TMA and 16-byte vector loads
@@ -23,16 +26,16 @@ def fake_tensor(dtype: Type[cutlass.Numeric], rank: int, aligned: bool = True):
     return make_fake_tensor(dtype, shape, stride=stride, assumed_align=ALIGN_BYTES if aligned else None)
 
 
-def device_tensor(t: torch.Tensor, aligned: bool = True):
-    """`t` as a kernel argument matching `fake_tensor(..., aligned)`: dynamic layout, last dim contiguous."""
-    if aligned and 1 in t.shape[:-1]:
-        # A size-1 dim may carry any stride; give it an aligned one, as the compiled kernel assumes.
-        elems = ALIGN_BYTES // t.element_size()
-        t = t.as_strided(t.shape, [elems if n == 1 and i < t.dim() - 1 else s
-                                   for i, (n, s) in enumerate(zip(t.shape, t.stride()))])
-    arg = from_dlpack(t.detach(), assumed_align=ALIGN_BYTES if aligned else None)
-    return arg.mark_layout_dynamic(leading_dim=t.dim() - 1)
+def compile_kernel(kernel, *args):
+    """`kernel` compiled for fake `args`, then a stream argument that the call takes from torch."""
+    return cute.compile(kernel, *args, make_fake_stream(use_tvm_ffi_env_stream=True), options="--enable-tvm-ffi")
 
 
-def current_stream(device: torch.device) -> cuda.CUstream:
-    return cuda.CUstream(torch.cuda.current_stream(device).cuda_stream)
+def aligned_view(t: torch.Tensor) -> torch.Tensor:
+    """`t` detached, with any size-1 dim given an aligned stride (it may carry any), as `fake_tensor` promises."""
+    t = t.detach()
+    if 1 not in t.shape[:-1]:
+        return t
+    elems = ALIGN_BYTES // t.element_size()
+    return t.as_strided(t.shape, [elems if n == 1 and i < t.dim() - 1 else s
+                                  for i, (n, s) in enumerate(zip(t.shape, t.stride()))])

@@ -18,10 +18,9 @@ import torch
 import cutlass
 import cutlass.cute as cute
 from cutlass import Float32
-from cutlass.cute.runtime import make_fake_stream
 
 from cuteattn.compile_cache import get_or_compile
-from cuteattn.kernel_args import TORCH_TO_CUTE, current_stream, device_tensor, fake_tensor
+from cuteattn.kernel_args import TORCH_TO_CUTE, aligned_view, compile_kernel, fake_tensor
 from cuteattn.registry import compile_target
 
 LOG2_E = math.log2(math.e)
@@ -146,7 +145,7 @@ class BwdPreprocess:
 def _compile(op: BwdPreprocess):
     o, do = (fake_tensor(op.dtype, 4) for _ in range(2))
     lse, dpsum, lse_log2 = (fake_tensor(Float32, 3, aligned=False) for _ in range(3))
-    return cute.compile(op, o, do, lse, dpsum, lse_log2, make_fake_stream())
+    return compile_kernel(op, o, do, lse, dpsum, lse_log2)
 
 
 def _check_vector_aligned(t: torch.Tensor, vector_size: int) -> None:
@@ -188,14 +187,7 @@ def bwd_preprocess(
         return dpsum, lse_log2
 
     compiled = get_or_compile(("sm90.bwd_preprocess", op), lambda: _compile(op))
-    compiled(
-        device_tensor(out),
-        device_tensor(dout),
-        device_tensor(lse, aligned=False),
-        device_tensor(dpsum, aligned=False),
-        device_tensor(lse_log2, aligned=False),
-        current_stream(out.device),
-    )
+    compiled(aligned_view(out), aligned_view(dout), lse, dpsum, lse_log2)
     return dpsum, lse_log2
 
 

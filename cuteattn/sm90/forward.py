@@ -9,11 +9,9 @@ from typing import Optional
 import torch
 
 import cutlass
-import cutlass.cute as cute
-from cutlass.cute.runtime import make_fake_stream
 
 from cuteattn.compile_cache import get_or_compile
-from cuteattn.kernel_args import TORCH_TO_CUTE, current_stream, device_tensor, fake_tensor
+from cuteattn.kernel_args import TORCH_TO_CUTE, aligned_view, compile_kernel, fake_tensor
 from cuteattn.registry import compile_target
 from cuteattn.sm90.fwd_kernel import FlashFwdSm90, FwdConfig
 
@@ -48,7 +46,7 @@ def kernel_for(dtype: torch.dtype, head_dim: int, head_dim_v: int, qhead_per_kvh
 def _compile(op: FlashFwdSm90):
     q, k, v, o = (fake_tensor(op.dtype, 4) for _ in range(4))
     lse = fake_tensor(cutlass.Float32, 3, aligned=False)
-    return cute.compile(op, q, k, v, o, lse, cutlass.Float32(1.0), make_fake_stream())
+    return compile_kernel(op, q, k, v, o, lse, cutlass.Float32(1.0))
 
 
 def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, softmax_scale: float, causal: bool,
@@ -65,8 +63,8 @@ def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, softmax_scale: fl
     if out.numel() == 0 or k.shape[1] == 0:  # nothing to compute; TMA cannot describe an empty tensor
         return out.zero_(), lse.fill_(-math.inf)
     compiled = get_or_compile(("sm90.fwd", op), lambda: _compile(op))
-    compiled(device_tensor(q), device_tensor(k), device_tensor(v), device_tensor(out),
-             device_tensor(lse, aligned=False), cutlass.Float32(softmax_scale * LOG2_E), current_stream(q.device))
+    compiled(aligned_view(q), aligned_view(k), aligned_view(v), out, lse,
+             softmax_scale * LOG2_E)
     return out, lse
 
 
