@@ -88,10 +88,13 @@ def cuteattn_call(cuteattn, q, k, v, causal, config):
     kernel under that FwdConfig (forward only)."""
     if not config:
         return cuteattn.flash_attn_func(q, k, v, causal=causal)
+    from cuteattn.reference import Options
     from cuteattn.sm90.forward import forward
     from cuteattn.sm90.fwd_kernel import FwdConfig
 
-    return forward(q, k, v, q.shape[-1] ** -0.5, causal, config=FwdConfig(**config))[0]
+    opts = Options(softmax_scale=q.shape[-1] ** -0.5, window_left=None, window_right=0 if causal else None,
+                   softcap=0.0, learnable_sink=None, score_mod=None, mask_mod=None, block_mask=None)
+    return forward(q, k, v, opts, config=FwdConfig(**config))[0]
 
 
 def load_cuteattn(config):

@@ -48,9 +48,9 @@ class _KernelAttention(torch.autograd.Function):
     """The forward through an architecture's kernels; lse is returned but not differentiated."""
 
     @staticmethod
-    def forward(ctx, q, k, v, kernels, softmax_scale, causal):
+    def forward(ctx, q, k, v, learnable_sink, kernels, opts):
         ctx.arch = kernels.__name__.split(".")[1]
-        out, lse = kernels.forward(q, k, v, softmax_scale, causal)
+        out, lse = kernels.forward(q, k, v, opts)
         ctx.mark_non_differentiable(lse)
         return out, lse
 
@@ -185,7 +185,8 @@ def flash_attn_func(
     missing = kernels.unsupported(q.shape[-1], v.shape[-1], opts)
     if missing is not None:
         _no_kernel(fn, backend, missing, q.device)
-    out, lse = _KernelAttention.apply(q, k, v, kernels, opts.softmax_scale, causal)
+    # The sink is an input of its own so that autograd reaches backward when only the sink needs a gradient.
+    out, lse = _KernelAttention.apply(q, k, v, opts.learnable_sink, kernels, opts)
     return (out, lse) if return_lse else out
 
 

@@ -1,21 +1,68 @@
-"""Masking of a score tile in registers: keys past seqlen_k, causal, sliding window."""
+"""Which keys a query row sees, per block and per score: keys past seqlen_k, the sliding window (causal is
+right = 0), aligned to the bottom right."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
 
 import cutlass
 import cutlass.cute as cute
 from cutlass import Float32, Int32
 
 
+@dataclass(frozen=True)
+class Window:
+    """Query row i sees keys j < seqlen_k with i + diagonal - left <= j <= i + diagonal + right, where
+    diagonal = seqlen_k - seqlen_q; a side that is None is unbounded."""
+
+    seqlen_k: Int32
+    diagonal: Int32
+    left: Optional[Int32] = None
+    right: Optional[Int32] = None
+
+    def first_key(self, row):
+        """The first key `row` sees (may be negative); only with a left bound."""
+        return row + self.diagonal - self.left
+
+    def end_key(self, row):
+        """One past the last key `row` sees (at most seqlen_k, may be negative)."""
+        if self.right is None:
+            return self.seqlen_k
+        return cutlass.min(self.seqlen_k, row + self.diagonal + self.right + 1)
+
+    def block_range(self, first_row, last_row, tile_n: int):
+        """[n_block_min, n_block_max): the blocks of `tile_n` keys that rows first_row..last_row see."""
+        if self.right is None:
+            n_block_max = cute.ceil_div(self.seqlen_k, tile_n)
+        else:
+            n_block_max = cute.ceil_div(cutlass.max(self.end_key(last_row), 0), tile_n)
+        if self.left is None:
+            return 0, n_block_max
+        n_block_min = cutlass.max(self.first_key(first_row), 0) // tile_n
+        return n_block_min, cutlass.max(n_block_min, n_block_max)
+
+    def needs_mask(self, first_row, last_row, col0, tile_n: int):
+        """Whether some row of first_row..last_row does not see some key of the block col0..col0 + tile_n."""
+        cut = col0 + tile_n > self.end_key(first_row)
+        if self.left is not None:
+            cut = cut | (col0 < self.first_key(last_row))
+        return cut
+
+
 @cute.jit
-def mask_tile(s: cute.Tensor, coords: cute.Tensor, row0: Int32, col0: Int32, seqlen_q: Int32,
-              seqlen_k: Int32, causal: cutlass.Constexpr[bool]):
-    """Set to -inf the scores (rows, cols) whose key is past seqlen_k or, if causal, after the query's
-    diagonal (aligned to the bottom right). `coords` holds each register's (row, col) in the tile;
-    row0 and col0 place the tile in the sequence."""
+def mask_tile(s: cute.Tensor, coords: cute.Tensor, row0: Int32, col0: Int32, window: Window):
+    """Set to -inf the scores (rows, cols) whose key the row does not see. `coords` holds each register's
+    (row, col) in the tile; row0 and col0 place the tile in the sequence."""
     for r in cutlass.range_constexpr(cute.size(s, mode=[0])):
         row = coords[r, 0][0] + row0
-        limit = seqlen_k
-        if cutlass.const_expr(causal):
-            limit = cutlass.min(limit, row + 1 + seqlen_k - seqlen_q)
+        end = window.end_key(row)
+        # Compare col0 + col, not col against a per-row end - col0: that form compiles to chains of selects.
         for c in cutlass.range_constexpr(cute.size(s, mode=[1])):
-            if coords[0, c][1] + col0 >= limit:
+            if coords[0, c][1] + col0 >= end:
                 s[r, c] = -Float32.inf
+        if cutlass.const_expr(window.left is not None):
+            first = window.first_key(row)
+            for c in cutlass.range_constexpr(cute.size(s, mode=[1])):
+                if coords[0, c][1] + col0 < first:
+                    s[r, c] = -Float32.inf

@@ -1,7 +1,8 @@
 """Online softmax over the rows a thread owns in a wgmma accumulator (four lanes share a row).
 
-The state is two register vectors, `row_max` (raw score units) and `row_sum`; exp2 folds the softmax
-scale in through `scale_log2 = softmax_scale * log2(e)`.
+The state is two register vectors, `row_max` (in the units of the scores held) and `row_sum`; exp2 folds
+the scale of those units in through `scale_log2`: softmax_scale * log2(e) for raw scores q.k, or
+softcap * log2(e) for softcapped scores held as tanh(q.k * softmax_scale / softcap).
 """
 
 import math
@@ -12,6 +13,7 @@ import cutlass.cute as cute
 from cutlass import Float32
 
 LN_2 = math.log(2.0)
+LOG2_E = math.log2(math.e)
 LANES_PER_ROW = 4
 
 
@@ -30,6 +32,13 @@ def init_state(num_rows: int):
     row_max.fill(-Float32.inf)
     row_sum.fill(0.0)
     return row_max, row_sum
+
+
+@cute.jit
+def softcap(s: cute.Tensor, tanh_scale: Float32):
+    """Raw scores to softcapped ones in units of softcap, in place: tanh_scale = softmax_scale / softcap."""
+    for i in cutlass.range_constexpr(cute.size(s)):
+        s[i] = cute.math.tanh(s[i] * tanh_scale, approx=True)
 
 
 @cute.jit
@@ -55,11 +64,30 @@ def rescale_rows(acc_o: cute.Tensor, rescale: cute.Tensor):
 
 
 @cute.jit
-def finish(acc_o: cute.Tensor, row_max: cute.Tensor, row_sum: cute.Tensor, scale_log2: Float32, lse: cute.Tensor):
-    """Normalize the output rows; write each row's log-sum-exp (natural log, -inf if empty) to `lse`."""
+def _join_sink(max_log2, total, sink_log2):
+    """Add the sink to a row's sum under the larger of the two maxima (log2 units).
+
+    Returns the new max, the new sum and the factor that brings the row's accumulator to the new max.
+    """
+    new_max = cute.arch.fmax(max_log2, sink_log2)
+    shift = new_max if new_max != -Float32.inf else Float32(0.0)
+    rescale = cute.math.exp2(max_log2 - shift, fastmath=True)
+    return shift, total * rescale + cute.math.exp2(sink_log2 - shift, fastmath=True), rescale
+
+
+@cute.jit
+def finish(acc_o: cute.Tensor, row_max: cute.Tensor, row_sum: cute.Tensor, scale_log2: Float32, lse: cute.Tensor,
+           sink_log2=None):
+    """Normalize the output rows; write each row's log-sum-exp (natural log, -inf if empty) to `lse`.
+    `sink_log2`, if given: the learnable sink's logit times log2(e), which joins every row's sum."""
     for r in cutlass.range_constexpr(cute.size(row_max)):
         total = _quad_sum(row_sum[r])
+        max_log2 = row_max[r] * scale_log2
+        if cutlass.const_expr(sink_log2 is not None):
+            max_log2, total, rescale = _join_sink(max_log2, total, sink_log2)
         empty = total == Float32(0.0)
         inv_sum = Float32(0.0) if empty else cute.arch.rcp_approx(total)
+        if cutlass.const_expr(sink_log2 is not None):
+            inv_sum = inv_sum * rescale
         acc_o[r, None].store(acc_o[r, None].load() * inv_sum)
-        lse[r] = -Float32.inf if empty else (row_max[r] * scale_log2 + cute.math.log2(total, fastmath=True)) * LN_2
+        lse[r] = -Float32.inf if empty else (max_log2 + cute.math.log2(total, fastmath=True)) * LN_2

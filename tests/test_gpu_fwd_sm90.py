@@ -15,10 +15,11 @@ pytestmark = [
 ]
 
 
-def options(head_dim, causal, softmax_scale=None):
+def options(head_dim, causal, softmax_scale=None, window=(None, None), softcap=0.0, sink=None):
+    left, right = window
     return reference.Options(
-        softmax_scale=softmax_scale or 1 / math.sqrt(head_dim), window_left=None,
-        window_right=0 if causal else None, softcap=0.0, learnable_sink=None, score_mod=None, mask_mod=None,
+        softmax_scale=softmax_scale or 1 / math.sqrt(head_dim), window_left=left,
+        window_right=0 if causal else right, softcap=softcap, learnable_sink=sink, score_mod=None, mask_mod=None,
         block_mask=None)
 
 
@@ -27,24 +28,35 @@ def low_precision(q, k, v, opts):
     group = q.shape[2] // k.shape[2]
     k, v = k.repeat_interleave(group, 2), v.repeat_interleave(group, 2)
     s = torch.einsum("bqhd,bkhd->bhqk", q, k) * opts.softmax_scale
-    if opts.window_right == 0:
-        seqlen_q, seqlen_k = q.shape[1], k.shape[1]
-        keep = torch.ones(seqlen_q, seqlen_k, dtype=torch.bool, device=q.device).tril(seqlen_k - seqlen_q)
-        s = s.masked_fill(~keep, -math.inf)
-    p = torch.softmax(s.float(), dim=-1).nan_to_num(0.0).to(q.dtype)
+    if opts.softcap > 0:
+        s = opts.softcap * torch.tanh(s / opts.softcap)
+    seqlen_q, seqlen_k = q.shape[1], k.shape[1]
+    key = torch.arange(seqlen_k, device=q.device)
+    diagonal = torch.arange(seqlen_q, device=q.device).view(-1, 1) + seqlen_k - seqlen_q
+    keep = torch.ones(seqlen_q, seqlen_k, dtype=torch.bool, device=q.device)
+    if opts.window_left is not None:
+        keep &= key >= diagonal - opts.window_left
+    if opts.window_right is not None:
+        keep &= key <= diagonal + opts.window_right
+    s = s.masked_fill(~keep, -math.inf)
+    if opts.learnable_sink is not None:  # one more column, which takes probability and gives no value
+        sink = opts.learnable_sink.to(s.dtype).view(1, -1, 1, 1).expand(*s.shape[:-1], 1)
+        s = torch.cat([s, sink], dim=-1)
+    p = torch.softmax(s.float(), dim=-1).nan_to_num(0.0).to(q.dtype)[..., :seqlen_k]
     return torch.einsum("bhqk,bkhd->bqhd", p, v)
 
 
-def check(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, causal, dtype, make=None):
+def check(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, causal, dtype, make=None, **features):
+    """Run the kernel and compare with the PyTorch path; `features`: window, softcap, sink of `options`."""
     from cuteattn.sm90 import forward
 
     make = make or (lambda *shape: torch.randn(*shape, device="cuda", dtype=dtype))
     q = make(batch, seqlen_q, heads, head_dim)
     k, v = make(batch, seqlen_k, heads_kv, head_dim), make(batch, seqlen_k, heads_kv, head_dim)
-    opts = options(head_dim, causal)
+    opts = options(head_dim, causal, **features)
     out = torch.full((batch, seqlen_q, heads, head_dim), math.nan, dtype=dtype, device="cuda")
     lse = torch.full((batch, heads, seqlen_q), math.nan, device="cuda")
-    forward.forward(q, k, v, opts.softmax_scale, causal, out=out, lse=lse)
+    forward.forward(q, k, v, opts, out=out, lse=lse)
     torch.cuda.synchronize()
     ref_out, ref_lse = reference.attention(q.float(), k.float(), v.float(), opts)
     lowp_err = (low_precision(q, k, v, opts).float() - ref_out).abs().max().item()
@@ -89,13 +101,83 @@ def test_rows_that_see_no_key():
     assert torch.isneginf(lse[:, :, :200]).all()
 
 
+@pytest.mark.parametrize("window", [(0, 0), (None, 5), (64, None), (100, 0), (3, 200), (0, None), (None, 0)])
+@pytest.mark.parametrize("seqlen_q,seqlen_k", [(128, 128), (113, 300), (300, 113), (1000, 1000), (1, 257),
+                                               (257, 1)])
+@pytest.mark.parametrize("head_dim", [64, 128])
+def test_sliding_window(window, seqlen_q, seqlen_k, head_dim):
+    check(2, seqlen_q, seqlen_k, 4, 4, head_dim, False, torch.bfloat16, window=window)
+
+
+@pytest.mark.parametrize("left", [0, 100, 1000])
+@pytest.mark.parametrize("seqlen_q,seqlen_k", [(500, 500), (200, 700), (700, 200)])
+def test_causal_with_left_window(left, seqlen_q, seqlen_k):
+    check(2, seqlen_q, seqlen_k, 4, 4, 128, True, torch.float16, window=(left, None))
+
+
+def test_wide_window():  # sizes past any sequence length bind nothing
+    check(1, 300, 500, 2, 2, 64, False, torch.bfloat16, window=(2**40, 2**40))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("softcap", [0.5, 5.0, 50.0])
+@pytest.mark.parametrize("causal", [False, True])
+def test_softcap(dtype, softcap, causal):
+    check(2, 300, 400, 4, 4, 128, causal, dtype, softcap=softcap)
+
+
+def test_softcap_saturates():  # scores far beyond softcap: tanh at +-1
+    check(2, 200, 300, 4, 4, 64, False, torch.bfloat16, softcap=2.0,
+          make=lambda *shape: 4 * torch.randn(*shape, device="cuda", dtype=torch.bfloat16))
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("seqlen_q,seqlen_k", [(1, 1), (128, 128), (113, 300), (300, 113), (1000, 1000)])
+def test_learnable_sink(causal, seqlen_q, seqlen_k):
+    sink = torch.tensor([-20.0, -1.0, 0.5, 20.0], device="cuda")  # from negligible to dominant
+    check(2, seqlen_q, seqlen_k, 4, 4, 128, causal, torch.bfloat16, sink=sink)
+
+
+def test_sink_rows_that_see_no_key():
+    sink = torch.tensor([-1.5, 2.0], device="cuda")
+    out, lse = check(1, 300, 100, 2, 2, 64, True, torch.bfloat16, sink=sink)
+    assert torch.equal(out[:, :200], torch.zeros_like(out[:, :200]))
+    torch.testing.assert_close(lse[:, :, :200], sink.view(1, 2, 1).expand(1, 2, 200), atol=1e-6, rtol=1e-6)
+    _, lse = check(1, 5, 0, 2, 2, 64, False, torch.bfloat16, sink=sink)  # no key at all
+    torch.testing.assert_close(lse, sink.view(1, 2, 1).expand(1, 2, 5))
+
+
+def test_window_rows_that_see_no_key():  # seqlen_q > seqlen_k: the first 200 rows' windows end before key 0
+    out, lse = check(1, 300, 100, 2, 2, 64, False, torch.bfloat16, window=(10, 0))
+    assert torch.equal(out[:, :200], torch.zeros_like(out[:, :200]))
+    assert torch.isneginf(lse[:, :, :200]).all()
+
+
+@pytest.mark.parametrize("heads,heads_kv", [(6, 2), (8, 1)])
+@pytest.mark.parametrize("causal,window,softcap,sink", [
+    (True, (64, None), 0.0, False), (False, (None, 5), 30.0, True), (False, (100, 100), 5.0, True),
+    (True, (None, None), 0.0, True), (False, (None, None), 10.0, False)])
+def test_features_with_gqa(heads, heads_kv, causal, window, softcap, sink):
+    sink = torch.randn(heads, device="cuda", dtype=torch.bfloat16) if sink else None
+    check(2, 257, 300, heads, heads_kv, 128, causal, torch.bfloat16, window=window, softcap=softcap, sink=sink)
+
+
 def test_through_the_public_entry():
     q, k, v = (torch.randn(2, 333, 4, 128, device="cuda", dtype=torch.bfloat16) for _ in range(3))
     out, lse = cuteattn.flash_attn_func(q, k, v, causal=True, return_lse=True)
     ref, ref_lse = reference.attention(q.float(), k.float(), v.float(), options(128, True))
     assert (out.float() - ref).abs().max().item() < 2e-2
     torch.testing.assert_close(lse, ref_lse, atol=1e-3, rtol=1e-3)
-    with pytest.raises(NotImplementedError, match="sliding window"):
-        cuteattn.flash_attn_func(q, k, v, window_size=(64, 0))
+    sink = torch.randn(4, device="cuda")
+    out, lse = cuteattn.flash_attn_func(q, k, v, causal=True, window_size=(64, None), softcap=20.0,
+                                        learnable_sink=sink, return_lse=True)
+    ref, ref_lse = reference.attention(q.float(), k.float(), v.float(),
+                                       options(128, True, window=(64, None), softcap=20.0, sink=sink))
+    assert (out.float() - ref).abs().max().item() < 2e-2
+    torch.testing.assert_close(lse, ref_lse, atol=1e-3, rtol=1e-3)
+    with pytest.raises(NotImplementedError, match="score_mod"):
+        cuteattn.flash_attn_func(q, k, v, score_mod=lambda score, b, h, q_idx, kv_idx: score)
     with pytest.raises(NotImplementedError, match="backward has no kernel yet for sm90"):
         cuteattn.flash_attn_func(q.requires_grad_(), k, v).sum().backward()
+    with pytest.raises(NotImplementedError, match="backward has no kernel yet for sm90"):
+        cuteattn.flash_attn_func(q.detach(), k, v, learnable_sink=sink.requires_grad_()).sum().backward()

@@ -4,12 +4,16 @@ Warpgroup 0 produces: one warp loads Q once and K, V block by block into multi-s
 Each consumer warpgroup owns 64 rows of the Q tile and, per K/V block, computes S = Q K^T from shared
 memory, the online softmax in registers, then O += P V with P read from registers. The epilogue
 normalizes O, writes the log-sum-exp and stores O through shared memory with TMA.
+
+A CTA visits only the K/V blocks its rows see (causal, sliding window) and masks only those across a
+window edge or the seqlen_k tail. Softcap turns the scores before masking; a learnable sink joins each
+row's sum in the epilogue. Each feature is a compile-time flag: a kernel without it has none of its code.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Type
+from typing import Optional, Type
 
 import cuda.bindings.driver as cuda
 
@@ -22,7 +26,7 @@ from cutlass.cute.nvgpu import OperandMajorMode, cpasync, warpgroup
 from cutlass.cute.nvgpu.warpgroup import OperandSource, SmemLayoutAtomKind
 
 from cuteattn.fragments import as_a_operand, rowcol
-from cuteattn.masking import mask_tile
+from cuteattn.masking import Window, mask_tile
 from cuteattn import softmax
 
 ROWS_PER_WARPGROUP = 64  # the M of one wgmma
@@ -84,7 +88,10 @@ class FlashFwdSm90:
     head_dim: int
     head_dim_v: int
     qhead_per_kvhead: int
-    causal: bool
+    has_window_left: bool = False  # the sliding window's bounded sides; causal is window_right = 0
+    has_window_right: bool = False
+    has_softcap: bool = False
+    has_sink: bool = False
     config: FwdConfig = FwdConfig()
 
     def __post_init__(self):
@@ -101,6 +108,11 @@ class FlashFwdSm90:
             THREADS_PER_WARPGROUP * self.config.num_consumers)
         return min(MAX_REGISTERS, per_thread // 8 * 8)
 
+    def window(self, seqlen_q, seqlen_k, window_left, window_right) -> Window:
+        """The keys each query row sees: the window sizes count on the sides this kernel bounds."""
+        return Window(seqlen_k, seqlen_k - seqlen_q, window_left if self.has_window_left else None,
+                      window_right if self.has_window_right else None)
+
     @cute.jit
     def __call__(
         self,
@@ -109,7 +121,11 @@ class FlashFwdSm90:
         mV: cute.Tensor,  # (batch, seqlen_k, heads_kv, head_dim_v)
         mO: cute.Tensor,  # (batch, seqlen_q, heads, head_dim_v)
         mLSE: cute.Tensor,  # (batch, heads, seqlen_q) fp32
-        scale_log2: Float32,
+        mSink: Optional[cute.Tensor],  # (heads,) fp32 with has_sink, else None
+        scale_log2: Float32,  # of the scores held: softmax_scale * log2(e), softcap * log2(e) with has_softcap
+        tanh_scale: Float32,  # softmax_scale / softcap with has_softcap
+        window_left: Int32,  # with has_window_left
+        window_right: Int32,  # with has_window_right
         stream: cuda.CUstream,
     ):
         cfg = self.config
@@ -151,8 +167,8 @@ class FlashFwdSm90:
 
         seqlen_q, _, heads, batch = mQ.shape
         self.kernel(
-            tma_q, mQ, tma_k, mK, tma_v, mV, tma_o, mO, mLSE, scale_log2, tiled_mma_qk, tiled_mma_pv,
-            sQ_layout, sK_layout, sV_layout, sO_layout, SharedStorage,
+            tma_q, mQ, tma_k, mK, tma_v, mV, tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, window_left,
+            window_right, tiled_mma_qk, tiled_mma_pv, sQ_layout, sK_layout, sV_layout, sO_layout, SharedStorage,
         ).launch(
             grid=[cute.ceil_div(seqlen_q, cfg.tile_m), heads, batch],
             block=[self.num_threads, 1, 1],
@@ -172,7 +188,11 @@ class FlashFwdSm90:
         tma_o: cute.CopyAtom,
         mO: cute.Tensor,
         mLSE: cute.Tensor,
+        mSink: Optional[cute.Tensor],
         scale_log2: Float32,
+        tanh_scale: Float32,
+        window_left: Int32,
+        window_right: Int32,
         tiled_mma_qk: cute.TiledMma,
         tiled_mma_pv: cute.TiledMma,
         sQ_layout: cute.ComposedLayout,
@@ -186,14 +206,15 @@ class FlashFwdSm90:
         warp_idx = cute.arch.make_warp_uniform(cute.arch.warp_idx())
         m_block, head, batch = cute.arch.block_idx()
         seqlen_q, seqlen_k = mQ.shape[0], mK.shape[0]
-        if cutlass.const_expr(self.causal):  # the longest rows first
+        if cutlass.const_expr(self.has_window_right):  # the longest rows first
             m_block = cute.ceil_div(seqlen_q, cfg.tile_m) - 1 - m_block
         kv_head = head // self.qhead_per_kvhead
 
-        n_blocks = cute.ceil_div(seqlen_k, cfg.tile_n)
-        if cutlass.const_expr(self.causal):
-            last_key = (m_block + 1) * cfg.tile_m + seqlen_k - seqlen_q
-            n_blocks = cutlass.max(cutlass.min(n_blocks, cute.ceil_div(last_key, cfg.tile_n)), 0)
+        window = self.window(seqlen_q, seqlen_k, window_left, window_right)
+        first_row = m_block * cfg.tile_m
+        n_block_min, n_block_max = window.block_range(
+            first_row, cutlass.min(first_row + cfg.tile_m, seqlen_q) - 1, cfg.tile_n)
+        n_blocks = n_block_max - n_block_min
 
         if warp_idx == 0:
             for atom in (tma_q, tma_k, tma_v, tma_o):
@@ -230,15 +251,16 @@ class FlashFwdSm90:
             cute.arch.setmaxregister_decrease(PRODUCER_REGISTERS)
             if warp_idx == 0:
                 self.produce(tma_q, mQ, tma_k, mK, tma_v, mV, sQ, sK, sV, pipeline_q, pipeline_k, pipeline_v,
-                             m_block, head, kv_head, batch, n_blocks)
+                             m_block, head, kv_head, batch, n_block_max, n_blocks)
         else:
             cute.arch.setmaxregister_increase(self.consumer_registers)
-            self.consume(tma_o, mO, mLSE, scale_log2, tiled_mma_qk, tiled_mma_pv, sQ, sK, sV, sO,
-                         pipeline_q, pipeline_k, pipeline_v, m_block, head, batch, n_blocks, seqlen_q, seqlen_k)
+            self.consume(tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, tiled_mma_qk, tiled_mma_pv, sQ, sK, sV, sO,
+                         pipeline_q, pipeline_k, pipeline_v, m_block, head, batch, n_block_max, n_blocks, window,
+                         seqlen_q)
 
     @cute.jit
     def produce(self, tma_q, mQ, tma_k, mK, tma_v, mV, sQ, sK, sV, pipeline_q, pipeline_k, pipeline_v,
-                m_block, head, kv_head, batch, n_blocks):
+                m_block, head, kv_head, batch, n_block_max, n_blocks):
         cfg = self.config
 
         def partition(atom, smem, gmem):
@@ -261,7 +283,7 @@ class FlashFwdSm90:
         k_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
         v_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
         for i in cutlass.range(n_blocks, unroll=1):
-            n_block = n_blocks - 1 - i
+            n_block = n_block_max - 1 - i
             pipeline_k.producer_acquire(k_state)
             cute.copy(tma_k, tKgK[None, n_block], tKsK[None, k_state.index],
                       tma_bar_ptr=pipeline_k.producer_get_barrier(k_state))
@@ -284,18 +306,18 @@ class FlashFwdSm90:
                                      number_of_threads=2 * THREADS_PER_WARPGROUP)
 
     @cute.jit
-    def softmax_block(self, s, coords, row_max, row_sum, rescale, scale_log2, n_block, row0, seqlen_q, seqlen_k):
-        """Mask the score tile where it needs it (the seqlen_k tail, across the diagonal), then softmax."""
+    def softmax_block(self, s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale, n_block, row0, window):
+        """Softcap, mask the score tile where it needs it (the seqlen_k tail, across a window edge), softmax."""
+        if cutlass.const_expr(self.has_softcap):
+            softmax.softcap(s, tanh_scale)
         col0 = n_block * self.config.tile_n
-        past_seqlen_k = col0 + self.config.tile_n > seqlen_k
-        past_diagonal = col0 + self.config.tile_n - 1 > row0 + seqlen_k - seqlen_q
-        if past_seqlen_k or (self.causal and past_diagonal):
-            mask_tile(s, coords, row0, col0, seqlen_q, seqlen_k, self.causal)
+        if window.needs_mask(row0, row0 + ROWS_PER_WARPGROUP - 1, col0, self.config.tile_n):
+            mask_tile(s, coords, row0, col0, window)
         softmax.step(s, row_max, row_sum, scale_log2, rescale)
 
     @cute.jit
-    def consume(self, tma_o, mO, mLSE, scale_log2, tiled_mma_qk, tiled_mma_pv, sQ, sK, sV, sO,
-                pipeline_q, pipeline_k, pipeline_v, m_block, head, batch, n_blocks, seqlen_q, seqlen_k):
+    def consume(self, tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, tiled_mma_qk, tiled_mma_pv, sQ, sK, sV, sO,
+                pipeline_q, pipeline_k, pipeline_v, m_block, head, batch, n_block_max, n_blocks, window, seqlen_q):
         cfg = self.config
         tidx, _, _ = cute.arch.thread_idx()
         wg = tidx // THREADS_PER_WARPGROUP - 1
@@ -332,8 +354,8 @@ class FlashFwdSm90:
             warpgroup.wait_group(0)
             pipeline_k.consumer_release(k_state)
             k_state.advance()
-            self.softmax_block(s, coords, row_max, row_sum, rescale, scale_log2, n_blocks - 1, row0,
-                               seqlen_q, seqlen_k)
+            self.softmax_block(s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale, n_block_max - 1,
+                               row0, window)
             p.store(acc_s.load().to(self.dtype))
             # Within the warpgroup, the softmax of block j runs while the tensor cores do O += P V of
             # block j + 1 (blocks go from the last one down).
@@ -347,8 +369,8 @@ class FlashFwdSm90:
                 warpgroup.wait_group(1)
                 pipeline_k.consumer_release(k_state)
                 k_state.advance()
-                self.softmax_block(s, coords, row_max, row_sum, rescale, scale_log2, n_blocks - 1 - i, row0,
-                                   seqlen_q, seqlen_k)
+                self.softmax_block(s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale,
+                                   n_block_max - 1 - i, row0, window)
                 warpgroup.wait_group(0)
                 pipeline_v.consumer_release(v_state)
                 v_state.advance()
@@ -363,7 +385,10 @@ class FlashFwdSm90:
             pipeline_v.consumer_release(v_state)
 
         lse = cute.make_rmem_tensor_like(row_max)
-        softmax.finish(o, row_max, row_sum, scale_log2, lse)
+        sink_log2 = None
+        if cutlass.const_expr(self.has_sink):
+            sink_log2 = mSink[head] * softmax.LOG2_E
+        softmax.finish(o, row_max, row_sum, scale_log2, lse, sink_log2)
         if wg_tidx % 4 == 0:  # the first of the four lanes that share a row
             for r in cutlass.range_constexpr(cute.size(lse)):
                 row = row0 + coords[r, 0][0]
