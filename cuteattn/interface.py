@@ -9,6 +9,7 @@ path on any device, for debugging.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from typing import Callable, Optional
@@ -41,7 +42,12 @@ def select_backend(fn: str, device: torch.device) -> str:
         return "reference"
     if device.type != "cuda":
         checks.fail(fn, f"q is on a {device.type} device; allowed: cpu, cuda")
-    return arch_for_capability(torch.cuda.get_device_capability(device))
+    return _arch_of_device(device.index if device.index is not None else torch.cuda.current_device())
+
+
+@functools.lru_cache(maxsize=None)
+def _arch_of_device(index: int) -> str:
+    return arch_for_capability(torch.cuda.get_device_capability(index))
 
 
 class _KernelAttention(torch.autograd.Function):
@@ -185,8 +191,12 @@ def flash_attn_func(
     missing = kernels.unsupported(q.shape[-1], v.shape[-1], opts)
     if missing is not None:
         _no_kernel(fn, backend, missing, q.device)
-    # The sink is an input of its own so that autograd reaches backward when only the sink needs a gradient.
-    out, lse = _KernelAttention.apply(q, k, v, opts.learnable_sink, kernels, opts)
+    inputs = (q, k, v, opts.learnable_sink)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs):
+        # The sink is an input of its own so that autograd reaches backward when only the sink needs a gradient.
+        out, lse = _KernelAttention.apply(*inputs, kernels, opts)
+    else:
+        out, lse = kernels.forward(q, k, v, opts)
     return (out, lse) if return_lse else out
 
 

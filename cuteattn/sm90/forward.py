@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import replace
 from typing import Optional
@@ -38,10 +39,17 @@ def unsupported(head_dim: int, head_dim_v: int, opts) -> Optional[str]:
 
 def kernel_for(dtype: torch.dtype, head_dim: int, head_dim_v: int, qhead_per_kvhead: int, opts: reference.Options,
                config: Optional[FwdConfig] = None) -> FlashFwdSm90:
-    return FlashFwdSm90(TORCH_TO_CUTE[dtype], head_dim, head_dim_v, qhead_per_kvhead,
-                        has_window_left=opts.window_left is not None, has_window_right=opts.window_right is not None,
-                        has_softcap=opts.softcap > 0, has_sink=opts.learnable_sink is not None,
-                        config=config or CONFIGS[head_dim])
+    return _kernel(dtype, head_dim, head_dim_v, qhead_per_kvhead, opts.window_left is not None,
+                   opts.window_right is not None, opts.softcap > 0, opts.learnable_sink is not None,
+                   config or CONFIGS[head_dim])
+
+
+@functools.lru_cache(maxsize=None)
+def _kernel(dtype, head_dim, head_dim_v, qhead_per_kvhead, has_window_left, has_window_right, has_softcap, has_sink,
+            config) -> FlashFwdSm90:
+    """One kernel object per configuration, so a call finds its compiled kernel without building one."""
+    return FlashFwdSm90(TORCH_TO_CUTE[dtype], head_dim, head_dim_v, qhead_per_kvhead, has_window_left=has_window_left,
+                        has_window_right=has_window_right, has_softcap=has_softcap, has_sink=has_sink, config=config)
 
 
 def launch_args(opts: reference.Options) -> tuple:
