@@ -17,13 +17,14 @@ from cuteattn.kernel_args import TORCH_TO_CUTE, aligned_view, compile_kernel, fa
 from cuteattn.registry import compile_target
 from cuteattn.sm90.fwd_kernel import FlashFwdSm90, FwdConfig
 
-HEAD_DIMS = (64, 96, 128)
+HEAD_DIMS = (64, 96, 128, 192, 256)
 LOG2_E = math.log2(math.e)
 WINDOW_MAX = 1 << 30  # a wider window cuts no key; the bound keeps the kernel's index arithmetic in Int32
 
 # Per head dim: the tile and pipeline depth measured fastest on the H100.
 CONFIGS = {64: FwdConfig(tile_n=128, num_stages=2), 96: FwdConfig(tile_n=128, num_stages=2),
-           128: FwdConfig(tile_n=128, num_stages=2)}
+           128: FwdConfig(tile_n=128, num_stages=2), 192: FwdConfig(tile_n=96, num_stages=2),
+           256: FwdConfig(tile_n=64, num_stages=2)}
 
 
 def unsupported(head_dim: int, head_dim_v: int, opts) -> Optional[str]:
