@@ -46,15 +46,17 @@ def low_precision(q, k, v, opts):
     return torch.einsum("bhqk,bkhd->bqhd", p, v)
 
 
-def check(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, causal, dtype, make=None, **features):
+def check(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, causal, dtype, make=None, head_dim_v=None,
+          **features):
     """Run the kernel and compare with the PyTorch path; `features`: window, softcap, sink of `options`."""
     from cuteattn.sm90 import forward
 
+    head_dim_v = head_dim_v or head_dim
     make = make or (lambda *shape: torch.randn(*shape, device="cuda", dtype=dtype))
     q = make(batch, seqlen_q, heads, head_dim)
-    k, v = make(batch, seqlen_k, heads_kv, head_dim), make(batch, seqlen_k, heads_kv, head_dim)
+    k, v = make(batch, seqlen_k, heads_kv, head_dim), make(batch, seqlen_k, heads_kv, head_dim_v)
     opts = options(head_dim, causal, **features)
-    out = torch.full((batch, seqlen_q, heads, head_dim), math.nan, dtype=dtype, device="cuda")
+    out = torch.full((batch, seqlen_q, heads, head_dim_v), math.nan, dtype=dtype, device="cuda")
     lse = torch.full((batch, heads, seqlen_q), math.nan, device="cuda")
     forward.forward(q, k, v, opts, out=out, lse=lse)
     torch.cuda.synchronize()
@@ -76,6 +78,13 @@ def check(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, causal, dtype, m
                                                (113, 4097), (4097, 113), (1, 300), (300, 1)])
 def test_forward(dtype, head_dim, causal, seqlen_q, seqlen_k):
     check(2, seqlen_q, seqlen_k, 4, 4, head_dim, causal, dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("seqlen_q,seqlen_k", [(17, 17), (113, 4097), (1000, 333)])
+def test_head_dim_v_differs(dtype, causal, seqlen_q, seqlen_k):
+    check(2, seqlen_q, seqlen_k, 4, 2, 192, causal, dtype, head_dim_v=128, window=(256, None))
 
 
 @pytest.mark.parametrize("heads,heads_kv", [(6, 2), (8, 1)])

@@ -18,6 +18,7 @@ from cuteattn.registry import compile_target
 from cuteattn.sm90.fwd_kernel import FlashFwdSm90, FwdConfig
 
 HEAD_DIMS = (64, 96, 128, 192, 256)
+HEAD_DIM_PAIRS = ((192, 128),)  # head_dim_v != head_dim
 LOG2_E = math.log2(math.e)
 WINDOW_MAX = 1 << 30  # a wider window cuts no key; the bound keeps the kernel's index arithmetic in Int32
 
@@ -29,8 +30,9 @@ CONFIGS = {64: FwdConfig(tile_n=128, num_stages=2), 96: FwdConfig(tile_n=128, nu
 
 def unsupported(head_dim: int, head_dim_v: int, opts) -> Optional[str]:
     """The first feature of the request that the sm90 forward does not cover yet, or None."""
-    if head_dim not in HEAD_DIMS or head_dim_v != head_dim:
-        return f"head_dim {head_dim} with head_dim_v {head_dim_v} (covered: equal head dims in {HEAD_DIMS})"
+    if head_dim not in HEAD_DIMS or (head_dim_v != head_dim and (head_dim, head_dim_v) not in HEAD_DIM_PAIRS):
+        return (f"head_dim {head_dim} with head_dim_v {head_dim_v} (covered: equal head dims in {HEAD_DIMS}, "
+                f"and (head_dim, head_dim_v) in {HEAD_DIM_PAIRS})")
     for feature, present in (("score_mod", opts.score_mod is not None), ("mask_mod", opts.mask_mod is not None),
                              ("block_mask", opts.block_mask is not None)):
         if present:
@@ -98,9 +100,9 @@ def build() -> None:
     plain = reference.Options(softmax_scale=1.0, window_left=None, window_right=None, softcap=0.0,
                               learnable_sink=None, score_mod=None, mask_mod=None, block_mask=None)
     causal = replace(plain, window_right=0)
-    for head_dim in HEAD_DIMS:
+    for head_dim, head_dim_v in (*((d, d) for d in HEAD_DIMS), *HEAD_DIM_PAIRS):
         for opts in (plain, causal):
-            _compile(kernel_for(torch.bfloat16, head_dim, head_dim, 1, opts))
+            _compile(kernel_for(torch.bfloat16, head_dim, head_dim_v, 1, opts))
     _compile(kernel_for(torch.float16, 128, 128, 4, causal, FwdConfig(tile_n=64, num_stages=3)))
     for opts in (replace(plain, window_left=256, window_right=0), replace(plain, window_left=64),
                  replace(plain, softcap=30.0), replace(plain, learnable_sink=torch.zeros(4)),

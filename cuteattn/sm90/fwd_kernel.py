@@ -95,7 +95,7 @@ class FlashFwdSm90:
     config: FwdConfig = FwdConfig()
 
     def __post_init__(self):
-        assert self.head_dim_v == self.head_dim, "O is staged in Q's shared memory"
+        assert self.head_dim_v <= self.head_dim, "O is staged in Q's shared memory"
 
     @property
     def num_threads(self) -> int:
@@ -144,10 +144,15 @@ class FlashFwdSm90:
         sQ_layout = _smem_layout(self.dtype, ROWS_PER_WARPGROUP, self.head_dim, cfg.num_consumers, True)
         sK_layout = _smem_layout(self.dtype, cfg.tile_n, self.head_dim, cfg.num_stages, True)
         sV_layout = _smem_layout(self.dtype, self.head_dim_v, cfg.tile_n, cfg.num_stages, False)
-        sO_layout = _smem_layout(self.dtype, ROWS_PER_WARPGROUP, self.head_dim_v, cfg.num_consumers, True)
 
         def one_stage(layout):
             return cute.slice_(layout, (None, None, 0))
+
+        # Each consumer's O tile sits over its own Q tile: O's stages stride like Q's.
+        o_tile = one_stage(_smem_layout(self.dtype, ROWS_PER_WARPGROUP, self.head_dim_v, 1, True))
+        q_tile_elems = cute.cosize(one_stage(sQ_layout))
+        sO_layout = cute.make_composed_layout(
+            o_tile.inner, 0, cute.append(o_tile.outer, cute.make_layout(cfg.num_consumers, stride=q_tile_elems)))
 
         load = cpasync.CopyBulkTensorTileG2SOp()
         tma_q, mQ = cpasync.make_tiled_tma_atom(load, mQ, one_stage(sQ_layout), (ROWS_PER_WARPGROUP, self.head_dim))
