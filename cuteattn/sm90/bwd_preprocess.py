@@ -19,6 +19,7 @@ import cutlass
 import cutlass.cute as cute
 from cutlass import Float32
 
+from cuteattn.checks import check_layout
 from cuteattn.compile_cache import get_or_compile
 from cuteattn.kernel_args import TORCH_TO_CUTE, aligned_view, compile_kernel, fake_tensor
 from cuteattn.registry import compile_target
@@ -71,17 +72,6 @@ class BwdPreprocess:
         mLSElog2: cute.Tensor,  # (batch, heads, seqlen)
         stream: cuda.CUstream,
     ):
-        # A 16-byte load needs a 16-byte aligned row start; the host checks the strides.
-        mO, mdO = [
-            cute.make_tensor(
-                t.iterator,
-                cute.make_layout(
-                    t.shape,
-                    stride=(*(cute.assume(s, divby=self.vector_size) for s in t.stride[:3]), 1),
-                ),
-            )
-            for t in (mO, mdO)
-        ]
         batch, seqlen, heads, _ = mO.shape
         tiled_copy = cute.make_tiled_copy_tv(
             cute.make_copy_atom(cute.nvgpu.CopyUniversalOp(), self.dtype, num_bits_per_copy=VECTOR_BITS),
@@ -148,14 +138,6 @@ def _compile(op: BwdPreprocess):
     return compile_kernel(op, o, do, lse, dpsum, lse_log2)
 
 
-def _check_vector_aligned(t: torch.Tensor, vector_size: int) -> None:
-    assert t.stride(-1) == 1, "the head_dim_v stride must be 1"
-    assert t.data_ptr() % (VECTOR_BITS // 8) == 0, "the tensor must start 16-byte aligned"
-    assert all(s % vector_size == 0 for n, s in zip(t.shape[:-1], t.stride()[:-1]) if n > 1), (
-        f"strides must be multiples of {vector_size} elements"
-    )
-
-
 def bwd_preprocess(
     out: torch.Tensor,
     dout: torch.Tensor,
@@ -173,8 +155,8 @@ def bwd_preprocess(
     assert lse.shape == (batch, heads, seqlen) and lse.dtype == torch.float32, "lse must be (batch, heads, seqlen) fp32"
     op = BwdPreprocess.for_head_dim(TORCH_TO_CUTE[out.dtype], head_dim_v)
     assert (seqlen + op.tile_m - 1) // op.tile_m <= MAX_GRID_Y, f"seqlen must be at most {MAX_GRID_Y * op.tile_m}"
-    for t in (out, dout):
-        _check_vector_aligned(t, op.vector_size)
+    for name, t in (("out", out), ("dout", dout)):
+        check_layout("bwd_preprocess", name, t)
     if lse.stride(-1) != 1:
         lse = lse.contiguous()
     if dpsum is None:
