@@ -12,10 +12,11 @@ loop runs once) or a persistent grid of one CTA per SM (`grid(num_sms)`), whose 
 and shared memory from tile to tile.
 
 Tiles are numbered so that the CTAs running at once share K and V in L2: the (head, batch) pairs are cut
-into sections of `section` pairs whose K and V fit in L2 together (`l2_section`); a section's tiles come
-before the next section's, m_block-major, head fastest. With `longest_first` (causal, a right window:
-bottom-right aligned, later query blocks see more keys) the m_blocks of a section count down, so each wave
-starts with the longest tiles.
+into sections of `section` pairs; a section's tiles come before the next section's, m_block-major, the
+pair fastest. With `section` 1 the m_blocks of one head are neighbours. With `longest_first` (causal, a
+right window: bottom-right aligned, later query blocks see more keys) the m_blocks count down, and a
+section holds as many heads as fit in L2 together (`l2_section`), so each wave starts with the longest
+tiles of several heads.
 
 To come: varlen (cu_seqlens) gives each batch its own num_m_blocks; `tile` would then find the batch from
 a prefix sum of those counts (sections within one batch) instead of a product. Split-KV adds a split index
@@ -42,10 +43,10 @@ class WorkTile(NamedTuple):
     is_valid: Boolean
 
 
-def l2_section(seqlen_k: Int32, key_bytes: float) -> Int32:
-    """How many scheduled heads' K and V fit in L2 together; `key_bytes`: the K and V bytes one key row
-    costs a scheduled head (divided among query heads that share a KV head)."""
-    return cutlass.max(Int32(int(L2_BYTES / key_bytes)) // cutlass.max(seqlen_k, 1), 1)
+def l2_section(seqlen_k: Int32, key_bytes: float, pairs: Int32) -> Int32:
+    """How many scheduled heads' K and V fit in L2 together, at most `pairs`; `key_bytes`: the K and V
+    bytes one key row costs a scheduled head (divided among query heads that share a KV head)."""
+    return cutlass.min(cutlass.max(Int32(int(L2_BYTES / key_bytes)) // cutlass.max(seqlen_k, 1), 1), pairs)
 
 
 @dataclass(frozen=True)

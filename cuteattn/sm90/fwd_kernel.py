@@ -228,10 +228,11 @@ class FlashFwdSm90:
             sK: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sK_layout)], 1024]
             sV: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sV_layout)], 1024]
 
-        # Heads that share a KV head share its bytes in L2 when they are scheduled apart.
-        key_bytes = (self.head_dim + self.head_dim_v) * self.dtype.width // 8 / (
-            1 if self.pack_gqa else self.qhead_per_kvhead)
-        section = l2_section(mK.shape[0], key_bytes)
+        section = Int32(1)
+        if cutlass.const_expr(self.has_window_right):  # heads that share a KV head share its bytes in L2
+            key_bytes = (self.head_dim + self.head_dim_v) * self.dtype.width // 8 / self.qhead_per_kvhead
+            _, _, heads, batch = mQ.shape
+            section = l2_section(mK.shape[0], key_bytes * self.rows_per_query, heads * batch)
         self.kernel(
             tma_q, mQ, tma_k, mK, tma_v, mV, tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, window_left,
             window_right, section, tiled_mma_qk, tiled_mma_pv, sQ_layout, sK_layout, sV_layout, sO_layout,
