@@ -51,29 +51,53 @@ def _arch_of_device(index: int) -> str:
 
 
 class _KernelAttention(torch.autograd.Function):
-    """The forward through an architecture's kernels; lse is returned but not differentiated."""
+    """Attention through an architecture's forward and backward kernels; lse is returned but not
+    differentiated."""
 
     @staticmethod
-    def forward(ctx, q, k, v, learnable_sink, kernels, opts):
-        ctx.arch = kernels.__name__.split(".")[1]
+    def forward(ctx, q, k, v, learnable_sink, kernels, opts, deterministic):
         out, lse = kernels.forward(q, k, v, opts)
+        ctx.save_for_backward(q, k, v, out, lse)
+        ctx.kernels, ctx.opts, ctx.deterministic = kernels, opts, deterministic
         ctx.mark_non_differentiable(lse)
         return out, lse
 
     @staticmethod
     def backward(ctx, dout, dlse):
-        raise NotImplementedError(
-            f"cuteattn: the attention backward has no kernel yet for {ctx.arch}. Set {BACKEND_ENV}=reference to "
-            f"train through the PyTorch path (slow; for debugging).")
+        q, k, v, out, lse = ctx.saved_tensors
+        dq, dk, dv, dsink = ctx.kernels.backward(q, k, v, out, dout, lse, ctx.opts,
+                                                 deterministic=ctx.deterministic)
+        return dq, dk, dv, dsink, None, None, None
+
+
+class _Sm90:
+    """The sm90 kernels behind `_KernelAttention`."""
+
+    @staticmethod
+    def unsupported(head_dim, head_dim_v, opts, needs_grad):
+        from cuteattn.sm90 import backward, forward
+
+        missing = forward.unsupported(head_dim, head_dim_v, opts)
+        if missing is None and needs_grad:
+            missing = backward.unsupported(head_dim, head_dim_v, opts)
+        return missing
+
+    @staticmethod
+    def forward(q, k, v, opts):
+        from cuteattn.sm90 import forward
+
+        return forward.forward(q, k, v, opts)
+
+    @staticmethod
+    def backward(q, k, v, out, dout, lse, opts, deterministic):
+        from cuteattn.sm90 import backward
+
+        return backward.backward(q, k, v, out, dout, lse, opts, deterministic=deterministic)
 
 
 def _kernel_module(arch: str):
-    """The host module of an architecture's forward kernel, or None where there is none yet."""
-    if arch == "sm90":
-        from cuteattn.sm90 import forward
-
-        return forward
-    return None
+    """The kernels of an architecture, or None where there are none yet."""
+    return _Sm90 if arch == "sm90" else None
 
 
 def _no_kernel(fn: str, arch: str, feature: str, device: torch.device):
@@ -188,13 +212,14 @@ def flash_attn_func(
     kernels = _kernel_module(backend)
     if kernels is None:
         _no_kernel(fn, backend, "the attention forward", q.device)
-    missing = kernels.unsupported(q.shape[-1], v.shape[-1], opts)
+    inputs = (q, k, v, opts.learnable_sink)
+    needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
+    missing = kernels.unsupported(q.shape[-1], v.shape[-1], opts, needs_grad)
     if missing is not None:
         _no_kernel(fn, backend, missing, q.device)
-    inputs = (q, k, v, opts.learnable_sink)
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs):
+    if needs_grad:
         # The sink is an input of its own so that autograd reaches backward when only the sink needs a gradient.
-        out, lse = _KernelAttention.apply(*inputs, kernels, opts)
+        out, lse = _KernelAttention.apply(*inputs, kernels, opts, deterministic)
     else:
         out, lse = kernels.forward(q, k, v, opts)
     return (out, lse) if return_lse else out

@@ -42,6 +42,18 @@ class Window:
         n_block_min = cutlass.max(self.first_key(first_row), 0) // tile_n
         return n_block_min, cutlass.max(n_block_min, n_block_max)
 
+    def query_block_range(self, first_key, last_key, seqlen_q, tile_m: int):
+        """[m_block_min, m_block_max): the blocks of `tile_m` query rows that see some key of
+        first_key..last_key (the backward's view of `block_range`)."""
+        m_block_max = cute.ceil_div(seqlen_q, tile_m)
+        if self.left is not None:  # the last row that sees last_key
+            m_block_max = cutlass.min(m_block_max, cute.ceil_div(
+                cutlass.max(last_key - self.diagonal + self.left + 1, 0), tile_m))
+        if self.right is None:
+            return 0, m_block_max
+        m_block_min = cutlass.max(first_key - self.diagonal - self.right, 0) // tile_m
+        return m_block_min, cutlass.max(m_block_min, m_block_max)
+
     def needs_mask(self, first_row, last_row, col0, tile_n: int):
         """Whether some row of first_row..last_row does not see some key of the block col0..col0 + tile_n."""
         cut = col0 + tile_n > self.end_key(first_row)
@@ -65,4 +77,20 @@ def mask_tile(s: cute.Tensor, coords: cute.Tensor, row0: Int32, col0: Int32, win
             first = window.first_key(row)
             for c in cutlass.range_constexpr(cute.size(s, mode=[1])):
                 if coords[0, c][1] + col0 < first:
+                    s[r, c] = -Float32.inf
+
+
+@cute.jit
+def mask_tile_transposed(s: cute.Tensor, coords: cute.Tensor, key0: Int32, query0: Int32, window: Window):
+    """`mask_tile` for a transposed score tile: keys on the rows, queries on the columns."""
+    for c in cutlass.range_constexpr(cute.size(s, mode=[1])):
+        query = coords[0, c][1] + query0
+        end = window.end_key(query)
+        for r in cutlass.range_constexpr(cute.size(s, mode=[0])):
+            if coords[r, 0][0] + key0 >= end:
+                s[r, c] = -Float32.inf
+        if cutlass.const_expr(window.left is not None):
+            first = window.first_key(query)
+            for r in cutlass.range_constexpr(cute.size(s, mode=[0])):
+                if coords[r, 0][0] + key0 < first:
                     s[r, c] = -Float32.inf

@@ -1,6 +1,7 @@
 """Attention backward preprocess for sm_90a: dpsum = rowsum(dO * O) and lse in log2 units.
 
-One CTA takes `tile_m` consecutive query rows of one (batch, head). Each row of head_dim_v elements
+The outputs may be longer than seqlen (rounded up to the backward's query tile): the rows past seqlen get
+zeros. One CTA takes `tile_m` consecutive query rows of one (batch, head). Each row of head_dim_v elements
 is read with 16-byte vector loads by `threads_per_row` neighbouring lanes, which sum their fp32
 partial dot products with warp shuffles.
 """
@@ -68,11 +69,11 @@ class BwdPreprocess:
         mO: cute.Tensor,  # (batch, seqlen, heads, head_dim_v)
         mdO: cute.Tensor,  # (batch, seqlen, heads, head_dim_v)
         mLSE: cute.Tensor,  # (batch, heads, seqlen)
-        mdPsum: cute.Tensor,  # (batch, heads, seqlen)
-        mLSElog2: cute.Tensor,  # (batch, heads, seqlen)
+        mdPsum: cute.Tensor,  # (batch, heads, seqlen or more)
+        mLSElog2: cute.Tensor,  # (batch, heads, seqlen or more)
         stream: cuda.CUstream,
     ):
-        batch, seqlen, heads, _ = mO.shape
+        batch, _, heads, _ = mO.shape
         tiled_copy = cute.make_tiled_copy_tv(
             cute.make_copy_atom(cute.nvgpu.CopyUniversalOp(), self.dtype, num_bits_per_copy=VECTOR_BITS),
             cute.make_ordered_layout((self.rows_per_pass, self.threads_per_row), order=(1, 0)),
@@ -80,7 +81,7 @@ class BwdPreprocess:
         )
         # Heads vary fastest across the grid, so the CTAs in flight read neighbouring memory.
         self.kernel(mO, mdO, mLSE, mdPsum, mLSElog2, tiled_copy).launch(
-            grid=[heads, cute.ceil_div(seqlen, self.tile_m), batch],
+            grid=[heads, cute.ceil_div(mdPsum.shape[2], self.tile_m), batch],
             block=[self.num_threads, 1, 1],
             stream=stream,
         )
@@ -97,7 +98,7 @@ class BwdPreprocess:
     ):
         tidx, _, _ = cute.arch.thread_idx()
         head, m_block, batch = cute.arch.block_idx()
-        seqlen = mO.shape[1]
+        seqlen, padded = mO.shape[1], mdPsum.shape[2]
         tile = (self.tile_m, self.head_dim_v)
 
         thr_copy = tiled_copy.get_slice(tidx)
@@ -123,12 +124,14 @@ class BwdPreprocess:
             # Every lane joins the shuffles, also those whose row is past seqlen.
             dot = cute.arch.warp_reduction(dot, operator.add, threads_in_group=self.threads_per_row)
             row = tOcO[0, m, 0][0]
-            if tidx % self.threads_per_row == 0 and row < seqlen:
-                mdPsum[batch, head, row] = dot
+            if tidx % self.threads_per_row == 0 and row < padded:
+                mdPsum[batch, head, row] = dot  # 0 past seqlen: the loads left zeros
 
         row = m_block * self.tile_m + tidx
-        if tidx < self.tile_m and row < seqlen:
-            lse = mLSE[batch, head, row]
+        if tidx < self.tile_m and row < padded:
+            lse = -Float32.inf
+            if row < seqlen:
+                lse = mLSE[batch, head, row]
             mLSElog2[batch, head, row] = Float32(0.0) if lse == -Float32.inf else lse * LOG2_E
 
 
@@ -148,7 +151,7 @@ def bwd_preprocess(
     """`cuteattn.reference.bwd_preprocess` on the GPU: returns (dpsum, lse_log2), (batch, heads, seqlen) fp32.
 
     `out` and `dout` are (batch, seqlen, heads, head_dim_v) bf16 or fp16; `dpsum` and `lse_log2` may be
-    given preallocated (fp32, unit stride along seqlen).
+    given preallocated (fp32, unit stride along seqlen), also longer than seqlen: their extra rows get 0.
     """
     batch, seqlen, heads, head_dim_v = out.shape
     assert out.is_cuda and dout.shape == out.shape and dout.dtype == out.dtype, "out and dout must match, on the GPU"
@@ -164,7 +167,8 @@ def bwd_preprocess(
     if lse_log2 is None:
         lse_log2 = torch.empty(batch, heads, seqlen, dtype=torch.float32, device=out.device)
     for t in (dpsum, lse_log2):
-        assert t.shape == lse.shape and t.dtype == torch.float32 and t.stride(-1) == 1
+        assert t.shape[:2] == lse.shape[:2] and t.shape[2] >= seqlen and t.dtype == torch.float32 \
+            and t.stride(-1) == 1 and t.shape == dpsum.shape
     if dpsum.numel() == 0:
         return dpsum, lse_log2
 

@@ -1,0 +1,121 @@
+"""Host side of the sm90 backward: which requests the kernels cover, and the three launches.
+
+preprocess (dpsum, lse in log2 units) -> the main kernel (dK, dV, and dQ into an fp32 workspace) ->
+postprocess (dQ in the input dtype). The learnable sink's gradient needs only lse and dpsum:
+d sink[h] = -sum over rows of exp(sink[h] - lse) * dpsum.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import replace
+from typing import Optional
+
+import torch
+
+import cutlass
+
+from cuteattn import reference
+from cuteattn.compile_cache import get_or_compile
+from cuteattn.kernel_args import ALIGN_BYTES, TORCH_TO_CUTE, aligned_view, compile_kernel, fake_tensor
+from cuteattn.registry import compile_target
+from cuteattn.sm90.bwd_kernel import BwdConfig, FlashBwdSm90
+from cuteattn.sm90.bwd_postprocess import DqPostprocess
+from cuteattn.sm90.bwd_preprocess import bwd_preprocess
+from cuteattn.sm90.forward import launch_args
+
+HEAD_DIMS = (64, 96, 128)
+CONFIG = BwdConfig()
+
+
+def unsupported(head_dim: int, head_dim_v: int, opts: reference.Options) -> Optional[str]:
+    """The first feature of the request that the sm90 backward does not cover yet, or None."""
+    if head_dim_v != head_dim or head_dim not in HEAD_DIMS:
+        return (f"the backward with head_dim {head_dim} and head_dim_v {head_dim_v} (covered: equal head dims "
+                f"in {HEAD_DIMS})")
+    for feature, present in (("score_mod", opts.score_mod is not None), ("mask_mod", opts.mask_mod is not None),
+                             ("block_mask", opts.block_mask is not None)):
+        if present:
+            return f"the backward with {feature}"
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def _kernel(dtype, head_dim, qhead_per_kvhead, has_window_left, has_window_right, has_softcap,
+            config) -> FlashBwdSm90:
+    return FlashBwdSm90(TORCH_TO_CUTE[dtype], head_dim, qhead_per_kvhead, has_window_left=has_window_left,
+                        has_window_right=has_window_right, has_softcap=has_softcap, config=config)
+
+
+def kernel_for(dtype: torch.dtype, head_dim: int, qhead_per_kvhead: int, opts: reference.Options,
+               config: Optional[BwdConfig] = None) -> FlashBwdSm90:
+    return _kernel(dtype, head_dim, qhead_per_kvhead, opts.window_left is not None, opts.window_right is not None,
+                   opts.softcap > 0, config or CONFIG)
+
+
+def _compile(op: FlashBwdSm90):
+    q, k, v, do, dk, dv = (fake_tensor(op.dtype, 4) for _ in range(6))
+    lse_log2, dpsum = (fake_tensor(cutlass.Float32, 3) for _ in range(2))
+    dq_accum = fake_tensor(cutlass.Float32, 4)
+    scalars = (cutlass.Float32(1.0),) * 3 + (cutlass.Int32(0),) * 2
+    return compile_kernel(op, q, k, v, do, lse_log2, dpsum, dq_accum, dk, dv, *scalars)
+
+
+def _compile_postprocess(op: DqPostprocess):
+    return compile_kernel(op, fake_tensor(cutlass.Float32, 4), fake_tensor(op.dtype, 4), cutlass.Float32(1.0))
+
+
+def _tma_ready(t: torch.Tensor) -> torch.Tensor:
+    """`t` as the kernels take it: unit last stride, 16-byte aligned start and strides; else a contiguous copy."""
+    elems = ALIGN_BYTES // t.element_size()
+    aligned = t.stride(-1) == 1 and t.data_ptr() % ALIGN_BYTES == 0 and all(
+        s % elems == 0 or n == 1 for n, s in zip(t.shape[:-1], t.stride()[:-1]))
+    return aligned_view(t) if aligned else t.detach().contiguous()
+
+
+def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, dout: torch.Tensor,
+             lse: torch.Tensor, opts: reference.Options, deterministic: bool = False,
+             config: Optional[BwdConfig] = None, grads: Optional[tuple] = None):
+    """(dq, dk, dv, dsink) of the attention forward that gave `out` and `lse`; dsink is None without a sink.
+    dq, dk, dv are written into `grads` when given (contiguous, shaped like q, k, v)."""
+    if deterministic:
+        raise NotImplementedError("cuteattn: deterministic=True has no sm90 backward kernel yet")
+    batch, seqlen_q, heads, head_dim = q.shape
+    cfg = config or CONFIG
+    op = kernel_for(q.dtype, head_dim, heads // k.shape[2], opts, cfg)
+    dq, dk, dv = grads or (torch.empty(t.shape, dtype=t.dtype, device=t.device) for t in (q, k, v))
+    m_blocks = (seqlen_q + cfg.tile_m - 1) // cfg.tile_m
+    dpsum, lse_log2 = (torch.empty(batch, heads, m_blocks * cfg.tile_m, dtype=torch.float32, device=q.device)
+                       for _ in range(2))
+    if q.numel() == 0 or k.shape[1] == 0:
+        dsink = None if opts.learnable_sink is None else torch.zeros_like(opts.learnable_sink)
+        return dq.zero_(), dk.zero_(), dv.zero_(), dsink
+    dout = _tma_ready(dout)
+    bwd_preprocess(_tma_ready(out), dout, lse, dpsum, lse_log2)
+    dq_accum = torch.zeros(batch, heads, m_blocks, cfg.tile_m * head_dim, dtype=torch.float32, device=q.device)
+    _, scale_log2, tanh_scale, left, right = launch_args(opts)
+    compiled = get_or_compile(("sm90.bwd", op), lambda: _compile(op))
+    compiled(_tma_ready(q), _tma_ready(k), _tma_ready(v), dout, lse_log2, dpsum, dq_accum, dk, dv, scale_log2,
+             tanh_scale, opts.softmax_scale, left, right)
+    post = DqPostprocess(op.dtype, head_dim, cfg.tile_m)
+    get_or_compile(("sm90.bwd_postprocess", post), lambda: _compile_postprocess(post))(
+        dq_accum, dq, opts.softmax_scale)
+    dsink = None
+    if opts.learnable_sink is not None:
+        sink = opts.learnable_sink.detach().float().view(1, -1, 1)
+        dsink = -(torch.exp(sink - lse) * dpsum[..., :seqlen_q]).sum(dim=(0, 2)).to(opts.learnable_sink.dtype)
+    return dq, dk, dv, dsink
+
+
+@compile_target("sm90.bwd", "sm_90a")
+def build() -> None:
+    plain = reference.Options(softmax_scale=1.0, window_left=None, window_right=None, softcap=0.0,
+                              learnable_sink=None, score_mod=None, mask_mod=None, block_mask=None)
+    causal = replace(plain, window_right=0)
+    for head_dim in HEAD_DIMS:
+        for opts in (plain, causal):
+            _compile(kernel_for(torch.bfloat16, head_dim, 1, opts))
+        _compile_postprocess(DqPostprocess(cutlass.BFloat16, head_dim, CONFIG.tile_m))
+    for opts in (replace(causal, window_left=100, softcap=30.0), replace(plain, window_left=64)):
+        _compile(kernel_for(torch.float16, 128, 4, opts))
+    _compile_postprocess(DqPostprocess(cutlass.Float16, 128, CONFIG.tile_m))

@@ -1,0 +1,380 @@
+"""Hopper (sm90) attention backward: one CTA per block of keys, over the query blocks that see it.
+
+Warpgroup 0 produces: one warp loads the CTA's K and V once, then Q and dO block by block into two
+mbarrier pipelines. Each of the two consumer warpgroups owns 64 keys and, per block of tile_m queries:
+
+    S^T  = K Q^T,  dP^T = V dO^T                     wgmma, both operands in shared memory
+    P^T  = exp2(S^T * scale_log2 - lse_log2)         lse of each query column
+    dV  += P^T dO                                    P^T from registers
+    dS^T = P^T * (dP^T - dpsum)
+    dK  += dS^T Q                                    dS^T from registers
+    dQ[:, half] = dS K[:, half]                      dS through shared memory, all 128 keys
+
+then adds its half of dQ into the fp32 workspace of `dq_accum` with vector atomics. Computing the scores
+transposed puts each key on a row, so P^T and dS^T come out of the accumulators already as the A operands
+of dV and dK. dK and dV stay in registers over every query block, and under GQA over every query head
+that shares the KV head, and are written once at the end.
+
+Query rows past seqlen_q are zeros (TMA fills them) with lse_log2 = dpsum = 0, so they add nothing; keys
+past seqlen_k and outside the window are masked on the blocks that cross them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Type
+
+import cuda.bindings.driver as cuda
+
+import cutlass
+import cutlass.cute as cute
+import cutlass.pipeline as pipeline
+import cutlass.utils.hopper_helpers as sm90_utils
+from cutlass import Float32, Int32
+from cutlass.cute.nvgpu import OperandMajorMode, cpasync, warpgroup
+from cutlass.cute.nvgpu.warpgroup import OperandSource
+
+from cuteattn import softmax
+from cuteattn.fragments import as_a_operand, rowcol
+from cuteattn.masking import Window, mask_tile_transposed
+from cuteattn.sm90 import dq_accum
+from cuteattn.sm90.mma import gemm
+from cuteattn.sm90.smem import one_stage, operand_layout, transposed
+
+KEYS_PER_WARPGROUP = 64  # the M of one wgmma
+CONSUMERS = 2
+TILE_N = KEYS_PER_WARPGROUP * CONSUMERS
+THREADS_PER_WARPGROUP = 128
+PRODUCER_REGISTERS = 24  # 240 * 256 + 24 * 128 = 168 * 384, what the CTA holds at entry: setmaxnreg.inc waits for the rest
+CONSUMER_REGISTERS = 240
+DS_BARRIER = 1  # named barrier: both consumers have written their dS^T; 0 is __syncthreads
+DS_BUFFERS = 2  # one consumer may write step i + 1's dS while the other still reads step i's
+
+
+def tma_partition(atom, smem, gmem, tile):
+    """TMA views of smem stages (tile, stage) and gmem `tile`s along the sequence (tile, block)."""
+    return cpasync.tma_partition(atom, 0, cute.make_layout(1), cute.group_modes(smem, 0, 2),
+                                 cute.group_modes(cute.local_tile(gmem, tile, (None, 0)), 0, 2))
+
+
+@dataclass(frozen=True)
+class BwdConfig:
+    """The kernel's tunable choices."""
+
+    tile_m: int = 64  # query rows per step: the N of S^T
+    num_stages: int = 2  # depth of the Q and dO pipelines
+
+
+@dataclass(frozen=True)
+class FlashBwdSm90:
+    dtype: Type[cutlass.Numeric]
+    head_dim: int
+    qhead_per_kvhead: int
+    has_window_left: bool = False  # the sliding window's bounded sides; causal is window_right = 0
+    has_window_right: bool = False
+    has_softcap: bool = False
+    config: BwdConfig = BwdConfig()
+
+    @property
+    def num_threads(self) -> int:
+        return THREADS_PER_WARPGROUP * (1 + CONSUMERS)
+
+    @cute.jit
+    def __call__(
+        self,
+        mQ: cute.Tensor,  # (batch, seqlen_q, heads, head_dim)
+        mK: cute.Tensor,  # (batch, seqlen_k, heads_kv, head_dim)
+        mV: cute.Tensor,  # (batch, seqlen_k, heads_kv, head_dim)
+        mdO: cute.Tensor,  # (batch, seqlen_q, heads, head_dim)
+        mLSElog2: cute.Tensor,  # (batch, heads, seqlen_q rounded up to tile_m) fp32, 0 past seqlen_q
+        mdPsum: cute.Tensor,  # (batch, heads, seqlen_q rounded up to tile_m) fp32, 0 past seqlen_q
+        mdQaccum: cute.Tensor,  # (batch, heads, m_blocks, tile_m * head_dim) fp32, zeroed
+        mdK: cute.Tensor,  # (batch, seqlen_k, heads_kv, head_dim)
+        mdV: cute.Tensor,  # (batch, seqlen_k, heads_kv, head_dim)
+        scale_log2: Float32,  # of the scores held: softmax_scale * log2(e), softcap * log2(e) with has_softcap
+        tanh_scale: Float32,  # softmax_scale / softcap with has_softcap
+        dk_scale: Float32,  # softmax_scale: dK = dk_scale * dS^T Q
+        window_left: Int32,  # with has_window_left
+        window_right: Int32,  # with has_window_right
+        stream: cuda.CUstream,
+    ):
+        cfg, d = self.config, self.head_dim
+        # TMA tiles the two leading modes: (seqlen, head_dim, heads, batch).
+        mQ, mK, mV, mdO = [cute.make_tensor(t.iterator, cute.select(t.layout, mode=[1, 3, 2, 0]))
+                           for t in (mQ, mK, mV, mdO)]
+
+        tiled_mma_sdp = sm90_utils.make_trivial_tiled_mma(
+            self.dtype, self.dtype, OperandMajorMode.K, OperandMajorMode.K, Float32, (1, 1, 1),
+            tiler_mn=(KEYS_PER_WARPGROUP, cfg.tile_m))
+        tiled_mma_dkv = sm90_utils.make_trivial_tiled_mma(
+            self.dtype, self.dtype, OperandMajorMode.K, OperandMajorMode.MN, Float32, (1, 1, 1),
+            tiler_mn=(KEYS_PER_WARPGROUP, d), a_source=OperandSource.RMEM)
+        tiled_mma_dq = dq_accum.tiled_mma(self.dtype, cfg.tile_m, d)
+
+        sQ_layout = operand_layout(self.dtype, cfg.tile_m, d, cfg.num_stages, True)
+        sK_layout = operand_layout(self.dtype, TILE_N, d, 1, True, slice_cols=d // dq_accum.WARPGROUPS)
+        sV_layout = operand_layout(self.dtype, TILE_N, d, 1, True)
+        sdS_layout = operand_layout(self.dtype, cfg.tile_m, TILE_N, DS_BUFFERS, False)
+
+        load = cpasync.CopyBulkTensorTileG2SOp()
+        tma_q, mQ = cpasync.make_tiled_tma_atom(load, mQ, one_stage(sQ_layout), (cfg.tile_m, d))
+        tma_do, mdO = cpasync.make_tiled_tma_atom(load, mdO, one_stage(sQ_layout), (cfg.tile_m, d))
+        tma_k, mK = cpasync.make_tiled_tma_atom(load, mK, one_stage(sK_layout), (TILE_N, d))
+        tma_v, mV = cpasync.make_tiled_tma_atom(load, mV, one_stage(sV_layout), (TILE_N, d))
+
+        @cute.struct
+        class SharedStorage:
+            q_barriers: cute.struct.MemRange[cutlass.Int64, 2 * cfg.num_stages]
+            do_barriers: cute.struct.MemRange[cutlass.Int64, 2 * cfg.num_stages]
+            kv_barriers: cute.struct.MemRange[cutlass.Int64, 2]
+            sQ: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sQ_layout)], 1024]
+            sdO: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sQ_layout)], 1024]
+            sK: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sK_layout)], 1024]
+            sV: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sV_layout)], 1024]
+            sdS: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sdS_layout)], 1024]
+
+        seqlen_k, _, heads_kv, batch = mK.shape
+        self.kernel(
+            tma_q, mQ, tma_do, mdO, tma_k, mK, tma_v, mV, mLSElog2, mdPsum, mdQaccum, mdK, mdV, scale_log2,
+            tanh_scale, dk_scale, window_left, window_right, tiled_mma_sdp, tiled_mma_dkv, tiled_mma_dq,
+            sQ_layout, sK_layout, sV_layout, sdS_layout, SharedStorage,
+        ).launch(
+            grid=[cute.ceil_div(seqlen_k, TILE_N), heads_kv, batch],
+            block=[self.num_threads, 1, 1],
+            smem=SharedStorage.size_in_bytes(),
+            stream=stream,
+            min_blocks_per_mp=1,  # pins the register count at entry; without it ptxas may drop setmaxnreg
+        )
+
+    @cute.kernel
+    def kernel(
+        self,
+        tma_q: cute.CopyAtom,
+        mQ: cute.Tensor,
+        tma_do: cute.CopyAtom,
+        mdO: cute.Tensor,
+        tma_k: cute.CopyAtom,
+        mK: cute.Tensor,
+        tma_v: cute.CopyAtom,
+        mV: cute.Tensor,
+        mLSElog2: cute.Tensor,
+        mdPsum: cute.Tensor,
+        mdQaccum: cute.Tensor,
+        mdK: cute.Tensor,
+        mdV: cute.Tensor,
+        scale_log2: Float32,
+        tanh_scale: Float32,
+        dk_scale: Float32,
+        window_left: Int32,
+        window_right: Int32,
+        tiled_mma_sdp: cute.TiledMma,
+        tiled_mma_dkv: cute.TiledMma,
+        tiled_mma_dq: cute.TiledMma,
+        sQ_layout: cute.ComposedLayout,
+        sK_layout: cute.ComposedLayout,
+        sV_layout: cute.ComposedLayout,
+        sdS_layout: cute.ComposedLayout,
+        SharedStorage: cutlass.Constexpr,
+    ):
+        cfg = self.config
+        warp_idx = cute.arch.make_warp_uniform(cute.arch.warp_idx())
+        n_block, kv_head, batch = cute.arch.block_idx()
+        seqlen_q, seqlen_k = mQ.shape[0], mK.shape[0]
+        window = Window(seqlen_k, seqlen_k - seqlen_q, window_left if self.has_window_left else None,
+                        window_right if self.has_window_right else None)
+        first_key = n_block * TILE_N
+        m_block_min, m_block_max = window.query_block_range(
+            first_key, cutlass.min(first_key + TILE_N, seqlen_k) - 1, seqlen_q, cfg.tile_m)
+
+        if warp_idx == 0:
+            for atom in (tma_q, tma_do, tma_k, tma_v):
+                cpasync.prefetch_descriptor(atom)
+
+        smem = cutlass.memory.SmemAllocator()
+        storage = smem.allocate(SharedStorage)
+        consumer_warps = CONSUMERS * THREADS_PER_WARPGROUP // cute.arch.WARP_SIZE
+
+        def make_pipeline(barriers, stages, tx_bytes):
+            return pipeline.PipelineTmaAsync.create(
+                barrier_storage=barriers.data_ptr(),
+                num_stages=stages,
+                producer_group=pipeline.CooperativeGroup(pipeline.Agent.Thread),
+                consumer_group=pipeline.CooperativeGroup(pipeline.Agent.Thread, consumer_warps),
+                tx_count=tx_bytes,
+                cta_layout_vmnk=cute.make_layout((1, 1, 1, 1)),
+                defer_sync=True,
+            )
+
+        q_bytes = cute.size_in_bytes(self.dtype, one_stage(sQ_layout))
+        pipeline_q = make_pipeline(storage.q_barriers, cfg.num_stages, q_bytes)
+        pipeline_do = make_pipeline(storage.do_barriers, cfg.num_stages, q_bytes)
+        pipeline_kv = make_pipeline(storage.kv_barriers, 1, cute.size_in_bytes(self.dtype, sK_layout)
+                                    + cute.size_in_bytes(self.dtype, sV_layout))
+        pipeline.pipeline_init_arrive(cluster_shape_mn=(1, 1), is_relaxed=True)
+        pipeline.pipeline_init_wait(cluster_shape_mn=(1, 1))
+
+        sQ = storage.sQ.get_tensor(sQ_layout.outer, swizzle=sQ_layout.inner)  # (tile_m, d, stage)
+        sdO = storage.sdO.get_tensor(sQ_layout.outer, swizzle=sQ_layout.inner)  # (tile_m, d, stage)
+        sK = storage.sK.get_tensor(sK_layout.outer, swizzle=sK_layout.inner)  # (TILE_N, d, 1)
+        sV = storage.sV.get_tensor(sV_layout.outer, swizzle=sV_layout.inner)  # (TILE_N, d, 1)
+        sdS = storage.sdS.get_tensor(sdS_layout.outer, swizzle=sdS_layout.inner)  # (tile_m, TILE_N, buffer)
+
+        if warp_idx < THREADS_PER_WARPGROUP // cute.arch.WARP_SIZE:
+            cute.arch.setmaxregister_decrease(PRODUCER_REGISTERS)
+            if warp_idx == 0:
+                self.produce(tma_q, mQ, tma_do, mdO, tma_k, mK, tma_v, mV, sQ, sdO, sK, sV, pipeline_q, pipeline_do,
+                             pipeline_kv, n_block, kv_head, batch, m_block_min, m_block_max)
+        else:
+            cute.arch.setmaxregister_increase(CONSUMER_REGISTERS)
+            self.consume(mLSElog2, mdPsum, mdQaccum, mdK, mdV, scale_log2, tanh_scale, dk_scale, tiled_mma_sdp,
+                         tiled_mma_dkv, tiled_mma_dq, sQ, sdO, sK, sV, sdS, pipeline_q, pipeline_do, pipeline_kv,
+                         n_block, kv_head, batch, m_block_min, m_block_max, window)
+
+    @cute.jit
+    def produce(self, tma_q, mQ, tma_do, mdO, tma_k, mK, tma_v, mV, sQ, sdO, sK, sV, pipeline_q, pipeline_do,
+                pipeline_kv, n_block, kv_head, batch, m_block_min, m_block_max):
+        cfg, d = self.config, self.head_dim
+        kv_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, 1)
+        pipeline_kv.producer_acquire(kv_state)
+        for atom, smem, gmem in ((tma_k, sK, mK), (tma_v, sV, mV)):
+            tXsX, tXgX = tma_partition(atom, smem, gmem[None, None, kv_head, batch], (TILE_N, d))
+            cute.copy(atom, tXgX[None, n_block], tXsX[None, 0], tma_bar_ptr=pipeline_kv.producer_get_barrier(kv_state))
+
+        q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
+        do_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
+        num_m_blocks = m_block_max - m_block_min
+        for step in cutlass.range(num_m_blocks * self.qhead_per_kvhead, unroll=1):
+            head = kv_head * self.qhead_per_kvhead + step // num_m_blocks
+            m_block = m_block_min + step % num_m_blocks
+            tQsQ, tQgQ = tma_partition(tma_q, sQ, mQ[None, None, head, batch], (cfg.tile_m, d))
+            tdOsdO, tdOgdO = tma_partition(tma_do, sdO, mdO[None, None, head, batch], (cfg.tile_m, d))
+            pipeline_q.producer_acquire(q_state)
+            cute.copy(tma_q, tQgQ[None, m_block], tQsQ[None, q_state.index],
+                      tma_bar_ptr=pipeline_q.producer_get_barrier(q_state))
+            q_state.advance()
+            pipeline_do.producer_acquire(do_state)
+            cute.copy(tma_do, tdOgdO[None, m_block], tdOsdO[None, do_state.index],
+                      tma_bar_ptr=pipeline_do.producer_get_barrier(do_state))
+            do_state.advance()
+
+    @cute.jit
+    def probabilities(self, s, dtanh, coords, lse_log2, scale_log2, tanh_scale, key0, query0, window):
+        """S^T -> P^T in place; with softcap, `dtanh` receives d(tanh)/d(its argument) = 1 - tanh^2."""
+        if cutlass.const_expr(self.has_softcap):
+            softmax.softcap(s, tanh_scale)
+            for i in cutlass.range_constexpr(cute.size(s)):
+                dtanh[i] = (1.0 - s[i] * s[i]).to(self.dtype)
+        if window.needs_mask(query0, query0 + self.config.tile_m - 1, key0, KEYS_PER_WARPGROUP):
+            mask_tile_transposed(s, coords, key0, query0, window)
+        for c in cutlass.range_constexpr(cute.size(s, mode=[1])):
+            for r in cutlass.range_constexpr(cute.size(s, mode=[0])):
+                s[r, c] = cute.math.exp2(s[r, c] * scale_log2 - lse_log2[c], fastmath=True)
+
+    @cute.jit
+    def score_grads(self, dp, p, dtanh, dpsum):
+        """dP^T -> dS^T = P^T * (dP^T - dpsum) in place, through the tanh of the softcap if any."""
+        for c in cutlass.range_constexpr(cute.size(dp, mode=[1])):
+            for r in cutlass.range_constexpr(cute.size(dp, mode=[0])):
+                dp[r, c] = p[r, c] * (dp[r, c] - dpsum[c])
+        if cutlass.const_expr(self.has_softcap):
+            for i in cutlass.range_constexpr(cute.size(dp)):
+                dp[i] = dp[i] * dtanh[i].to(Float32)
+
+    @cute.jit
+    def consume(self, mLSElog2, mdPsum, mdQaccum, mdK, mdV, scale_log2, tanh_scale, dk_scale, tiled_mma_sdp,
+                tiled_mma_dkv, tiled_mma_dq, sQ, sdO, sK, sV, sdS, pipeline_q, pipeline_do, pipeline_kv, n_block,
+                kv_head, batch, m_block_min, m_block_max, window):
+        cfg, d = self.config, self.head_dim
+        tidx, _, _ = cute.arch.thread_idx()
+        wg = tidx // THREADS_PER_WARPGROUP - 1
+        wg_tidx = tidx % THREADS_PER_WARPGROUP
+        key0 = n_block * TILE_N + wg * KEYS_PER_WARPGROUP
+
+        thr_sdp = tiled_mma_sdp.get_slice(wg_tidx)
+        thr_dkv = tiled_mma_dkv.get_slice(wg_tidx)
+        thr_dq = tiled_mma_dq.get_slice(wg_tidx)
+        my_keys = (KEYS_PER_WARPGROUP, d, 1)
+        tSrK = tiled_mma_sdp.make_fragment_A(thr_sdp.partition_A(cute.local_tile(sK, my_keys, (wg, 0, 0))))
+        tdPrV = tiled_mma_sdp.make_fragment_A(thr_sdp.partition_A(cute.local_tile(sV, my_keys, (wg, 0, 0))))
+        tSrQ = tiled_mma_sdp.make_fragment_B(thr_sdp.partition_B(sQ))
+        tdPrdO = tiled_mma_sdp.make_fragment_B(thr_sdp.partition_B(sdO))
+        tdVrdO = tiled_mma_dkv.make_fragment_B(thr_dkv.partition_B(transposed(sdO)))
+        tdKrQ = tiled_mma_dkv.make_fragment_B(thr_dkv.partition_B(transposed(sQ)))
+        tdQrdS = tiled_mma_dq.make_fragment_A(thr_dq.partition_A(sdS))
+        half = d // dq_accum.WARPGROUPS
+        tdQrK = tiled_mma_dq.make_fragment_B(
+            thr_dq.partition_B(cute.local_tile(transposed(sK), (half, TILE_N, 1), (wg, 0, 0))))
+        # This consumer's keys of dS^T, as its S^T accumulator holds them.
+        tdSsdS = thr_sdp.partition_C(
+            cute.local_tile(transposed(sdS), (KEYS_PER_WARPGROUP, cfg.tile_m, DS_BUFFERS), (wg, 0, 0)))
+
+        # Partitioned ahead: the wgmma issue below rebinds the tiled MMAs' accumulate field in the loop.
+        my_rows = (KEYS_PER_WARPGROUP, d)
+        tdKgdK, tdVgdV = (thr_dkv.partition_C(cute.local_tile(mX[batch, None, kv_head, None], my_rows,
+                                                               (key0 // KEYS_PER_WARPGROUP, 0))) for mX in (mdK, mdV))
+        tdKcdK = thr_dkv.partition_C(cute.local_tile(cute.make_identity_tensor((mdK.shape[1], d)), my_rows,
+                                                     (key0 // KEYS_PER_WARPGROUP, 0)))
+
+        acc_s = cute.make_rmem_tensor(thr_sdp.partition_shape_C((KEYS_PER_WARPGROUP, cfg.tile_m)), Float32)
+        acc_dp = cute.make_rmem_tensor_like(acc_s)
+        acc_dk = cute.make_rmem_tensor(thr_dkv.partition_shape_C((KEYS_PER_WARPGROUP, d)), Float32)
+        acc_dv = cute.make_rmem_tensor_like(acc_dk)
+        acc_dq = cute.make_rmem_tensor(thr_dq.partition_shape_C((cfg.tile_m, half)), Float32)
+        acc_dk.fill(0.0)
+        acc_dv.fill(0.0)
+        coords = rowcol(thr_sdp.partition_C(cute.make_identity_tensor((KEYS_PER_WARPGROUP, cfg.tile_m))))
+        s, dp = rowcol(acc_s), rowcol(acc_dp)
+        p = cute.make_rmem_tensor_like(acc_s, self.dtype)
+        ds = cute.make_rmem_tensor_like(acc_s, self.dtype)
+        dtanh = rowcol(ds)  # the softcap's derivative waits in dS's registers (input precision) until dS
+        tdVrP, tdKrdS = as_a_operand(p), as_a_operand(ds)
+        columns = cute.size(s, mode=[1])
+        lse_log2 = cute.make_rmem_tensor((columns,), Float32)
+        dpsum = cute.make_rmem_tensor((columns,), Float32)
+
+        pipeline_kv.consumer_wait(pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, 1))
+        q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, cfg.num_stages)
+        do_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, cfg.num_stages)
+        num_m_blocks = m_block_max - m_block_min
+        for step in cutlass.range(num_m_blocks * self.qhead_per_kvhead, unroll=1):
+            head = kv_head * self.qhead_per_kvhead + step // num_m_blocks
+            m_block = m_block_min + step % num_m_blocks
+            query0 = m_block * cfg.tile_m
+            for c in cutlass.range_constexpr(columns):
+                lse_log2[c] = mLSElog2[batch, head, query0 + coords[0, c][1]]
+            pipeline_q.consumer_wait(q_state)
+            gemm(tiled_mma_sdp, acc_s, tSrK[None, None, None, 0], tSrQ[None, None, None, q_state.index], True)
+            pipeline_do.consumer_wait(do_state)
+            gemm(tiled_mma_sdp, acc_dp, tdPrV[None, None, None, 0], tdPrdO[None, None, None, do_state.index],
+                 True)
+            for c in cutlass.range_constexpr(columns):
+                dpsum[c] = mdPsum[batch, head, query0 + coords[0, c][1]]
+            warpgroup.wait_group(1)
+            self.probabilities(s, dtanh, coords, lse_log2, scale_log2, tanh_scale, key0, query0, window)
+            p.store(acc_s.load().to(self.dtype))
+            gemm(tiled_mma_dkv, acc_dv, tdVrP, tdVrdO[None, None, None, do_state.index], False)
+            warpgroup.wait_group(1)
+            self.score_grads(dp, s, dtanh, dpsum)
+            ds.store(acc_dp.load().to(self.dtype))
+            gemm(tiled_mma_dkv, acc_dk, tdKrdS, tdKrQ[None, None, None, q_state.index], False)
+
+            buffer = step % DS_BUFFERS
+            cute.autovec_copy(ds, tdSsdS[None, None, None, buffer])
+            # The dQ wgmma reads dS through the async proxy: order the ordinary stores before it.
+            cute.arch.fence_proxy("async.shared", space="cta")
+            cute.arch.barrier(barrier_id=DS_BARRIER, number_of_threads=CONSUMERS * THREADS_PER_WARPGROUP)
+            gemm(tiled_mma_dq, acc_dq, tdQrdS[None, None, None, buffer], tdQrK[None, None, None, 0], True)
+            warpgroup.wait_group(0)
+            pipeline_q.consumer_release(q_state)
+            q_state.advance()
+            pipeline_do.consumer_release(do_state)
+            do_state.advance()
+            dq_accum.add(acc_dq, mdQaccum[batch, head, m_block, None], wg, wg_tidx)
+
+        acc_dk.store(acc_dk.load() * dk_scale)
+        for acc, dst in ((acc_dk, tdKgdK), (acc_dv, tdVgdV)):
+            out = cute.make_rmem_tensor_like(acc, self.dtype)
+            out.store(acc.load().to(self.dtype))
+            for i in cutlass.range_constexpr(cute.size(out)):
+                if tdKcdK[i][0] < window.seqlen_k:
+                    dst[i] = out[i]

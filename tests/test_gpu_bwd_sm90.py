@@ -1,0 +1,132 @@
+"""The sm90 backward kernels against the PyTorch path's autograd, with FlashAttention's error rule."""
+
+import math
+
+import pytest
+import torch
+
+import cuteattn
+from cuteattn import reference
+
+from test_gpu_fwd_sm90 import low_precision, options
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.get_device_capability()[0] != 9,
+                       reason="needs an sm90 GPU"),
+]
+
+
+def grads_of(fn, inputs, dout):
+    """Gradients of <fn(*inputs), dout> with respect to the inputs that are not None."""
+    leaves = [None if t is None else t.detach().clone().requires_grad_() for t in inputs]
+    out = fn(*leaves)
+    torch.autograd.backward(out, dout)
+    return [None if t is None else t.grad for t in leaves]
+
+
+def check(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, causal, dtype, layout=None, **features):
+    """Run forward and backward kernels, compare dq, dk, dv (and d sink) with the fp32 PyTorch path.
+
+    `layout` may turn the fresh contiguous inputs into strided views; `features`: window, softcap, sink."""
+    from cuteattn.sm90 import backward, forward
+
+    make = lambda *shape: torch.randn(*shape, device="cuda", dtype=dtype)
+    q, k, v = make(batch, seqlen_q, heads, head_dim), make(batch, seqlen_k, heads_kv, head_dim), \
+        make(batch, seqlen_k, heads_kv, head_dim)
+    if layout is not None:
+        q, k, v = layout(q), layout(k), layout(v)
+    sink = features.pop("sink", None)
+    opts = options(head_dim, causal, sink=sink, **features)
+    out, lse = forward.forward(q, k, v, opts)
+    dout = make(*out.shape)
+    poisoned = [torch.full(t.shape, math.nan, dtype=dtype, device="cuda") for t in (q, k, v)]
+    dq, dk, dv, dsink = backward.backward(q, k, v, out, dout, lse, opts, grads=poisoned)
+    torch.cuda.synchronize()
+
+    def attention(dtype_of):
+        def fn(q_, k_, v_, sink_):
+            o = reference.Options(**{**opts.__dict__, "learnable_sink": sink_})
+            if dtype_of is torch.float32:
+                return reference.attention(q_, k_, v_, o)[0]
+            return low_precision(q_, k_, v_, o)
+        return fn
+
+    inputs = (q, k, v, sink)
+    ref = grads_of(attention(torch.float32), [t.float() if t is not None else None for t in inputs], dout.float())
+    lowp = grads_of(attention(dtype), inputs, dout)
+    for name, got, want, low in zip(("dq", "dk", "dv", "dsink"), (dq, dk, dv, dsink), ref, lowp):
+        if want is None:
+            assert got is None
+            continue
+        assert not got.isnan().any(), f"{name}: unwritten or NaN gradient"
+        err = (got.float() - want).abs().max().item()
+        lowp_err = (low.float() - want).abs().max().item()
+        # d sink sums over every row of a head a term that holds dpsum = rowsum(dO * O), and O is the stored
+        # output, rounded to the input dtype: allow that rounding, 1% of the largest gradient.
+        slack = 1e-2 * want.abs().max().item() if name == "dsink" else 0.0
+        assert err <= 2 * lowp_err + 1e-4 + slack, f"{name}: max error {err} vs PyTorch's {lowp_err} in {dtype}"
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("head_dim", [64, 96, 128])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("seqlen_q,seqlen_k", [(1, 1), (17, 17), (113, 113), (128, 128), (1000, 1000),
+                                               (113, 4097), (4097, 113), (1, 300), (300, 1), (200, 333)])
+def test_backward(dtype, head_dim, causal, seqlen_q, seqlen_k):
+    check(2, seqlen_q, seqlen_k, 4, 4, head_dim, causal, dtype)
+
+
+@pytest.mark.parametrize("heads,heads_kv", [(8, 2), (8, 1), (6, 3)])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("seqlen_q,seqlen_k", [(17, 300), (333, 333), (300, 17)])
+def test_gqa(heads, heads_kv, causal, seqlen_q, seqlen_k):
+    check(2, seqlen_q, seqlen_k, heads, heads_kv, 128, causal, torch.bfloat16)
+
+
+@pytest.mark.parametrize("window", [(64, 0), (0, 0), (100, 50), (None, 30), (30, None), (1, 1)])
+@pytest.mark.parametrize("seqlen_q,seqlen_k", [(300, 300), (113, 500), (500, 113)])
+@pytest.mark.parametrize("head_dim", [64, 128])
+def test_window(window, seqlen_q, seqlen_k, head_dim):
+    """Sliding windows, also ones that leave rows with no key (seqlen_q > seqlen_k)."""
+    check(2, seqlen_q, seqlen_k, 4, 2, head_dim, False, torch.bfloat16, window=window)
+
+
+@pytest.mark.parametrize("softcap", [5.0, 30.0])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("head_dim", [64, 96, 128])
+def test_softcap(softcap, causal, head_dim):
+    check(2, 257, 300, 4, 4, head_dim, causal, torch.bfloat16, softcap=softcap)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("seqlen_q,seqlen_k", [(128, 128), (333, 200), (200, 333)])
+def test_sink(causal, seqlen_q, seqlen_k):
+    sink = torch.randn(4, device="cuda")
+    check(2, seqlen_q, seqlen_k, 4, 2, 128, causal, torch.bfloat16, sink=sink)
+
+
+def test_strided():
+    """Inputs that are views into larger tensors: batch, seqlen and head strides all unusual."""
+    def layout(t):
+        b, s, h, d = t.shape
+        big = torch.randn(b, s + 3, h + 2, d, device="cuda", dtype=t.dtype)
+        return big[:, 2:2 + s, 1:1 + h].copy_(t)
+    check(2, 200, 300, 4, 4, 128, True, torch.bfloat16, layout=layout)
+
+
+def test_autograd_through_flash_attn_func():
+    """loss.backward() through the public entry, including the sink's gradient."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 300, 4, 128, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+               for _ in range(3))
+    sink = torch.randn(4, device="cuda", requires_grad=True)
+    out = cuteattn.flash_attn_func(q, k, v, causal=True, learnable_sink=sink)
+    out.float().square().sum().backward()
+    leaves = [t.detach().float().requires_grad_() for t in (q, k, v, sink)]
+    ref, _ = reference.attention(*leaves[:3], options(128, True, sink=leaves[3]))
+    ref.square().sum().backward()
+    for got, want in zip((q.grad, k.grad, v.grad, sink.grad), leaves):
+        assert got is not None and not got.isnan().any()
+        scale = want.grad.abs().max().item()
+        assert (got.float() - want.grad).abs().max().item() <= 0.02 * scale
