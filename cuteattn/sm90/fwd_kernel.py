@@ -228,8 +228,8 @@ class FlashFwdSm90:
             sK: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sK_layout)], 1024]
             sV: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sV_layout)], 1024]
 
-        section = Int32(1)
-        if cutlass.const_expr(self.has_window_right):  # heads that share a KV head share its bytes in L2
+        section = Int32(1)  # longest first interleaves the heads of an L2 section (tile_scheduler)
+        if cutlass.const_expr(self.has_window_right):  # query heads of one KV head share its bytes in L2
             key_bytes = (self.head_dim + self.head_dim_v) * self.dtype.width // 8 / self.qhead_per_kvhead
             _, _, heads, batch = mQ.shape
             section = l2_section(mK.shape[0], key_bytes * self.rows_per_query, heads * batch)
