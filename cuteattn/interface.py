@@ -55,8 +55,8 @@ class _KernelAttention(torch.autograd.Function):
     differentiated."""
 
     @staticmethod
-    def forward(ctx, q, k, v, learnable_sink, kernels, opts, deterministic):
-        out, lse = kernels.forward(q, k, v, opts)
+    def forward(ctx, q, k, v, learnable_sink, kernels, opts, pack_gqa, deterministic):
+        out, lse = kernels.forward(q, k, v, opts, pack_gqa)
         ctx.save_for_backward(q, k, v, out, lse)
         ctx.kernels, ctx.opts, ctx.deterministic = kernels, opts, deterministic
         ctx.mark_non_differentiable(lse)
@@ -67,7 +67,7 @@ class _KernelAttention(torch.autograd.Function):
         q, k, v, out, lse = ctx.saved_tensors
         dq, dk, dv, dsink = ctx.kernels.backward(q, k, v, out, dout, lse, ctx.opts,
                                                  deterministic=ctx.deterministic)
-        return dq, dk, dv, dsink, None, None, None
+        return dq, dk, dv, dsink, None, None, None, None
 
 
 class _Sm90:
@@ -83,10 +83,10 @@ class _Sm90:
         return missing
 
     @staticmethod
-    def forward(q, k, v, opts):
+    def forward(q, k, v, opts, pack_gqa):
         from cuteattn.sm90 import forward
 
-        return forward.forward(q, k, v, opts)
+        return forward.forward(q, k, v, opts, pack_gqa=pack_gqa)
 
     @staticmethod
     def backward(q, k, v, out, dout, lse, opts, deterministic):
@@ -219,9 +219,9 @@ def flash_attn_func(
         _no_kernel(fn, backend, missing, q.device)
     if needs_grad:
         # The sink is an input of its own so that autograd reaches backward when only the sink needs a gradient.
-        out, lse = _KernelAttention.apply(*inputs, kernels, opts, deterministic)
+        out, lse = _KernelAttention.apply(*inputs, kernels, opts, pack_gqa, deterministic)
     else:
-        out, lse = kernels.forward(q, k, v, opts)
+        out, lse = kernels.forward(q, k, v, opts, pack_gqa)
     return (out, lse) if return_lse else out
 
 
