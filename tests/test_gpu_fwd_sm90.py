@@ -187,9 +187,11 @@ def persistent_config(head_dim, persistent):
 @pytest.mark.parametrize("head_dim", [64, 128])
 def test_persistent(causal, window, batch, heads, heads_kv, seqlen_q, seqlen_k, head_dim):
     """A persistent grid computes what one CTA per tile does, bit for bit."""
-    outputs = [check(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, causal, torch.bfloat16, window=window,
-                     config=persistent_config(head_dim, persistent))
-               for persistent in (False, True)]
+    outputs = []
+    for persistent in (False, True):
+        torch.manual_seed(0)  # the same inputs for both grids
+        outputs.append(check(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, causal, torch.bfloat16,
+                             window=window, config=persistent_config(head_dim, persistent)))
     torch.testing.assert_close(outputs[0], outputs[1], atol=0, rtol=0)
 
 
@@ -237,7 +239,7 @@ def test_through_the_public_entry():
     torch.testing.assert_close(lse, ref_lse, atol=1e-3, rtol=1e-3)
     with pytest.raises(NotImplementedError, match="score_mod"):
         cuteattn.flash_attn_func(q, k, v, score_mod=lambda score, b, h, q_idx, kv_idx: score)
-    with pytest.raises(NotImplementedError, match="backward has no kernel yet for sm90"):
-        cuteattn.flash_attn_func(q.requires_grad_(), k, v).sum().backward()
-    with pytest.raises(NotImplementedError, match="backward has no kernel yet for sm90"):
-        cuteattn.flash_attn_func(q.detach(), k, v, learnable_sink=sink.requires_grad_()).sum().backward()
+    q256, k256, v256 = (torch.randn(1, 64, 2, 256, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+    cuteattn.flash_attn_func(q256, k256, v256)  # the forward covers head_dim 256, the backward not yet
+    with pytest.raises(NotImplementedError, match="the backward with head_dim 256"):
+        cuteattn.flash_attn_func(q256.requires_grad_(), k256, v256)
