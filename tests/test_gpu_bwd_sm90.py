@@ -25,7 +25,8 @@ def grads_of(fn, inputs, dout):
     return [None if t is None else t.grad for t in leaves]
 
 
-def check(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, causal, dtype, layout=None, **features):
+def check(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, causal, dtype, layout=None, deterministic=False,
+          **features):
     """Run forward and backward kernels, compare dq, dk, dv (and d sink) with the fp32 PyTorch path.
 
     `layout` may turn the fresh contiguous inputs into strided views; `features`: window, softcap, sink."""
@@ -41,7 +42,7 @@ def check(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, causal, dtype, l
     out, lse = forward.forward(q, k, v, opts)
     dout = make(*out.shape)
     poisoned = [torch.full(t.shape, math.nan, dtype=dtype, device="cuda") for t in (q, k, v)]
-    dq, dk, dv, dsink = backward.backward(q, k, v, out, dout, lse, opts, grads=poisoned)
+    dq, dk, dv, dsink = backward.backward(q, k, v, out, dout, lse, opts, deterministic=deterministic, grads=poisoned)
     torch.cuda.synchronize()
 
     def attention(dtype_of):
@@ -104,6 +105,22 @@ def test_softcap(softcap, causal, head_dim):
 def test_sink(causal, seqlen_q, seqlen_k):
     sink = torch.randn(4, device="cuda")
     check(2, seqlen_q, seqlen_k, 4, 2, 128, causal, torch.bfloat16, sink=sink)
+
+
+@pytest.mark.parametrize("causal,window", [(False, (None, None)), (True, (None, None)), (False, (100, 30))])
+def test_deterministic(causal, window):
+    """deterministic=True: correct, and bitwise the same over five runs (dQ gets many key blocks' terms)."""
+    from cuteattn.sm90 import backward, forward
+
+    check(2, 700, 900, 8, 2, 128, causal, torch.bfloat16, deterministic=True, window=window)
+    q, k, v = (torch.randn(2, 1500, h, 128, device="cuda", dtype=torch.bfloat16) for h in (8, 2, 2))
+    opts = options(128, causal, window=window)
+    out, lse = forward.forward(q, k, v, opts)
+    dout = torch.randn_like(out)
+    runs = [backward.backward(q, k, v, out, dout, lse, opts, deterministic=True)[:3] for _ in range(5)]
+    for run in runs[1:]:
+        for first, again in zip(runs[0], run):
+            assert torch.equal(first, again)
 
 
 def test_strided():

@@ -1,5 +1,8 @@
 """Host side of the sm90 backward: which requests the kernels cover, and the three launches.
 
+deterministic=True makes the key blocks add into the dQ workspace in order (a counter per query block),
+so dq, dk, dv are bitwise reproducible; dk and dv always are (one CTA owns each key block).
+
 preprocess (dpsum, lse in log2 units) -> the main kernel (dK, dV, and dQ into an fp32 workspace) ->
 postprocess (dQ in the input dtype). The learnable sink's gradient needs only lse and dpsum:
 d sink[h] = -sum over rows of exp(sink[h] - lse) * dpsum.
@@ -41,24 +44,26 @@ def unsupported(head_dim: int, head_dim_v: int, opts: reference.Options) -> Opti
 
 
 @functools.lru_cache(maxsize=None)
-def _kernel(dtype, head_dim, qhead_per_kvhead, has_window_left, has_window_right, has_softcap,
+def _kernel(dtype, head_dim, qhead_per_kvhead, has_window_left, has_window_right, has_softcap, deterministic,
             config) -> FlashBwdSm90:
     return FlashBwdSm90(TORCH_TO_CUTE[dtype], head_dim, qhead_per_kvhead, has_window_left=has_window_left,
-                        has_window_right=has_window_right, has_softcap=has_softcap, config=config)
+                        has_window_right=has_window_right, has_softcap=has_softcap, deterministic=deterministic,
+                        config=config)
 
 
 def kernel_for(dtype: torch.dtype, head_dim: int, qhead_per_kvhead: int, opts: reference.Options,
-               config: Optional[BwdConfig] = None) -> FlashBwdSm90:
+               deterministic: bool = False, config: Optional[BwdConfig] = None) -> FlashBwdSm90:
     return _kernel(dtype, head_dim, qhead_per_kvhead, opts.window_left is not None, opts.window_right is not None,
-                   opts.softcap > 0, config or CONFIG)
+                   opts.softcap > 0, deterministic, config or CONFIG)
 
 
 def _compile(op: FlashBwdSm90):
     q, k, v, do, dk, dv = (fake_tensor(op.dtype, 4) for _ in range(6))
     lse_log2, dpsum = (fake_tensor(cutlass.Float32, 3) for _ in range(2))
     dq_accum = fake_tensor(cutlass.Float32, 4)
+    dq_turn = fake_tensor(cutlass.Int32, 4, aligned=False) if op.deterministic else None
     scalars = (cutlass.Float32(1.0),) * 3 + (cutlass.Int32(0),) * 2
-    return compile_kernel(op, q, k, v, do, lse_log2, dpsum, dq_accum, dk, dv, *scalars)
+    return compile_kernel(op, q, k, v, do, lse_log2, dpsum, dq_accum, dq_turn, dk, dv, *scalars)
 
 
 def _compile_postprocess(op: DqPostprocess):
@@ -78,11 +83,9 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
              config: Optional[BwdConfig] = None, grads: Optional[tuple] = None):
     """(dq, dk, dv, dsink) of the attention forward that gave `out` and `lse`; dsink is None without a sink.
     dq, dk, dv are written into `grads` when given (contiguous, shaped like q, k, v)."""
-    if deterministic:
-        raise NotImplementedError("cuteattn: deterministic=True has no sm90 backward kernel yet")
     batch, seqlen_q, heads, head_dim = q.shape
     cfg = config or CONFIG
-    op = kernel_for(q.dtype, head_dim, heads // k.shape[2], opts, cfg)
+    op = kernel_for(q.dtype, head_dim, heads // k.shape[2], opts, deterministic, cfg)
     dq, dk, dv = grads or (torch.empty(t.shape, dtype=t.dtype, device=t.device) for t in (q, k, v))
     m_blocks = (seqlen_q + cfg.tile_m - 1) // cfg.tile_m
     dpsum, lse_log2 = (torch.empty(batch, heads, m_blocks * cfg.tile_m, dtype=torch.float32, device=q.device)
@@ -93,10 +96,11 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
     dout = _tma_ready(dout)
     bwd_preprocess(_tma_ready(out), dout, lse, dpsum, lse_log2)
     dq_accum = torch.zeros(batch, heads, m_blocks, cfg.tile_m * head_dim, dtype=torch.float32, device=q.device)
+    dq_turn = torch.zeros(batch, heads, m_blocks, 2, dtype=torch.int32, device=q.device) if deterministic else None
     _, scale_log2, tanh_scale, left, right = launch_args(opts)
     compiled = get_or_compile(("sm90.bwd", op), lambda: _compile(op))
-    compiled(_tma_ready(q), _tma_ready(k), _tma_ready(v), dout, lse_log2, dpsum, dq_accum, dk, dv, scale_log2,
-             tanh_scale, opts.softmax_scale, left, right)
+    compiled(_tma_ready(q), _tma_ready(k), _tma_ready(v), dout, lse_log2, dpsum, dq_accum, dq_turn, dk, dv,
+             scale_log2, tanh_scale, opts.softmax_scale, left, right)
     post = DqPostprocess(op.dtype, head_dim, cfg.tile_m)
     get_or_compile(("sm90.bwd_postprocess", post), lambda: _compile_postprocess(post))(
         dq_accum, dq, opts.softmax_scale)
@@ -118,4 +122,5 @@ def build() -> None:
         _compile_postprocess(DqPostprocess(cutlass.BFloat16, head_dim, CONFIG.tile_m))
     for opts in (replace(causal, window_left=100, softcap=30.0), replace(plain, window_left=64)):
         _compile(kernel_for(torch.float16, 128, 4, opts))
+    _compile(kernel_for(torch.bfloat16, 128, 2, replace(causal, window_left=100), deterministic=True))
     _compile_postprocess(DqPostprocess(cutlass.Float16, 128, CONFIG.tile_m))

@@ -22,7 +22,7 @@ past seqlen_k and outside the window are masked on the blocks that cross them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Type
+from typing import Optional, Type
 
 import cuda.bindings.driver as cuda
 
@@ -48,6 +48,7 @@ THREADS_PER_WARPGROUP = 128
 PRODUCER_REGISTERS = 24  # 240 * 256 + 24 * 128 = 168 * 384, what the CTA holds at entry: setmaxnreg.inc waits for the rest
 CONSUMER_REGISTERS = 240
 DS_BARRIER = 1  # named barrier: both consumers have written their dS^T; 0 is __syncthreads
+TURN_BARRIER = 2  # + consumer index: a consumer's threads wait for its dQ turn
 DS_BUFFERS = 2  # one consumer may write step i + 1's dS while the other still reads step i's
 
 
@@ -73,6 +74,7 @@ class FlashBwdSm90:
     has_window_left: bool = False  # the sliding window's bounded sides; causal is window_right = 0
     has_window_right: bool = False
     has_softcap: bool = False
+    deterministic: bool = False  # key blocks add into dQ one after another, in order
     config: BwdConfig = BwdConfig()
 
     @property
@@ -89,6 +91,7 @@ class FlashBwdSm90:
         mLSElog2: cute.Tensor,  # (batch, heads, seqlen_q rounded up to tile_m) fp32, 0 past seqlen_q
         mdPsum: cute.Tensor,  # (batch, heads, seqlen_q rounded up to tile_m) fp32, 0 past seqlen_q
         mdQaccum: cute.Tensor,  # (batch, heads, m_blocks, tile_m * head_dim) fp32, zeroed
+        mdQturn: Optional[cute.Tensor],  # with deterministic: (batch, heads, m_blocks, CONSUMERS) int32, zeroed
         mdK: cute.Tensor,  # (batch, seqlen_k, heads_kv, head_dim)
         mdV: cute.Tensor,  # (batch, seqlen_k, heads_kv, head_dim)
         scale_log2: Float32,  # of the scores held: softmax_scale * log2(e), softcap * log2(e) with has_softcap
@@ -135,7 +138,7 @@ class FlashBwdSm90:
 
         seqlen_k, _, heads_kv, batch = mK.shape
         self.kernel(
-            tma_q, mQ, tma_do, mdO, tma_k, mK, tma_v, mV, mLSElog2, mdPsum, mdQaccum, mdK, mdV, scale_log2,
+            tma_q, mQ, tma_do, mdO, tma_k, mK, tma_v, mV, mLSElog2, mdPsum, mdQaccum, mdQturn, mdK, mdV, scale_log2,
             tanh_scale, dk_scale, window_left, window_right, tiled_mma_sdp, tiled_mma_dkv, tiled_mma_dq,
             sQ_layout, sK_layout, sV_layout, sdS_layout, SharedStorage,
         ).launch(
@@ -160,6 +163,7 @@ class FlashBwdSm90:
         mLSElog2: cute.Tensor,
         mdPsum: cute.Tensor,
         mdQaccum: cute.Tensor,
+        mdQturn: Optional[cute.Tensor],
         mdK: cute.Tensor,
         mdV: cute.Tensor,
         scale_log2: Float32,
@@ -226,7 +230,7 @@ class FlashBwdSm90:
                              pipeline_kv, n_block, kv_head, batch, m_block_min, m_block_max)
         else:
             cute.arch.setmaxregister_increase(CONSUMER_REGISTERS)
-            self.consume(mLSElog2, mdPsum, mdQaccum, mdK, mdV, scale_log2, tanh_scale, dk_scale, tiled_mma_sdp,
+            self.consume(mLSElog2, mdPsum, mdQaccum, mdQturn, mdK, mdV, scale_log2, tanh_scale, dk_scale, tiled_mma_sdp,
                          tiled_mma_dkv, tiled_mma_dq, sQ, sdO, sK, sV, sdS, pipeline_q, pipeline_do, pipeline_kv,
                          n_block, kv_head, batch, m_block_min, m_block_max, window)
 
@@ -281,7 +285,27 @@ class FlashBwdSm90:
                 dp[i] = dp[i] * dtanh[i].to(Float32)
 
     @cute.jit
-    def consume(self, mLSElog2, mdPsum, mdQaccum, mdK, mdV, scale_log2, tanh_scale, dk_scale, tiled_mma_sdp,
+    def add_dq_in_turn(self, acc_dq, mdQaccum, mdQturn, batch, head, m_block, n_block, window, wg, wg_tidx):
+        """Add dQ when the key blocks before this one have added theirs (a counter per query block and
+        consumer), so every dQ element sums its terms in one order on every run."""
+        tile_m = self.config.tile_m
+        first_row = m_block * tile_m
+        seqlen_q = window.seqlen_k - window.diagonal
+        first_n_block, _ = window.block_range(first_row, cutlass.min(first_row + tile_m, seqlen_q) - 1, TILE_N)
+        turn = mdQturn[batch, head, m_block, None].iterator + wg
+        barrier = TURN_BARRIER + wg
+        if wg_tidx == 0:
+            while cute.arch.atomic_add(turn, Int32(0), sem="acquire", scope="gpu") != n_block - first_n_block:
+                pass
+        cute.arch.barrier(barrier_id=barrier, number_of_threads=THREADS_PER_WARPGROUP)
+        dq_accum.add(acc_dq, mdQaccum[batch, head, m_block, None], wg, wg_tidx)
+        cute.arch.fence_acq_rel_gpu()
+        cute.arch.barrier(barrier_id=barrier, number_of_threads=THREADS_PER_WARPGROUP)
+        if wg_tidx == 0:
+            cute.arch.atomic_add(turn, Int32(1), sem="release", scope="gpu")
+
+    @cute.jit
+    def consume(self, mLSElog2, mdPsum, mdQaccum, mdQturn, mdK, mdV, scale_log2, tanh_scale, dk_scale, tiled_mma_sdp,
                 tiled_mma_dkv, tiled_mma_dq, sQ, sdO, sK, sV, sdS, pipeline_q, pipeline_do, pipeline_kv, n_block,
                 kv_head, batch, m_block_min, m_block_max, window):
         cfg, d = self.config, self.head_dim
@@ -369,7 +393,10 @@ class FlashBwdSm90:
             q_state.advance()
             pipeline_do.consumer_release(do_state)
             do_state.advance()
-            dq_accum.add(acc_dq, mdQaccum[batch, head, m_block, None], wg, wg_tidx)
+            if cutlass.const_expr(self.deterministic):
+                self.add_dq_in_turn(acc_dq, mdQaccum, mdQturn, batch, head, m_block, n_block, window, wg, wg_tidx)
+            else:
+                dq_accum.add(acc_dq, mdQaccum[batch, head, m_block, None], wg, wg_tidx)
 
         acc_dk.store(acc_dk.load() * dk_scale)
         for acc, dst in ((acc_dk, tdKgdK), (acc_dv, tdVgdV)):
