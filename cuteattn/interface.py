@@ -86,7 +86,7 @@ class _Sm90:
     def forward(q, k, v, opts, pack_gqa):
         from cuteattn.sm90 import forward
 
-        return forward.forward(q, k, v, opts, pack_gqa=pack_gqa)
+        return forward.forward(q, k, v, opts)  # pack_gqa: a hint the sm90 forward does not take yet
 
     @staticmethod
     def backward(q, k, v, out, dout, lse, opts, deterministic):

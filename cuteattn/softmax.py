@@ -79,13 +79,12 @@ def _join_sink(max_log2, total, sink_log2):
 def finish(acc_o: cute.Tensor, row_max: cute.Tensor, row_sum: cute.Tensor, scale_log2: Float32, lse: cute.Tensor,
            sink_log2=None):
     """Normalize the output rows; write each row's log-sum-exp (natural log, -inf if empty) to `lse`.
-    `sink_log2`, if given: per row (a vector like `row_max`), the learnable sink's logit times log2(e),
-    which joins the row's sum."""
+    `sink_log2`, if given: the learnable sink's logit times log2(e), which joins every row's sum."""
     for r in cutlass.range_constexpr(cute.size(row_max)):
         total = _quad_sum(row_sum[r])
         max_log2 = row_max[r] * scale_log2
         if cutlass.const_expr(sink_log2 is not None):
-            max_log2, total, rescale = _join_sink(max_log2, total, sink_log2[r])
+            max_log2, total, rescale = _join_sink(max_log2, total, sink_log2)
         empty = total == Float32(0.0)
         inv_sum = Float32(0.0) if empty else cute.arch.rcp_approx(total)
         if cutlass.const_expr(sink_log2 is not None):

@@ -1,7 +1,6 @@
 """The sm90 forward kernel against the PyTorch path, with FlashAttention's error rule."""
 
 import math
-from dataclasses import replace
 
 import pytest
 import torch
@@ -48,9 +47,8 @@ def low_precision(q, k, v, opts):
 
 
 def check(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, causal, dtype, make=None, head_dim_v=None,
-          config=None, pack_gqa=None, **features):
-    """Run the kernel and compare with the PyTorch path; `features`: window, softcap, sink of `options`;
-    `config` and `pack_gqa` go to the kernel."""
+          **features):
+    """Run the kernel and compare with the PyTorch path; `features`: window, softcap, sink of `options`."""
     from cuteattn.sm90 import forward
 
     head_dim_v = head_dim_v or head_dim
@@ -60,7 +58,7 @@ def check(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, causal, dtype, m
     opts = options(head_dim, causal, **features)
     out = torch.full((batch, seqlen_q, heads, head_dim_v), math.nan, dtype=dtype, device="cuda")
     lse = torch.full((batch, heads, seqlen_q), math.nan, device="cuda")
-    forward.forward(q, k, v, opts, config=config, out=out, lse=lse, pack_gqa=pack_gqa)
+    forward.forward(q, k, v, opts, out=out, lse=lse)
     torch.cuda.synchronize()
     ref_out, ref_lse = reference.attention(q.float(), k.float(), v.float(), opts)
     lowp_err = (low_precision(q, k, v, opts).float() - ref_out).abs().max().item()
@@ -171,57 +169,6 @@ def test_window_rows_that_see_no_key():  # seqlen_q > seqlen_k: the first 200 ro
 def test_features_with_gqa(heads, heads_kv, causal, window, softcap, sink):
     sink = torch.randn(heads, device="cuda", dtype=torch.bfloat16) if sink else None
     check(2, 257, 300, heads, heads_kv, 128, causal, torch.bfloat16, window=window, softcap=softcap, sink=sink)
-
-
-def persistent_config(head_dim, persistent):
-    from cuteattn.sm90.forward import CONFIGS
-
-    return replace(CONFIGS[head_dim], persistent=persistent)
-
-
-@pytest.mark.parametrize("causal,window", [(False, (None, None)), (True, (None, None)), (False, (100, 30)),
-                                           (True, (200, None))])
-@pytest.mark.parametrize("batch,heads,heads_kv,seqlen_q,seqlen_k", [
-    (1, 1, 1, 1, 1), (1, 2, 1, 17, 17), (2, 3, 3, 113, 300), (1, 2, 2, 300, 113),  # fewer tiles than SMs
-    (3, 16, 4, 4097, 4097), (8, 32, 32, 1000, 1000), (64, 8, 8, 113, 4097)])  # many more tiles than SMs
-@pytest.mark.parametrize("head_dim", [64, 128])
-def test_persistent(causal, window, batch, heads, heads_kv, seqlen_q, seqlen_k, head_dim):
-    """A persistent grid computes what one CTA per tile does, bit for bit."""
-    outputs = []
-    for persistent in (False, True):
-        torch.manual_seed(0)  # the same inputs for both grids
-        outputs.append(check(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, causal, torch.bfloat16,
-                             window=window, config=persistent_config(head_dim, persistent)))
-    torch.testing.assert_close(outputs[0], outputs[1], atol=0, rtol=0)
-
-
-def test_persistent_features():
-    sink = torch.randn(8, device="cuda")
-    for persistent in (False, True):
-        check(3, 777, 1500, 8, 2, 128, True, torch.float16, config=persistent_config(128, persistent),
-              window=(300, None), softcap=15.0, sink=sink)
-
-
-@pytest.mark.parametrize("pack_gqa", [True, False])
-@pytest.mark.parametrize("heads,heads_kv", [(4, 2), (8, 2), (16, 2), (8, 1)])
-@pytest.mark.parametrize("seqlen_q,seqlen_k", [(1, 300), (3, 300), (17, 1000), (113, 300), (113, 50), (300, 113)])
-@pytest.mark.parametrize("causal,window,softcap,sink", [
-    (False, (None, None), 0.0, False), (True, (None, None), 0.0, False), (False, (32, 8), 0.0, False),
-    (True, (None, None), 0.0, True), (False, (None, None), 20.0, True), (True, (40, None), 10.0, True)])
-def test_pack_gqa(pack_gqa, heads, heads_kv, seqlen_q, seqlen_k, causal, window, softcap, sink):
-    sink = torch.randn(heads, device="cuda") if sink else None
-    check(2, seqlen_q, seqlen_k, heads, heads_kv, 128, causal, torch.bfloat16, pack_gqa=pack_gqa, window=window,
-          softcap=softcap, sink=sink)
-
-
-@pytest.mark.parametrize("heads,heads_kv,pack_gqa", [(6, 2, True), (128, 1, True), (32, 4, None)])
-@pytest.mark.parametrize("persistent", [False, True])
-def test_pack_gqa_groups(heads, heads_kv, pack_gqa, persistent):
-    """Groups that do not pack (3 heads: TMA moves whole groups) run unpacked; a group wider than a
-    warpgroup's 64 rows packs in pieces; the heuristic's choice for decode."""
-    for seqlen_q in (1, 5, 70):
-        check(2, seqlen_q, 257, heads, heads_kv, 64, True, torch.bfloat16, pack_gqa=pack_gqa,
-              config=persistent_config(64, persistent), sink=torch.randn(heads, device="cuda"))
 
 
 def test_through_the_public_entry():

@@ -15,7 +15,7 @@ from cuteattn import reference
 from cuteattn.compile_cache import get_or_compile
 from cuteattn.kernel_args import TORCH_TO_CUTE, aligned_view, compile_kernel, fake_tensor
 from cuteattn.registry import compile_target
-from cuteattn.sm90.fwd_kernel import FlashFwdSm90, FwdConfig, can_pack_gqa
+from cuteattn.sm90.fwd_kernel import FlashFwdSm90, FwdConfig
 
 HEAD_DIMS = (64, 96, 128, 192, 256)
 HEAD_DIM_PAIRS = ((192, 128),)  # head_dim_v != head_dim
@@ -41,37 +41,18 @@ def unsupported(head_dim: int, head_dim_v: int, opts) -> Optional[str]:
 
 
 def kernel_for(dtype: torch.dtype, head_dim: int, head_dim_v: int, qhead_per_kvhead: int, opts: reference.Options,
-               config: Optional[FwdConfig] = None, pack_gqa: bool = False) -> FlashFwdSm90:
+               config: Optional[FwdConfig] = None) -> FlashFwdSm90:
     return _kernel(dtype, head_dim, head_dim_v, qhead_per_kvhead, opts.window_left is not None,
-                   opts.window_right is not None, opts.softcap > 0, opts.learnable_sink is not None, pack_gqa,
+                   opts.window_right is not None, opts.softcap > 0, opts.learnable_sink is not None,
                    config or CONFIGS[head_dim])
 
 
 @functools.lru_cache(maxsize=None)
 def _kernel(dtype, head_dim, head_dim_v, qhead_per_kvhead, has_window_left, has_window_right, has_softcap, has_sink,
-            pack_gqa, config) -> FlashFwdSm90:
+            config) -> FlashFwdSm90:
     """One kernel object per configuration, so a call finds its compiled kernel without building one."""
     return FlashFwdSm90(TORCH_TO_CUTE[dtype], head_dim, head_dim_v, qhead_per_kvhead, has_window_left=has_window_left,
-                        has_window_right=has_window_right, has_softcap=has_softcap, has_sink=has_sink,
-                        pack_gqa=pack_gqa, config=config)
-
-
-def packs_gqa(seqlen_q: int, qhead_per_kvhead: int, tile_m: int, requested: Optional[bool] = None) -> bool:
-    """Whether the query heads of a KV head share tiles: as `requested` where the kernel can pack them, else
-    when packing takes fewer tiles, i.e. fills tiles that each head's short sequence leaves part empty."""
-    if not can_pack_gqa(qhead_per_kvhead):
-        return False
-    if requested is not None:
-        return requested
-    def tiles(rows):
-        return (rows + tile_m - 1) // tile_m
-
-    return tiles(seqlen_q * qhead_per_kvhead) < qhead_per_kvhead * tiles(seqlen_q)
-
-
-@functools.lru_cache(maxsize=None)
-def _num_sms(device_index: int) -> int:
-    return torch.cuda.get_device_properties(device_index).multi_processor_count
+                        has_window_right=has_window_right, has_softcap=has_softcap, has_sink=has_sink, config=config)
 
 
 def launch_args(opts: reference.Options) -> tuple:
@@ -92,20 +73,16 @@ def _fake_launch_args(op: FlashFwdSm90) -> tuple:
 def _compile(op: FlashFwdSm90):
     q, k, v, o = (fake_tensor(op.dtype, 4) for _ in range(4))
     lse = fake_tensor(cutlass.Float32, 3, aligned=False)
-    return compile_kernel(op, q, k, v, o, lse, *_fake_launch_args(op), cutlass.Int32(1))
+    return compile_kernel(op, q, k, v, o, lse, *_fake_launch_args(op))
 
 
 def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, opts: reference.Options,
             config: Optional[FwdConfig] = None, out: Optional[torch.Tensor] = None,
-            lse: Optional[torch.Tensor] = None, pack_gqa: Optional[bool] = None):
+            lse: Optional[torch.Tensor] = None):
     """out (batch, seqlen_q, heads, head_dim_v) in q's dtype and lse (batch, heads, seqlen_q) fp32, written
-    into `out` and `lse` when given (contiguous). `pack_gqa`: pack the query heads of a KV head into the
-    rows of a tile (where the kernel can); None chooses."""
+    into `out` and `lse` when given (contiguous)."""
     batch, seqlen_q, heads, head_dim = q.shape
-    qhead_per_kvhead = heads // k.shape[2]
-    config = config or CONFIGS[head_dim]
-    op = kernel_for(q.dtype, head_dim, v.shape[-1], qhead_per_kvhead, opts, config,
-                    packs_gqa(seqlen_q, qhead_per_kvhead, config.tile_m, pack_gqa))
+    op = kernel_for(q.dtype, head_dim, v.shape[-1], heads // k.shape[2], opts, config)
     if out is None:
         out = torch.empty(batch, seqlen_q, heads, v.shape[-1], dtype=q.dtype, device=q.device)
     if lse is None:
@@ -114,8 +91,7 @@ def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, opts: reference.O
         sink = opts.learnable_sink
         return out.zero_(), lse.fill_(-math.inf) if sink is None else lse.copy_(sink.detach().view(1, -1, 1))
     compiled = get_or_compile(("sm90.fwd", op), lambda: _compile(op))
-    device = q.device.index if q.device.index is not None else torch.cuda.current_device()
-    compiled(aligned_view(q), aligned_view(k), aligned_view(v), out, lse, *launch_args(opts), _num_sms(device))
+    compiled(aligned_view(q), aligned_view(k), aligned_view(v), out, lse, *launch_args(opts))
     return out, lse
 
 
@@ -132,10 +108,3 @@ def build() -> None:
                  replace(plain, softcap=30.0), replace(plain, learnable_sink=torch.zeros(4)),
                  replace(causal, window_left=100, softcap=30.0, learnable_sink=torch.zeros(4))):
         _compile(kernel_for(torch.bfloat16, 128, 128, 4, opts))
-    persistent = replace(CONFIGS[128], persistent=True)
-    for opts in (plain, causal):
-        _compile(kernel_for(torch.bfloat16, 128, 128, 1, opts, persistent))
-    for group in (2, 8):
-        _compile(kernel_for(torch.bfloat16, 128, 128, group, causal, pack_gqa=True))
-    _compile(kernel_for(torch.float16, 64, 64, 4, replace(causal, window_left=100, softcap=30.0,
-                                                          learnable_sink=torch.zeros(8)), persistent, pack_gqa=True))

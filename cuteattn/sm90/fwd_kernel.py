@@ -1,13 +1,9 @@
 """Hopper (sm90) attention forward: TMA loads from a producer warp, consumer warpgroups on WGMMA.
 
-Warpgroup 0 produces: one warp loads, per work tile, Q and then K, V block by block into multi-stage
-mbarrier pipelines. Each consumer warpgroup owns 64 rows of the Q tile and, per K/V block, computes
-S = Q K^T from shared memory, the online softmax in registers, then O += P V with P read from registers.
-The epilogue normalizes O, writes the log-sum-exp and stores O through shared memory with TMA.
-
-CTAs loop over work tiles (`cuteattn.tile_scheduler`): one tile per CTA, or persistent CTAs, one per SM,
-whose pipelines run on from tile to tile. With pack_gqa, the query heads that share a KV head are packed
-into the rows of one tile (row = q_idx * qhead_per_kvhead + head_in_group), so K and V load once for all.
+Warpgroup 0 produces: one warp loads Q once and K, V block by block into multi-stage mbarrier pipelines.
+Each consumer warpgroup owns 64 rows of the Q tile and, per K/V block, computes S = Q K^T from shared
+memory, the online softmax in registers, then O += P V with P read from registers. The epilogue
+normalizes O, writes the log-sum-exp and stores O through shared memory with TMA.
 
 A CTA visits only the K/V blocks its rows see (causal, sliding window) and masks only those across a
 window edge or the seqlen_k tail. Softcap turns the scores before masking; a learnable sink joins each
@@ -32,7 +28,6 @@ from cutlass.cute.nvgpu.warpgroup import OperandSource, SmemLayoutAtomKind
 from cuteattn.fragments import as_a_operand, rowcol
 from cuteattn.masking import Window, mask_tile
 from cuteattn import softmax
-from cuteattn.tile_scheduler import TileScheduler, l2_section
 
 ROWS_PER_WARPGROUP = 64  # the M of one wgmma
 THREADS_PER_WARPGROUP = 128
@@ -51,40 +46,10 @@ class FwdConfig:
     num_stages: int = 2
     num_consumers: int = 2  # consumer warpgroups; tile_m = 64 * num_consumers
     pingpong: bool = True  # two consumers take turns on the tensor cores, one's softmax under the other's GEMMs
-    persistent: bool = False  # one CTA per SM looping over the tiles, instead of one CTA per tile
 
     @property
     def tile_m(self) -> int:
         return ROWS_PER_WARPGROUP * self.num_consumers
-
-
-def can_pack_gqa(qhead_per_kvhead: int) -> bool:
-    """Whether a group of query heads packs into the rows of a tile: TMA then moves a warpgroup's 64 rows
-    as whole groups (or a group as whole 64-row pieces)."""
-    return qhead_per_kvhead > 1 and (ROWS_PER_WARPGROUP % qhead_per_kvhead == 0
-                                     or qhead_per_kvhead % ROWS_PER_WARPGROUP == 0)
-
-
-@dataclass(frozen=True)
-class PackedWindow(Window):
-    """`Window` over packed GQA rows: row r is query r // group."""
-
-    group: int = 1
-
-    def first_key(self, row):
-        return super().first_key(row // self.group)
-
-    def end_key(self, row):
-        return super().end_key(row // self.group)
-
-
-def _pack_rows(t: cute.Tensor, head_mode: int, group: int) -> cute.Tensor:
-    """`t` with mode 0 (seqlen) and `head_mode` (heads) regrouped: mode 0 becomes (group, seqlen), the heads
-    of one KV head fastest, and `head_mode` the KV heads."""
-    shape, stride = list(t.layout.shape), list(t.layout.stride)
-    shape[0], stride[0] = (group, shape[0]), (stride[head_mode], stride[0])
-    shape[head_mode], stride[head_mode] = shape[head_mode] // group, stride[head_mode] * group
-    return cute.make_tensor(t.iterator, cute.make_layout(tuple(shape), stride=tuple(stride)))
 
 
 def _smem_layout(dtype, rows: int, cols: int, stages: int, k_major: bool):
@@ -127,12 +92,10 @@ class FlashFwdSm90:
     has_window_right: bool = False
     has_softcap: bool = False
     has_sink: bool = False
-    pack_gqa: bool = False  # the query heads of a KV head share the rows of a tile
     config: FwdConfig = FwdConfig()
 
     def __post_init__(self):
         assert self.head_dim_v <= self.head_dim, "O is staged in Q's shared memory"
-        assert not self.pack_gqa or can_pack_gqa(self.qhead_per_kvhead)
 
     @property
     def num_threads(self) -> int:
@@ -145,27 +108,10 @@ class FlashFwdSm90:
             THREADS_PER_WARPGROUP * self.config.num_consumers)
         return min(MAX_REGISTERS, per_thread // 8 * 8)
 
-    @property
-    def rows_per_query(self) -> int:
-        """Tile rows per query position: the packed heads, or 1."""
-        return self.qhead_per_kvhead if self.pack_gqa else 1
-
     def window(self, seqlen_q, seqlen_k, window_left, window_right) -> Window:
-        """The keys each tile row sees: the window sizes count on the sides this kernel bounds."""
-        args = (seqlen_k, seqlen_k - seqlen_q, window_left if self.has_window_left else None,
-                window_right if self.has_window_right else None)
-        return PackedWindow(*args, group=self.rows_per_query) if self.pack_gqa else Window(*args)
-
-    def scheduler(self, mQ: cute.Tensor, section: Int32) -> TileScheduler:
-        _, _, heads, batch = mQ.shape
-        return TileScheduler(cute.ceil_div(cute.size(mQ, mode=[0]), self.config.tile_m), heads, batch, section,
-                             longest_first=self.has_window_right)
-
-    def block_range(self, window: Window, m_block: Int32, rows: Int32):
-        """[n_block_min, n_block_max): the K/V blocks the rows of tile m_block see."""
-        first_row = m_block * self.config.tile_m
-        return window.block_range(first_row, cutlass.min(first_row + self.config.tile_m, rows) - 1,
-                                  self.config.tile_n)
+        """The keys each query row sees: the window sizes count on the sides this kernel bounds."""
+        return Window(seqlen_k, seqlen_k - seqlen_q, window_left if self.has_window_left else None,
+                      window_right if self.has_window_right else None)
 
     @cute.jit
     def __call__(
@@ -180,7 +126,6 @@ class FlashFwdSm90:
         tanh_scale: Float32,  # softmax_scale / softcap with has_softcap
         window_left: Int32,  # with has_window_left
         window_right: Int32,  # with has_window_right
-        num_sms: Int32,  # the grid of a persistent kernel
         stream: cuda.CUstream,
     ):
         cfg = self.config
@@ -188,9 +133,6 @@ class FlashFwdSm90:
         mQ, mK, mO = [cute.make_tensor(t.iterator, cute.select(t.layout, mode=[1, 3, 2, 0])) for t in (mQ, mK, mO)]
         mV = cute.make_tensor(mV.iterator, cute.select(mV.layout, mode=[3, 1, 2, 0]))
         mLSE = cute.make_tensor(mLSE.iterator, cute.select(mLSE.layout, mode=[2, 1, 0]))
-        if cutlass.const_expr(self.pack_gqa):  # rows ((head_in_group, q_idx), ...), heads -> KV heads
-            mQ, mO = [_pack_rows(t, 2, self.qhead_per_kvhead) for t in (mQ, mO)]
-            mLSE = _pack_rows(mLSE, 1, self.qhead_per_kvhead)
 
         tiled_mma_qk = sm90_utils.make_trivial_tiled_mma(
             self.dtype, self.dtype, OperandMajorMode.K, OperandMajorMode.K, Float32, (1, 1, 1),
@@ -228,17 +170,12 @@ class FlashFwdSm90:
             sK: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sK_layout)], 1024]
             sV: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sV_layout)], 1024]
 
-        section = Int32(1)  # longest first interleaves the heads of an L2 section (tile_scheduler)
-        if cutlass.const_expr(self.has_window_right):  # query heads of one KV head share its bytes in L2
-            key_bytes = (self.head_dim + self.head_dim_v) * self.dtype.width // 8 / self.qhead_per_kvhead
-            _, _, heads, batch = mQ.shape
-            section = l2_section(mK.shape[0], key_bytes * self.rows_per_query, heads * batch)
+        seqlen_q, _, heads, batch = mQ.shape
         self.kernel(
             tma_q, mQ, tma_k, mK, tma_v, mV, tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, window_left,
-            window_right, section, tiled_mma_qk, tiled_mma_pv, sQ_layout, sK_layout, sV_layout, sO_layout,
-            SharedStorage,
+            window_right, tiled_mma_qk, tiled_mma_pv, sQ_layout, sK_layout, sV_layout, sO_layout, SharedStorage,
         ).launch(
-            grid=self.scheduler(mQ, section).grid(num_sms if cfg.persistent else None),
+            grid=[cute.ceil_div(seqlen_q, cfg.tile_m), heads, batch],
             block=[self.num_threads, 1, 1],
             smem=SharedStorage.size_in_bytes(),
             stream=stream,
@@ -261,7 +198,6 @@ class FlashFwdSm90:
         tanh_scale: Float32,
         window_left: Int32,
         window_right: Int32,
-        section: Int32,
         tiled_mma_qk: cute.TiledMma,
         tiled_mma_pv: cute.TiledMma,
         sQ_layout: cute.ComposedLayout,
@@ -271,10 +207,19 @@ class FlashFwdSm90:
         SharedStorage: cutlass.Constexpr,
     ):
         cfg = self.config
+        tidx, _, _ = cute.arch.thread_idx()
         warp_idx = cute.arch.make_warp_uniform(cute.arch.warp_idx())
-        scheduler = self.scheduler(mQ, section)
-        window = self.window(cute.size(mQ, mode=[0]) // self.rows_per_query, mK.shape[0], window_left,
-                             window_right)
+        m_block, head, batch = cute.arch.block_idx()
+        seqlen_q, seqlen_k = mQ.shape[0], mK.shape[0]
+        if cutlass.const_expr(self.has_window_right):  # the longest rows first
+            m_block = cute.ceil_div(seqlen_q, cfg.tile_m) - 1 - m_block
+        kv_head = head // self.qhead_per_kvhead
+
+        window = self.window(seqlen_q, seqlen_k, window_left, window_right)
+        first_row = m_block * cfg.tile_m
+        n_block_min, n_block_max = window.block_range(
+            first_row, cutlass.min(first_row + cfg.tile_m, seqlen_q) - 1, cfg.tile_n)
+        n_blocks = n_block_max - n_block_min
 
         if warp_idx == 0:
             for atom in (tma_q, tma_k, tma_v, tma_o):
@@ -295,7 +240,6 @@ class FlashFwdSm90:
                 defer_sync=True,
             )
 
-        # Q's one stage is free again once both consumers have stored the O that overlays it.
         pipeline_q = make_pipeline(storage.q_barriers, 1, sQ_layout, cfg.num_consumers)
         pipeline_k = make_pipeline(storage.k_barriers, cfg.num_stages, sK_layout, 1)
         pipeline_v = make_pipeline(storage.v_barriers, cfg.num_stages, sV_layout, 1)
@@ -312,59 +256,47 @@ class FlashFwdSm90:
             cute.arch.setmaxregister_decrease(PRODUCER_REGISTERS)
             if warp_idx == 0:
                 self.produce(tma_q, mQ, tma_k, mK, tma_v, mV, sQ, sK, sV, pipeline_q, pipeline_k, pipeline_v,
-                             scheduler, window)
+                             m_block, head, kv_head, batch, n_block_max, n_blocks)
         else:
             cute.arch.setmaxregister_increase(self.consumer_registers)
             self.consume(tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, tiled_mma_qk, tiled_mma_pv, sQ, sK, sV, sO,
-                         pipeline_q, pipeline_k, pipeline_v, scheduler, window)
+                         pipeline_q, pipeline_k, pipeline_v, m_block, head, batch, n_block_max, n_blocks, window,
+                         seqlen_q)
 
     @cute.jit
-    def load(self, tma, src, dst, pipe, state):
-        """Wait for the stage of `state` to be free, then TMA `src` into it."""
-        pipe.producer_acquire(state)
-        cute.copy(tma, src, dst[None, state.index], tma_bar_ptr=pipe.producer_get_barrier(state))
-
-    @cute.jit
-    def produce(self, tma_q, mQ, tma_k, mK, tma_v, mV, sQ, sK, sV, pipeline_q, pipeline_k, pipeline_v, scheduler,
-                window):
+    def produce(self, tma_q, mQ, tma_k, mK, tma_v, mV, sQ, sK, sV, pipeline_q, pipeline_k, pipeline_v,
+                m_block, head, kv_head, batch, n_block_max, n_blocks):
         cfg = self.config
-        rows = cute.size(mQ, mode=[0])
 
         def partition(atom, smem, gmem):
             return cpasync.tma_partition(atom, 0, cute.make_layout(1), cute.group_modes(smem, 0, 2),
                                          cute.group_modes(gmem, 0, 2))
 
+        tQsQ, tQgQ = partition(tma_q, sQ, cute.local_tile(mQ[None, None, head, batch],
+                                                          (ROWS_PER_WARPGROUP, self.head_dim), (None, 0)))
+        tKsK, tKgK = partition(tma_k, sK, cute.local_tile(mK[None, None, kv_head, batch],
+                                                          (cfg.tile_n, self.head_dim), (None, 0)))
+        tVsV, tVgV = partition(tma_v, sV, cute.local_tile(mV[None, None, kv_head, batch],
+                                                          (self.head_dim_v, cfg.tile_n), (0, None)))
+
         q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, 1)
+        pipeline_q.producer_acquire(q_state)
+        for wg in cutlass.range_constexpr(cfg.num_consumers):
+            cute.copy(tma_q, tQgQ[None, m_block * cfg.num_consumers + wg], tQsQ[None, wg],
+                      tma_bar_ptr=pipeline_q.producer_get_barrier(q_state))
+
         k_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
         v_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
-        tile = scheduler.initial_tile()
-        while tile.is_valid:
-            kv_head = tile.head if self.pack_gqa else tile.head // self.qhead_per_kvhead
-            tQsQ, tQgQ = partition(tma_q, sQ, cute.local_tile(mQ[None, None, tile.head, tile.batch],
-                                                              (ROWS_PER_WARPGROUP, self.head_dim), (None, 0)))
-            tKsK, tKgK = partition(tma_k, sK, cute.local_tile(mK[None, None, kv_head, tile.batch],
-                                                              (cfg.tile_n, self.head_dim), (None, 0)))
-            tVsV, tVgV = partition(tma_v, sV, cute.local_tile(mV[None, None, kv_head, tile.batch],
-                                                              (self.head_dim_v, cfg.tile_n), (0, None)))
-            n_block_min, n_block_max = self.block_range(window, tile.m_block, rows)
-            n_blocks = n_block_max - n_block_min
-            # The first K block goes ahead of Q, which waits until the consumers have stored the last tile.
-            if n_blocks > 0:
-                self.load(tma_k, tKgK[None, n_block_max - 1], tKsK, pipeline_k, k_state)
-                k_state.advance()
-            pipeline_q.producer_acquire(q_state)
-            for wg in cutlass.range_constexpr(cfg.num_consumers):
-                cute.copy(tma_q, tQgQ[None, tile.m_block * cfg.num_consumers + wg], tQsQ[None, wg],
-                          tma_bar_ptr=pipeline_q.producer_get_barrier(q_state))
-            q_state.advance()
-            for i in cutlass.range(n_blocks, unroll=1):
-                n_block = n_block_max - 1 - i
-                self.load(tma_v, tVgV[None, n_block], tVsV, pipeline_v, v_state)
-                v_state.advance()
-                if i + 1 < n_blocks:
-                    self.load(tma_k, tKgK[None, n_block - 1], tKsK, pipeline_k, k_state)
-                    k_state.advance()
-            tile = scheduler.next_tile(tile)
+        for i in cutlass.range(n_blocks, unroll=1):
+            n_block = n_block_max - 1 - i
+            pipeline_k.producer_acquire(k_state)
+            cute.copy(tma_k, tKgK[None, n_block], tKsK[None, k_state.index],
+                      tma_bar_ptr=pipeline_k.producer_get_barrier(k_state))
+            k_state.advance()
+            pipeline_v.producer_acquire(v_state)
+            cute.copy(tma_v, tVgV[None, n_block], tVsV[None, v_state.index],
+                      tma_bar_ptr=pipeline_v.producer_get_barrier(v_state))
+            v_state.advance()
 
     @cute.jit
     def wait_turn(self, wg):
@@ -390,118 +322,94 @@ class FlashFwdSm90:
 
     @cute.jit
     def consume(self, tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, tiled_mma_qk, tiled_mma_pv, sQ, sK, sV, sO,
-                pipeline_q, pipeline_k, pipeline_v, scheduler, window):
+                pipeline_q, pipeline_k, pipeline_v, m_block, head, batch, n_block_max, n_blocks, window, seqlen_q):
         cfg = self.config
         tidx, _, _ = cute.arch.thread_idx()
         wg = tidx // THREADS_PER_WARPGROUP - 1
         wg_tidx = tidx % THREADS_PER_WARPGROUP
-        rows = cute.size(mO, mode=[0])
+        row0 = m_block * cfg.tile_m + wg * ROWS_PER_WARPGROUP
 
         thr_qk = tiled_mma_qk.get_slice(wg_tidx)
         thr_pv = tiled_mma_pv.get_slice(wg_tidx)
         tSrQ = tiled_mma_qk.make_fragment_A(thr_qk.partition_A(sQ[None, None, wg]))
         tSrK = tiled_mma_qk.make_fragment_B(thr_qk.partition_B(sK))
         tOrV = tiled_mma_pv.make_fragment_B(thr_pv.partition_B(sV))
-        tOsO = thr_pv.partition_C(sO[None, None, wg])
         acc_s = cute.make_rmem_tensor(thr_qk.partition_shape_C((ROWS_PER_WARPGROUP, cfg.tile_n)), Float32)
         acc_o = cute.make_rmem_tensor(thr_pv.partition_shape_C((ROWS_PER_WARPGROUP, self.head_dim_v)), Float32)
+        acc_o.fill(0.0)
         tiled_mma_pv.set(warpgroup.Field.ACCUMULATE, True)
         coords = rowcol(thr_qk.partition_C(cute.make_identity_tensor((ROWS_PER_WARPGROUP, cfg.tile_n))))
         s, o = rowcol(acc_s), rowcol(acc_o)
         row_max, row_sum = softmax.init_state(cute.size(s, mode=[0]))
+
         rescale = cute.make_rmem_tensor_like(row_max)
-        lse = cute.make_rmem_tensor_like(row_max)
-        sink_log2 = None
-        if cutlass.const_expr(self.has_sink):
-            sink_log2 = cute.make_rmem_tensor_like(row_max)
         p = cute.make_rmem_tensor_like(acc_s, self.dtype)
         tOrP = as_a_operand(p)
-        o_out = cute.make_rmem_tensor_like(acc_o, self.dtype)
 
-        q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, 1)
+        pipeline_q.consumer_wait(pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, 1))
         k_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, cfg.num_stages)
         v_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, cfg.num_stages)
-        tile = scheduler.initial_tile()
-        while tile.is_valid:
-            n_block_min, n_block_max = self.block_range(window, tile.m_block, rows)
-            n_blocks = n_block_max - n_block_min
-            row0 = tile.m_block * cfg.tile_m + wg * ROWS_PER_WARPGROUP
-            acc_o.fill(0.0)
-            row_max.fill(-Float32.inf)
-            row_sum.fill(0.0)
-            pipeline_q.consumer_wait(q_state)
-            if n_blocks > 0:
-                if wg == 1:  # consumer 0 issues first
-                    self.pass_turn(wg)
-                pipeline_k.consumer_wait(k_state)
-                self.wait_turn(wg)
-                gemm_qk(tiled_mma_qk, acc_s, tSrQ, tSrK, k_state.index)
+        if n_blocks > 0:
+            if wg == 1:  # consumer 0 issues first
                 self.pass_turn(wg)
-                warpgroup.wait_group(0)
-                pipeline_k.consumer_release(k_state)
-                k_state.advance()
-                self.softmax_block(s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale, n_block_max - 1,
-                                   row0, window)
-                p.store(acc_s.load().to(self.dtype))
-                # Within the warpgroup, the softmax of block j runs while the tensor cores do O += P V of
-                # block j + 1 (blocks go from the last one down).
-                for i in cutlass.range(1, n_blocks, unroll=1):
-                    pipeline_k.consumer_wait(k_state)
-                    pipeline_v.consumer_wait(v_state)
-                    self.wait_turn(wg)
-                    gemm_qk(tiled_mma_qk, acc_s, tSrQ, tSrK, k_state.index)
-                    gemm_pv(tiled_mma_pv, acc_o, tOrP, tOrV, v_state.index)
-                    self.pass_turn(wg)
-                    warpgroup.wait_group(1)
-                    pipeline_k.consumer_release(k_state)
-                    k_state.advance()
-                    self.softmax_block(s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale,
-                                       n_block_max - 1 - i, row0, window)
-                    warpgroup.wait_group(0)
-                    pipeline_v.consumer_release(v_state)
-                    v_state.advance()
-                    softmax.rescale_rows(o, rescale)
-                    p.store(acc_s.load().to(self.dtype))
+            pipeline_k.consumer_wait(k_state)
+            self.wait_turn(wg)
+            gemm_qk(tiled_mma_qk, acc_s, tSrQ, tSrK, k_state.index)
+            self.pass_turn(wg)
+            warpgroup.wait_group(0)
+            pipeline_k.consumer_release(k_state)
+            k_state.advance()
+            self.softmax_block(s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale, n_block_max - 1,
+                               row0, window)
+            p.store(acc_s.load().to(self.dtype))
+            # Within the warpgroup, the softmax of block j runs while the tensor cores do O += P V of
+            # block j + 1 (blocks go from the last one down).
+            for i in cutlass.range(1, n_blocks, unroll=1):
+                pipeline_k.consumer_wait(k_state)
                 pipeline_v.consumer_wait(v_state)
                 self.wait_turn(wg)
+                gemm_qk(tiled_mma_qk, acc_s, tSrQ, tSrK, k_state.index)
                 gemm_pv(tiled_mma_pv, acc_o, tOrP, tOrV, v_state.index)
-                if wg == 0:  # the turns balance per tile: consumer 1 took the first, consumer 0 takes the last
-                    self.pass_turn(wg)
+                self.pass_turn(wg)
+                warpgroup.wait_group(1)
+                pipeline_k.consumer_release(k_state)
+                k_state.advance()
+                self.softmax_block(s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale,
+                                   n_block_max - 1 - i, row0, window)
                 warpgroup.wait_group(0)
                 pipeline_v.consumer_release(v_state)
                 v_state.advance()
+                softmax.rescale_rows(o, rescale)
+                p.store(acc_s.load().to(self.dtype))
+            pipeline_v.consumer_wait(v_state)
+            self.wait_turn(wg)
+            gemm_pv(tiled_mma_pv, acc_o, tOrP, tOrV, v_state.index)
+            if wg == 0:  # the turns balance: consumer 1 took the first, consumer 0 takes the last
+                self.pass_turn(wg)
+            warpgroup.wait_group(0)
+            pipeline_v.consumer_release(v_state)
 
-            if cutlass.const_expr(self.has_sink):
-                for r in cutlass.range_constexpr(cute.size(sink_log2)):
-                    head = self.query_head(tile.head, row0 + coords[r, 0][0])
-                    sink_log2[r] = mSink[head] * softmax.LOG2_E
-            softmax.finish(o, row_max, row_sum, scale_log2, lse, sink_log2)
-            if wg_tidx % 4 == 0:  # the first of the four lanes that share a row
-                for r in cutlass.range_constexpr(cute.size(lse)):
-                    row = row0 + coords[r, 0][0]
-                    if row < rows:
-                        mLSE[row, tile.head, tile.batch] = lse[r]
+        lse = cute.make_rmem_tensor_like(row_max)
+        sink_log2 = None
+        if cutlass.const_expr(self.has_sink):
+            sink_log2 = mSink[head] * softmax.LOG2_E
+        softmax.finish(o, row_max, row_sum, scale_log2, lse, sink_log2)
+        if wg_tidx % 4 == 0:  # the first of the four lanes that share a row
+            for r in cutlass.range_constexpr(cute.size(lse)):
+                row = row0 + coords[r, 0][0]
+                if row < seqlen_q:
+                    mLSE[row, head, batch] = lse[r]
 
-            o_out.store(acc_o.load().to(self.dtype))
-            cute.autovec_copy(o_out, tOsO)
-            # The TMA engine reads sO through the async proxy: order the ordinary stores before it.
-            cute.arch.fence_proxy("async.shared", space="cta")
-            cute.arch.barrier(barrier_id=EPILOGUE_BARRIER + wg, number_of_threads=THREADS_PER_WARPGROUP)
-            if wg_tidx < cute.arch.WARP_SIZE:
-                gO = cute.local_tile(mO[None, None, tile.head, tile.batch], (ROWS_PER_WARPGROUP, self.head_dim_v),
-                                     (None, 0))
-                tOsO_tma, tOgO = cpasync.tma_partition(tma_o, 0, cute.make_layout(1), cute.group_modes(sO, 0, 2),
-                                                       cute.group_modes(gO, 0, 2))
-                cute.copy(tma_o, tOsO_tma[None, wg], tOgO[None, tile.m_block * cfg.num_consumers + wg])
-                cute.arch.cp_async_bulk_commit_group()
-                cute.arch.cp_async_bulk_wait_group(0, read=True)
-                cute.arch.sync_warp()  # the lane that issued the store has waited before lane 0 frees Q below
-            pipeline_q.consumer_release(q_state)
-            q_state.advance()
-            tile = scheduler.next_tile(tile)
-
-    def query_head(self, head: Int32, row: Int32) -> Int32:
-        """The query head of tile row `row` in a tile of `head` (a KV head when packed)."""
-        if self.pack_gqa:
-            return head * self.qhead_per_kvhead + row % self.qhead_per_kvhead
-        return head
+        o_out = cute.make_rmem_tensor_like(acc_o, self.dtype)
+        o_out.store(acc_o.load().to(self.dtype))
+        cute.autovec_copy(o_out, thr_pv.partition_C(sO[None, None, wg]))
+        # The TMA engine reads sO through the async proxy: order the ordinary stores before it.
+        cute.arch.fence_proxy("async.shared", space="cta")
+        cute.arch.barrier(barrier_id=EPILOGUE_BARRIER + wg, number_of_threads=THREADS_PER_WARPGROUP)
+        if wg_tidx < cute.arch.WARP_SIZE:
+            gO = cute.local_tile(mO[None, None, head, batch], (ROWS_PER_WARPGROUP, self.head_dim_v), (None, 0))
+            tOsO, tOgO = cpasync.tma_partition(tma_o, 0, cute.make_layout(1), cute.group_modes(sO, 0, 2),
+                                               cute.group_modes(gO, 0, 2))
+            cute.copy(tma_o, tOsO[None, wg], tOgO[None, m_block * cfg.num_consumers + wg])
+            cute.arch.cp_async_bulk_commit_group()
+            cute.arch.cp_async_bulk_wait_group(0, read=True)
