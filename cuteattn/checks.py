@@ -41,10 +41,19 @@ def check_qkv_dtypes(fn: str, q, k, v, allowed):
             fail(fn, f"{name} has dtype {t.dtype}; it must match q's dtype, {q.dtype}", TypeError)
 
 
-def check_layout(fn: str, name: str, t: torch.Tensor):
+def tma_compatible(t: torch.Tensor) -> bool:
     """Last dim contiguous, and every row starting on a 16-byte boundary (what TMA needs)."""
     if t.is_contiguous() and t.data_ptr() % 16 == 0 and t.shape[-1] * t.element_size() % 16 == 0:
-        return  # the common case, decided without walking the strides
+        return True  # the common case, decided without walking the strides
+    elems = 16 // t.element_size()
+    return t.stride(-1) == 1 and t.data_ptr() % 16 == 0 and all(
+        s % elems == 0 for s, n in zip(t.stride()[:-1], t.shape[:-1]) if n > 1)
+
+
+def check_layout(fn: str, name: str, t: torch.Tensor):
+    """`tma_compatible`, or an error that says what is wrong."""
+    if tma_compatible(t):
+        return
     if t.stride(-1) != 1:
         fail(fn, f"{name} must have stride 1 in its last dimension; got strides {t.stride()} "
                  f"(call .contiguous())")

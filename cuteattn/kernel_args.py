@@ -31,6 +31,11 @@ def compile_kernel(kernel, *args):
     return cute.compile(kernel, *args, make_fake_stream(use_tvm_ffi_env_stream=True), options="--enable-tvm-ffi")
 
 
+def launch(cta_body, grid, threads: int, stream, smem: int = 0, **options):
+    """Launch a `@cute.kernel` call on a grid of 1-D blocks of `threads` threads."""
+    cta_body.launch(grid=list(grid), block=[threads, 1, 1], smem=smem, stream=stream, **options)
+
+
 def aligned_view(t: torch.Tensor) -> torch.Tensor:
     """`t` detached, with any size-1 dim given an aligned stride (it may carry any), as `fake_tensor` promises."""
     t = t.detach()

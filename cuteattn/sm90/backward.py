@@ -20,7 +20,8 @@ import cutlass
 
 from cuteattn import reference
 from cuteattn.compile_cache import get_or_compile
-from cuteattn.kernel_args import ALIGN_BYTES, TORCH_TO_CUTE, aligned_view, compile_kernel, fake_tensor
+from cuteattn.checks import tma_compatible
+from cuteattn.kernel_args import TORCH_TO_CUTE, aligned_view, compile_kernel, fake_tensor
 from cuteattn.registry import compile_target
 from cuteattn.sm90.bwd_kernel import BwdConfig, FlashBwdSm90
 from cuteattn.sm90.bwd_postprocess import DqPostprocess
@@ -71,11 +72,9 @@ def _compile_postprocess(op: DqPostprocess):
 
 
 def _tma_ready(t: torch.Tensor) -> torch.Tensor:
-    """`t` as the kernels take it: unit last stride, 16-byte aligned start and strides; else a contiguous copy."""
-    elems = ALIGN_BYTES // t.element_size()
-    aligned = t.stride(-1) == 1 and t.data_ptr() % ALIGN_BYTES == 0 and all(
-        s % elems == 0 or n == 1 for n, s in zip(t.shape[:-1], t.stride()[:-1]))
-    return aligned_view(t) if aligned else t.detach().contiguous()
+    """`t` as the kernels take it (autograd may hand over any strides): itself if TMA can read it, else a
+    contiguous copy."""
+    return aligned_view(t) if tma_compatible(t) else t.detach().contiguous()
 
 
 def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, dout: torch.Tensor,

@@ -36,8 +36,9 @@ from cutlass.cute.nvgpu.warpgroup import OperandSource
 
 from cuteattn import softmax
 from cuteattn.fragments import as_a_operand, rowcol
+from cuteattn.kernel_args import launch
 from cuteattn.masking import Window, mask_tile_transposed
-from cuteattn.sm90 import dq_accum
+from cuteattn.sm90 import dq_accum, tma
 from cuteattn.sm90.mma import gemm
 from cuteattn.sm90.smem import one_stage, operand_layout, transposed
 
@@ -50,12 +51,6 @@ CONSUMER_REGISTERS = 240
 DS_BARRIER = 1  # named barrier: both consumers have written their dS^T; 0 is __syncthreads
 TURN_BARRIER = 2  # + consumer index: a consumer's threads wait for its dQ turn
 DS_BUFFERS = 2  # one consumer may write step i + 1's dS while the other still reads step i's
-
-
-def tma_partition(atom, smem, gmem, tile):
-    """TMA views of smem stages (tile, stage) and gmem `tile`s along the sequence (tile, block)."""
-    return cpasync.tma_partition(atom, 0, cute.make_layout(1), cute.group_modes(smem, 0, 2),
-                                 cute.group_modes(cute.local_tile(gmem, tile, (None, 0)), 0, 2))
 
 
 @dataclass(frozen=True)
@@ -137,20 +132,16 @@ class FlashBwdSm90:
             sdS: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sdS_layout)], 1024]
 
         seqlen_k, _, heads_kv, batch = mK.shape
-        self.kernel(
+        cta_body = self.cta_body(
             tma_q, mQ, tma_do, mdO, tma_k, mK, tma_v, mV, mLSElog2, mdPsum, mdQaccum, mdQturn, mdK, mdV, scale_log2,
             tanh_scale, dk_scale, window_left, window_right, tiled_mma_sdp, tiled_mma_dkv, tiled_mma_dq,
-            sQ_layout, sK_layout, sV_layout, sdS_layout, SharedStorage,
-        ).launch(
-            grid=[cute.ceil_div(seqlen_k, TILE_N), heads_kv, batch],
-            block=[self.num_threads, 1, 1],
-            smem=SharedStorage.size_in_bytes(),
-            stream=stream,
-            min_blocks_per_mp=1,  # pins the register count at entry; without it ptxas may drop setmaxnreg
-        )
+            sQ_layout, sK_layout, sV_layout, sdS_layout, SharedStorage)
+        # min_blocks_per_mp pins the register count at entry; without it ptxas may drop setmaxnreg.
+        launch(cta_body, (cute.ceil_div(seqlen_k, TILE_N), heads_kv, batch), self.num_threads, stream,
+               smem=SharedStorage.size_in_bytes(), min_blocks_per_mp=1)
 
     @cute.kernel
-    def kernel(
+    def cta_body(
         self,
         tma_q: cute.CopyAtom,
         mQ: cute.Tensor,
@@ -197,23 +188,11 @@ class FlashBwdSm90:
         smem = cutlass.memory.SmemAllocator()
         storage = smem.allocate(SharedStorage)
         consumer_warps = CONSUMERS * THREADS_PER_WARPGROUP // cute.arch.WARP_SIZE
-
-        def make_pipeline(barriers, stages, tx_bytes):
-            return pipeline.PipelineTmaAsync.create(
-                barrier_storage=barriers.data_ptr(),
-                num_stages=stages,
-                producer_group=pipeline.CooperativeGroup(pipeline.Agent.Thread),
-                consumer_group=pipeline.CooperativeGroup(pipeline.Agent.Thread, consumer_warps),
-                tx_count=tx_bytes,
-                cta_layout_vmnk=cute.make_layout((1, 1, 1, 1)),
-                defer_sync=True,
-            )
-
         q_bytes = cute.size_in_bytes(self.dtype, one_stage(sQ_layout))
-        pipeline_q = make_pipeline(storage.q_barriers, cfg.num_stages, q_bytes)
-        pipeline_do = make_pipeline(storage.do_barriers, cfg.num_stages, q_bytes)
-        pipeline_kv = make_pipeline(storage.kv_barriers, 1, cute.size_in_bytes(self.dtype, sK_layout)
-                                    + cute.size_in_bytes(self.dtype, sV_layout))
+        kv_bytes = cute.size_in_bytes(self.dtype, sK_layout) + cute.size_in_bytes(self.dtype, sV_layout)
+        pipeline_q = tma.make_pipeline(storage.q_barriers, cfg.num_stages, q_bytes, consumer_warps)
+        pipeline_do = tma.make_pipeline(storage.do_barriers, cfg.num_stages, q_bytes, consumer_warps)
+        pipeline_kv = tma.make_pipeline(storage.kv_barriers, 1, kv_bytes, consumer_warps)
         pipeline.pipeline_init_arrive(cluster_shape_mn=(1, 1), is_relaxed=True)
         pipeline.pipeline_init_wait(cluster_shape_mn=(1, 1))
 
@@ -234,6 +213,10 @@ class FlashBwdSm90:
                          tiled_mma_dkv, tiled_mma_dq, sQ, sdO, sK, sV, sdS, pipeline_q, pipeline_do, pipeline_kv,
                          n_block, kv_head, batch, m_block_min, m_block_max, window)
 
+    def step_block(self, step, kv_head, m_block_min, num_m_blocks):
+        """The (query head, m_block) a CTA visits at `step`: the group's heads in turn, each over its blocks."""
+        return kv_head * self.qhead_per_kvhead + step // num_m_blocks, m_block_min + step % num_m_blocks
+
     @cute.jit
     def produce(self, tma_q, mQ, tma_do, mdO, tma_k, mK, tma_v, mV, sQ, sdO, sK, sV, pipeline_q, pipeline_do,
                 pipeline_kv, n_block, kv_head, batch, m_block_min, m_block_max):
@@ -241,24 +224,21 @@ class FlashBwdSm90:
         kv_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, 1)
         pipeline_kv.producer_acquire(kv_state)
         for atom, smem, gmem in ((tma_k, sK, mK), (tma_v, sV, mV)):
-            tXsX, tXgX = tma_partition(atom, smem, gmem[None, None, kv_head, batch], (TILE_N, d))
+            tXsX, tXgX = tma.partition(atom, smem, cute.local_tile(gmem[None, None, kv_head, batch], (TILE_N, d),
+                                                                   (None, 0)))
             cute.copy(atom, tXgX[None, n_block], tXsX[None, 0], tma_bar_ptr=pipeline_kv.producer_get_barrier(kv_state))
 
         q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
         do_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
         num_m_blocks = m_block_max - m_block_min
         for step in cutlass.range(num_m_blocks * self.qhead_per_kvhead, unroll=1):
-            head = kv_head * self.qhead_per_kvhead + step // num_m_blocks
-            m_block = m_block_min + step % num_m_blocks
-            tQsQ, tQgQ = tma_partition(tma_q, sQ, mQ[None, None, head, batch], (cfg.tile_m, d))
-            tdOsdO, tdOgdO = tma_partition(tma_do, sdO, mdO[None, None, head, batch], (cfg.tile_m, d))
-            pipeline_q.producer_acquire(q_state)
-            cute.copy(tma_q, tQgQ[None, m_block], tQsQ[None, q_state.index],
-                      tma_bar_ptr=pipeline_q.producer_get_barrier(q_state))
+            head, m_block = self.step_block(step, kv_head, m_block_min, num_m_blocks)
+            tile = (cfg.tile_m, d)
+            tQsQ, tQgQ = tma.partition(tma_q, sQ, cute.local_tile(mQ[None, None, head, batch], tile, (None, 0)))
+            tdOsdO, tdOgdO = tma.partition(tma_do, sdO, cute.local_tile(mdO[None, None, head, batch], tile, (None, 0)))
+            tma.load(tma_q, pipeline_q, q_state, tQgQ[None, m_block], tQsQ)
             q_state.advance()
-            pipeline_do.producer_acquire(do_state)
-            cute.copy(tma_do, tdOgdO[None, m_block], tdOsdO[None, do_state.index],
-                      tma_bar_ptr=pipeline_do.producer_get_barrier(do_state))
+            tma.load(tma_do, pipeline_do, do_state, tdOgdO[None, m_block], tdOsdO)
             do_state.advance()
 
     @cute.jit
@@ -346,6 +326,7 @@ class FlashBwdSm90:
         acc_dq = cute.make_rmem_tensor(thr_dq.partition_shape_C((cfg.tile_m, half)), Float32)
         acc_dk.fill(0.0)
         acc_dv.fill(0.0)
+        tiled_mma_dkv.set(warpgroup.Field.ACCUMULATE, True)
         coords = rowcol(thr_sdp.partition_C(cute.make_identity_tensor((KEYS_PER_WARPGROUP, cfg.tile_m))))
         s, dp = rowcol(acc_s), rowcol(acc_dp)
         p = cute.make_rmem_tensor_like(acc_s, self.dtype)
@@ -361,8 +342,7 @@ class FlashBwdSm90:
         do_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, cfg.num_stages)
         num_m_blocks = m_block_max - m_block_min
         for step in cutlass.range(num_m_blocks * self.qhead_per_kvhead, unroll=1):
-            head = kv_head * self.qhead_per_kvhead + step // num_m_blocks
-            m_block = m_block_min + step % num_m_blocks
+            head, m_block = self.step_block(step, kv_head, m_block_min, num_m_blocks)
             query0 = m_block * cfg.tile_m
             for c in cutlass.range_constexpr(columns):
                 lse_log2[c] = mLSElog2[batch, head, query0 + coords[0, c][1]]

@@ -15,6 +15,7 @@ import cutlass
 import cutlass.cute as cute
 from cutlass import Float32
 
+from cuteattn.kernel_args import launch
 from cuteattn.sm90 import dq_accum
 
 
@@ -34,14 +35,11 @@ class DqPostprocess:
     ):
         batch, heads, m_blocks, _ = mdQaccum.shape
         tiled_mma = dq_accum.tiled_mma(self.dtype, self.tile_m, self.head_dim)
-        self.kernel(mdQaccum, mdQ, scale, tiled_mma).launch(
-            grid=[m_blocks, heads, batch],
-            block=[dq_accum.WARPGROUPS * dq_accum.THREADS_PER_WARPGROUP, 1, 1],
-            stream=stream,
-        )
+        launch(self.cta_body(mdQaccum, mdQ, scale, tiled_mma), (m_blocks, heads, batch),
+               dq_accum.WARPGROUPS * dq_accum.THREADS_PER_WARPGROUP, stream)
 
     @cute.kernel
-    def kernel(self, mdQaccum: cute.Tensor, mdQ: cute.Tensor, scale: Float32, tiled_mma: cute.TiledMma):
+    def cta_body(self, mdQaccum: cute.Tensor, mdQ: cute.Tensor, scale: Float32, tiled_mma: cute.TiledMma):
         tidx, _, _ = cute.arch.thread_idx()
         m_block, head, batch = cute.arch.block_idx()
         wg = tidx // dq_accum.THREADS_PER_WARPGROUP

@@ -22,7 +22,7 @@ from cutlass import Float32
 
 from cuteattn.checks import check_layout
 from cuteattn.compile_cache import get_or_compile
-from cuteattn.kernel_args import TORCH_TO_CUTE, aligned_view, compile_kernel, fake_tensor
+from cuteattn.kernel_args import TORCH_TO_CUTE, aligned_view, compile_kernel, fake_tensor, launch
 from cuteattn.registry import compile_target
 
 LOG2_E = math.log2(math.e)
@@ -80,14 +80,11 @@ class BwdPreprocess:
             cute.make_layout((1, self.vector_size)),
         )
         # Heads vary fastest across the grid, so the CTAs in flight read neighbouring memory.
-        self.kernel(mO, mdO, mLSE, mdPsum, mLSElog2, tiled_copy).launch(
-            grid=[heads, cute.ceil_div(mdPsum.shape[2], self.tile_m), batch],
-            block=[self.num_threads, 1, 1],
-            stream=stream,
-        )
+        launch(self.cta_body(mO, mdO, mLSE, mdPsum, mLSElog2, tiled_copy),
+               (heads, cute.ceil_div(mdPsum.shape[2], self.tile_m), batch), self.num_threads, stream)
 
     @cute.kernel
-    def kernel(
+    def cta_body(
         self,
         mO: cute.Tensor,
         mdO: cute.Tensor,

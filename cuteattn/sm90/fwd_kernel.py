@@ -23,11 +23,15 @@ import cutlass.pipeline as pipeline
 import cutlass.utils.hopper_helpers as sm90_utils
 from cutlass import Float32, Int32
 from cutlass.cute.nvgpu import OperandMajorMode, cpasync, warpgroup
-from cutlass.cute.nvgpu.warpgroup import OperandSource, SmemLayoutAtomKind
+from cutlass.cute.nvgpu.warpgroup import OperandSource
 
 from cuteattn.fragments import as_a_operand, rowcol
 from cuteattn.masking import Window, mask_tile
 from cuteattn import softmax
+from cuteattn.kernel_args import launch
+from cuteattn.sm90 import tma
+from cuteattn.sm90.mma import gemm
+from cuteattn.sm90.smem import one_stage, operand_layout
 
 ROWS_PER_WARPGROUP = 64  # the M of one wgmma
 THREADS_PER_WARPGROUP = 128
@@ -50,36 +54,6 @@ class FwdConfig:
     @property
     def tile_m(self) -> int:
         return ROWS_PER_WARPGROUP * self.num_consumers
-
-
-def _smem_layout(dtype, rows: int, cols: int, stages: int, k_major: bool):
-    """A swizzled (rows, cols, stages) layout for wgmma operands: cols contiguous if k_major, else rows."""
-    contiguous_bits = (cols if k_major else rows) * dtype.width
-    swizzle = next(bits for bits in (1024, 512, 256, 128) if contiguous_bits % bits == 0)
-    kinds = {1024: "SW128", 512: "SW64", 256: "SW32", 128: "INTER"}
-    kind = getattr(SmemLayoutAtomKind, ("K_" if k_major else "MN_") + kinds[swizzle])
-    atom = warpgroup.make_smem_layout_atom(kind, dtype)
-    return cute.tile_to_shape(atom, (rows, cols, stages), order=(0, 1, 2) if k_major else (1, 0, 2))
-
-
-@cute.jit
-def gemm_qk(tiled_mma, acc_s, tSrQ, tSrK, stage):
-    """Issue S = Q K^T for the K tile in `stage` (asynchronous: one wgmma commit group)."""
-    tiled_mma.set(warpgroup.Field.ACCUMULATE, False)
-    warpgroup.fence()
-    for k in cutlass.range_constexpr(cute.size(tSrQ, mode=[2])):
-        cute.gemm(tiled_mma, acc_s, tSrQ[None, None, k], tSrK[None, None, k, stage], acc_s)
-        tiled_mma.set(warpgroup.Field.ACCUMULATE, True)
-    warpgroup.commit_group()
-
-
-@cute.jit
-def gemm_pv(tiled_mma, acc_o, tOrP, tOrV, stage):
-    """Issue O += P V for the V tile in `stage`, P from registers (one wgmma commit group)."""
-    warpgroup.fence()
-    for k in cutlass.range_constexpr(cute.size(tOrP, mode=[2])):
-        cute.gemm(tiled_mma, acc_o, tOrP[None, None, k], tOrV[None, None, k, stage], acc_o)
-    warpgroup.commit_group()
 
 
 @dataclass(frozen=True)
@@ -141,15 +115,12 @@ class FlashFwdSm90:
             self.dtype, self.dtype, OperandMajorMode.K, OperandMajorMode.MN, Float32, (1, 1, 1),
             tiler_mn=(ROWS_PER_WARPGROUP, self.head_dim_v), a_source=OperandSource.RMEM)
 
-        sQ_layout = _smem_layout(self.dtype, ROWS_PER_WARPGROUP, self.head_dim, cfg.num_consumers, True)
-        sK_layout = _smem_layout(self.dtype, cfg.tile_n, self.head_dim, cfg.num_stages, True)
-        sV_layout = _smem_layout(self.dtype, self.head_dim_v, cfg.tile_n, cfg.num_stages, False)
-
-        def one_stage(layout):
-            return cute.slice_(layout, (None, None, 0))
+        sQ_layout = operand_layout(self.dtype, ROWS_PER_WARPGROUP, self.head_dim, cfg.num_consumers, True)
+        sK_layout = operand_layout(self.dtype, cfg.tile_n, self.head_dim, cfg.num_stages, True)
+        sV_layout = operand_layout(self.dtype, self.head_dim_v, cfg.tile_n, cfg.num_stages, False)
 
         # Each consumer's O tile sits over its own Q tile: O's stages stride like Q's.
-        o_tile = one_stage(_smem_layout(self.dtype, ROWS_PER_WARPGROUP, self.head_dim_v, 1, True))
+        o_tile = one_stage(operand_layout(self.dtype, ROWS_PER_WARPGROUP, self.head_dim_v, 1, True))
         q_tile_elems = cute.cosize(one_stage(sQ_layout))
         sO_layout = cute.make_composed_layout(
             o_tile.inner, 0, cute.append(o_tile.outer, cute.make_layout(cfg.num_consumers, stride=q_tile_elems)))
@@ -171,18 +142,14 @@ class FlashFwdSm90:
             sV: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sV_layout)], 1024]
 
         seqlen_q, _, heads, batch = mQ.shape
-        self.kernel(
+        cta_body = self.cta_body(
             tma_q, mQ, tma_k, mK, tma_v, mV, tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, window_left,
-            window_right, tiled_mma_qk, tiled_mma_pv, sQ_layout, sK_layout, sV_layout, sO_layout, SharedStorage,
-        ).launch(
-            grid=[cute.ceil_div(seqlen_q, cfg.tile_m), heads, batch],
-            block=[self.num_threads, 1, 1],
-            smem=SharedStorage.size_in_bytes(),
-            stream=stream,
-        )
+            window_right, tiled_mma_qk, tiled_mma_pv, sQ_layout, sK_layout, sV_layout, sO_layout, SharedStorage)
+        launch(cta_body, (cute.ceil_div(seqlen_q, cfg.tile_m), heads, batch), self.num_threads, stream,
+               smem=SharedStorage.size_in_bytes())
 
     @cute.kernel
-    def kernel(
+    def cta_body(
         self,
         tma_q: cute.CopyAtom,
         mQ: cute.Tensor,
@@ -228,21 +195,10 @@ class FlashFwdSm90:
         smem = cutlass.memory.SmemAllocator()
         storage = smem.allocate(SharedStorage)
         consumer_warps = cfg.num_consumers * THREADS_PER_WARPGROUP // cute.arch.WARP_SIZE
-
-        def make_pipeline(barriers, stages, layout, tiles):
-            return pipeline.PipelineTmaAsync.create(
-                barrier_storage=barriers.data_ptr(),
-                num_stages=stages,
-                producer_group=pipeline.CooperativeGroup(pipeline.Agent.Thread),
-                consumer_group=pipeline.CooperativeGroup(pipeline.Agent.Thread, consumer_warps),
-                tx_count=cute.size_in_bytes(self.dtype, cute.slice_(layout, (None, None, 0))) * tiles,
-                cta_layout_vmnk=cute.make_layout((1, 1, 1, 1)),
-                defer_sync=True,
-            )
-
-        pipeline_q = make_pipeline(storage.q_barriers, 1, sQ_layout, cfg.num_consumers)
-        pipeline_k = make_pipeline(storage.k_barriers, cfg.num_stages, sK_layout, 1)
-        pipeline_v = make_pipeline(storage.v_barriers, cfg.num_stages, sV_layout, 1)
+        tile_bytes = [cute.size_in_bytes(self.dtype, one_stage(layout)) for layout in (sQ_layout, sK_layout, sV_layout)]
+        pipeline_q = tma.make_pipeline(storage.q_barriers, 1, tile_bytes[0] * cfg.num_consumers, consumer_warps)
+        pipeline_k = tma.make_pipeline(storage.k_barriers, cfg.num_stages, tile_bytes[1], consumer_warps)
+        pipeline_v = tma.make_pipeline(storage.v_barriers, cfg.num_stages, tile_bytes[2], consumer_warps)
         pipeline.pipeline_init_arrive(cluster_shape_mn=(1, 1), is_relaxed=True)
         pipeline.pipeline_init_wait(cluster_shape_mn=(1, 1))
 
@@ -267,16 +223,11 @@ class FlashFwdSm90:
     def produce(self, tma_q, mQ, tma_k, mK, tma_v, mV, sQ, sK, sV, pipeline_q, pipeline_k, pipeline_v,
                 m_block, head, kv_head, batch, n_block_max, n_blocks):
         cfg = self.config
-
-        def partition(atom, smem, gmem):
-            return cpasync.tma_partition(atom, 0, cute.make_layout(1), cute.group_modes(smem, 0, 2),
-                                         cute.group_modes(gmem, 0, 2))
-
-        tQsQ, tQgQ = partition(tma_q, sQ, cute.local_tile(mQ[None, None, head, batch],
+        tQsQ, tQgQ = tma.partition(tma_q, sQ, cute.local_tile(mQ[None, None, head, batch],
                                                           (ROWS_PER_WARPGROUP, self.head_dim), (None, 0)))
-        tKsK, tKgK = partition(tma_k, sK, cute.local_tile(mK[None, None, kv_head, batch],
+        tKsK, tKgK = tma.partition(tma_k, sK, cute.local_tile(mK[None, None, kv_head, batch],
                                                           (cfg.tile_n, self.head_dim), (None, 0)))
-        tVsV, tVgV = partition(tma_v, sV, cute.local_tile(mV[None, None, kv_head, batch],
+        tVsV, tVgV = tma.partition(tma_v, sV, cute.local_tile(mV[None, None, kv_head, batch],
                                                           (self.head_dim_v, cfg.tile_n), (0, None)))
 
         q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, 1)
@@ -289,13 +240,9 @@ class FlashFwdSm90:
         v_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
         for i in cutlass.range(n_blocks, unroll=1):
             n_block = n_block_max - 1 - i
-            pipeline_k.producer_acquire(k_state)
-            cute.copy(tma_k, tKgK[None, n_block], tKsK[None, k_state.index],
-                      tma_bar_ptr=pipeline_k.producer_get_barrier(k_state))
+            tma.load(tma_k, pipeline_k, k_state, tKgK[None, n_block], tKsK)
             k_state.advance()
-            pipeline_v.producer_acquire(v_state)
-            cute.copy(tma_v, tVgV[None, n_block], tVsV[None, v_state.index],
-                      tma_bar_ptr=pipeline_v.producer_get_barrier(v_state))
+            tma.load(tma_v, pipeline_v, v_state, tVgV[None, n_block], tVsV)
             v_state.advance()
 
     @cute.jit
@@ -354,7 +301,7 @@ class FlashFwdSm90:
                 self.pass_turn(wg)
             pipeline_k.consumer_wait(k_state)
             self.wait_turn(wg)
-            gemm_qk(tiled_mma_qk, acc_s, tSrQ, tSrK, k_state.index)
+            gemm(tiled_mma_qk, acc_s, tSrQ, tSrK[None, None, None, k_state.index], True)
             self.pass_turn(wg)
             warpgroup.wait_group(0)
             pipeline_k.consumer_release(k_state)
@@ -368,8 +315,8 @@ class FlashFwdSm90:
                 pipeline_k.consumer_wait(k_state)
                 pipeline_v.consumer_wait(v_state)
                 self.wait_turn(wg)
-                gemm_qk(tiled_mma_qk, acc_s, tSrQ, tSrK, k_state.index)
-                gemm_pv(tiled_mma_pv, acc_o, tOrP, tOrV, v_state.index)
+                gemm(tiled_mma_qk, acc_s, tSrQ, tSrK[None, None, None, k_state.index], True)
+                gemm(tiled_mma_pv, acc_o, tOrP, tOrV[None, None, None, v_state.index], False)
                 self.pass_turn(wg)
                 warpgroup.wait_group(1)
                 pipeline_k.consumer_release(k_state)
@@ -383,7 +330,7 @@ class FlashFwdSm90:
                 p.store(acc_s.load().to(self.dtype))
             pipeline_v.consumer_wait(v_state)
             self.wait_turn(wg)
-            gemm_pv(tiled_mma_pv, acc_o, tOrP, tOrV, v_state.index)
+            gemm(tiled_mma_pv, acc_o, tOrP, tOrV[None, None, None, v_state.index], False)
             if wg == 0:  # the turns balance: consumer 1 took the first, consumer 0 takes the last
                 self.pass_turn(wg)
             warpgroup.wait_group(0)
@@ -408,8 +355,7 @@ class FlashFwdSm90:
         cute.arch.barrier(barrier_id=EPILOGUE_BARRIER + wg, number_of_threads=THREADS_PER_WARPGROUP)
         if wg_tidx < cute.arch.WARP_SIZE:
             gO = cute.local_tile(mO[None, None, head, batch], (ROWS_PER_WARPGROUP, self.head_dim_v), (None, 0))
-            tOsO, tOgO = cpasync.tma_partition(tma_o, 0, cute.make_layout(1), cute.group_modes(sO, 0, 2),
-                                               cute.group_modes(gO, 0, 2))
+            tOsO, tOgO = tma.partition(tma_o, sO, gO)
             cute.copy(tma_o, tOsO[None, wg], tOgO[None, m_block * cfg.num_consumers + wg])
             cute.arch.cp_async_bulk_commit_group()
             cute.arch.cp_async_bulk_wait_group(0, read=True)

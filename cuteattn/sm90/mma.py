@@ -11,11 +11,15 @@ def gemm(tiled_mma: cute.TiledMma, acc: cute.Tensor, a: cute.Tensor, b: cute.Ten
     """acc = a b (zero_init) or acc += a b, over the K blocks of the fragments a (M, K) and b (N, K).
 
     Asynchronous: the caller waits with `warpgroup.wait_group`, and leaves a register operand and acc alone
-    until then.
+    until then. zero_init rebinds the tiled MMA's accumulate field, which the DSL cannot carry out of a loop
+    or branch: a tiled MMA issued after one is either always zero_init or always accumulating, with the
+    field set to True once before.
     """
-    tiled_mma.set(warpgroup.Field.ACCUMULATE, not zero_init)
+    if cutlass.const_expr(zero_init):
+        tiled_mma.set(warpgroup.Field.ACCUMULATE, False)
     warpgroup.fence()
     for k in cutlass.range_constexpr(cute.size(a, mode=[2])):
         cute.gemm(tiled_mma, acc, a[None, None, k], b[None, None, k], acc)
-        tiled_mma.set(warpgroup.Field.ACCUMULATE, True)
+        if cutlass.const_expr(zero_init):
+            tiled_mma.set(warpgroup.Field.ACCUMULATE, True)
     warpgroup.commit_group()
