@@ -26,7 +26,7 @@ from cuteattn.registry import compile_target
 from cuteattn.sm90.bwd_kernel import BwdConfig, FlashBwdSm90
 from cuteattn.sm90.bwd_postprocess import DqPostprocess
 from cuteattn.sm90.bwd_preprocess import bwd_preprocess
-from cuteattn.sm90.forward import launch_args
+from cuteattn.sm90.forward import scales, window_args
 
 HEAD_DIMS = (64, 96, 128)
 CONFIG = BwdConfig()
@@ -96,7 +96,8 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
     bwd_preprocess(_tma_ready(out), dout, lse, dpsum, lse_log2)
     dq_accum = torch.zeros(batch, heads, m_blocks, cfg.tile_m * head_dim, dtype=torch.float32, device=q.device)
     dq_turn = torch.zeros(batch, heads, m_blocks, 2, dtype=torch.int32, device=q.device) if deterministic else None
-    _, scale_log2, tanh_scale, left, right = launch_args(opts)
+    scale_log2, tanh_scale, _ = scales(opts, has_score_mod=False)
+    left, right = window_args(opts)
     compiled = get_or_compile(("sm90.bwd", op), lambda: _compile(op))
     compiled(_tma_ready(q), _tma_ready(k), _tma_ready(v), dout, lse_log2, dpsum, dq_accum, dq_turn, dk, dv,
              scale_log2, tanh_scale, opts.softmax_scale, left, right)

@@ -11,7 +11,7 @@ import torch
 
 import cutlass
 
-from cuteattn import reference
+from cuteattn import mods, reference
 from cuteattn.compile_cache import get_or_compile
 from cuteattn.kernel_args import TORCH_TO_CUTE, aligned_view, compile_kernel, fake_tensor
 from cuteattn.registry import compile_target
@@ -33,41 +33,55 @@ def unsupported(head_dim: int, head_dim_v: int, opts) -> Optional[str]:
     if head_dim not in HEAD_DIMS or (head_dim_v != head_dim and (head_dim, head_dim_v) not in HEAD_DIM_PAIRS):
         return (f"head_dim {head_dim} with head_dim_v {head_dim_v} (covered: equal head dims in {HEAD_DIMS}, "
                 f"and (head_dim, head_dim_v) in {HEAD_DIM_PAIRS})")
-    for feature, present in (("score_mod", opts.score_mod is not None), ("mask_mod", opts.mask_mod is not None),
-                             ("block_mask", opts.block_mask is not None)):
-        if present:
-            return feature
+    if opts.block_mask is not None:
+        return "block_mask"
     return None
 
 
 def kernel_for(dtype: torch.dtype, head_dim: int, head_dim_v: int, qhead_per_kvhead: int, opts: reference.Options,
                config: Optional[FwdConfig] = None) -> FlashFwdSm90:
+    score_mod, mask_mod = mods.traced(opts)
     return _kernel(dtype, head_dim, head_dim_v, qhead_per_kvhead, opts.window_left is not None,
-                   opts.window_right is not None, opts.softcap > 0, opts.learnable_sink is not None,
-                   config or CONFIGS[head_dim])
+                   opts.window_right is not None, opts.softcap > 0, opts.learnable_sink is not None, score_mod,
+                   mask_mod, config or CONFIGS[head_dim])
 
 
 @functools.lru_cache(maxsize=None)
 def _kernel(dtype, head_dim, head_dim_v, qhead_per_kvhead, has_window_left, has_window_right, has_softcap, has_sink,
-            config) -> FlashFwdSm90:
+            score_mod, mask_mod, config) -> FlashFwdSm90:
     """One kernel object per configuration, so a call finds its compiled kernel without building one."""
     return FlashFwdSm90(TORCH_TO_CUTE[dtype], head_dim, head_dim_v, qhead_per_kvhead, has_window_left=has_window_left,
-                        has_window_right=has_window_right, has_softcap=has_softcap, has_sink=has_sink, config=config)
+                        has_window_right=has_window_right, has_softcap=has_softcap, has_sink=has_sink,
+                        score_mod=score_mod, mask_mod=mask_mod, config=config)
 
 
-def launch_args(opts: reference.Options) -> tuple:
-    """The kernel's arguments after lse: the sink or None, scale_log2, tanh_scale, window_left, window_right."""
-    sink = None if opts.learnable_sink is None else opts.learnable_sink.detach().float().contiguous()
+def scales(opts: reference.Options, has_score_mod: bool) -> tuple:
+    """(scale_log2, tanh_scale, score_scale): scale_log2 of the scores the softmax sees (a score_mod's results
+    are in natural units; raw scores fold the scale into exp2), softmax_scale / softcap with softcap, and
+    what turns held scores into the mod's units."""
     capped = opts.softcap > 0
-    scale_log2 = (opts.softcap if capped else opts.softmax_scale) * LOG2_E
-    tanh_scale = opts.softmax_scale / opts.softcap if capped else 0.0
-    left, right = (0 if w is None else min(w, WINDOW_MAX) for w in (opts.window_left, opts.window_right))
-    return sink, scale_log2, tanh_scale, left, right
+    score_scale = opts.softcap if capped else opts.softmax_scale
+    scale_log2 = LOG2_E if has_score_mod else score_scale * LOG2_E
+    return scale_log2, opts.softmax_scale / opts.softcap if capped else 0.0, score_scale
+
+
+def window_args(opts: reference.Options) -> tuple:
+    """(window_left, window_right) as the kernels take them: 0 for an unbounded side, at most WINDOW_MAX."""
+    return tuple(0 if w is None else min(w, WINDOW_MAX) for w in (opts.window_left, opts.window_right))
+
+
+def launch_args(op: FlashFwdSm90, opts: reference.Options, device: torch.device) -> tuple:
+    """The kernel's arguments after lse: the sink or None, scale_log2, tanh_scale, window_left, window_right,
+    score_scale and the mods' captured tensors."""
+    sink = None if opts.learnable_sink is None else opts.learnable_sink.detach().float().contiguous()
+    scale_log2, tanh_scale, score_scale = scales(opts, op.score_mod is not None)
+    return (sink, scale_log2, tanh_scale, *window_args(opts), score_scale, mods.captured_args(op, device))
 
 
 def _fake_launch_args(op: FlashFwdSm90) -> tuple:
     sink = fake_tensor(cutlass.Float32, 1, aligned=False) if op.has_sink else None
-    return sink, cutlass.Float32(1.0), cutlass.Float32(1.0), cutlass.Int32(0), cutlass.Int32(0)
+    return (sink, cutlass.Float32(1.0), cutlass.Float32(1.0), cutlass.Int32(0), cutlass.Int32(0),
+            cutlass.Float32(1.0), mods.fake_captured(op))
 
 
 def _compile(op: FlashFwdSm90):
@@ -91,7 +105,7 @@ def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, opts: reference.O
         sink = opts.learnable_sink
         return out.zero_(), lse.fill_(-math.inf) if sink is None else lse.copy_(sink.detach().view(1, -1, 1))
     compiled = get_or_compile(("sm90.fwd", op), lambda: _compile(op))
-    compiled(aligned_view(q), aligned_view(k), aligned_view(v), out, lse, *launch_args(opts))
+    compiled(aligned_view(q), aligned_view(k), aligned_view(v), out, lse, *launch_args(op, opts, q.device))
     return out, lse
 
 

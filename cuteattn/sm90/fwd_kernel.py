@@ -27,6 +27,8 @@ from cutlass.cute.nvgpu.warpgroup import OperandSource
 
 from cuteattn.fragments import as_a_operand, rowcol
 from cuteattn.masking import Window, mask_tile
+from cuteattn.mods import tile as mod_tile
+from cuteattn.mods.trace import TracedMod
 from cuteattn import softmax
 from cuteattn.kernel_args import launch
 from cuteattn.sm90 import tma
@@ -57,6 +59,18 @@ class FwdConfig:
 
 
 @dataclass(frozen=True)
+class Mods:
+    """What the mods read at run time, inside the kernel."""
+
+    score_scale: Float32
+    tensors: list
+    batch: Int32
+    head: Int32
+    seqlen_q: Int32
+    seqlen_k: Int32
+
+
+@dataclass(frozen=True)
 class FlashFwdSm90:
     dtype: Type[cutlass.Numeric]
     head_dim: int
@@ -66,6 +80,8 @@ class FlashFwdSm90:
     has_window_right: bool = False
     has_softcap: bool = False
     has_sink: bool = False
+    score_mod: Optional[TracedMod] = None
+    mask_mod: Optional[TracedMod] = None
     config: FwdConfig = FwdConfig()
 
     def __post_init__(self):
@@ -100,6 +116,8 @@ class FlashFwdSm90:
         tanh_scale: Float32,  # softmax_scale / softcap with has_softcap
         window_left: Int32,  # with has_window_left
         window_right: Int32,  # with has_window_right
+        score_scale: Float32,  # with score_mod: held scores * score_scale are what the mod sees
+        mod_tensors: list,  # the captured tensors of score_mod, then of mask_mod
         stream: cuda.CUstream,
     ):
         cfg = self.config
@@ -144,7 +162,7 @@ class FlashFwdSm90:
         seqlen_q, _, heads, batch = mQ.shape
         cta_body = self.cta_body(
             tma_q, mQ, tma_k, mK, tma_v, mV, tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, window_left,
-            window_right, tiled_mma_qk, tiled_mma_pv, sQ_layout, sK_layout, sV_layout, sO_layout, SharedStorage)
+            window_right, score_scale, mod_tensors, tiled_mma_qk, tiled_mma_pv, sQ_layout, sK_layout, sV_layout, sO_layout, SharedStorage)
         launch(cta_body, (cute.ceil_div(seqlen_q, cfg.tile_m), heads, batch), self.num_threads, stream,
                smem=SharedStorage.size_in_bytes())
 
@@ -165,6 +183,8 @@ class FlashFwdSm90:
         tanh_scale: Float32,
         window_left: Int32,
         window_right: Int32,
+        score_scale: Float32,
+        mod_tensors: list,
         tiled_mma_qk: cute.TiledMma,
         tiled_mma_pv: cute.TiledMma,
         sQ_layout: cute.ComposedLayout,
@@ -215,9 +235,10 @@ class FlashFwdSm90:
                              m_block, head, kv_head, batch, n_block_max, n_blocks)
         else:
             cute.arch.setmaxregister_increase(self.consumer_registers)
+            mods = Mods(score_scale, mod_tensors, batch, head, seqlen_q, seqlen_k)
             self.consume(tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, tiled_mma_qk, tiled_mma_pv, sQ, sK, sV, sO,
                          pipeline_q, pipeline_k, pipeline_v, m_block, head, batch, n_block_max, n_blocks, window,
-                         seqlen_q)
+                         seqlen_q, mods)
 
     @cute.jit
     def produce(self, tma_q, mQ, tma_k, mK, tma_v, mV, sQ, sK, sV, pipeline_q, pipeline_k, pipeline_v,
@@ -258,18 +279,27 @@ class FlashFwdSm90:
                                      number_of_threads=2 * THREADS_PER_WARPGROUP)
 
     @cute.jit
-    def softmax_block(self, s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale, n_block, row0, window):
-        """Softcap, mask the score tile where it needs it (the seqlen_k tail, across a window edge), softmax."""
+    def softmax_block(self, s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale, n_block, row0, window,
+                      mods):
+        """Softcap, score_mod, mask the score tile where it needs it (the seqlen_k tail, across a window edge),
+        mask_mod, softmax."""
         if cutlass.const_expr(self.has_softcap):
             softmax.softcap(s, tanh_scale)
         col0 = n_block * self.config.tile_n
+        place = mod_tile.TilePlace(mods.batch, mods.head, row0, col0, mods.seqlen_q, mods.seqlen_k)
+        n_score = len(self.score_mod.captured) if cutlass.const_expr(self.score_mod is not None) else 0
+        if cutlass.const_expr(self.score_mod is not None):
+            mod_tile.apply_score_mod(self.score_mod, mods.tensors[:n_score], s, coords, place, mods.score_scale)
         if window.needs_mask(row0, row0 + ROWS_PER_WARPGROUP - 1, col0, self.config.tile_n):
             mask_tile(s, coords, row0, col0, window)
+        if cutlass.const_expr(self.mask_mod is not None):
+            mod_tile.apply_mask_mod(self.mask_mod, mods.tensors[n_score:], s, coords, place)
         softmax.step(s, row_max, row_sum, scale_log2, rescale)
 
     @cute.jit
     def consume(self, tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, tiled_mma_qk, tiled_mma_pv, sQ, sK, sV, sO,
-                pipeline_q, pipeline_k, pipeline_v, m_block, head, batch, n_block_max, n_blocks, window, seqlen_q):
+                pipeline_q, pipeline_k, pipeline_v, m_block, head, batch, n_block_max, n_blocks, window, seqlen_q,
+                mods):
         cfg = self.config
         tidx, _, _ = cute.arch.thread_idx()
         wg = tidx // THREADS_PER_WARPGROUP - 1
@@ -307,7 +337,7 @@ class FlashFwdSm90:
             pipeline_k.consumer_release(k_state)
             k_state.advance()
             self.softmax_block(s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale, n_block_max - 1,
-                               row0, window)
+                               row0, window, mods)
             p.store(acc_s.load().to(self.dtype))
             # Within the warpgroup, the softmax of block j runs while the tensor cores do O += P V of
             # block j + 1 (blocks go from the last one down).
@@ -322,7 +352,7 @@ class FlashFwdSm90:
                 pipeline_k.consumer_release(k_state)
                 k_state.advance()
                 self.softmax_block(s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale,
-                                   n_block_max - 1 - i, row0, window)
+                                   n_block_max - 1 - i, row0, window, mods)
                 warpgroup.wait_group(0)
                 pipeline_v.consumer_release(v_state)
                 v_state.advance()

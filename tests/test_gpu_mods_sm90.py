@@ -1,0 +1,152 @@
+"""score_mod and mask_mod compiled into the sm90 kernels, against the PyTorch path: the gallery of
+`examples/gallery.py`, then the lowering of individual ops."""
+
+import math
+import pathlib
+import sys
+
+import pytest
+import torch
+
+import cuteattn
+from cuteattn import reference
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "examples"))
+from gallery import gallery  # noqa: E402
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.get_device_capability()[0] != 9,
+                       reason="needs an sm90 GPU"),
+]
+
+NAMES = list(gallery(1, 1, 1, 1, device="cpu"))
+
+
+def options(head_dim, score_mod=None, mask_mod=None, causal=False, window=(None, None), softcap=0.0, sink=None):
+    return reference.Options(softmax_scale=1 / math.sqrt(head_dim), window_left=window[0],
+                             window_right=0 if causal else window[1], softcap=softcap, learnable_sink=sink,
+                             score_mod=score_mod, mask_mod=mask_mod, block_mask=None)
+
+
+def grid(batch, heads, seqlen_q, seqlen_k, device):
+    return (torch.arange(batch, device=device).view(-1, 1, 1, 1), torch.arange(heads, device=device).view(1, -1, 1, 1),
+            torch.arange(seqlen_q, device=device).view(1, 1, -1, 1), torch.arange(seqlen_k, device=device).view(1, 1, 1, -1))
+
+
+def low_precision(q, k, v, opts):
+    """The same attention done by PyTorch in the input dtype: scores, mod results, probabilities rounded."""
+    batch, seqlen_q, heads, _ = q.shape
+    seqlen_k, group = k.shape[1], heads // k.shape[2]
+    k, v = k.repeat_interleave(group, 2), v.repeat_interleave(group, 2)
+    s = torch.einsum("bqhd,bkhd->bhqk", q, k) * opts.softmax_scale
+    if opts.softcap > 0:
+        s = opts.softcap * torch.tanh(s / opts.softcap)
+    b, h, i, j = grid(batch, heads, seqlen_q, seqlen_k, q.device)
+    if opts.score_mod is not None:
+        s = opts.score_mod(s, b, h, i, j).to(q.dtype)
+    keep = torch.ones_like(s, dtype=torch.bool)
+    diagonal = i + seqlen_k - seqlen_q
+    if opts.window_left is not None:
+        keep &= j >= diagonal - opts.window_left
+    if opts.window_right is not None:
+        keep &= j <= diagonal + opts.window_right
+    if opts.mask_mod is not None:
+        keep &= opts.mask_mod(b, h, i, j)
+    s = s.masked_fill(~keep, -math.inf)
+    if opts.learnable_sink is not None:
+        sink = opts.learnable_sink.to(s.dtype).view(1, -1, 1, 1).expand(*s.shape[:-1], 1)
+        s = torch.cat([s, sink], dim=-1)
+    p = torch.softmax(s.float(), dim=-1).nan_to_num(0.0).to(q.dtype)[..., :seqlen_k]
+    return torch.einsum("bhqk,bkhd->bqhd", p, v)
+
+
+def check_forward(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, opts, dtype=torch.bfloat16):
+    from cuteattn.sm90 import forward
+
+    q = torch.randn(batch, seqlen_q, heads, head_dim, device="cuda", dtype=dtype)
+    k, v = (torch.randn(batch, seqlen_k, heads_kv, head_dim, device="cuda", dtype=dtype) for _ in range(2))
+    out = torch.full_like(q, math.nan)
+    lse = torch.full((batch, heads, seqlen_q), math.nan, device="cuda")
+    forward.forward(q, k, v, opts, out=out, lse=lse)
+    torch.cuda.synchronize()
+    with torch.no_grad():
+        ref_out, ref_lse = reference.attention(q.float(), k.float(), v.float(), opts)
+        lowp_err = (low_precision(q, k, v, opts).float() - ref_out).abs().max().item()
+    err = (out.float() - ref_out).abs().max().item()
+    assert not out.isnan().any(), "unwritten or NaN output"
+    assert err <= 2 * lowp_err + 1e-5, f"max error {err} vs PyTorch's {lowp_err} in {dtype}"
+    finite = torch.isfinite(ref_lse)
+    assert torch.equal(torch.isfinite(lse), finite) and torch.isneginf(lse[~finite]).all()
+    if finite.any():
+        assert (lse[finite] - ref_lse[finite]).abs().max().item() <= 1e-3
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("seqlen_q,seqlen_k", [(1, 1), (113, 113), (1000, 1000), (113, 4097), (300, 17)])
+def test_gallery_forward(name, seqlen_q, seqlen_k):
+    score_mod, mask_mod = gallery(2, 4, seqlen_q, seqlen_k)[name]
+    check_forward(2, seqlen_q, seqlen_k, 4, 4, 128, options(128, score_mod, mask_mod))
+
+
+@pytest.mark.parametrize("head_dim", [64, 96, 192, 256])
+def test_gallery_head_dims(head_dim):
+    score_mod, mask_mod = gallery(2, 4, 500, 500)["rel_bias_document"]
+    check_forward(2, 500, 500, 4, 4, head_dim, options(head_dim, score_mod, mask_mod))
+
+
+@pytest.mark.parametrize("name", ["alibi", "document", "rel_bias_document"])
+def test_mods_compose_with_features(name):
+    score_mod, mask_mod = gallery(2, 8, 700, 900)[name]
+    sink = torch.randn(8, device="cuda")
+    opts = options(128, score_mod, mask_mod, causal=True, window=(300, None), softcap=30.0, sink=sink)
+    check_forward(2, 700, 900, 8, 2, 128, opts)
+
+
+OP_MODS = {
+    "arithmetic": lambda s, b, h, q, kv: (s * 0.5 - 1.0) / 1.5 + (q - kv) * 0.01,
+    "integer_division": lambda s, b, h, q, kv: s + ((q - kv) // 7).float() * 0.1 + ((q - kv) % 5).float() * 0.2,
+    "truncating_division": lambda s, b, h, q, kv: s + torch.div(q - kv, 7, rounding_mode="trunc") * 0.1,
+    "where_abs_sign": lambda s, b, h, q, kv: torch.where(q > kv, s.abs(), -s) + torch.sign((q - kv).float()) * 0.5,
+    "min_max_clamp": lambda s, b, h, q, kv: torch.minimum(torch.maximum(s, s * 0.5), s.clamp(-2.0, 2.0) + 1.0),
+    "transcendental": lambda s, b, h, q, kv: torch.exp(-s.abs()) + torch.log(s * s + 1) + torch.sigmoid(s)
+    + torch.exp2(-s.abs()) + torch.sqrt(s.abs() + 1),
+    "casts": lambda s, b, h, q, kv: s + ((q - kv).float() * 0.5).to(torch.int32) * 0.1 + (q > kv).float(),
+    "logical": lambda s, b, h, q, kv: torch.where(torch.logical_and(q % 2 == 0, ~(kv % 3 == 0)) | (h == 1), s, s - 1),
+}
+
+
+@pytest.mark.parametrize("name", list(OP_MODS))
+def test_op_lowering(name):
+    check_forward(2, 200, 333, 4, 4, 64, options(64, score_mod=OP_MODS[name]))
+
+
+def test_unsupported_op_names_the_line():
+    q, k, v = (torch.randn(1, 64, 2, 64, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+
+    def erf_mod(score, b, h, q_idx, kv_idx):
+        return torch.erf(score)
+
+    with pytest.raises(TypeError, match=r"aten.erf.default.*return torch.erf\(score\)"):
+        cuteattn.flash_attn_func(q, k, v, score_mod=erf_mod)
+    with pytest.raises(TypeError, match="mask_mod must return a bool tensor"):
+        cuteattn.flash_attn_func(q, k, v, mask_mod=lambda b, h, q_idx, kv_idx: q_idx - kv_idx)
+    with pytest.raises(TypeError, match="one value per score"):
+        table = torch.randn(2, 64, device="cuda")
+        cuteattn.flash_attn_func(q, k, v, score_mod=lambda score, b, h, q_idx, kv_idx: score + table[h])
+    with pytest.raises(ValueError, match="on cpu"):
+        cpu_table = torch.randn(2, 64)
+        cuteattn.flash_attn_func(q, k, v, score_mod=lambda score, b, h, q_idx, kv_idx: score + cpu_table[h, q_idx])
+
+
+def test_equal_mods_share_a_kernel_and_constants_recompile():
+    from cuteattn import compile_cache
+
+    q, k, v = (torch.randn(1, 128, 2, 64, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+    cuteattn.flash_attn_func(q, k, v, score_mod=lambda score, b, h, q_idx, kv_idx: score * 0.5)
+    before = compile_cache.cache_size()
+    out = cuteattn.flash_attn_func(q, k, v, score_mod=lambda score, b, h, q_idx, kv_idx: score * 0.5)
+    assert compile_cache.cache_size() == before
+    other = cuteattn.flash_attn_func(q, k, v, score_mod=lambda score, b, h, q_idx, kv_idx: score * 0.25)
+    assert compile_cache.cache_size() == before + 1
+    assert not torch.equal(out, other)
