@@ -55,7 +55,8 @@ class _KernelAttention(torch.autograd.Function):
     differentiated."""
 
     @staticmethod
-    def forward(ctx, q, k, v, learnable_sink, kernels, opts, pack_gqa, deterministic):
+    def forward(ctx, q, k, v, learnable_sink, kernels, opts, pack_gqa, deterministic, *captured):
+        # `captured`: score_mod's captured tensors that require grad, inputs so that autograd reaches them.
         out, lse = kernels.forward(q, k, v, opts, pack_gqa)
         ctx.save_for_backward(q, k, v, out, lse)
         ctx.kernels, ctx.opts, ctx.deterministic = kernels, opts, deterministic
@@ -65,9 +66,9 @@ class _KernelAttention(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dout, dlse):
         q, k, v, out, lse = ctx.saved_tensors
-        dq, dk, dv, dsink = ctx.kernels.backward(q, k, v, out, dout, lse, ctx.opts,
-                                                 deterministic=ctx.deterministic)
-        return dq, dk, dv, dsink, None, None, None, None
+        dq, dk, dv, dsink, dcaptured = ctx.kernels.backward(q, k, v, out, dout, lse, ctx.opts,
+                                                            deterministic=ctx.deterministic)
+        return dq, dk, dv, dsink, None, None, None, None, *dcaptured
 
 
 class _Sm90:
@@ -93,6 +94,16 @@ class _Sm90:
         from cuteattn.sm90 import backward
 
         return backward.backward(q, k, v, out, dout, lse, opts, deterministic=deterministic)
+
+
+def _captured_requiring_grad(opts) -> list:
+    """score_mod's captured tensors that require grad, in the order the backward returns their gradients."""
+    if opts.score_mod is None:
+        return []
+    from cuteattn.mods.trace import trace_score_mod
+
+    traced = trace_score_mod(opts.score_mod)
+    return [traced.captured[i] for i in traced.grads_of]
 
 
 def _kernel_module(arch: str):
@@ -212,14 +223,16 @@ def flash_attn_func(
     kernels = _kernel_module(backend)
     if kernels is None:
         _no_kernel(fn, backend, "the attention forward", q.device)
+    captured = _captured_requiring_grad(opts)
     inputs = (q, k, v, opts.learnable_sink)
-    needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
+    needs_grad = torch.is_grad_enabled() and (
+        len(captured) > 0 or any(t is not None and t.requires_grad for t in inputs))
     missing = kernels.unsupported(q.shape[-1], v.shape[-1], opts, needs_grad)
     if missing is not None:
         _no_kernel(fn, backend, missing, q.device)
     if needs_grad:
         # The sink is an input of its own so that autograd reaches backward when only the sink needs a gradient.
-        out, lse = _KernelAttention.apply(*inputs, kernels, opts, pack_gqa, deterministic)
+        out, lse = _KernelAttention.apply(*inputs, kernels, opts, pack_gqa, deterministic, *captured)
     else:
         out, lse = kernels.forward(q, k, v, opts, pack_gqa)
     return (out, lse) if return_lse else out

@@ -54,7 +54,8 @@ def gallery(batch: int, heads: int, seqlen_q: int, seqlen_k: int, device="cuda",
         rel = kv_idx - q_idx
         side = torch.where(rel > 0, 16, 0)
         distance = rel.abs()
-        far = 8 + (torch.log(distance.float() / 8 + 1e-6) / math.log(128 / 8) * 8).to(torch.int32)
+        # + 0.5 keeps the bucket edges off whole distances, where float rounding could pick either side.
+        far = 8 + (torch.log((distance.float() + 0.5) / 8) / math.log(128 / 8) * 8).to(torch.int32)
         bucket = side + torch.where(distance < 8, distance, far.clamp(max=15))
         return score + buckets[bucket, h]
 

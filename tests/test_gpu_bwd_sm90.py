@@ -42,7 +42,7 @@ def check(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, causal, dtype, l
     out, lse = forward.forward(q, k, v, opts)
     dout = make(*out.shape)
     poisoned = [torch.full(t.shape, math.nan, dtype=dtype, device="cuda") for t in (q, k, v)]
-    dq, dk, dv, dsink = backward.backward(q, k, v, out, dout, lse, opts, deterministic=deterministic, grads=poisoned)
+    dq, dk, dv, dsink, _ = backward.backward(q, k, v, out, dout, lse, opts, deterministic=deterministic, grads=poisoned)
     torch.cuda.synchronize()
 
     def attention(dtype_of):

@@ -103,6 +103,52 @@ def test_mods_compose_with_features(name):
     check_forward(2, 700, 900, 8, 2, 128, opts)
 
 
+def check_backward(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, name, causal=False, window=(None, None),
+                   softcap=0.0, dtype=torch.bfloat16):
+    """loss.backward() through flash_attn_func with the gallery's mods: dq, dk, dv and the gradients of the
+    captured tensors that require grad, against the fp32 PyTorch path."""
+    from cuteattn.mods.trace import trace_score_mod
+
+    score_mod, mask_mod = gallery(batch, heads, seqlen_q, seqlen_k, requires_grad=True)[name]
+    traced = trace_score_mod(score_mod) if score_mod is not None else None
+    captured = [traced.captured[i] for i in traced.grads_of] if traced is not None else []
+    q = torch.randn(batch, seqlen_q, heads, head_dim, device="cuda", dtype=dtype)
+    k, v = (torch.randn(batch, seqlen_k, heads_kv, head_dim, device="cuda", dtype=dtype) for _ in range(2))
+    dout = torch.randn_like(q)
+    opts = options(head_dim, score_mod, mask_mod, causal=causal, window=window, softcap=softcap)
+
+    def grads(fn, inputs):
+        leaves = [t.detach().clone().requires_grad_() for t in inputs]
+        out = fn(*leaves)
+        return torch.autograd.grad(out, leaves + captured, dout.to(out.dtype))
+
+    got = grads(lambda q_, k_, v_: cuteattn.flash_attn_func(q_, k_, v_, causal=causal, window_size=window,
+                                                            softcap=softcap, score_mod=score_mod, mask_mod=mask_mod),
+                (q, k, v))
+    want = grads(lambda q_, k_, v_: reference.attention(q_, k_, v_, opts)[0], (q.float(), k.float(), v.float()))
+    low = grads(lambda q_, k_, v_: low_precision(q_, k_, v_, opts), (q, k, v))
+    names = ["dq", "dk", "dv"] + [f"d captured {i}" for i in range(len(captured))]
+    for label, g, w, lo in zip(names, got, want, low):
+        assert not g.isnan().any(), f"{label}: NaN gradient"
+        err = (g.float() - w).abs().max().item()
+        lowp_err = (lo.float() - w).abs().max().item()
+        # A captured tensor's gradient sums many scores' terms, each from the stored (rounded) output: allow
+        # that rounding, 1% of the largest gradient, as for the sink.
+        slack = 1e-2 * w.abs().max().item() if label.startswith("d captured") else 0.0
+        assert err <= 2 * lowp_err + 1e-4 + slack, f"{label}: max error {err} vs PyTorch's {lowp_err} in {dtype}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("seqlen_q,seqlen_k", [(113, 113), (1000, 1000), (300, 17)])
+def test_gallery_backward(name, seqlen_q, seqlen_k):
+    check_backward(2, seqlen_q, seqlen_k, 4, 4, 128, name)
+
+
+@pytest.mark.parametrize("name", ["alibi", "rel_bias", "per_head_scale", "document", "tanh_softcap"])
+def test_backward_mods_compose_with_features(name):
+    check_backward(2, 700, 900, 8, 2, 64, name, causal=True, window=(300, None), softcap=30.0)
+
+
 OP_MODS = {
     "arithmetic": lambda s, b, h, q, kv: (s * 0.5 - 1.0) / 1.5 + (q - kv) * 0.01,
     "integer_division": lambda s, b, h, q, kv: s + ((q - kv) // 7).float() * 0.1 + ((q - kv) % 5).float() * 0.2,
@@ -119,6 +165,22 @@ OP_MODS = {
 @pytest.mark.parametrize("name", list(OP_MODS))
 def test_op_lowering(name):
     check_forward(2, 200, 333, 4, 4, 64, options(64, score_mod=OP_MODS[name]))
+
+
+def test_op_derivatives():
+    """The backward of every op mod at once: their derivatives with respect to the score."""
+    def all_ops(s, b, h, q, kv):
+        return sum(mod(s, b, h, q, kv) for mod in OP_MODS.values()) * 0.1
+
+    q, k, v = (torch.randn(2, 200, 4, 64, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+    out = cuteattn.flash_attn_func(q, k, v, score_mod=all_ops)
+    dout = torch.randn_like(out)
+    got = torch.autograd.grad(out, (q, k, v), dout)
+    leaves = [t.detach().float().requires_grad_() for t in (q, k, v)]
+    ref = reference.attention(*leaves, options(64, score_mod=all_ops))[0]
+    want = torch.autograd.grad(ref, leaves, dout.float())
+    for g, w in zip(got, want):
+        assert (g.float() - w).abs().max().item() <= 0.05 * w.abs().max().item()
 
 
 def test_unsupported_op_names_the_line():

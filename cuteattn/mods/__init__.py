@@ -6,6 +6,8 @@ on one score, `tile` on a score tile in registers. The helpers here connect a ca
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 import cutlass
@@ -25,14 +27,37 @@ def _mods(op) -> list[TracedMod]:
     return [m for m in (op.score_mod, op.mask_mod) if m is not None]
 
 
-def captured_args(op, device: torch.device) -> list[torch.Tensor]:
-    """The captured tensors a kernel takes: score_mod's, then mask_mod's."""
-    return [t for m in _mods(op) for t in m.captured_args(device)]
+def _list_or_none(items: list) -> Optional[list]:
+    return items or None  # the DSL takes a list of tensors, or None for none
 
 
-def fake_captured(op) -> list:
+def captured_args(op, device: torch.device) -> Optional[list]:
+    """The captured tensors a kernel takes: score_mod's, then mask_mod's; None if there are none."""
+    return _list_or_none([t for m in _mods(op) for t in m.captured_args(device)])
+
+
+def fake_captured(op) -> Optional[list]:
     """Compile-time stand-ins for `captured_args`."""
     from cuteattn.mods.lower import captured_kinds
 
-    return [fake_tensor(kind, max(1, t.dim()), aligned=False)
-            for m in _mods(op) for kind, t in zip(captured_kinds(m), m.captured)]
+    return _list_or_none([fake_tensor(kind, max(1, t.dim()), aligned=False)
+                          for m in _mods(op) for kind, t in zip(captured_kinds(m), m.captured)])
+
+
+def captured_with_grad(op) -> list[torch.Tensor]:
+    """score_mod's captured tensors that require grad, in the order of their gradients."""
+    return [op.score_mod.captured[i] for i in op.score_mod.grads_of] if op.score_mod is not None else []
+
+
+def captured_grads(op, device: torch.device) -> list[torch.Tensor]:
+    """Zeroed fp32 gradient buffers for `captured_with_grad`, which the backward adds into."""
+    return [torch.zeros(t.shape, dtype=torch.float32, device=device) for t in captured_with_grad(op)]
+
+
+def grad_args(grads: list[torch.Tensor]) -> Optional[list]:
+    """`captured_grads` as the backward kernel takes them."""
+    return _list_or_none([g.view(1) if g.dim() == 0 else g for g in grads])
+
+
+def fake_captured_grads(op) -> Optional[list]:
+    return _list_or_none([fake_tensor(cutlass.Float32, max(1, t.dim()), aligned=False) for t in captured_with_grad(op)])

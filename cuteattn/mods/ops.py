@@ -3,6 +3,8 @@
 Values are DSL scalars of three kinds, chosen from the dtype PyTorch traced: Float32 for every float
 dtype, Int32 for every integer dtype (indices fit), Boolean for bool. Before an op runs its operands are
 cast to the kind it computes in (`OPERAND_KIND`), so the DSL never has to promote mixed operands.
+Transcendentals take their accurate forms, not fast-math: a mod's results must agree with PyTorch's, even
+where a bucket edge turns a last-bit difference into a different table entry.
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ def _select(cond, a, b):
 
 
 def _sigmoid(x):
-    return 1.0 / (1.0 + cute.math.exp(-x, fastmath=True))
+    return 1.0 / (1.0 + cute.math.exp(-x))
 
 
 def _logical_not(x):
@@ -135,10 +137,10 @@ _register("out", lambda x, lo: _max(x, lo), aten.clamp_min.default, aten.clamp_m
 _register("out", lambda x, hi: _min(x, hi), aten.clamp_max.default, aten.clamp_max.Tensor)
 _register("out", _min, aten.minimum.default)
 _register("out", _max, aten.maximum.default)
-_register("float", lambda x: cute.math.exp(x, fastmath=True), aten.exp.default)
-_register("float", lambda x: cute.math.exp2(x, fastmath=True), aten.exp2.default)
-_register("float", lambda x: cute.math.log(x, fastmath=True), aten.log.default)
-_register("float", lambda x: cute.math.log2(x, fastmath=True), aten.log2.default)
+_register("float", lambda x: cute.math.exp(x), aten.exp.default)
+_register("float", lambda x: cute.math.exp2(x), aten.exp2.default)
+_register("float", lambda x: cute.math.log(x), aten.log.default)
+_register("float", lambda x: cute.math.log2(x), aten.log2.default)
 _register("float", lambda x: cute.math.log1p(x), aten.log1p.default)
 _register("float", lambda x: cute.math.tanh(x), aten.tanh.default)
 _register("float", _sigmoid, aten.sigmoid.default)

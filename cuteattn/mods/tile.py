@@ -9,12 +9,37 @@ that indexes a captured tensor by q_idx or kv_idx never reads past it; those sco
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import cutlass
 import cutlass.cute as cute
 from cutlass import Float32, Int32
 
 from cuteattn.mods import lower
+
+
+@dataclass(frozen=True)
+class ModArgs:
+    """What the mods read at run time: the scale that turns held scores into the mods' units, the captured
+    tensors (score_mod's, then mask_mod's), the fp32 gradients of score_mod's captured tensors that require
+    grad (the backward), and where the CTA works."""
+
+    score_scale: Float32
+    tensors: Optional[list]  # None: no captured tensors
+    grads: Optional[list]
+    batch: Int32
+    seqlen_q: Int32
+    seqlen_k: Int32
+
+    def place(self, head, query0, key0, transposed: bool = False) -> "TilePlace":
+        return TilePlace(self.batch, head, query0, key0, self.seqlen_q, self.seqlen_k, transposed)
+
+    def split(self, score_mod) -> tuple:
+        """(score_mod's tensors, mask_mod's tensors)."""
+        if self.tensors is None:
+            return [], []
+        n = len(score_mod.captured) if score_mod is not None else 0
+        return self.tensors[:n], self.tensors[n:]
 
 
 @dataclass(frozen=True)
@@ -50,15 +75,36 @@ def apply_score_mod(traced: cutlass.Constexpr, tensors, s: cute.Tensor, coords: 
 
 @cute.jit
 def score_mod_with_derivative(traced: cutlass.Constexpr, tensors, s: cute.Tensor, deriv: cute.Tensor,
-                              coords: cute.Tensor, place: TilePlace, score_scale: Float32):
-    """`apply_score_mod`, and d new_score / d score into `deriv` (a register tensor of s's shape)."""
+                              coords: cute.Tensor, place: TilePlace, score_scale: Float32,
+                              chain: cutlass.Constexpr = False, scores: cute.Tensor = None):
+    """`apply_score_mod`, with d new_score / d score into `deriv` (a register tensor of s's shape), times
+    what `deriv` holds with `chain`; the scores the mod saw into `scores` if given."""
     for r in cutlass.range_constexpr(cute.size(s, mode=[0])):
         for c in cutlass.range_constexpr(cute.size(s, mode=[1])):
             q_idx, kv_idx = _indices(place, coords, r, c)
             score = s[r, c] * score_scale
-            deriv[r, c] = lower.score_mod_derivative(traced, tensors, score, place.batch, place.head, q_idx,
-                                                     kv_idx).to(deriv.element_type)
+            if cutlass.const_expr(scores is not None):
+                scores[r, c] = score.to(scores.element_type)
+            if cutlass.const_expr(not traced.score_grad_is_identity):
+                d = lower.score_mod_derivative(traced, tensors, score, place.batch, place.head, q_idx, kv_idx)
+                if cutlass.const_expr(chain):
+                    d = d * deriv[r, c].to(Float32)
+                deriv[r, c] = d.to(deriv.element_type)
             s[r, c] = lower.apply_score_mod(traced, tensors, score, place.batch, place.head, q_idx, kv_idx)
+
+
+@cute.jit
+def add_captured_grads(traced: cutlass.Constexpr, tensors, grads, dmod: cute.Tensor, scores: cute.Tensor,
+                       coords: cute.Tensor, place: TilePlace):
+    """Add d loss / d captured tensor into `grads` (fp32, atomically): dmod = d loss / d new_score per score,
+    `scores` what the mod saw (or None when the gradients do not read it)."""
+    for r in cutlass.range_constexpr(cute.size(dmod, mode=[0])):
+        for c in cutlass.range_constexpr(cute.size(dmod, mode=[1])):
+            q_idx, kv_idx = _indices(place, coords, r, c)
+            score = scores[r, c].to(Float32) if cutlass.const_expr(scores is not None) else Float32(0.0)
+            if dmod[r, c] != Float32(0.0):  # masked scores add nothing: skip their atomics
+                lower.add_captured_grads(traced, tensors, grads, score, place.batch, place.head, q_idx, kv_idx,
+                                         dmod[r, c])
 
 
 @cute.jit

@@ -99,6 +99,18 @@ class TracedMod:
         grad_in = [n for n in self.grad_graph.graph.nodes if n.op == "placeholder"][-1]
         return _outputs(self.grad_graph)[0] is grad_in
 
+    @property
+    def grads_read_score(self) -> bool:
+        """Whether the gradients of captured tensors depend on the score (`score * scale[h]` does)."""
+        score_in = next(n for n in self.grad_graph.graph.nodes if n.op == "placeholder")
+        needed, stack = set(), list(_outputs(self.grad_graph)[1:])
+        while stack:
+            node = stack.pop()
+            if isinstance(node, torch.fx.Node) and node not in needed:
+                needed.add(node)
+                stack.extend(node.all_input_nodes)
+        return score_in in needed
+
     def captured_args(self, device: torch.device) -> list[torch.Tensor]:
         """The captured tensors as the kernels take them: on `device`, at least 1-d, bool as uint8."""
         args = []

@@ -18,7 +18,7 @@ import torch
 
 import cutlass
 
-from cuteattn import reference
+from cuteattn import mods, reference
 from cuteattn.compile_cache import get_or_compile
 from cuteattn.checks import tma_compatible
 from cuteattn.kernel_args import TORCH_TO_CUTE, aligned_view, compile_kernel, fake_tensor
@@ -37,25 +37,23 @@ def unsupported(head_dim: int, head_dim_v: int, opts: reference.Options) -> Opti
     if head_dim_v != head_dim or head_dim not in HEAD_DIMS:
         return (f"the backward with head_dim {head_dim} and head_dim_v {head_dim_v} (covered: equal head dims "
                 f"in {HEAD_DIMS})")
-    for feature, present in (("score_mod", opts.score_mod is not None), ("mask_mod", opts.mask_mod is not None),
-                             ("block_mask", opts.block_mask is not None)):
-        if present:
-            return f"the backward with {feature}"
+    if opts.block_mask is not None:
+        return "the backward with block_mask"
     return None
 
 
 @functools.lru_cache(maxsize=None)
 def _kernel(dtype, head_dim, qhead_per_kvhead, has_window_left, has_window_right, has_softcap, deterministic,
-            config) -> FlashBwdSm90:
+            score_mod, mask_mod, config) -> FlashBwdSm90:
     return FlashBwdSm90(TORCH_TO_CUTE[dtype], head_dim, qhead_per_kvhead, has_window_left=has_window_left,
                         has_window_right=has_window_right, has_softcap=has_softcap, deterministic=deterministic,
-                        config=config)
+                        score_mod=score_mod, mask_mod=mask_mod, config=config)
 
 
 def kernel_for(dtype: torch.dtype, head_dim: int, qhead_per_kvhead: int, opts: reference.Options,
                deterministic: bool = False, config: Optional[BwdConfig] = None) -> FlashBwdSm90:
     return _kernel(dtype, head_dim, qhead_per_kvhead, opts.window_left is not None, opts.window_right is not None,
-                   opts.softcap > 0, deterministic, config or CONFIG)
+                   opts.softcap > 0, deterministic, *mods.traced(opts), config or CONFIG)
 
 
 def _compile(op: FlashBwdSm90):
@@ -63,8 +61,9 @@ def _compile(op: FlashBwdSm90):
     lse_log2, dpsum = (fake_tensor(cutlass.Float32, 3) for _ in range(2))
     dq_accum = fake_tensor(cutlass.Float32, 4)
     dq_turn = fake_tensor(cutlass.Int32, 4, aligned=False) if op.deterministic else None
-    scalars = (cutlass.Float32(1.0),) * 3 + (cutlass.Int32(0),) * 2
-    return compile_kernel(op, q, k, v, do, lse_log2, dpsum, dq_accum, dq_turn, dk, dv, *scalars)
+    scalars = (cutlass.Float32(1.0),) * 3 + (cutlass.Int32(0),) * 2 + (cutlass.Float32(1.0),)
+    return compile_kernel(op, q, k, v, do, lse_log2, dpsum, dq_accum, dq_turn, dk, dv, *scalars,
+                          mods.fake_captured(op), mods.fake_captured_grads(op))
 
 
 def _compile_postprocess(op: DqPostprocess):
@@ -80,7 +79,8 @@ def _tma_ready(t: torch.Tensor) -> torch.Tensor:
 def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, dout: torch.Tensor,
              lse: torch.Tensor, opts: reference.Options, deterministic: bool = False,
              config: Optional[BwdConfig] = None, grads: Optional[tuple] = None):
-    """(dq, dk, dv, dsink) of the attention forward that gave `out` and `lse`; dsink is None without a sink.
+    """(dq, dk, dv, dsink, dcaptured) of the attention forward that gave `out` and `lse`: dsink is None without
+    a sink, dcaptured the gradients of score_mod's captured tensors that require grad (a list, maybe empty).
     dq, dk, dv are written into `grads` when given (contiguous, shaped like q, k, v)."""
     batch, seqlen_q, heads, head_dim = q.shape
     cfg = config or CONFIG
@@ -89,18 +89,20 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
     m_blocks = (seqlen_q + cfg.tile_m - 1) // cfg.tile_m
     dpsum, lse_log2 = (torch.empty(batch, heads, m_blocks * cfg.tile_m, dtype=torch.float32, device=q.device)
                        for _ in range(2))
+    dcaptured = mods.captured_grads(op, q.device)
     if q.numel() == 0 or k.shape[1] == 0:
         dsink = None if opts.learnable_sink is None else torch.zeros_like(opts.learnable_sink)
-        return dq.zero_(), dk.zero_(), dv.zero_(), dsink
+        return dq.zero_(), dk.zero_(), dv.zero_(), dsink, dcaptured
     dout = _tma_ready(dout)
     bwd_preprocess(_tma_ready(out), dout, lse, dpsum, lse_log2)
     dq_accum = torch.zeros(batch, heads, m_blocks, cfg.tile_m * head_dim, dtype=torch.float32, device=q.device)
     dq_turn = torch.zeros(batch, heads, m_blocks, 2, dtype=torch.int32, device=q.device) if deterministic else None
-    scale_log2, tanh_scale, _ = scales(opts, has_score_mod=False)
+    scale_log2, tanh_scale, score_scale = scales(opts, op.score_mod is not None)
     left, right = window_args(opts)
     compiled = get_or_compile(("sm90.bwd", op), lambda: _compile(op))
     compiled(_tma_ready(q), _tma_ready(k), _tma_ready(v), dout, lse_log2, dpsum, dq_accum, dq_turn, dk, dv,
-             scale_log2, tanh_scale, opts.softmax_scale, left, right)
+             scale_log2, tanh_scale, opts.softmax_scale, left, right, score_scale, mods.captured_args(op, q.device),
+             mods.grad_args(dcaptured))
     post = DqPostprocess(op.dtype, head_dim, cfg.tile_m)
     get_or_compile(("sm90.bwd_postprocess", post), lambda: _compile_postprocess(post))(
         dq_accum, dq, opts.softmax_scale)
@@ -108,7 +110,7 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
     if opts.learnable_sink is not None:
         sink = opts.learnable_sink.detach().float().view(1, -1, 1)
         dsink = -(torch.exp(sink - lse) * dpsum[..., :seqlen_q]).sum(dim=(0, 2)).to(opts.learnable_sink.dtype)
-    return dq, dk, dv, dsink
+    return dq, dk, dv, dsink, [g.to(t.dtype) for g, t in zip(dcaptured, mods.captured_with_grad(op))]
 
 
 @compile_target("sm90.bwd", "sm_90a")

@@ -38,6 +38,8 @@ from cuteattn import softmax
 from cuteattn.fragments import as_a_operand, rowcol
 from cuteattn.kernel_args import launch
 from cuteattn.masking import Window, mask_tile_transposed
+from cuteattn.mods import tile as mod_tile
+from cuteattn.mods.trace import TracedMod
 from cuteattn.sm90 import dq_accum, tma
 from cuteattn.sm90.mma import gemm
 from cuteattn.sm90.smem import one_stage, operand_layout, transposed
@@ -70,7 +72,20 @@ class FlashBwdSm90:
     has_window_right: bool = False
     has_softcap: bool = False
     deterministic: bool = False  # key blocks add into dQ one after another, in order
+    score_mod: Optional[TracedMod] = None
+    mask_mod: Optional[TracedMod] = None
     config: BwdConfig = BwdConfig()
+
+    @property
+    def keeps_scores(self) -> bool:
+        """The gradients of score_mod's captured tensors read the scores the mod saw: keep them to dS."""
+        mod = self.score_mod
+        return mod is not None and len(mod.grads_of) > 0 and mod.grads_read_score
+
+    @property
+    def has_score_derivative(self) -> bool:
+        """dS^T needs a factor per score: the softcap's tanh, or a score_mod's derivative that is not 1."""
+        return self.has_softcap or (self.score_mod is not None and not self.score_mod.score_grad_is_identity)
 
     @property
     def num_threads(self) -> int:
@@ -94,6 +109,9 @@ class FlashBwdSm90:
         dk_scale: Float32,  # softmax_scale: dK = dk_scale * dS^T Q
         window_left: Int32,  # with has_window_left
         window_right: Int32,  # with has_window_right
+        score_scale: Float32,  # with score_mod: held scores * score_scale are what the mod sees
+        mod_tensors: Optional[list],  # the captured tensors of score_mod, then of mask_mod; None if none
+        mod_grads: Optional[list],  # fp32, zeroed: gradients of score_mod's captured tensors that require grad
         stream: cuda.CUstream,
     ):
         cfg, d = self.config, self.head_dim
@@ -134,7 +152,7 @@ class FlashBwdSm90:
         seqlen_k, _, heads_kv, batch = mK.shape
         cta_body = self.cta_body(
             tma_q, mQ, tma_do, mdO, tma_k, mK, tma_v, mV, mLSElog2, mdPsum, mdQaccum, mdQturn, mdK, mdV, scale_log2,
-            tanh_scale, dk_scale, window_left, window_right, tiled_mma_sdp, tiled_mma_dkv, tiled_mma_dq,
+            tanh_scale, dk_scale, window_left, window_right, score_scale, mod_tensors, mod_grads, tiled_mma_sdp, tiled_mma_dkv, tiled_mma_dq,
             sQ_layout, sK_layout, sV_layout, sdS_layout, SharedStorage)
         # min_blocks_per_mp pins the register count at entry; without it ptxas may drop setmaxnreg.
         launch(cta_body, (cute.ceil_div(seqlen_k, TILE_N), heads_kv, batch), self.num_threads, stream,
@@ -162,6 +180,9 @@ class FlashBwdSm90:
         dk_scale: Float32,
         window_left: Int32,
         window_right: Int32,
+        score_scale: Float32,
+        mod_tensors: Optional[list],
+        mod_grads: Optional[list],
         tiled_mma_sdp: cute.TiledMma,
         tiled_mma_dkv: cute.TiledMma,
         tiled_mma_dq: cute.TiledMma,
@@ -209,9 +230,10 @@ class FlashBwdSm90:
                              pipeline_kv, n_block, kv_head, batch, m_block_min, m_block_max)
         else:
             cute.arch.setmaxregister_increase(CONSUMER_REGISTERS)
+            mods = mod_tile.ModArgs(score_scale, mod_tensors, mod_grads, batch, seqlen_q, seqlen_k)
             self.consume(mLSElog2, mdPsum, mdQaccum, mdQturn, mdK, mdV, scale_log2, tanh_scale, dk_scale, tiled_mma_sdp,
                          tiled_mma_dkv, tiled_mma_dq, sQ, sdO, sK, sV, sdS, pipeline_q, pipeline_do, pipeline_kv,
-                         n_block, kv_head, batch, m_block_min, m_block_max, window)
+                         n_block, kv_head, batch, m_block_min, m_block_max, window, mods)
 
     def step_block(self, step, kv_head, m_block_min, num_m_blocks):
         """The (query head, m_block) a CTA visits at `step`: the group's heads in turn, each over its blocks."""
@@ -242,27 +264,41 @@ class FlashBwdSm90:
             do_state.advance()
 
     @cute.jit
-    def probabilities(self, s, dtanh, coords, lse_log2, scale_log2, tanh_scale, key0, query0, window):
-        """S^T -> P^T in place; with softcap, `dtanh` receives d(tanh)/d(its argument) = 1 - tanh^2."""
+    def probabilities(self, s, deriv, scores, coords, lse_log2, scale_log2, tanh_scale, head, key0, query0, window,
+                      mods):
+        """S^T -> P^T in place. `deriv` receives d(new score)/d(held score) where it is not 1: the softcap's
+        1 - tanh^2, times the score_mod's derivative; `scores` what the score_mod saw, when kept."""
         if cutlass.const_expr(self.has_softcap):
             softmax.softcap(s, tanh_scale)
             for i in cutlass.range_constexpr(cute.size(s)):
-                dtanh[i] = (1.0 - s[i] * s[i]).to(self.dtype)
+                deriv[i] = (1.0 - s[i] * s[i]).to(self.dtype)
+        place = mods.place(head, query0, key0, transposed=True)
+        score_tensors, mask_tensors = mods.split(self.score_mod)
+        if cutlass.const_expr(self.score_mod is not None):
+            mod_tile.score_mod_with_derivative(self.score_mod, score_tensors, s, deriv, coords, place,
+                                               mods.score_scale, chain=self.has_softcap, scores=scores)
         if window.needs_mask(query0, query0 + self.config.tile_m - 1, key0, KEYS_PER_WARPGROUP):
             mask_tile_transposed(s, coords, key0, query0, window)
+        if cutlass.const_expr(self.mask_mod is not None):
+            mod_tile.apply_mask_mod(self.mask_mod, mask_tensors, s, coords, place)
         for c in cutlass.range_constexpr(cute.size(s, mode=[1])):
             for r in cutlass.range_constexpr(cute.size(s, mode=[0])):
                 s[r, c] = cute.math.exp2(s[r, c] * scale_log2 - lse_log2[c], fastmath=True)
 
     @cute.jit
-    def score_grads(self, dp, p, dtanh, dpsum):
-        """dP^T -> dS^T = P^T * (dP^T - dpsum) in place, through the tanh of the softcap if any."""
+    def score_grads(self, dp, p, deriv, scores, dpsum, coords, head, key0, query0, mods):
+        """dP^T -> dS^T = P^T * (dP^T - dpsum) in place, through the score_mod and the softcap's tanh; the
+        gradients of the score_mod's captured tensors are added on the way."""
         for c in cutlass.range_constexpr(cute.size(dp, mode=[1])):
             for r in cutlass.range_constexpr(cute.size(dp, mode=[0])):
                 dp[r, c] = p[r, c] * (dp[r, c] - dpsum[c])
-        if cutlass.const_expr(self.has_softcap):
+        if cutlass.const_expr(self.score_mod is not None and len(self.score_mod.grads_of) > 0):
+            score_tensors, _ = mods.split(self.score_mod)
+            mod_tile.add_captured_grads(self.score_mod, score_tensors, mods.grads, dp, scores, coords,
+                                        mods.place(head, query0, key0, transposed=True))
+        if cutlass.const_expr(self.has_score_derivative):
             for i in cutlass.range_constexpr(cute.size(dp)):
-                dp[i] = dp[i] * dtanh[i].to(Float32)
+                dp[i] = dp[i] * deriv[i].to(Float32)
 
     @cute.jit
     def add_dq_in_turn(self, acc_dq, mdQaccum, mdQturn, batch, head, m_block, n_block, window, wg, wg_tidx):
@@ -287,7 +323,7 @@ class FlashBwdSm90:
     @cute.jit
     def consume(self, mLSElog2, mdPsum, mdQaccum, mdQturn, mdK, mdV, scale_log2, tanh_scale, dk_scale, tiled_mma_sdp,
                 tiled_mma_dkv, tiled_mma_dq, sQ, sdO, sK, sV, sdS, pipeline_q, pipeline_do, pipeline_kv, n_block,
-                kv_head, batch, m_block_min, m_block_max, window):
+                kv_head, batch, m_block_min, m_block_max, window, mods):
         cfg, d = self.config, self.head_dim
         tidx, _, _ = cute.arch.thread_idx()
         wg = tidx // THREADS_PER_WARPGROUP - 1
@@ -331,7 +367,8 @@ class FlashBwdSm90:
         s, dp = rowcol(acc_s), rowcol(acc_dp)
         p = cute.make_rmem_tensor_like(acc_s, self.dtype)
         ds = cute.make_rmem_tensor_like(acc_s, self.dtype)
-        dtanh = rowcol(ds)  # the softcap's derivative waits in dS's registers (input precision) until dS
+        deriv = rowcol(ds)  # d(new score)/d(held score) waits in dS's registers (input precision) until dS
+        scores = rowcol(cute.make_rmem_tensor_like(acc_s, self.dtype)) if cutlass.const_expr(self.keeps_scores) else None
         tdVrP, tdKrdS = as_a_operand(p), as_a_operand(ds)
         columns = cute.size(s, mode=[1])
         lse_log2 = cute.make_rmem_tensor((columns,), Float32)
@@ -354,11 +391,12 @@ class FlashBwdSm90:
             for c in cutlass.range_constexpr(columns):
                 dpsum[c] = mdPsum[batch, head, query0 + coords[0, c][1]]
             warpgroup.wait_group(1)
-            self.probabilities(s, dtanh, coords, lse_log2, scale_log2, tanh_scale, key0, query0, window)
+            self.probabilities(s, deriv, scores, coords, lse_log2, scale_log2, tanh_scale, head, key0, query0, window,
+                               mods)
             p.store(acc_s.load().to(self.dtype))
             gemm(tiled_mma_dkv, acc_dv, tdVrP, tdVrdO[None, None, None, do_state.index], False)
             warpgroup.wait_group(1)
-            self.score_grads(dp, s, dtanh, dpsum)
+            self.score_grads(dp, s, deriv, scores, dpsum, coords, head, key0, query0, mods)
             ds.store(acc_dp.load().to(self.dtype))
             gemm(tiled_mma_dkv, acc_dk, tdKrdS, tdKrQ[None, None, None, q_state.index], False)
 

@@ -59,18 +59,6 @@ class FwdConfig:
 
 
 @dataclass(frozen=True)
-class Mods:
-    """What the mods read at run time, inside the kernel."""
-
-    score_scale: Float32
-    tensors: list
-    batch: Int32
-    head: Int32
-    seqlen_q: Int32
-    seqlen_k: Int32
-
-
-@dataclass(frozen=True)
 class FlashFwdSm90:
     dtype: Type[cutlass.Numeric]
     head_dim: int
@@ -117,7 +105,7 @@ class FlashFwdSm90:
         window_left: Int32,  # with has_window_left
         window_right: Int32,  # with has_window_right
         score_scale: Float32,  # with score_mod: held scores * score_scale are what the mod sees
-        mod_tensors: list,  # the captured tensors of score_mod, then of mask_mod
+        mod_tensors: Optional[list],  # the captured tensors of score_mod, then of mask_mod; None if none
         stream: cuda.CUstream,
     ):
         cfg = self.config
@@ -184,7 +172,7 @@ class FlashFwdSm90:
         window_left: Int32,
         window_right: Int32,
         score_scale: Float32,
-        mod_tensors: list,
+        mod_tensors: Optional[list],
         tiled_mma_qk: cute.TiledMma,
         tiled_mma_pv: cute.TiledMma,
         sQ_layout: cute.ComposedLayout,
@@ -235,7 +223,7 @@ class FlashFwdSm90:
                              m_block, head, kv_head, batch, n_block_max, n_blocks)
         else:
             cute.arch.setmaxregister_increase(self.consumer_registers)
-            mods = Mods(score_scale, mod_tensors, batch, head, seqlen_q, seqlen_k)
+            mods = mod_tile.ModArgs(score_scale, mod_tensors, [], batch, seqlen_q, seqlen_k)
             self.consume(tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, tiled_mma_qk, tiled_mma_pv, sQ, sK, sV, sO,
                          pipeline_q, pipeline_k, pipeline_v, m_block, head, batch, n_block_max, n_blocks, window,
                          seqlen_q, mods)
@@ -279,21 +267,21 @@ class FlashFwdSm90:
                                      number_of_threads=2 * THREADS_PER_WARPGROUP)
 
     @cute.jit
-    def softmax_block(self, s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale, n_block, row0, window,
-                      mods):
+    def softmax_block(self, s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale, n_block, head, row0,
+                      window, mods):
         """Softcap, score_mod, mask the score tile where it needs it (the seqlen_k tail, across a window edge),
         mask_mod, softmax."""
         if cutlass.const_expr(self.has_softcap):
             softmax.softcap(s, tanh_scale)
         col0 = n_block * self.config.tile_n
-        place = mod_tile.TilePlace(mods.batch, mods.head, row0, col0, mods.seqlen_q, mods.seqlen_k)
-        n_score = len(self.score_mod.captured) if cutlass.const_expr(self.score_mod is not None) else 0
+        place = mods.place(head, row0, col0)
+        score_tensors, mask_tensors = mods.split(self.score_mod)
         if cutlass.const_expr(self.score_mod is not None):
-            mod_tile.apply_score_mod(self.score_mod, mods.tensors[:n_score], s, coords, place, mods.score_scale)
+            mod_tile.apply_score_mod(self.score_mod, score_tensors, s, coords, place, mods.score_scale)
         if window.needs_mask(row0, row0 + ROWS_PER_WARPGROUP - 1, col0, self.config.tile_n):
             mask_tile(s, coords, row0, col0, window)
         if cutlass.const_expr(self.mask_mod is not None):
-            mod_tile.apply_mask_mod(self.mask_mod, mods.tensors[n_score:], s, coords, place)
+            mod_tile.apply_mask_mod(self.mask_mod, mask_tensors, s, coords, place)
         softmax.step(s, row_max, row_sum, scale_log2, rescale)
 
     @cute.jit
@@ -337,7 +325,7 @@ class FlashFwdSm90:
             pipeline_k.consumer_release(k_state)
             k_state.advance()
             self.softmax_block(s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale, n_block_max - 1,
-                               row0, window, mods)
+                               head, row0, window, mods)
             p.store(acc_s.load().to(self.dtype))
             # Within the warpgroup, the softmax of block j runs while the tensor cores do O += P V of
             # block j + 1 (blocks go from the last one down).
@@ -352,7 +340,7 @@ class FlashFwdSm90:
                 pipeline_k.consumer_release(k_state)
                 k_state.advance()
                 self.softmax_block(s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale,
-                                   n_block_max - 1 - i, row0, window, mods)
+                                   n_block_max - 1 - i, head, row0, window, mods)
                 warpgroup.wait_group(0)
                 pipeline_v.consumer_release(v_state)
                 v_state.advance()
