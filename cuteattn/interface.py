@@ -96,14 +96,13 @@ class _Sm90:
         return backward.backward(q, k, v, out, dout, lse, opts, deterministic=deterministic)
 
 
-def _captured_requiring_grad(opts) -> list:
-    """score_mod's captured tensors that require grad, in the order the backward returns their gradients."""
+def _captured_with_grad(opts) -> list:
+    """score_mod's captured tensors that require grad: inputs of the autograd Function, so autograd reaches them."""
     if opts.score_mod is None:
         return []
-    from cuteattn.mods.trace import trace_score_mod
+    from cuteattn import mods
 
-    traced = trace_score_mod(opts.score_mod)
-    return [traced.captured[i] for i in traced.grads_of]
+    return mods.captured_with_grad(opts)
 
 
 def _kernel_module(arch: str):
@@ -223,7 +222,7 @@ def flash_attn_func(
     kernels = _kernel_module(backend)
     if kernels is None:
         _no_kernel(fn, backend, "the attention forward", q.device)
-    captured = _captured_requiring_grad(opts)
+    captured = _captured_with_grad(opts)
     inputs = (q, k, v, opts.learnable_sink)
     needs_grad = torch.is_grad_enabled() and (
         len(captured) > 0 or any(t is not None and t.requires_grad for t in inputs))

@@ -26,14 +26,17 @@ def traced(opts) -> tuple:
 def _mods(op) -> list[TracedMod]:
     return [m for m in (op.score_mod, op.mask_mod) if m is not None]
 
+# A compiled kernel serves every mod of the same traced code; the tensors of a call come from its own mods.
+
 
 def _list_or_none(items: list) -> Optional[list]:
     return items or None  # the DSL takes a list of tensors, or None for none
 
 
-def captured_args(op, device: torch.device) -> Optional[list]:
-    """The captured tensors a kernel takes: score_mod's, then mask_mod's; None if there are none."""
-    return _list_or_none([t for m in _mods(op) for t in m.captured_args(device)])
+def captured_args(opts, device: torch.device) -> Optional[list]:
+    """The captured tensors of a call's mods as a kernel takes them: score_mod's, then mask_mod's; None if
+    there are none."""
+    return _list_or_none([t for m in traced(opts) if m is not None for t in m.captured_args(device)])
 
 
 def fake_captured(op) -> Optional[list]:
@@ -44,14 +47,18 @@ def fake_captured(op) -> Optional[list]:
                           for m in _mods(op) for kind, t in zip(captured_kinds(m), m.captured)])
 
 
-def captured_with_grad(op) -> list[torch.Tensor]:
-    """score_mod's captured tensors that require grad, in the order of their gradients."""
-    return [op.score_mod.captured[i] for i in op.score_mod.grads_of] if op.score_mod is not None else []
+def _with_grad(score_mod: Optional[TracedMod]) -> list[torch.Tensor]:
+    return [score_mod.captured[i] for i in score_mod.grads_of] if score_mod is not None else []
 
 
-def captured_grads(op, device: torch.device) -> list[torch.Tensor]:
+def captured_with_grad(opts) -> list[torch.Tensor]:
+    """A call's score_mod's captured tensors that require grad, in the order of their gradients."""
+    return _with_grad(traced(opts)[0])
+
+
+def captured_grads(opts, device: torch.device) -> list[torch.Tensor]:
     """Zeroed fp32 gradient buffers for `captured_with_grad`, which the backward adds into."""
-    return [torch.zeros(t.shape, dtype=torch.float32, device=device) for t in captured_with_grad(op)]
+    return [torch.zeros(t.shape, dtype=torch.float32, device=device) for t in captured_with_grad(opts)]
 
 
 def grad_args(grads: list[torch.Tensor]) -> Optional[list]:
@@ -60,4 +67,4 @@ def grad_args(grads: list[torch.Tensor]) -> Optional[list]:
 
 
 def fake_captured_grads(op) -> Optional[list]:
-    return _list_or_none([fake_tensor(cutlass.Float32, max(1, t.dim()), aligned=False) for t in captured_with_grad(op)])
+    return _list_or_none([fake_tensor(cutlass.Float32, max(1, t.dim()), aligned=False) for t in _with_grad(op.score_mod)])

@@ -89,7 +89,7 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
     m_blocks = (seqlen_q + cfg.tile_m - 1) // cfg.tile_m
     dpsum, lse_log2 = (torch.empty(batch, heads, m_blocks * cfg.tile_m, dtype=torch.float32, device=q.device)
                        for _ in range(2))
-    dcaptured = mods.captured_grads(op, q.device)
+    dcaptured = mods.captured_grads(opts, q.device)
     if q.numel() == 0 or k.shape[1] == 0:
         dsink = None if opts.learnable_sink is None else torch.zeros_like(opts.learnable_sink)
         return dq.zero_(), dk.zero_(), dv.zero_(), dsink, dcaptured
@@ -101,7 +101,7 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
     left, right = window_args(opts)
     compiled = get_or_compile(("sm90.bwd", op), lambda: _compile(op))
     compiled(_tma_ready(q), _tma_ready(k), _tma_ready(v), dout, lse_log2, dpsum, dq_accum, dq_turn, dk, dv,
-             scale_log2, tanh_scale, opts.softmax_scale, left, right, score_scale, mods.captured_args(op, q.device),
+             scale_log2, tanh_scale, opts.softmax_scale, left, right, score_scale, mods.captured_args(opts, q.device),
              mods.grad_args(dcaptured))
     post = DqPostprocess(op.dtype, head_dim, cfg.tile_m)
     get_or_compile(("sm90.bwd_postprocess", post), lambda: _compile_postprocess(post))(
@@ -110,7 +110,7 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
     if opts.learnable_sink is not None:
         sink = opts.learnable_sink.detach().float().view(1, -1, 1)
         dsink = -(torch.exp(sink - lse) * dpsum[..., :seqlen_q]).sum(dim=(0, 2)).to(opts.learnable_sink.dtype)
-    return dq, dk, dv, dsink, [g.to(t.dtype) for g, t in zip(dcaptured, mods.captured_with_grad(op))]
+    return dq, dk, dv, dsink, [g.to(t.dtype) for g, t in zip(dcaptured, mods.captured_with_grad(opts))]
 
 
 @compile_target("sm90.bwd", "sm_90a")

@@ -75,7 +75,7 @@ def launch_args(op: FlashFwdSm90, opts: reference.Options, device: torch.device)
     score_scale and the mods' captured tensors."""
     sink = None if opts.learnable_sink is None else opts.learnable_sink.detach().float().contiguous()
     scale_log2, tanh_scale, score_scale = scales(opts, op.score_mod is not None)
-    return (sink, scale_log2, tanh_scale, *window_args(opts), score_scale, mods.captured_args(op, device))
+    return (sink, scale_log2, tanh_scale, *window_args(opts), score_scale, mods.captured_args(opts, device))
 
 
 def _fake_launch_args(op: FlashFwdSm90) -> tuple:
