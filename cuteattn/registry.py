@@ -1,6 +1,6 @@
 """Kernels that CI compiles for their architecture on a machine with no GPU.
 
-Every kernel module under `cuteattn/sm*/` registers, with `compile_target`, a function that builds the
+Every kernel module under `cuteattn/sm*/` and `cuteattn/mods/` registers, with `compile_target`, a function that builds the
 kernel for a few representative configurations with `cute.compile` and returns nothing. The compile-only
 test (`tests/test_compile.py`) imports every such module and runs each target with `CUTE_DSL_ARCH` set to
 the target's architecture.
@@ -13,7 +13,7 @@ import pkgutil
 from dataclasses import dataclass
 from typing import Callable
 
-ARCH_PACKAGES = ("sm80", "sm90", "sm100")
+KERNEL_PACKAGES = ("mods", "sm80", "sm90", "sm100")
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,8 @@ def compile_target(name: str, arch: str):
 
 
 def load_all() -> dict[str, CompileTarget]:
-    """Import every module under cuteattn/sm*/ and return the registered targets by name."""
-    for package_name in ARCH_PACKAGES:
+    """Import every kernel module and return the registered targets by name."""
+    for package_name in KERNEL_PACKAGES:
         package = importlib.import_module(f"cuteattn.{package_name}")
         for module in pkgutil.iter_modules(package.__path__):
             importlib.import_module(f"{package.__name__}.{module.name}")

@@ -212,3 +212,38 @@ def test_equal_mods_share_a_kernel_and_constants_recompile():
     other = cuteattn.flash_attn_func(q, k, v, score_mod=lambda score, b, h, q_idx, kv_idx: score * 0.25)
     assert compile_cache.cache_size() == before + 1
     assert not torch.equal(out, other)
+
+
+@pytest.mark.parametrize("name", ["causal", "document", "block_sparse", "empty_rows", "sliding_window"])
+@pytest.mark.parametrize("window", [(None, None), (200, 0)])
+def test_block_lists(name, window):
+    """The forward's block lists against the classes of the dense mask, and their cache."""
+    from cuteattn.mods import block_sparsity
+
+    batch, heads, seqlen_q, seqlen_k, tile_q, tile_k = 2, 4, 300, 700, 128, 64
+    _, mask_mod = gallery(batch, heads, seqlen_q, seqlen_k)[name]
+    opts = options(128, mask_mod=mask_mod, window=window)
+    count, blocks = block_sparsity.forward_lists(opts, batch, heads, seqlen_q, seqlen_k, tile_q, tile_k,
+                                                 torch.device("cuda"))
+    assert block_sparsity.forward_lists(opts, batch, heads, seqlen_q, seqlen_k, tile_q, tile_k,
+                                        torch.device("cuda"))[1] is blocks
+
+    b, h, i, j = grid(batch, heads, seqlen_q, seqlen_k, "cuda")
+    visible = mask_mod(b, h, i, j).expand(batch, heads, seqlen_q, seqlen_k)
+    if window[0] is not None:
+        visible = visible & (j >= i + seqlen_k - seqlen_q - window[0]) & (j <= i + seqlen_k - seqlen_q + window[1])
+    m_blocks, n_blocks = -(-seqlen_q // tile_q), -(-seqlen_k // tile_k)
+    padded = torch.zeros(batch, heads, m_blocks * tile_q, n_blocks * tile_k, dtype=torch.bool, device="cuda")
+    inside = torch.zeros_like(padded)
+    padded[..., :seqlen_q, :seqlen_k] = visible
+    inside[..., :seqlen_q, :seqlen_k] = True
+    tiles = (batch, heads, m_blocks, tile_q, n_blocks, tile_k)
+    some_visible = padded.view(tiles).any(dim=(3, 5))
+    some_hidden = (inside & ~padded).view(tiles).any(dim=(3, 5))
+    for bi in range(batch):
+        for hi in range(heads):
+            for m in range(m_blocks):
+                want = sorted((2 * n + int(some_hidden[bi, hi, m, n]) for n in range(n_blocks)
+                               if some_visible[bi, hi, m, n]), reverse=True)
+                got = blocks[bi, hi, m, :count[bi, hi, m]].tolist()
+                assert got == want, (bi, hi, m)

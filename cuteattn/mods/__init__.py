@@ -23,9 +23,6 @@ def traced(opts) -> tuple:
     return score_mod, mask_mod
 
 
-def _mods(op) -> list[TracedMod]:
-    return [m for m in (op.score_mod, op.mask_mod) if m is not None]
-
 # A compiled kernel serves every mod of the same traced code; the tensors of a call come from its own mods.
 
 
@@ -33,18 +30,23 @@ def _list_or_none(items: list) -> Optional[list]:
     return items or None  # the DSL takes a list of tensors, or None for none
 
 
-def captured_args(opts, device: torch.device) -> Optional[list]:
-    """The captured tensors of a call's mods as a kernel takes them: score_mod's, then mask_mod's; None if
+def tensor_args(traced_mods: list, device: torch.device) -> Optional[list]:
+    """The captured tensors of traced mods (None entries skipped) as a kernel takes them, in order; None if
     there are none."""
-    return _list_or_none([t for m in traced(opts) if m is not None for t in m.captured_args(device)])
+    return _list_or_none([t for m in traced_mods if m is not None for t in m.captured_args(device)])
 
 
-def fake_captured(op) -> Optional[list]:
-    """Compile-time stand-ins for `captured_args`."""
+def captured_args(opts, device: torch.device) -> Optional[list]:
+    """The captured tensors of a call's mods: score_mod's, then mask_mod's."""
+    return tensor_args(list(traced(opts)), device)
+
+
+def fake_captured(traced_mods: list) -> Optional[list]:
+    """Compile-time stand-ins for `tensor_args`."""
     from cuteattn.mods.lower import captured_kinds
 
-    return _list_or_none([fake_tensor(kind, max(1, t.dim()), aligned=False)
-                          for m in _mods(op) for kind, t in zip(captured_kinds(m), m.captured)])
+    return _list_or_none([fake_tensor(kind, max(1, t.dim()), aligned=False) for m in traced_mods if m is not None
+                          for kind, t in zip(captured_kinds(m), m.captured)])
 
 
 def _with_grad(score_mod: Optional[TracedMod]) -> list[torch.Tensor]:

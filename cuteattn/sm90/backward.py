@@ -22,6 +22,7 @@ from cuteattn import mods, reference
 from cuteattn.compile_cache import get_or_compile
 from cuteattn.checks import tma_compatible
 from cuteattn.kernel_args import TORCH_TO_CUTE, aligned_view, compile_kernel, fake_tensor
+from cuteattn.mods.block_sparsity import sample_mods
 from cuteattn.registry import compile_target
 from cuteattn.sm90.bwd_kernel import BwdConfig, FlashBwdSm90
 from cuteattn.sm90.bwd_postprocess import DqPostprocess
@@ -63,7 +64,7 @@ def _compile(op: FlashBwdSm90):
     dq_turn = fake_tensor(cutlass.Int32, 4, aligned=False) if op.deterministic else None
     scalars = (cutlass.Float32(1.0),) * 3 + (cutlass.Int32(0),) * 2 + (cutlass.Float32(1.0),)
     return compile_kernel(op, q, k, v, do, lse_log2, dpsum, dq_accum, dq_turn, dk, dv, *scalars,
-                          mods.fake_captured(op), mods.fake_captured_grads(op))
+                          mods.fake_captured([op.score_mod, op.mask_mod]), mods.fake_captured_grads(op))
 
 
 def _compile_postprocess(op: DqPostprocess):
@@ -126,3 +127,5 @@ def build() -> None:
         _compile(kernel_for(torch.float16, 128, 4, opts))
     _compile(kernel_for(torch.bfloat16, 128, 2, replace(causal, window_left=100), deterministic=True))
     _compile_postprocess(DqPostprocess(cutlass.Float16, 128, CONFIG.tile_m))
+    score_mod, mask_mod = sample_mods()
+    _compile(kernel_for(torch.bfloat16, 128, 1, replace(plain, score_mod=score_mod, mask_mod=mask_mod)))

@@ -12,6 +12,7 @@ import torch
 import cutlass
 
 from cuteattn import mods, reference
+from cuteattn.mods import block_sparsity
 from cuteattn.compile_cache import get_or_compile
 from cuteattn.kernel_args import TORCH_TO_CUTE, aligned_view, compile_kernel, fake_tensor
 from cuteattn.registry import compile_target
@@ -80,8 +81,10 @@ def launch_args(op: FlashFwdSm90, opts: reference.Options, device: torch.device)
 
 def _fake_launch_args(op: FlashFwdSm90) -> tuple:
     sink = fake_tensor(cutlass.Float32, 1, aligned=False) if op.has_sink else None
+    lists = (fake_tensor(cutlass.Int32, 3, aligned=False), fake_tensor(cutlass.Int32, 4, aligned=False)) \
+        if op.mask_mod is not None else (None, None)
     return (sink, cutlass.Float32(1.0), cutlass.Float32(1.0), cutlass.Int32(0), cutlass.Int32(0),
-            cutlass.Float32(1.0), mods.fake_captured(op))
+            cutlass.Float32(1.0), mods.fake_captured([op.score_mod, op.mask_mod]), *lists)
 
 
 def _compile(op: FlashFwdSm90):
@@ -105,7 +108,11 @@ def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, opts: reference.O
         sink = opts.learnable_sink
         return out.zero_(), lse.fill_(-math.inf) if sink is None else lse.copy_(sink.detach().view(1, -1, 1))
     compiled = get_or_compile(("sm90.fwd", op), lambda: _compile(op))
-    compiled(aligned_view(q), aligned_view(k), aligned_view(v), out, lse, *launch_args(op, opts, q.device))
+    lists = (None, None)
+    if op.mask_mod is not None:
+        lists = block_sparsity.forward_lists(opts, batch, heads, seqlen_q, k.shape[1], op.config.tile_m,
+                                             op.config.tile_n, q.device)
+    compiled(aligned_view(q), aligned_view(k), aligned_view(v), out, lse, *launch_args(op, opts, q.device), *lists)
     return out, lse
 
 
@@ -122,3 +129,5 @@ def build() -> None:
                  replace(plain, softcap=30.0), replace(plain, learnable_sink=torch.zeros(4)),
                  replace(causal, window_left=100, softcap=30.0, learnable_sink=torch.zeros(4))):
         _compile(kernel_for(torch.bfloat16, 128, 128, 4, opts))
+    score_mod, mask_mod = block_sparsity.sample_mods()
+    _compile(kernel_for(torch.bfloat16, 128, 128, 1, replace(plain, score_mod=score_mod, mask_mod=mask_mod)))

@@ -106,6 +106,8 @@ class FlashFwdSm90:
         window_right: Int32,  # with has_window_right
         score_scale: Float32,  # with score_mod: held scores * score_scale are what the mod sees
         mod_tensors: Optional[list],  # the captured tensors of score_mod, then of mask_mod; None if none
+        mBlockCount: Optional[cute.Tensor],  # with mask_mod: (batch, heads, m_blocks) int32, key blocks to visit
+        mBlockList: Optional[cute.Tensor],  # with mask_mod: (batch, heads, m_blocks, n_blocks) 2 * n_block + partial
         stream: cuda.CUstream,
     ):
         cfg = self.config
@@ -150,7 +152,7 @@ class FlashFwdSm90:
         seqlen_q, _, heads, batch = mQ.shape
         cta_body = self.cta_body(
             tma_q, mQ, tma_k, mK, tma_v, mV, tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, window_left,
-            window_right, score_scale, mod_tensors, tiled_mma_qk, tiled_mma_pv, sQ_layout, sK_layout, sV_layout, sO_layout, SharedStorage)
+            window_right, score_scale, mod_tensors, mBlockCount, mBlockList, tiled_mma_qk, tiled_mma_pv, sQ_layout, sK_layout, sV_layout, sO_layout, SharedStorage)
         launch(cta_body, (cute.ceil_div(seqlen_q, cfg.tile_m), heads, batch), self.num_threads, stream,
                smem=SharedStorage.size_in_bytes())
 
@@ -173,6 +175,8 @@ class FlashFwdSm90:
         window_right: Int32,
         score_scale: Float32,
         mod_tensors: Optional[list],
+        mBlockCount: Optional[cute.Tensor],
+        mBlockList: Optional[cute.Tensor],
         tiled_mma_qk: cute.TiledMma,
         tiled_mma_pv: cute.TiledMma,
         sQ_layout: cute.ComposedLayout,
@@ -195,6 +199,10 @@ class FlashFwdSm90:
         n_block_min, n_block_max = window.block_range(
             first_row, cutlass.min(first_row + cfg.tile_m, seqlen_q) - 1, cfg.tile_n)
         n_blocks = n_block_max - n_block_min
+        blocks = None  # the key blocks to visit, from a mask_mod's block sparsity; else n_block_max - 1 down
+        if cutlass.const_expr(self.mask_mod is not None):
+            n_blocks = mBlockCount[batch, head, m_block]
+            blocks = mBlockList[batch, head, m_block, None]
 
         if warp_idx == 0:
             for atom in (tma_q, tma_k, tma_v, tma_o):
@@ -220,17 +228,17 @@ class FlashFwdSm90:
             cute.arch.setmaxregister_decrease(PRODUCER_REGISTERS)
             if warp_idx == 0:
                 self.produce(tma_q, mQ, tma_k, mK, tma_v, mV, sQ, sK, sV, pipeline_q, pipeline_k, pipeline_v,
-                             m_block, head, kv_head, batch, n_block_max, n_blocks)
+                             m_block, head, kv_head, batch, n_block_max, n_blocks, blocks)
         else:
             cute.arch.setmaxregister_increase(self.consumer_registers)
             mods = mod_tile.ModArgs(score_scale, mod_tensors, [], batch, seqlen_q, seqlen_k)
             self.consume(tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, tiled_mma_qk, tiled_mma_pv, sQ, sK, sV, sO,
-                         pipeline_q, pipeline_k, pipeline_v, m_block, head, batch, n_block_max, n_blocks, window,
-                         seqlen_q, mods)
+                         pipeline_q, pipeline_k, pipeline_v, m_block, head, batch, n_block_max, n_blocks, blocks,
+                         window, seqlen_q, mods)
 
     @cute.jit
     def produce(self, tma_q, mQ, tma_k, mK, tma_v, mV, sQ, sK, sV, pipeline_q, pipeline_k, pipeline_v,
-                m_block, head, kv_head, batch, n_block_max, n_blocks):
+                m_block, head, kv_head, batch, n_block_max, n_blocks, blocks):
         cfg = self.config
         tQsQ, tQgQ = tma.partition(tma_q, sQ, cute.local_tile(mQ[None, None, head, batch],
                                                           (ROWS_PER_WARPGROUP, self.head_dim), (None, 0)))
@@ -248,11 +256,18 @@ class FlashFwdSm90:
         k_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
         v_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
         for i in cutlass.range(n_blocks, unroll=1):
-            n_block = n_block_max - 1 - i
+            n_block, _ = self.block_at(blocks, i, n_block_max)
             tma.load(tma_k, pipeline_k, k_state, tKgK[None, n_block], tKsK)
             k_state.advance()
             tma.load(tma_v, pipeline_v, v_state, tVgV[None, n_block], tVsV)
             v_state.advance()
+
+    @cute.jit
+    def block_at(self, blocks, i, n_block_max):
+        """The i-th key block to visit and whether a mask_mod must mask it (False without a block list)."""
+        if cutlass.const_expr(blocks is None):
+            return n_block_max - 1 - i, False
+        return blocks[i] >> 1, (blocks[i] & 1) != 0
 
     @cute.jit
     def wait_turn(self, wg):
@@ -267,12 +282,13 @@ class FlashFwdSm90:
                                      number_of_threads=2 * THREADS_PER_WARPGROUP)
 
     @cute.jit
-    def softmax_block(self, s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale, n_block, head, row0,
+    def softmax_block(self, s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale, block, head, row0,
                       window, mods):
         """Softcap, score_mod, mask the score tile where it needs it (the seqlen_k tail, across a window edge),
         mask_mod, softmax."""
         if cutlass.const_expr(self.has_softcap):
             softmax.softcap(s, tanh_scale)
+        n_block, partial = block
         col0 = n_block * self.config.tile_n
         place = mods.place(head, row0, col0)
         score_tensors, mask_tensors = mods.split(self.score_mod)
@@ -281,13 +297,14 @@ class FlashFwdSm90:
         if window.needs_mask(row0, row0 + ROWS_PER_WARPGROUP - 1, col0, self.config.tile_n):
             mask_tile(s, coords, row0, col0, window)
         if cutlass.const_expr(self.mask_mod is not None):
-            mod_tile.apply_mask_mod(self.mask_mod, mask_tensors, s, coords, place)
+            if partial:  # full blocks of the block sparsity need no mask
+                mod_tile.apply_mask_mod(self.mask_mod, mask_tensors, s, coords, place)
         softmax.step(s, row_max, row_sum, scale_log2, rescale)
 
     @cute.jit
     def consume(self, tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, tiled_mma_qk, tiled_mma_pv, sQ, sK, sV, sO,
-                pipeline_q, pipeline_k, pipeline_v, m_block, head, batch, n_block_max, n_blocks, window, seqlen_q,
-                mods):
+                pipeline_q, pipeline_k, pipeline_v, m_block, head, batch, n_block_max, n_blocks, blocks, window,
+                seqlen_q, mods):
         cfg = self.config
         tidx, _, _ = cute.arch.thread_idx()
         wg = tidx // THREADS_PER_WARPGROUP - 1
@@ -324,8 +341,8 @@ class FlashFwdSm90:
             warpgroup.wait_group(0)
             pipeline_k.consumer_release(k_state)
             k_state.advance()
-            self.softmax_block(s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale, n_block_max - 1,
-                               head, row0, window, mods)
+            self.softmax_block(s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale,
+                               self.block_at(blocks, 0, n_block_max), head, row0, window, mods)
             p.store(acc_s.load().to(self.dtype))
             # Within the warpgroup, the softmax of block j runs while the tensor cores do O += P V of
             # block j + 1 (blocks go from the last one down).
@@ -340,7 +357,7 @@ class FlashFwdSm90:
                 pipeline_k.consumer_release(k_state)
                 k_state.advance()
                 self.softmax_block(s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale,
-                                   n_block_max - 1 - i, head, row0, window, mods)
+                                   self.block_at(blocks, i, n_block_max), head, row0, window, mods)
                 warpgroup.wait_group(0)
                 pipeline_v.consumer_release(v_state)
                 v_state.advance()

@@ -1,0 +1,155 @@
+"""Block sparsity from a mask_mod: which (query block, key block) tiles a kernel computes, and which of them
+need the mask.
+
+A small kernel evaluates the mask_mod, with the sliding window and the sequence ends, on every element of
+every tile and classifies the tile: empty (nothing visible: never loaded), full (everything visible: no
+mask), or partial. The lists are built from the classes on the GPU and cached per mask_mod code, captured
+tensors (identity and version), shapes, window and tile size, so later calls reuse them.
+
+The forward's list, per (batch, head, query block): the key blocks to visit, last first, each entry
+`2 * n_block + partial`, and their count.
+"""
+
+from __future__ import annotations
+
+import collections
+import operator
+from dataclasses import dataclass
+from typing import Optional
+
+import cuda.bindings.driver as cuda
+import torch
+
+import cutlass
+import cutlass.cute as cute
+from cutlass import Int32
+
+from cuteattn.compile_cache import get_or_compile
+from cuteattn.kernel_args import compile_kernel, fake_tensor, launch
+from cuteattn.masking import Window
+from cuteattn.registry import compile_target
+from cuteattn.mods import fake_captured, lower, tensor_args
+from cuteattn.mods.trace import TracedMod, trace_mask_mod
+
+THREADS = 128
+SOME_VISIBLE, SOME_HIDDEN = 1, 2  # the bits of a tile's class
+CACHE_ENTRIES = 32
+
+
+@dataclass(frozen=True)
+class TileClasses:
+    """For every tile: SOME_VISIBLE | SOME_HIDDEN over its elements inside both sequences."""
+
+    mask_mod: TracedMod
+    tile_q: int
+    tile_k: int
+    has_window_left: bool
+    has_window_right: bool
+
+    @cute.jit
+    def __call__(self, mClasses: cute.Tensor, seqlen_q: Int32, seqlen_k: Int32, window_left: Int32,
+                 window_right: Int32, mod_tensors: Optional[list], stream: cuda.CUstream):
+        # mClasses: (batch or 1, heads or 1, query blocks, key blocks) int32, zeroed
+        batch, heads, m_blocks, n_blocks = mClasses.shape
+        launch(self.cta_body(mClasses, seqlen_q, seqlen_k, window_left, window_right, mod_tensors),
+               (n_blocks, m_blocks, batch * heads), THREADS, stream)
+
+    @cute.kernel
+    def cta_body(self, mClasses: cute.Tensor, seqlen_q: Int32, seqlen_k: Int32, window_left: Int32,
+                 window_right: Int32, mod_tensors: Optional[list]):
+        tidx, _, _ = cute.arch.thread_idx()
+        n_block, m_block, bh = cute.arch.block_idx()
+        heads = mClasses.shape[1]
+        batch, head = bh // heads, bh % heads
+        window = Window(seqlen_k, seqlen_k - seqlen_q, window_left if self.has_window_left else None,
+                        window_right if self.has_window_right else None)
+        tensors = mod_tensors if cutlass.const_expr(mod_tensors is not None) else []
+        some_visible, some_hidden = Int32(0), Int32(0)
+        for i in cutlass.range(self.tile_q * self.tile_k // THREADS, unroll=4):
+            flat = i * THREADS + tidx
+            q_idx = m_block * self.tile_q + flat // self.tile_k
+            kv_idx = n_block * self.tile_k + flat % self.tile_k
+            if (q_idx < seqlen_q) & (kv_idx < seqlen_k):
+                visible = kv_idx < window.end_key(q_idx)
+                if cutlass.const_expr(self.has_window_left):
+                    visible = visible & (kv_idx >= window.first_key(q_idx))
+                visible = visible & lower.apply_mask_mod(self.mask_mod, tensors, batch, head, q_idx, kv_idx)
+                if visible:
+                    some_visible = Int32(SOME_VISIBLE)
+                else:
+                    some_hidden = Int32(SOME_HIDDEN)
+        bits = cute.arch.warp_reduction(some_visible | some_hidden, operator.or_)
+        if cute.arch.lane_idx() == 0:
+            cute.arch.atomic_or(mClasses[batch, head, m_block, None].iterator + n_block, bits)
+
+
+def _compile(op: TileClasses):
+    return compile_kernel(op, fake_tensor(cutlass.Int32, 4, aligned=False), Int32(0), Int32(0), Int32(0), Int32(0),
+                          fake_captured([op.mask_mod]))
+
+
+def _reads(traced: TracedMod, name: str) -> bool:
+    """Whether the mask_mod reads its argument `name` ("b" or "h")."""
+    position = ("b", "h").index(name)
+    placeholders = [n for n in traced.graph.graph.nodes if n.op == "placeholder"]
+    return len(placeholders[position].users) > 0
+
+
+_lists: "collections.OrderedDict[tuple, tuple]" = collections.OrderedDict()
+
+
+def forward_lists(opts, batch: int, heads: int, seqlen_q: int, seqlen_k: int, tile_q: int, tile_k: int,
+                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(count, blocks) for the forward: count (batch, heads, query blocks) int32 and blocks (batch, heads,
+    query blocks, key blocks) int32, entries `2 * n_block + partial` from the last key block down; views
+    that broadcast over batch or heads where the mask_mod reads neither."""
+    from cuteattn.sm90.forward import window_args
+
+    traced = trace_mask_mod(opts.mask_mod)
+    left, right = window_args(opts)
+    captured = tuple((id(t), t.data_ptr(), t._version) for t in traced.captured)
+    key = (traced.key, captured, batch, heads, seqlen_q, seqlen_k, tile_q, tile_k, opts.window_left is not None,
+           opts.window_right is not None, left, right)
+    hit = _lists.get(key)
+    if hit is not None:
+        _lists.move_to_end(key)
+        return hit
+    m_blocks, n_blocks = -(-seqlen_q // tile_q), -(-seqlen_k // tile_k)
+    shape = (batch if _reads(traced, "b") else 1, heads if _reads(traced, "h") else 1, m_blocks, n_blocks)
+    classes = torch.zeros(shape, dtype=torch.int32, device=device)
+    op = TileClasses(traced, tile_q, tile_k, opts.window_left is not None, opts.window_right is not None)
+    get_or_compile(("mods.tile_classes", op), lambda: _compile(op))(
+        classes, seqlen_q, seqlen_k, left, right, tensor_args([traced], device))
+    nonempty = (classes & SOME_VISIBLE) != 0
+    partial = classes == SOME_VISIBLE | SOME_HIDDEN
+    n_block = torch.arange(n_blocks, device=device, dtype=torch.int32)
+    entries = torch.where(nonempty, 2 * n_block + partial.int(), -1)
+    blocks = entries.sort(dim=-1, descending=True).values.int()
+    count = nonempty.sum(dim=-1, dtype=torch.int32)
+    result = (count.expand(batch, heads, m_blocks), blocks.expand(batch, heads, m_blocks, n_blocks))
+    _lists[key] = result
+    if len(_lists) > CACHE_ENTRIES:
+        _lists.popitem(last=False)
+    return result
+
+
+def sample_mods() -> tuple:
+    """A score_mod and a mask_mod that read captured tensors (one of them requires grad): the compile checks'
+    stand-ins for a user's mods."""
+    bias = torch.zeros(4, 511, requires_grad=True)
+    documents = torch.zeros(2, 1024, dtype=torch.int32)
+
+    def rel_bias(score, b, h, q_idx, kv_idx):
+        return score + bias[h, (q_idx - kv_idx).clamp(-255, 255) + 255]
+
+    def document_causal(b, h, q_idx, kv_idx):
+        return (documents[b, q_idx] == documents[b, kv_idx]) & (q_idx >= kv_idx)
+
+    return rel_bias, document_causal
+
+
+@compile_target("mods.tile_classes", "sm_90a")
+def build() -> None:
+    _, mask_mod = sample_mods()
+    for has_window_left, has_window_right in ((False, False), (True, True)):
+        _compile(TileClasses(trace_mask_mod(mask_mod), 128, 128, has_window_left, has_window_right))
