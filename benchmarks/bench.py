@@ -32,6 +32,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # measure the checkout's cuteattn, not some installed copy
 
 PROVIDERS = ("cuteattn", "fa4", "sdpa-flash", "sdpa-cudnn", "flex")
+# Attention variants (--variant): FlexAttention mods, with each provider's own way to run them.
+VARIANTS = ("none", "rel_bias", "sliding_window", "document")
+WINDOW = 1024  # sliding_window: each query sees itself and the 1024 keys before it
+DOCUMENT = 4096  # document: causal attention within documents of 4096 tokens
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 WARMUP_MS = 25
 BWD_FLOP_RATIO = 2.5
@@ -47,14 +51,50 @@ class Case:
     seqlen: int
     batch: int
     heads: int
+    variant: str = "none"
 
     def flops(self) -> float:
-        fwd = attention_flops(self.batch, self.heads, self.seqlen, self.seqlen, self.hdim, self.hdim, self.causal)
+        if self.variant in ("sliding_window", "document"):  # the visible pairs of the mask
+            pairs = variant_pairs(self.variant, self.seqlen)
+            fwd = 2 * self.batch * self.heads * pairs * 2 * self.hdim
+        else:
+            fwd = attention_flops(self.batch, self.heads, self.seqlen, self.seqlen, self.hdim, self.hdim,
+                                  self.causal)
         return fwd * BWD_FLOP_RATIO if self.direction == "bwd" else fwd
 
     def label(self) -> str:
+        variant = f" variant={self.variant}" if self.variant != "none" else ""
         return (f"{self.direction} hdim={self.hdim} causal={int(self.causal)} seqlen={self.seqlen} "
-                f"batch={self.batch} heads={self.heads}")
+                f"batch={self.batch} heads={self.heads}{variant}")
+
+
+def variant_pairs(variant: str, seqlen: int) -> float:
+    """Visible (query, key) pairs of a masked variant, the diagonal counted in full."""
+    if variant == "sliding_window":
+        return sum(min(i + 1, WINDOW + 1) for i in range(seqlen))
+    docs, last = divmod(seqlen, DOCUMENT)
+    return docs * DOCUMENT * (DOCUMENT + 1) / 2 + last * (last + 1) / 2
+
+
+def variant_mods(variant: str, heads: int, seqlen: int, device="cuda"):
+    """(score_mod, mask_mod) of a variant, as a FlexAttention user writes them."""
+    if variant == "rel_bias":
+        bias = torch.randn(heads, 2 * 255 + 1, device=device)
+
+        def rel_bias(score, b, h, q_idx, kv_idx):
+            return score + bias[h, (q_idx - kv_idx).clamp(-255, 255) + 255]
+        return rel_bias, None
+    if variant == "sliding_window":
+        def sliding_window(b, h, q_idx, kv_idx):
+            return (q_idx >= kv_idx) & (q_idx - kv_idx <= WINDOW)
+        return None, sliding_window
+    if variant == "document":
+        doc = (torch.arange(seqlen, device=device, dtype=torch.int32) // DOCUMENT).view(1, -1)
+
+        def document(b, h, q_idx, kv_idx):
+            return (doc[0, q_idx] == doc[0, kv_idx]) & (q_idx >= kv_idx)
+        return None, document
+    return None, None
 
 
 def visible_pairs(seqlen_q: int, seqlen_k: int, causal: bool) -> float:
@@ -75,19 +115,21 @@ def make_cases(args) -> list[Case]:
     cases = []
     for direction, hdim, causal, seqlen in itertools.product(args.directions, args.hdims, args.causal,
                                                              args.seqlens):
-        cases.append(Case(direction, hdim, causal, seqlen, args.total_tokens // seqlen, args.dim // hdim))
+        cases.append(Case(direction, hdim, causal, seqlen, args.total_tokens // seqlen, args.dim // hdim,
+                          args.variant))
     return cases
 
 
 # ------------------------------------------------------------------------------------------ providers
-# A loader imports a provider and returns prepare(q, k, v, causal) -> run, where run() computes the
+# A loader imports a provider and returns prepare(q, k, v, case) -> run, where run() computes the
 # attention output (batch, seqlen, heads, hdim); whatever prepare does is outside the timed region.
+# A provider without a way to run a case's variant raises NotImplementedError from prepare.
 
-def cuteattn_call(cuteattn, q, k, v, causal, config):
+def cuteattn_call(cuteattn, q, k, v, causal, config, mods=(None, None)):
     """The one call into cuteattn: the public API, or, with --config KEY=VALUE pairs, the sm90 forward
     kernel under that FwdConfig (forward only)."""
     if not config:
-        return cuteattn.flash_attn_func(q, k, v, causal=causal)
+        return cuteattn.flash_attn_func(q, k, v, causal=causal, score_mod=mods[0], mask_mod=mods[1])
     from cuteattn.reference import Options
     from cuteattn.sm90.forward import forward
     from cuteattn.sm90.fwd_kernel import FwdConfig
@@ -100,17 +142,33 @@ def cuteattn_call(cuteattn, q, k, v, causal, config):
 def load_cuteattn(config):
     import cuteattn
 
-    return lambda q, k, v, causal: lambda: cuteattn_call(cuteattn, q, k, v, causal, config)
+    def prepare(q, k, v, case):
+        mods = variant_mods(case.variant, case.heads, case.seqlen)
+        return lambda: cuteattn_call(cuteattn, q, k, v, case.causal, config, mods)
+
+    return prepare
 
 
 def load_fa4():
-    from flash_attn.cute import flash_attn_func
+    """FA4 runs the masked variants its own way: a sliding window natively, documents as varlen sequences."""
+    from flash_attn.cute import flash_attn_func, flash_attn_varlen_func
 
-    def prepare(q, k, v, causal):
-        def run():
-            out = flash_attn_func(q, k, v, causal=causal)
-            return out[0] if isinstance(out, tuple) else out  # some versions return (out, lse)
-        return run
+    def first(out):
+        return out[0] if isinstance(out, tuple) else out  # some versions return (out, lse)
+
+    def prepare(q, k, v, case):
+        if case.variant == "rel_bias":
+            raise NotImplementedError("rel_bias needs a CuTe DSL score_mod written for FA4")
+        if case.variant == "sliding_window":
+            return lambda: first(flash_attn_func(q, k, v, causal=True, window_size=(WINDOW, 0)))
+        if case.variant == "document":
+            total = case.batch * case.seqlen
+            cu = torch.arange(0, total + 1, min(DOCUMENT, case.seqlen), device=q.device, dtype=torch.int32)
+            flat = [t.reshape(total, case.heads, case.hdim) for t in (q, k, v)]
+            length = min(DOCUMENT, case.seqlen)
+            return lambda: first(flash_attn_varlen_func(*flat, cu_seqlens_q=cu, cu_seqlens_k=cu, max_seqlen_q=length,
+                                                        max_seqlen_k=length, causal=True)).view(q.shape)
+        return lambda: first(flash_attn_func(q, k, v, causal=case.causal))
 
     return prepare
 
@@ -125,10 +183,13 @@ def load_sdpa(backend_name):
 
     backend = getattr(SDPBackend, backend_name)
 
-    def prepare(q, k, v, causal):
+    def prepare(q, k, v, case):
+        if case.variant != "none":
+            raise NotImplementedError(f"{case.variant} is not an SDPA option")
+
         def run():
             with sdpa_kernel(backend):
-                return bhsd(F.scaled_dot_product_attention(bhsd(q), bhsd(k), bhsd(v), is_causal=causal))
+                return bhsd(F.scaled_dot_product_attention(bhsd(q), bhsd(k), bhsd(v), is_causal=case.causal))
         return run
 
     return prepare
@@ -146,10 +207,13 @@ def load_flex():
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 256)
     compiled = torch.compile(flex_attention, dynamic=False)
 
-    def prepare(q, k, v, causal):
-        mask = (create_block_mask(causal_mask, None, None, q.shape[1], k.shape[1], device=q.device)
-                if causal else None)
-        return lambda: bhsd(compiled(bhsd(q), bhsd(k), bhsd(v), block_mask=mask))
+    def prepare(q, k, v, case):
+        score_mod, mask_mod = variant_mods(case.variant, case.heads, case.seqlen)
+        if case.causal and mask_mod is None:
+            mask_mod = causal_mask
+        mask = (create_block_mask(mask_mod, None, None, q.shape[1], k.shape[1], device=q.device)
+                if mask_mod is not None else None)
+        return lambda: bhsd(compiled(bhsd(q), bhsd(k), bhsd(v), score_mod=score_mod, block_mask=mask))
 
     return prepare
 
@@ -190,7 +254,7 @@ def median_ms(case: Case, prepare, dtype, rep_ms) -> float:
     from triton.testing import do_bench
 
     q, k, v = make_inputs(case, dtype)
-    fn = prepare(q, k, v, case.causal)
+    fn = prepare(q, k, v, case)
     if case.direction == "bwd":
         out = fn()
         grad = torch.randn_like(out)
@@ -402,6 +466,8 @@ def parse_args(argv=None):
                    help="batch = N // seqlen; default 16k")
     p.add_argument("--dim", type=int, default=2048, help="model dim: heads = dim // hdim; default 2048")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
+    p.add_argument("--variant", choices=VARIANTS, default="none",
+                   help="rel_bias (a score_mod), sliding_window or document (mask_mods); default none")
     p.add_argument("--rep-ms", type=int, default=100, help="do_bench's timing budget per measurement, ms")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results", help="results directory")
     p.add_argument("--config", type=config_pair, nargs="+", default=[], metavar="KEY=VALUE",
