@@ -115,7 +115,7 @@ class TracedMod:
         """The captured tensors as the kernels take them: on `device`, at least 1-d, bool as uint8."""
         args = []
         for i, t in enumerate(self.captured):
-            if t.device != device:
+            if t.device.type != device.type or (device.index is not None and t.device.index != device.index):
                 raise ValueError(f"the {self.kind} reads a tensor of shape {tuple(t.shape)} on {t.device}; "
                                  f"it must be on {device}, the device of q")
             t = t.detach().reshape(1) if t.dim() == 0 else t.detach()
