@@ -214,20 +214,8 @@ def test_equal_mods_share_a_kernel_and_constants_recompile():
     assert not torch.equal(out, other)
 
 
-@pytest.mark.parametrize("name", ["causal", "document", "block_sparse", "empty_rows", "sliding_window"])
-@pytest.mark.parametrize("window", [(None, None), (200, 0)])
-def test_block_lists(name, window):
-    """The forward's block lists against the classes of the dense mask, and their cache."""
-    from cuteattn.mods import block_sparsity
-
-    batch, heads, seqlen_q, seqlen_k, tile_q, tile_k = 2, 4, 300, 700, 128, 64
-    _, mask_mod = gallery(batch, heads, seqlen_q, seqlen_k)[name]
-    opts = options(128, mask_mod=mask_mod, window=window)
-    count, blocks = block_sparsity.forward_lists(opts, batch, heads, seqlen_q, seqlen_k, tile_q, tile_k,
-                                                 torch.device("cuda"))
-    assert block_sparsity.forward_lists(opts, batch, heads, seqlen_q, seqlen_k, tile_q, tile_k,
-                                        torch.device("cuda"))[1] is blocks
-
+def dense_classes(mask_mod, window, batch, heads, seqlen_q, seqlen_k, tile_q, tile_k):
+    """(some visible, some hidden) per tile, (batch, heads, m_blocks, n_blocks), from the dense mask."""
     b, h, i, j = grid(batch, heads, seqlen_q, seqlen_k, "cuda")
     visible = mask_mod(b, h, i, j).expand(batch, heads, seqlen_q, seqlen_k)
     if window[0] is not None:
@@ -238,8 +226,24 @@ def test_block_lists(name, window):
     padded[..., :seqlen_q, :seqlen_k] = visible
     inside[..., :seqlen_q, :seqlen_k] = True
     tiles = (batch, heads, m_blocks, tile_q, n_blocks, tile_k)
-    some_visible = padded.view(tiles).any(dim=(3, 5))
-    some_hidden = (inside & ~padded).view(tiles).any(dim=(3, 5))
+    return padded.view(tiles).any(dim=(3, 5)), (inside & ~padded).view(tiles).any(dim=(3, 5))
+
+
+@pytest.mark.parametrize("name", ["causal", "document", "block_sparse", "empty_rows", "sliding_window"])
+@pytest.mark.parametrize("window", [(None, None), (200, 0)])
+def test_block_lists(name, window):
+    """The forward's block lists against the classes of the dense mask, and their cache."""
+    from cuteattn.mods import block_sparsity
+
+    batch, heads, seqlen_q, seqlen_k, tile_q, tile_k = 2, 4, 300, 700, 128, 64
+    m_blocks, n_blocks = -(-seqlen_q // tile_q), -(-seqlen_k // tile_k)
+    _, mask_mod = gallery(batch, heads, seqlen_q, seqlen_k)[name]
+    opts = options(128, mask_mod=mask_mod, window=window)
+    count, blocks = block_sparsity.forward_lists(opts, batch, heads, seqlen_q, seqlen_k, tile_q, tile_k,
+                                                 torch.device("cuda"))
+    assert block_sparsity.forward_lists(opts, batch, heads, seqlen_q, seqlen_k, tile_q, tile_k,
+                                        torch.device("cuda"))[1] is blocks
+    some_visible, some_hidden = dense_classes(mask_mod, window, batch, heads, seqlen_q, seqlen_k, tile_q, tile_k)
     for bi in range(batch):
         for hi in range(heads):
             for m in range(m_blocks):
@@ -247,3 +251,47 @@ def test_block_lists(name, window):
                                if some_visible[bi, hi, m, n]), reverse=True)
                 got = blocks[bi, hi, m, :count[bi, hi, m]].tolist()
                 assert got == want, (bi, hi, m)
+
+
+@pytest.mark.parametrize("name", ["document", "block_sparse", "sliding_window"])
+def test_backward_block_lists(name):
+    """The backward's lists (per KV head and key block, over the group's heads) and dQ turns."""
+    from cuteattn.mods import block_sparsity
+
+    batch, heads, heads_kv, seqlen_q, seqlen_k, tile_q, tile_k = 2, 4, 2, 300, 700, 64, 128
+    group, m_blocks, n_blocks = heads // heads_kv, -(-seqlen_q // tile_q), -(-seqlen_k // tile_k)
+    _, mask_mod = gallery(batch, heads, seqlen_q, seqlen_k)[name]
+    opts = options(128, mask_mod=mask_mod)
+    count, blocks, turns = block_sparsity.backward_lists(opts, batch, heads, heads_kv, seqlen_q, seqlen_k, tile_q,
+                                                         tile_k, torch.device("cuda"))
+    visible, hidden = dense_classes(mask_mod, (None, None), batch, heads, seqlen_q, seqlen_k, tile_q, tile_k)
+    for bi in range(batch):
+        for kv in range(heads_kv):
+            for n in range(n_blocks):
+                want = [(2 * (g * m_blocks + m) + int(hidden[bi, kv * group + g, m, n]),
+                         int(visible[bi, kv * group + g, m, :n].sum()))
+                        for g in range(group) for m in range(m_blocks) if visible[bi, kv * group + g, m, n]]
+                listed = count[bi, kv, n].item()
+                got = list(zip(blocks[bi, kv, n, :listed].tolist(), turns[bi, kv, n, :listed].tolist()))
+                assert got == want, (bi, kv, n)
+
+
+@pytest.mark.parametrize("name", ["document", "rel_bias_document"])
+def test_deterministic_backward_with_mask_mod(name):
+    score_mod, mask_mod = gallery(2, 4, 700, 700)[name]
+    q, k, v = (torch.randn(2, 700, h, 64, device="cuda", dtype=torch.bfloat16) for h in (4, 2, 2))
+    dout = torch.randn_like(q)
+
+    def grads():
+        leaves = [t.detach().clone().requires_grad_() for t in (q, k, v)]
+        out = cuteattn.flash_attn_func(*leaves, score_mod=score_mod, mask_mod=mask_mod, deterministic=True)
+        return torch.autograd.grad(out, leaves, dout)
+
+    runs = [grads() for _ in range(5)]
+    for run in runs[1:]:
+        for a, b in zip(runs[0], run):
+            assert torch.equal(a, b)
+    leaves = [t.detach().float().requires_grad_() for t in (q, k, v)]
+    ref = reference.attention(*leaves, options(64, score_mod, mask_mod))[0]
+    for got, want in zip(runs[0], torch.autograd.grad(ref, leaves, dout.float())):
+        assert (got.float() - want).abs().max().item() <= 0.02 * want.abs().max().item()

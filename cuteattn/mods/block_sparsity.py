@@ -7,7 +7,10 @@ mask), or partial. The lists are built from the classes on the GPU and cached pe
 tensors (identity and version), shapes, window and tile size, so later calls reuse them.
 
 The forward's list, per (batch, head, query block): the key blocks to visit, last first, each entry
-`2 * n_block + partial`, and their count.
+`2 * n_block + partial`, and their count. The backward's, per (batch, KV head, key block): the (query head
+of the group, query block) pairs to visit, head by head and blocks in order, each entry
+`2 * (g * m_blocks + m_block) + partial`, their count, and for the deterministic backward each entry's
+turn: how many earlier key blocks add into the same query block's dQ.
 """
 
 from __future__ import annotations
@@ -98,39 +101,84 @@ def _reads(traced: TracedMod, name: str) -> bool:
 _lists: "collections.OrderedDict[tuple, tuple]" = collections.OrderedDict()
 
 
-def forward_lists(opts, batch: int, heads: int, seqlen_q: int, seqlen_k: int, tile_q: int, tile_k: int,
-                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(count, blocks) for the forward: count (batch, heads, query blocks) int32 and blocks (batch, heads,
-    query blocks, key blocks) int32, entries `2 * n_block + partial` from the last key block down; views
-    that broadcast over batch or heads where the mask_mod reads neither."""
+def _tile_classes(opts, batch: int, heads: int, seqlen_q: int, seqlen_k: int, tile_q: int, tile_k: int,
+                  device: torch.device) -> torch.Tensor:
+    """(batch or 1, heads or 1, query blocks, key blocks) int32 classes: 1 where the mask_mod reads b or h."""
     from cuteattn.sm90.forward import window_args
 
     traced = trace_mask_mod(opts.mask_mod)
     left, right = window_args(opts)
-    captured = tuple((id(t), t.data_ptr(), t._version) for t in traced.captured)
-    key = (traced.key, captured, batch, heads, seqlen_q, seqlen_k, tile_q, tile_k, opts.window_left is not None,
-           opts.window_right is not None, left, right)
-    hit = _lists.get(key)
-    if hit is not None:
-        _lists.move_to_end(key)
-        return hit
     m_blocks, n_blocks = -(-seqlen_q // tile_q), -(-seqlen_k // tile_k)
     shape = (batch if _reads(traced, "b") else 1, heads if _reads(traced, "h") else 1, m_blocks, n_blocks)
     classes = torch.zeros(shape, dtype=torch.int32, device=device)
     op = TileClasses(traced, tile_q, tile_k, opts.window_left is not None, opts.window_right is not None)
     get_or_compile(("mods.tile_classes", op), lambda: _compile(op))(
         classes, seqlen_q, seqlen_k, left, right, tensor_args([traced], device))
-    nonempty = (classes & SOME_VISIBLE) != 0
-    partial = classes == SOME_VISIBLE | SOME_HIDDEN
-    n_block = torch.arange(n_blocks, device=device, dtype=torch.int32)
-    entries = torch.where(nonempty, 2 * n_block + partial.int(), -1)
-    blocks = entries.sort(dim=-1, descending=True).values.int()
-    count = nonempty.sum(dim=-1, dtype=torch.int32)
-    result = (count.expand(batch, heads, m_blocks), blocks.expand(batch, heads, m_blocks, n_blocks))
+    return classes
+
+
+def _cached(kind: str, opts, sizes: tuple, build):
+    """The lists of `kind` for a call, from the cache or built: keyed by the mask_mod's code, its captured
+    tensors (identity, storage and version), the window and `sizes`."""
+    traced = trace_mask_mod(opts.mask_mod)
+    captured = tuple((id(t), t.data_ptr(), t._version) for t in traced.captured)
+    key = (kind, traced.key, captured, opts.window_left, opts.window_right, *sizes)
+    hit = _lists.get(key)
+    if hit is not None:
+        _lists.move_to_end(key)
+        return hit
+    result = build()
     _lists[key] = result
     if len(_lists) > CACHE_ENTRIES:
         _lists.popitem(last=False)
     return result
+
+
+def forward_lists(opts, batch: int, heads: int, seqlen_q: int, seqlen_k: int, tile_q: int, tile_k: int,
+                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(count, blocks) for the forward: count (batch, heads, query blocks) int32 and blocks (batch, heads,
+    query blocks, key blocks) int32, entries `2 * n_block + partial` from the last key block down; views
+    that broadcast over batch or heads where the mask_mod reads neither."""
+    def build():
+        classes = _tile_classes(opts, batch, heads, seqlen_q, seqlen_k, tile_q, tile_k, device)
+        m_blocks, n_blocks = classes.shape[2:]
+        nonempty = (classes & SOME_VISIBLE) != 0
+        partial = classes == SOME_VISIBLE | SOME_HIDDEN
+        n_block = torch.arange(n_blocks, device=device, dtype=torch.int32)
+        entries = torch.where(nonempty, 2 * n_block + partial.int(), -1)
+        blocks = entries.sort(dim=-1, descending=True).values.int()
+        count = nonempty.sum(dim=-1, dtype=torch.int32)
+        return count.expand(batch, heads, m_blocks), blocks.expand(batch, heads, m_blocks, n_blocks)
+
+    return _cached("forward", opts, (batch, heads, seqlen_q, seqlen_k, tile_q, tile_k), build)
+
+
+def backward_lists(opts, batch: int, heads: int, heads_kv: int, seqlen_q: int, seqlen_k: int, tile_q: int,
+                   tile_k: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(count, blocks, turns) for the backward: count (batch, heads_kv, key blocks) int32, blocks and turns
+    (batch, heads_kv, key blocks, group * query blocks) int32."""
+    def build():
+        classes = _tile_classes(opts, batch, heads, seqlen_q, seqlen_k, tile_q, tile_k, device)
+        m_blocks, n_blocks = classes.shape[2:]
+        group = heads // heads_kv
+        classes = classes.expand(-1, heads, -1, -1)
+        nonempty = (classes & SOME_VISIBLE) != 0
+        # Turn of (n_block, m_block): the listed key blocks before it in the same query block.
+        turns = (nonempty.int().cumsum(dim=-1) - nonempty.int()).int()
+        # (b, kv head, g, m, n) -> (b, kv head, n, g * m)
+        def per_key_block(t):
+            return t.unflatten(1, (heads_kv, group)).permute(0, 1, 4, 2, 3).flatten(3)
+
+        nonempty_t, partial_t = per_key_block(nonempty), per_key_block(classes == SOME_VISIBLE | SOME_HIDDEN)
+        g_m = torch.arange(group * m_blocks, device=device, dtype=torch.int32)
+        unlisted = 2 * group * m_blocks  # sorts after every listed entry
+        entries = torch.where(nonempty_t, 2 * g_m + partial_t.int(), unlisted)
+        blocks, order = entries.sort(dim=-1)
+        turns = per_key_block(turns).gather(-1, order)
+        count = nonempty_t.sum(dim=-1, dtype=torch.int32)
+        return tuple(t.contiguous().expand(batch, *t.shape[1:]) for t in (count, blocks.int(), turns))
+
+    return _cached("backward", opts, (batch, heads, heads_kv, seqlen_q, seqlen_k, tile_q, tile_k), build)
 
 
 def sample_mods() -> tuple:

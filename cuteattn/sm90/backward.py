@@ -22,9 +22,10 @@ from cuteattn import mods, reference
 from cuteattn.compile_cache import get_or_compile
 from cuteattn.checks import tma_compatible
 from cuteattn.kernel_args import TORCH_TO_CUTE, aligned_view, compile_kernel, fake_tensor
+from cuteattn.mods import block_sparsity
 from cuteattn.mods.block_sparsity import sample_mods
 from cuteattn.registry import compile_target
-from cuteattn.sm90.bwd_kernel import BwdConfig, FlashBwdSm90
+from cuteattn.sm90.bwd_kernel import TILE_N, BwdConfig, FlashBwdSm90
 from cuteattn.sm90.bwd_postprocess import DqPostprocess
 from cuteattn.sm90.bwd_preprocess import bwd_preprocess
 from cuteattn.sm90.forward import scales, window_args
@@ -63,8 +64,12 @@ def _compile(op: FlashBwdSm90):
     dq_accum = fake_tensor(cutlass.Float32, 4)
     dq_turn = fake_tensor(cutlass.Int32, 4, aligned=False) if op.deterministic else None
     scalars = (cutlass.Float32(1.0),) * 3 + (cutlass.Int32(0),) * 2 + (cutlass.Float32(1.0),)
+    lists = (None,) * 3
+    if op.mask_mod is not None:
+        lists = (fake_tensor(cutlass.Int32, 3, aligned=False), fake_tensor(cutlass.Int32, 4, aligned=False),
+                 fake_tensor(cutlass.Int32, 4, aligned=False) if op.deterministic else None)
     return compile_kernel(op, q, k, v, do, lse_log2, dpsum, dq_accum, dq_turn, dk, dv, *scalars,
-                          mods.fake_captured([op.score_mod, op.mask_mod]), mods.fake_captured_grads(op))
+                          mods.fake_captured([op.score_mod, op.mask_mod]), mods.fake_captured_grads(op), *lists)
 
 
 def _compile_postprocess(op: DqPostprocess):
@@ -100,10 +105,15 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
     dq_turn = torch.zeros(batch, heads, m_blocks, 2, dtype=torch.int32, device=q.device) if deterministic else None
     scale_log2, tanh_scale, score_scale = scales(opts, op.score_mod is not None)
     left, right = window_args(opts)
+    lists = (None,) * 3
+    if op.mask_mod is not None:
+        count, blocks, turns = block_sparsity.backward_lists(opts, batch, heads, k.shape[2], seqlen_q, k.shape[1],
+                                                             cfg.tile_m, TILE_N, q.device)
+        lists = (count, blocks, turns if deterministic else None)
     compiled = get_or_compile(("sm90.bwd", op), lambda: _compile(op))
     compiled(_tma_ready(q), _tma_ready(k), _tma_ready(v), dout, lse_log2, dpsum, dq_accum, dq_turn, dk, dv,
              scale_log2, tanh_scale, opts.softmax_scale, left, right, score_scale, mods.captured_args(opts, q.device),
-             mods.grad_args(dcaptured))
+             mods.grad_args(dcaptured), *lists)
     post = DqPostprocess(op.dtype, head_dim, cfg.tile_m)
     get_or_compile(("sm90.bwd_postprocess", post), lambda: _compile_postprocess(post))(
         dq_accum, dq, opts.softmax_scale)
@@ -129,3 +139,4 @@ def build() -> None:
     _compile_postprocess(DqPostprocess(cutlass.Float16, 128, CONFIG.tile_m))
     score_mod, mask_mod = sample_mods()
     _compile(kernel_for(torch.bfloat16, 128, 1, replace(plain, score_mod=score_mod, mask_mod=mask_mod)))
+    _compile(kernel_for(torch.bfloat16, 64, 2, replace(causal, mask_mod=mask_mod), deterministic=True))

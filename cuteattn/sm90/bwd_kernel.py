@@ -64,6 +64,30 @@ class BwdConfig:
 
 
 @dataclass(frozen=True)
+class Steps:
+    """The (query head, m_block) pairs a CTA visits, in order: each head of the KV head's group over the
+    query blocks [m_block_min, m_block_min + num_m_blocks), or, with a mask_mod, its block list: entries
+    2 * (g * m_blocks + m_block) + partial, and with deterministic each entry's dQ turn."""
+
+    first_head: Int32
+    m_block_min: Int32
+    num_m_blocks: Int32
+    count: Int32
+    blocks: Optional[cute.Tensor] = None
+    turns: Optional[cute.Tensor] = None
+    m_blocks: Optional[Int32] = None
+
+    def at(self, step):
+        """(head, m_block, partial) of a step; partial: a mask_mod must mask it (False without a list)."""
+        if self.blocks is None:
+            return (self.first_head + step // self.num_m_blocks, self.m_block_min + step % self.num_m_blocks,
+                    False)
+        entry = self.blocks[step]
+        g_m = entry >> 1
+        return self.first_head + g_m // self.m_blocks, g_m % self.m_blocks, (entry & 1) != 0
+
+
+@dataclass(frozen=True)
 class FlashBwdSm90:
     dtype: Type[cutlass.Numeric]
     head_dim: int
@@ -112,6 +136,9 @@ class FlashBwdSm90:
         score_scale: Float32,  # with score_mod: held scores * score_scale are what the mod sees
         mod_tensors: Optional[list],  # the captured tensors of score_mod, then of mask_mod; None if none
         mod_grads: Optional[list],  # fp32, zeroed: gradients of score_mod's captured tensors that require grad
+        mBlockCount: Optional[cute.Tensor],  # with mask_mod: (batch, heads_kv, n_blocks) int32, steps to take
+        mBlockList: Optional[cute.Tensor],  # with mask_mod: (batch, heads_kv, n_blocks, group * m_blocks) int32
+        mBlockTurn: Optional[cute.Tensor],  # with mask_mod and deterministic: each entry's dQ turn, same shape
         stream: cuda.CUstream,
     ):
         cfg, d = self.config, self.head_dim
@@ -152,7 +179,8 @@ class FlashBwdSm90:
         seqlen_k, _, heads_kv, batch = mK.shape
         cta_body = self.cta_body(
             tma_q, mQ, tma_do, mdO, tma_k, mK, tma_v, mV, mLSElog2, mdPsum, mdQaccum, mdQturn, mdK, mdV, scale_log2,
-            tanh_scale, dk_scale, window_left, window_right, score_scale, mod_tensors, mod_grads, tiled_mma_sdp, tiled_mma_dkv, tiled_mma_dq,
+            tanh_scale, dk_scale, window_left, window_right, score_scale, mod_tensors, mod_grads, mBlockCount,
+            mBlockList, mBlockTurn, tiled_mma_sdp, tiled_mma_dkv, tiled_mma_dq,
             sQ_layout, sK_layout, sV_layout, sdS_layout, SharedStorage)
         # min_blocks_per_mp pins the register count at entry; without it ptxas may drop setmaxnreg.
         launch(cta_body, (cute.ceil_div(seqlen_k, TILE_N), heads_kv, batch), self.num_threads, stream,
@@ -183,6 +211,9 @@ class FlashBwdSm90:
         score_scale: Float32,
         mod_tensors: Optional[list],
         mod_grads: Optional[list],
+        mBlockCount: Optional[cute.Tensor],
+        mBlockList: Optional[cute.Tensor],
+        mBlockTurn: Optional[cute.Tensor],
         tiled_mma_sdp: cute.TiledMma,
         tiled_mma_dkv: cute.TiledMma,
         tiled_mma_dq: cute.TiledMma,
@@ -201,6 +232,13 @@ class FlashBwdSm90:
         first_key = n_block * TILE_N
         m_block_min, m_block_max = window.query_block_range(
             first_key, cutlass.min(first_key + TILE_N, seqlen_k) - 1, seqlen_q, cfg.tile_m)
+        group = self.qhead_per_kvhead
+        num_m_blocks = m_block_max - m_block_min
+        steps = Steps(kv_head * group, m_block_min, num_m_blocks, num_m_blocks * group)
+        if cutlass.const_expr(self.mask_mod is not None):
+            turns = mBlockTurn[batch, kv_head, n_block, None] if cutlass.const_expr(self.deterministic) else None
+            steps = Steps(kv_head * group, m_block_min, num_m_blocks, mBlockCount[batch, kv_head, n_block],
+                          mBlockList[batch, kv_head, n_block, None], turns, cute.ceil_div(seqlen_q, cfg.tile_m))
 
         if warp_idx == 0:
             for atom in (tma_q, tma_do, tma_k, tma_v):
@@ -227,21 +265,17 @@ class FlashBwdSm90:
             cute.arch.setmaxregister_decrease(PRODUCER_REGISTERS)
             if warp_idx == 0:
                 self.produce(tma_q, mQ, tma_do, mdO, tma_k, mK, tma_v, mV, sQ, sdO, sK, sV, pipeline_q, pipeline_do,
-                             pipeline_kv, n_block, kv_head, batch, m_block_min, m_block_max)
+                             pipeline_kv, n_block, kv_head, batch, steps)
         else:
             cute.arch.setmaxregister_increase(CONSUMER_REGISTERS)
             mods = mod_tile.ModArgs(score_scale, mod_tensors, mod_grads, batch, seqlen_q, seqlen_k)
             self.consume(mLSElog2, mdPsum, mdQaccum, mdQturn, mdK, mdV, scale_log2, tanh_scale, dk_scale, tiled_mma_sdp,
                          tiled_mma_dkv, tiled_mma_dq, sQ, sdO, sK, sV, sdS, pipeline_q, pipeline_do, pipeline_kv,
-                         n_block, kv_head, batch, m_block_min, m_block_max, window, mods)
-
-    def step_block(self, step, kv_head, m_block_min, num_m_blocks):
-        """The (query head, m_block) a CTA visits at `step`: the group's heads in turn, each over its blocks."""
-        return kv_head * self.qhead_per_kvhead + step // num_m_blocks, m_block_min + step % num_m_blocks
+                         n_block, kv_head, batch, steps, window, mods)
 
     @cute.jit
     def produce(self, tma_q, mQ, tma_do, mdO, tma_k, mK, tma_v, mV, sQ, sdO, sK, sV, pipeline_q, pipeline_do,
-                pipeline_kv, n_block, kv_head, batch, m_block_min, m_block_max):
+                pipeline_kv, n_block, kv_head, batch, steps):
         cfg, d = self.config, self.head_dim
         kv_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, 1)
         pipeline_kv.producer_acquire(kv_state)
@@ -252,9 +286,8 @@ class FlashBwdSm90:
 
         q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
         do_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
-        num_m_blocks = m_block_max - m_block_min
-        for step in cutlass.range(num_m_blocks * self.qhead_per_kvhead, unroll=1):
-            head, m_block = self.step_block(step, kv_head, m_block_min, num_m_blocks)
+        for step in cutlass.range(steps.count, unroll=1):
+            head, m_block, _ = steps.at(step)
             tile = (cfg.tile_m, d)
             tQsQ, tQgQ = tma.partition(tma_q, sQ, cute.local_tile(mQ[None, None, head, batch], tile, (None, 0)))
             tdOsdO, tdOgdO = tma.partition(tma_do, sdO, cute.local_tile(mdO[None, None, head, batch], tile, (None, 0)))
@@ -265,7 +298,7 @@ class FlashBwdSm90:
 
     @cute.jit
     def probabilities(self, s, deriv, scores, coords, lse_log2, scale_log2, tanh_scale, head, key0, query0, window,
-                      mods):
+                      mods, partial):
         """S^T -> P^T in place. `deriv` receives d(new score)/d(held score) where it is not 1: the softcap's
         1 - tanh^2, times the score_mod's derivative; `scores` what the score_mod saw, when kept."""
         if cutlass.const_expr(self.has_softcap):
@@ -280,7 +313,8 @@ class FlashBwdSm90:
         if window.needs_mask(query0, query0 + self.config.tile_m - 1, key0, KEYS_PER_WARPGROUP):
             mask_tile_transposed(s, coords, key0, query0, window)
         if cutlass.const_expr(self.mask_mod is not None):
-            mod_tile.apply_mask_mod(self.mask_mod, mask_tensors, s, coords, place)
+            if partial:  # full blocks of the block sparsity need no mask
+                mod_tile.apply_mask_mod(self.mask_mod, mask_tensors, s, coords, place)
         for c in cutlass.range_constexpr(cute.size(s, mode=[1])):
             for r in cutlass.range_constexpr(cute.size(s, mode=[0])):
                 s[r, c] = cute.math.exp2(s[r, c] * scale_log2 - lse_log2[c], fastmath=True)
@@ -301,17 +335,21 @@ class FlashBwdSm90:
                 dp[i] = dp[i] * deriv[i].to(Float32)
 
     @cute.jit
-    def add_dq_in_turn(self, acc_dq, mdQaccum, mdQturn, batch, head, m_block, n_block, window, wg, wg_tidx):
+    def add_dq_in_turn(self, acc_dq, mdQaccum, mdQturn, batch, head, m_block, n_block, window, wg, wg_tidx,
+                       my_turn):
         """Add dQ when the key blocks before this one have added theirs (a counter per query block and
-        consumer), so every dQ element sums its terms in one order on every run."""
-        tile_m = self.config.tile_m
-        first_row = m_block * tile_m
-        seqlen_q = window.seqlen_k - window.diagonal
-        first_n_block, _ = window.block_range(first_row, cutlass.min(first_row + tile_m, seqlen_q) - 1, TILE_N)
+        consumer), so every dQ element sums its terms in one order on every run. `my_turn`: how many key
+        blocks add before this one (from the block list), or None: every block of the window before it."""
+        if cutlass.const_expr(my_turn is None):
+            tile_m = self.config.tile_m
+            first_row = m_block * tile_m
+            seqlen_q = window.seqlen_k - window.diagonal
+            first_n_block, _ = window.block_range(first_row, cutlass.min(first_row + tile_m, seqlen_q) - 1, TILE_N)
+            my_turn = n_block - first_n_block
         turn = mdQturn[batch, head, m_block, None].iterator + wg
         barrier = TURN_BARRIER + wg
         if wg_tidx == 0:
-            while cute.arch.atomic_add(turn, Int32(0), sem="acquire", scope="gpu") != n_block - first_n_block:
+            while cute.arch.atomic_add(turn, Int32(0), sem="acquire", scope="gpu") != my_turn:
                 pass
         cute.arch.barrier(barrier_id=barrier, number_of_threads=THREADS_PER_WARPGROUP)
         dq_accum.add(acc_dq, mdQaccum[batch, head, m_block, None], wg, wg_tidx)
@@ -323,7 +361,7 @@ class FlashBwdSm90:
     @cute.jit
     def consume(self, mLSElog2, mdPsum, mdQaccum, mdQturn, mdK, mdV, scale_log2, tanh_scale, dk_scale, tiled_mma_sdp,
                 tiled_mma_dkv, tiled_mma_dq, sQ, sdO, sK, sV, sdS, pipeline_q, pipeline_do, pipeline_kv, n_block,
-                kv_head, batch, m_block_min, m_block_max, window, mods):
+                kv_head, batch, steps, window, mods):
         cfg, d = self.config, self.head_dim
         tidx, _, _ = cute.arch.thread_idx()
         wg = tidx // THREADS_PER_WARPGROUP - 1
@@ -377,9 +415,8 @@ class FlashBwdSm90:
         pipeline_kv.consumer_wait(pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, 1))
         q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, cfg.num_stages)
         do_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, cfg.num_stages)
-        num_m_blocks = m_block_max - m_block_min
-        for step in cutlass.range(num_m_blocks * self.qhead_per_kvhead, unroll=1):
-            head, m_block = self.step_block(step, kv_head, m_block_min, num_m_blocks)
+        for step in cutlass.range(steps.count, unroll=1):
+            head, m_block, partial = steps.at(step)
             query0 = m_block * cfg.tile_m
             for c in cutlass.range_constexpr(columns):
                 lse_log2[c] = mLSElog2[batch, head, query0 + coords[0, c][1]]
@@ -392,7 +429,7 @@ class FlashBwdSm90:
                 dpsum[c] = mdPsum[batch, head, query0 + coords[0, c][1]]
             warpgroup.wait_group(1)
             self.probabilities(s, deriv, scores, coords, lse_log2, scale_log2, tanh_scale, head, key0, query0, window,
-                               mods)
+                               mods, partial)
             p.store(acc_s.load().to(self.dtype))
             gemm(tiled_mma_dkv, acc_dv, tdVrP, tdVrdO[None, None, None, do_state.index], False)
             warpgroup.wait_group(1)
@@ -412,7 +449,8 @@ class FlashBwdSm90:
             pipeline_do.consumer_release(do_state)
             do_state.advance()
             if cutlass.const_expr(self.deterministic):
-                self.add_dq_in_turn(acc_dq, mdQaccum, mdQturn, batch, head, m_block, n_block, window, wg, wg_tidx)
+                self.add_dq_in_turn(acc_dq, mdQaccum, mdQturn, batch, head, m_block, n_block, window, wg, wg_tidx,
+                                    steps.turns[step] if cutlass.const_expr(steps.turns is not None) else None)
             else:
                 dq_accum.add(acc_dq, mdQaccum[batch, head, m_block, None], wg, wg_tidx)
 
