@@ -223,6 +223,10 @@ def flash_attn_func(
     if kernels is None:
         _no_kernel(fn, backend, "the attention forward", q.device)
     captured = _captured_with_grad(opts)
+    if opts.block_mask is not None:
+        from cuteattn.mods import block_mask as folding
+
+        opts = folding.fold(opts, q.device)
     inputs = (q, k, v, opts.learnable_sink)
     needs_grad = torch.is_grad_enabled() and (
         len(captured) > 0 or any(t is not None and t.requires_grad for t in inputs))

@@ -59,7 +59,7 @@ def attention(q, k, v, opts: Options, batch_offset: int = 0):
     kf = k.float().transpose(1, 2).unsqueeze(2)
     vf = v.float().transpose(1, 2).unsqueeze(2)
     sink = opts.learnable_sink.float() if opts.learnable_sink is not None else None
-    block_masks = _expand_block_mask(opts.block_mask, q.device) if opts.block_mask is not None else None
+    block_masks = expand_block_mask(opts.block_mask, q.device) if opts.block_mask is not None else None
 
     chunk = rows_per_chunk(batch, heads_q, seqlen_q, seqlen_k)
     leaves = (q, k, v, opts.learnable_sink)
@@ -139,7 +139,7 @@ def _visible(opts: Options, shape, b, h, q_idx, kv_idx, seqlen_q, seqlen_k, bloc
 
 
 @dataclass(frozen=True)
-class _BlockMaskBlocks:
+class BlockMaskBlocks:
     partial: torch.Tensor  # (Bm, Hm, q_blocks, kv_blocks) bool: listed, mask_mod decides per element
     full: torch.Tensor  # (Bm, Hm, q_blocks, kv_blocks) bool: listed as full, every element visible
     block_q: int
@@ -157,7 +157,7 @@ def _blocks_to_dense(num_blocks, indices, kv_blocks):
     return dense[..., :kv_blocks]
 
 
-def _expand_block_mask(block_mask, device) -> _BlockMaskBlocks:
+def expand_block_mask(block_mask, device) -> BlockMaskBlocks:
     block_q, block_kv = block_mask.BLOCK_SIZE
     kv_blocks = -(-block_mask.seq_lengths[1] // block_kv)
     partial = _blocks_to_dense(block_mask.kv_num_blocks, block_mask.kv_indices, kv_blocks)
@@ -165,10 +165,10 @@ def _expand_block_mask(block_mask, device) -> _BlockMaskBlocks:
         full = _blocks_to_dense(block_mask.full_kv_num_blocks, block_mask.full_kv_indices, kv_blocks)
     else:
         full = torch.zeros_like(partial)
-    return _BlockMaskBlocks(partial.to(device), full.to(device), block_q, block_kv, block_mask.mask_mod)
+    return BlockMaskBlocks(partial.to(device), full.to(device), block_q, block_kv, block_mask.mask_mod)
 
 
-def _block_mask_visible(blocks: _BlockMaskBlocks, shape, b, h, q_idx, kv_idx):
+def _block_mask_visible(blocks: BlockMaskBlocks, shape, b, h, q_idx, kv_idx):
     q_block = q_idx.squeeze(-1).squeeze(0).squeeze(0) // blocks.block_q
     kv_block = kv_idx.view(-1) // blocks.block_kv
     partial = blocks.partial[:, :, q_block][..., kv_block]

@@ -23,10 +23,11 @@ pytestmark = [
 NAMES = list(gallery(1, 1, 1, 1, device="cpu"))
 
 
-def options(head_dim, score_mod=None, mask_mod=None, causal=False, window=(None, None), softcap=0.0, sink=None):
+def options(head_dim, score_mod=None, mask_mod=None, causal=False, window=(None, None), softcap=0.0, sink=None,
+            block_mask=None):
     return reference.Options(softmax_scale=1 / math.sqrt(head_dim), window_left=window[0],
                              window_right=0 if causal else window[1], softcap=softcap, learnable_sink=sink,
-                             score_mod=score_mod, mask_mod=mask_mod, block_mask=None)
+                             score_mod=score_mod, mask_mod=mask_mod, block_mask=block_mask)
 
 
 def grid(batch, heads, seqlen_q, seqlen_k, device):
@@ -53,6 +54,9 @@ def low_precision(q, k, v, opts):
         keep &= j <= diagonal + opts.window_right
     if opts.mask_mod is not None:
         keep &= opts.mask_mod(b, h, i, j)
+    if opts.block_mask is not None:
+        blocks = reference.expand_block_mask(opts.block_mask, q.device)
+        keep &= reference._block_mask_visible(blocks, s.shape, b, h, i, j)
     s = s.masked_fill(~keep, -math.inf)
     if opts.learnable_sink is not None:
         sink = opts.learnable_sink.to(s.dtype).view(1, -1, 1, 1).expand(*s.shape[:-1], 1)
@@ -62,13 +66,14 @@ def low_precision(q, k, v, opts):
 
 
 def check_forward(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, opts, dtype=torch.bfloat16):
+    from cuteattn.mods import block_mask
     from cuteattn.sm90 import forward
 
     q = torch.randn(batch, seqlen_q, heads, head_dim, device="cuda", dtype=dtype)
     k, v = (torch.randn(batch, seqlen_k, heads_kv, head_dim, device="cuda", dtype=dtype) for _ in range(2))
     out = torch.full_like(q, math.nan)
     lse = torch.full((batch, heads, seqlen_q), math.nan, device="cuda")
-    forward.forward(q, k, v, opts, out=out, lse=lse)
+    forward.forward(q, k, v, block_mask.fold(opts, q.device), out=out, lse=lse)
     torch.cuda.synchronize()
     with torch.no_grad():
         ref_out, ref_lse = reference.attention(q.float(), k.float(), v.float(), opts)
@@ -295,3 +300,43 @@ def test_deterministic_backward_with_mask_mod(name):
     ref = reference.attention(*leaves, options(64, score_mod, mask_mod))[0]
     for got, want in zip(runs[0], torch.autograd.grad(ref, leaves, dout.float())):
         assert (got.float() - want).abs().max().item() <= 0.02 * want.abs().max().item()
+
+
+def random_block_mask(batch, heads, seqlen_q, seqlen_k, block_size):
+    """A BlockMask of random lists and no mask_mod: exactly the listed blocks are visible."""
+    from torch.nn.attention.flex_attention import BlockMask
+
+    block_q, block_kv = block_size
+    m_blocks, n_blocks = -(-seqlen_q // block_q), -(-seqlen_k // block_kv)
+    generator = torch.Generator().manual_seed(1)
+    listed = torch.rand(batch, heads, m_blocks, n_blocks, generator=generator) < 0.5
+    count = listed.sum(-1).int()
+    indices = torch.argsort(~listed, dim=-1, stable=True).int()
+    return BlockMask.from_kv_blocks(count.cuda(), indices.cuda(), BLOCK_SIZE=block_size,
+                                    seq_lengths=(seqlen_q, seqlen_k))
+
+
+@pytest.mark.parametrize("block_size", [(128, 128), (64, 64), (64, 256)])
+@pytest.mark.parametrize("name", ["document", "sliding_window", "dilated", "random_lists"])
+def test_block_mask(name, block_size):
+    """block_mask= from create_block_mask at any BLOCK_SIZE (and a hand-made one), forward and backward."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    batch, heads, seqlen = 2, 4, 700
+    if name == "random_lists":
+        mask = random_block_mask(batch, heads, seqlen, seqlen, block_size)
+    else:
+        _, mask_mod = gallery(batch, heads, seqlen, seqlen)[name]
+        mask = create_block_mask(mask_mod, batch, heads, seqlen, seqlen, device="cuda", BLOCK_SIZE=block_size)
+    check_forward(batch, seqlen, seqlen, heads, heads, 64, options(64, block_mask=mask))
+    q, k, v = (torch.randn(batch, seqlen, heads, 64, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+               for _ in range(3))
+    out = cuteattn.flash_attn_func(q, k, v, block_mask=mask)
+    dout = torch.randn_like(out)
+    got = torch.autograd.grad(out, (q, k, v), dout)
+    leaves = [t.detach().float().requires_grad_() for t in (q, k, v)]
+    ref = reference.attention(*leaves, options(64, block_mask=mask))[0]
+    want = torch.autograd.grad(ref, leaves, dout.float())
+    assert (out.float() - ref).abs().max().item() < 2e-2
+    for g, w in zip(got, want):
+        assert (g.float() - w).abs().max().item() <= 0.02 * w.abs().max().item()

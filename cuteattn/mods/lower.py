@@ -63,23 +63,48 @@ def _promoted(args):
     return Float32
 
 
-def _evaluate(gm: torch.fx.GraphModule, traced: TracedMod, inputs, tensors, wanted):
-    """The values of the output positions `wanted` of `gm` on DSL scalars `inputs`."""
+def _outputs(gm: torch.fx.GraphModule) -> list:
     outputs = next(n for n in gm.graph.nodes if n.op == "output").args[0]
-    outputs = list(outputs) if isinstance(outputs, (tuple, list)) else [outputs]
-    needed, stack = set(), [outputs[i] for i in wanted]
-    while stack:  # only what the wanted outputs depend on
+    return list(outputs) if isinstance(outputs, (tuple, list)) else [outputs]
+
+
+def _needed(outputs) -> set:
+    needed, stack = set(), list(outputs)
+    while stack:  # only what the outputs depend on
         node = stack.pop()
         if isinstance(node, torch.fx.Node) and node not in needed:
             needed.add(node)
             stack.extend(node.all_input_nodes)
+    return needed
 
-    env = {}
+
+def _evaluate(gm: torch.fx.GraphModule, traced: TracedMod, inputs, tensors, wanted, known=None):
+    """The values of the output positions `wanted` of `gm` on DSL scalars `inputs`; `known`: nodes already
+    evaluated (by `hoist`)."""
+    outputs = _outputs(gm)
+    env = _run(gm, traced, inputs, tensors, _needed([outputs[i] for i in wanted]), dict(known or {}))
+    return [_value(outputs[i], env) for i in wanted]
+
+
+def hoist(gm: torch.fx.GraphModule, traced: TracedMod, inputs, tensors) -> dict:
+    """Evaluate the nodes of `gm` that need only the inputs given (None: not known yet), once for many
+    scores: what depends on q_idx alone is computed once per row, on kv_idx alone once per column."""
+    missing = {n for n, value in zip((n for n in gm.graph.nodes if n.op == "placeholder"), inputs) if value is None}
+    unknown = set(missing)
+    for node in gm.graph.nodes:
+        if any(i in unknown for i in node.all_input_nodes):
+            unknown.add(node)
+    ready = {n for n in _needed(_outputs(gm)) if n not in unknown}
+    env = _run(gm, traced, inputs, tensors, ready, {})
+    return {n: v for n, v in env.items() if n in ready and n.op != "placeholder"}
+
+
+def _run(gm, traced, inputs, tensors, needed, env):
     placeholders = iter(inputs)
     for node in gm.graph.nodes:
         if node.op == "placeholder":
             env[node] = next(placeholders)
-        if node not in needed:
+        if node not in needed or node in env:
             continue
         if node.op == "get_attr":
             t = getattr(gm, node.target)
@@ -92,7 +117,7 @@ def _evaluate(gm: torch.fx.GraphModule, traced: TracedMod, inputs, tensors, want
             env[node] = _call(node, env)
             if node.target in IN_PLACE:
                 env[node.args[0]] = env[node]
-    return [_value(outputs[i], env) for i in wanted]
+    return env
 
 
 def _value(arg, env):
@@ -138,20 +163,20 @@ def captured_kinds(traced: TracedMod):
     return [types[t.dtype] for t in traced.captured]
 
 
-def apply_score_mod(traced: TracedMod, tensors, score, b, h, q_idx, kv_idx):
+def apply_score_mod(traced: TracedMod, tensors, score, b, h, q_idx, kv_idx, known=None):
     """The new score (Float32)."""
-    return cast(_evaluate(traced.graph, traced, [score, b, h, q_idx, kv_idx], tensors, [0])[0], Float32)
+    return cast(_evaluate(traced.graph, traced, [score, b, h, q_idx, kv_idx], tensors, [0], known)[0], Float32)
 
 
-def score_mod_derivative(traced: TracedMod, tensors, score, b, h, q_idx, kv_idx):
+def score_mod_derivative(traced: TracedMod, tensors, score, b, h, q_idx, kv_idx, known=None):
     """d new_score / d score (Float32)."""
     inputs = [score, b, h, q_idx, kv_idx, Float32(1.0)]
-    return cast(_evaluate(traced.grad_graph, traced, inputs, tensors, [0])[0], Float32)
+    return cast(_evaluate(traced.grad_graph, traced, inputs, tensors, [0], known)[0], Float32)
 
 
-def apply_mask_mod(traced: TracedMod, tensors, b, h, q_idx, kv_idx):
+def apply_mask_mod(traced: TracedMod, tensors, b, h, q_idx, kv_idx, known=None):
     """Whether the key is visible (Boolean)."""
-    return cast(_evaluate(traced.graph, traced, [b, h, q_idx, kv_idx], tensors, [0])[0], Boolean)
+    return cast(_evaluate(traced.graph, traced, [b, h, q_idx, kv_idx], tensors, [0], known)[0], Boolean)
 
 
 def add_captured_grads(traced: TracedMod, tensors, grad_tensors, score, b, h, q_idx, kv_idx, grad):

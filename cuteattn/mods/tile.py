@@ -57,20 +57,39 @@ class TilePlace:
 
 def _indices(place: TilePlace, coords, r, c):
     row, col = coords[r, 0][0], coords[0, c][1]
-    query, key = (col, row) if cutlass.const_expr(place.transposed) else (row, col)
+    query, key = (col, row) if place.transposed else (row, col)
     return (cutlass.min(place.query0 + query, place.seqlen_q - 1),
             cutlass.min(place.key0 + key, place.seqlen_k - 1))
+
+
+def _line_values(gm, traced, tensors, s, coords, place: TilePlace, lead: int, trail: int):
+    """Per row and per column of the tile, the nodes of `gm` that need only that line's index (with b and
+    h), evaluated once for the line: a table read at doc[b, q_idx] is loaded once per row, not per score.
+    `lead` and `trail` count the graph's inputs before b and after kv_idx (the score, the grad)."""
+    def known(q_idx, kv_idx):
+        return lower.hoist(gm, traced, [None] * lead + [place.batch, place.head, q_idx, kv_idx] + [None] * trail,
+                           tensors)
+
+    rows, cols = [], []
+    for r in range(cute.size(s, mode=[0])):
+        q_idx, kv_idx = _indices(place, coords, r, 0)
+        rows.append(known(None, kv_idx) if place.transposed else known(q_idx, None))
+    for c in range(cute.size(s, mode=[1])):
+        q_idx, kv_idx = _indices(place, coords, 0, c)
+        cols.append(known(q_idx, None) if place.transposed else known(None, kv_idx))
+    return rows, cols
 
 
 @cute.jit
 def apply_score_mod(traced: cutlass.Constexpr, tensors, s: cute.Tensor, coords: cute.Tensor, place: TilePlace,
                     score_scale: Float32):
     """s = score_mod(s * score_scale, ...) in place: the mod sees scores in the units of q.k * softmax_scale."""
+    rows, cols = _line_values(traced.graph, traced, tensors, s, coords, place, 1, 0)
     for r in cutlass.range_constexpr(cute.size(s, mode=[0])):
         for c in cutlass.range_constexpr(cute.size(s, mode=[1])):
             q_idx, kv_idx = _indices(place, coords, r, c)
             s[r, c] = lower.apply_score_mod(traced, tensors, s[r, c] * score_scale, place.batch, place.head, q_idx,
-                                            kv_idx)
+                                            kv_idx, {**rows[r], **cols[c]})
 
 
 @cute.jit
@@ -79,6 +98,9 @@ def score_mod_with_derivative(traced: cutlass.Constexpr, tensors, s: cute.Tensor
                               chain: cutlass.Constexpr = False, scores: cute.Tensor = None):
     """`apply_score_mod`, with d new_score / d score into `deriv` (a register tensor of s's shape), times
     what `deriv` holds with `chain`; the scores the mod saw into `scores` if given."""
+    rows, cols = _line_values(traced.graph, traced, tensors, s, coords, place, 1, 0)
+    if cutlass.const_expr(not traced.score_grad_is_identity):
+        grad_rows, grad_cols = _line_values(traced.grad_graph, traced, tensors, s, coords, place, 1, 1)
     for r in cutlass.range_constexpr(cute.size(s, mode=[0])):
         for c in cutlass.range_constexpr(cute.size(s, mode=[1])):
             q_idx, kv_idx = _indices(place, coords, r, c)
@@ -86,11 +108,13 @@ def score_mod_with_derivative(traced: cutlass.Constexpr, tensors, s: cute.Tensor
             if cutlass.const_expr(scores is not None):
                 scores[r, c] = score.to(scores.element_type)
             if cutlass.const_expr(not traced.score_grad_is_identity):
-                d = lower.score_mod_derivative(traced, tensors, score, place.batch, place.head, q_idx, kv_idx)
+                d = lower.score_mod_derivative(traced, tensors, score, place.batch, place.head, q_idx, kv_idx,
+                                               {**grad_rows[r], **grad_cols[c]})
                 if cutlass.const_expr(chain):
                     d = d * deriv[r, c].to(Float32)
                 deriv[r, c] = d.to(deriv.element_type)
-            s[r, c] = lower.apply_score_mod(traced, tensors, score, place.batch, place.head, q_idx, kv_idx)
+            s[r, c] = lower.apply_score_mod(traced, tensors, score, place.batch, place.head, q_idx, kv_idx,
+                                            {**rows[r], **cols[c]})
 
 
 @cute.jit
@@ -110,8 +134,10 @@ def add_captured_grads(traced: cutlass.Constexpr, tensors, grads, dmod: cute.Ten
 @cute.jit
 def apply_mask_mod(traced: cutlass.Constexpr, tensors, s: cute.Tensor, coords: cute.Tensor, place: TilePlace):
     """Scores whose key mask_mod hides become -inf."""
+    rows, cols = _line_values(traced.graph, traced, tensors, s, coords, place, 0, 0)
     for r in cutlass.range_constexpr(cute.size(s, mode=[0])):
         for c in cutlass.range_constexpr(cute.size(s, mode=[1])):
             q_idx, kv_idx = _indices(place, coords, r, c)
-            visible = lower.apply_mask_mod(traced, tensors, place.batch, place.head, q_idx, kv_idx)
+            visible = lower.apply_mask_mod(traced, tensors, place.batch, place.head, q_idx, kv_idx,
+                                           {**rows[r], **cols[c]})
             s[r, c] = Float32(cutlass.select_(visible, s[r, c], -Float32.inf))

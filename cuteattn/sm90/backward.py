@@ -39,8 +39,6 @@ def unsupported(head_dim: int, head_dim_v: int, opts: reference.Options) -> Opti
     if head_dim_v != head_dim or head_dim not in HEAD_DIMS:
         return (f"the backward with head_dim {head_dim} and head_dim_v {head_dim_v} (covered: equal head dims "
                 f"in {HEAD_DIMS})")
-    if opts.block_mask is not None:
-        return "the backward with block_mask"
     return None
 
 

@@ -34,8 +34,6 @@ def unsupported(head_dim: int, head_dim_v: int, opts) -> Optional[str]:
     if head_dim not in HEAD_DIMS or (head_dim_v != head_dim and (head_dim, head_dim_v) not in HEAD_DIM_PAIRS):
         return (f"head_dim {head_dim} with head_dim_v {head_dim_v} (covered: equal head dims in {HEAD_DIMS}, "
                 f"and (head_dim, head_dim_v) in {HEAD_DIM_PAIRS})")
-    if opts.block_mask is not None:
-        return "block_mask"
     return None
 
 
