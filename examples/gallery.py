@@ -99,19 +99,23 @@ def gallery(batch: int, heads: int, seqlen_q: int, seqlen_k: int, device="cuda",
 
 def main():
     import cuteattn
-    from cuteattn import interface
+    from cuteattn import reference
 
-    batch, heads, seqlen = 2, 4, 1000
+    batch, heads, seqlen, head_dim = 2, 4, 1000, 128
+    print(f"{'variant':20s} {'out':>9s} {'dq':>9s} {'dk':>9s} {'dv':>9s}   (max |cuteattn - fp32 PyTorch path|)")
     for name, (score_mod, mask_mod) in gallery(batch, heads, seqlen, seqlen).items():
-        q, k, v = (torch.randn(batch, seqlen, heads, 128, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-                   for _ in range(3))
+        q, k, v = (torch.randn(batch, seqlen, heads, head_dim, device="cuda", dtype=torch.bfloat16,
+                               requires_grad=True) for _ in range(3))
         out = cuteattn.flash_attn_func(q, k, v, score_mod=score_mod, mask_mod=mask_mod)
-        with torch.device("cuda"):
-            import os
-            os.environ[interface.BACKEND_ENV] = "reference"
-            ref = cuteattn.flash_attn_func(q, k, v, score_mod=score_mod, mask_mod=mask_mod)
-            del os.environ[interface.BACKEND_ENV]
-        print(f"{name:20s} max |out - reference| = {(out.float() - ref.float()).abs().max().item():.2e}")
+        dout = torch.randn_like(out)
+        grads = torch.autograd.grad(out, (q, k, v), dout)
+        leaves = [t.detach().float().requires_grad_() for t in (q, k, v)]
+        opts = reference.Options(softmax_scale=head_dim ** -0.5, window_left=None, window_right=None, softcap=0.0,
+                                 learnable_sink=None, score_mod=score_mod, mask_mod=mask_mod, block_mask=None)
+        ref = reference.attention(*leaves, opts)[0]
+        ref_grads = torch.autograd.grad(ref, leaves, dout.float())
+        errors = [(a.float() - b).abs().max().item() for a, b in zip((out, *grads), (ref, *ref_grads))]
+        print(f"{name:20s} " + " ".join(f"{e:9.2e}" for e in errors))
 
 
 if __name__ == "__main__":

@@ -1,22 +1,39 @@
-"""Small launches of each kernel, for compute-sanitizer (racecheck, memcheck) on the GPU machine."""
+"""Small launches of each kernel, forward and backward, for compute-sanitizer (racecheck, memcheck) on the
+GPU machine: the features, then mods (a table score_mod whose table requires grad, a document mask_mod with
+its block sparsity, the deterministic backward)."""
 
 import torch
 
-from cuteattn.reference import Options
-from cuteattn.sm90 import bwd_preprocess, forward
+import cuteattn
 
 
-def options(left=None, right=None, softcap=0.0, sink=None):
-    return Options(softmax_scale=128 ** -0.5, window_left=left, window_right=right, softcap=softcap,
-                   learnable_sink=sink, score_mod=None, mask_mod=None, block_mask=None)
+def run(seqlen_q, seqlen_k, heads_kv=1, **kwargs):
+    q = torch.randn(1, seqlen_q, 2, 128, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    k, v = (torch.randn(1, seqlen_k, heads_kv, 128, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+            for _ in range(2))
+    out = cuteattn.flash_attn_func(q, k, v, **kwargs)
+    out.backward(torch.randn_like(out))
 
 
-sink = torch.randn(2, device="cuda")
-for opts, (seqlen_q, seqlen_k) in ((options(), (113, 200)), (options(right=0), (200, 113)),
-                                   (options(right=0), (17, 17)), (options(100, 0, 30.0, sink), (300, 500))):
-    q = torch.randn(1, seqlen_q, 2, 128, device="cuda", dtype=torch.bfloat16)
-    k, v = (torch.randn(1, seqlen_k, 1, 128, device="cuda", dtype=torch.bfloat16) for _ in range(2))
-    out, lse = forward.forward(q, k, v, opts)
-    bwd_preprocess.bwd_preprocess(out, torch.randn_like(out), lse)
+sink = torch.randn(2, device="cuda", requires_grad=True)
+run(113, 200)
+run(200, 113, causal=True)
+run(17, 17, causal=True)
+run(300, 500, window_size=(100, 0), softcap=30.0, learnable_sink=sink)
+
+bias = torch.randn(2, 511, device="cuda", requires_grad=True)
+doc = (torch.arange(300, device="cuda", dtype=torch.int32) // 97).view(1, -1)
+
+
+def rel_bias(score, b, h, q_idx, kv_idx):
+    return score + bias[h, (q_idx - kv_idx).clamp(-255, 255) + 255]
+
+
+def document(b, h, q_idx, kv_idx):
+    return (doc[b, q_idx] == doc[b, kv_idx]) & (q_idx >= kv_idx)
+
+
+run(300, 300, score_mod=rel_bias, mask_mod=document)
+run(300, 300, heads_kv=2, mask_mod=document, deterministic=True)
 torch.cuda.synchronize()
 print("sanitize cases ran")
