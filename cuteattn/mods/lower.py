@@ -86,16 +86,17 @@ def _evaluate(gm: torch.fx.GraphModule, traced: TracedMod, inputs, tensors, want
     return [_value(outputs[i], env) for i in wanted]
 
 
-def hoist(gm: torch.fx.GraphModule, traced: TracedMod, inputs, tensors) -> dict:
-    """Evaluate the nodes of `gm` that need only the inputs given (None: not known yet), once for many
-    scores: what depends on q_idx alone is computed once per row, on kv_idx alone once per column."""
+def hoist(gm: torch.fx.GraphModule, traced: TracedMod, inputs, tensors, known=None) -> dict:
+    """Evaluate the nodes of `gm` that need only the inputs given (None: not known yet), ahead of the rest:
+    what depends on q_idx alone once per row, on kv_idx alone once per column, what does not depend on the
+    score before the score exists. `known`: nodes already evaluated; the result includes them."""
     missing = {n for n, value in zip((n for n in gm.graph.nodes if n.op == "placeholder"), inputs) if value is None}
     unknown = set(missing)
     for node in gm.graph.nodes:
         if any(i in unknown for i in node.all_input_nodes):
             unknown.add(node)
     ready = {n for n in _needed(_outputs(gm)) if n not in unknown}
-    env = _run(gm, traced, inputs, tensors, ready, {})
+    env = _run(gm, traced, inputs, tensors, ready, dict(known or {}))
     return {n: v for n, v in env.items() if n in ready and n.op != "placeholder"}
 
 

@@ -80,16 +80,32 @@ def _line_values(gm, traced, tensors, s, coords, place: TilePlace, lead: int, tr
     return rows, cols
 
 
+def score_mod_prologue(traced, tensors, s: cute.Tensor, coords: cute.Tensor, place: TilePlace) -> list:
+    """Per score of the tile, the part of score_mod that does not read the score (a table entry, say),
+    evaluated now: called before waiting for the scores, its loads overlap the GEMM. Reads only s's shape."""
+    rows, cols = _line_values(traced.graph, traced, tensors, s, coords, place, 1, 0)
+    known = []
+    for r in range(cute.size(s, mode=[0])):
+        for c in range(cute.size(s, mode=[1])):
+            q_idx, kv_idx = _indices(place, coords, r, c)
+            known.append(lower.hoist(traced.graph, traced, [None, place.batch, place.head, q_idx, kv_idx], tensors,
+                                     {**rows[r], **cols[c]}))
+    return known
+
+
 @cute.jit
 def apply_score_mod(traced: cutlass.Constexpr, tensors, s: cute.Tensor, coords: cute.Tensor, place: TilePlace,
-                    score_scale: Float32):
-    """s = score_mod(s * score_scale, ...) in place: the mod sees scores in the units of q.k * softmax_scale."""
-    rows, cols = _line_values(traced.graph, traced, tensors, s, coords, place, 1, 0)
+                    score_scale: Float32, prologue: list = None):
+    """s = score_mod(s * score_scale, ...) in place: the mod sees scores in the units of q.k * softmax_scale.
+    `prologue`: what `score_mod_prologue` evaluated ahead for this tile."""
+    if cutlass.const_expr(prologue is None):
+        prologue = score_mod_prologue(traced, tensors, s, coords, place)
+    cols = cute.size(s, mode=[1])
     for r in cutlass.range_constexpr(cute.size(s, mode=[0])):
-        for c in cutlass.range_constexpr(cute.size(s, mode=[1])):
+        for c in cutlass.range_constexpr(cols):
             q_idx, kv_idx = _indices(place, coords, r, c)
             s[r, c] = lower.apply_score_mod(traced, tensors, s[r, c] * score_scale, place.batch, place.head, q_idx,
-                                            kv_idx, {**rows[r], **cols[c]})
+                                            kv_idx, prologue[r * cols + c])
 
 
 @cute.jit

@@ -281,9 +281,18 @@ class FlashFwdSm90:
             cute.arch.barrier_arrive(barrier_id=SCHEDULER_BARRIER + 1 - wg,
                                      number_of_threads=2 * THREADS_PER_WARPGROUP)
 
+    def score_mod_prologue(self, s, coords, block, head, row0, mods):
+        """The score-independent part of the score_mod for a block, or None: issued before the wait for the
+        block's scores, so its table loads overlap the GEMM."""
+        if self.score_mod is None:
+            return None
+        score_tensors, _ = mods.split(self.score_mod)
+        place = mods.place(head, row0, block[0] * self.config.tile_n)
+        return mod_tile.score_mod_prologue(self.score_mod, score_tensors, s, coords, place)
+
     @cute.jit
     def softmax_block(self, s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale, block, head, row0,
-                      window, mods):
+                      window, mods, prologue):
         """Softcap, score_mod, mask the score tile where it needs it (the seqlen_k tail, across a window edge),
         mask_mod, softmax."""
         if cutlass.const_expr(self.has_softcap):
@@ -293,7 +302,7 @@ class FlashFwdSm90:
         place = mods.place(head, row0, col0)
         score_tensors, mask_tensors = mods.split(self.score_mod)
         if cutlass.const_expr(self.score_mod is not None):
-            mod_tile.apply_score_mod(self.score_mod, score_tensors, s, coords, place, mods.score_scale)
+            mod_tile.apply_score_mod(self.score_mod, score_tensors, s, coords, place, mods.score_scale, prologue)
         if window.needs_mask(row0, row0 + ROWS_PER_WARPGROUP - 1, col0, self.config.tile_n):
             mask_tile(s, coords, row0, col0, window)
         if cutlass.const_expr(self.mask_mod is not None):
@@ -334,6 +343,8 @@ class FlashFwdSm90:
         if n_blocks > 0:
             if wg == 1:  # consumer 0 issues first
                 self.pass_turn(wg)
+            block = self.block_at(blocks, 0, n_block_max)
+            prologue = self.score_mod_prologue(s, coords, block, head, row0, mods)
             pipeline_k.consumer_wait(k_state)
             self.wait_turn(wg)
             gemm(tiled_mma_qk, acc_s, tSrQ, tSrK[None, None, None, k_state.index], True)
@@ -341,12 +352,15 @@ class FlashFwdSm90:
             warpgroup.wait_group(0)
             pipeline_k.consumer_release(k_state)
             k_state.advance()
-            self.softmax_block(s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale,
-                               self.block_at(blocks, 0, n_block_max), head, row0, window, mods)
+            self.softmax_block(s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale, block, head, row0,
+                               window, mods, prologue)
             p.store(acc_s.load().to(self.dtype))
             # Within the warpgroup, the softmax of block j runs while the tensor cores do O += P V of
             # block j + 1 (blocks go from the last one down).
             for i in cutlass.range(1, n_blocks, unroll=1):
+                # Names of their own: the DSL would carry a name bound before the loop through it.
+                block_i = self.block_at(blocks, i, n_block_max)
+                prologue_i = self.score_mod_prologue(s, coords, block_i, head, row0, mods)
                 pipeline_k.consumer_wait(k_state)
                 pipeline_v.consumer_wait(v_state)
                 self.wait_turn(wg)
@@ -356,8 +370,8 @@ class FlashFwdSm90:
                 warpgroup.wait_group(1)
                 pipeline_k.consumer_release(k_state)
                 k_state.advance()
-                self.softmax_block(s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale,
-                                   self.block_at(blocks, i, n_block_max), head, row0, window, mods)
+                self.softmax_block(s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale, block_i, head,
+                                   row0, window, mods, prologue_i)
                 warpgroup.wait_group(0)
                 pipeline_v.consumer_release(v_state)
                 v_state.advance()
