@@ -18,11 +18,13 @@ TORCH_TO_CUTE = {torch.bfloat16: cutlass.BFloat16, torch.float16: cutlass.Float1
 ALIGN_BYTES = 16  # TMA and 16-byte vector loads
 
 
-def fake_tensor(dtype: Type[cutlass.Numeric], rank: int, aligned: bool = True):
-    """A device tensor of dynamic shape and strides, last stride 1; if `aligned`, 16-byte aligned rows."""
+def fake_tensor(dtype: Type[cutlass.Numeric], rank: int, aligned: bool = True, small: bool = False):
+    """A device tensor of dynamic shape and strides, last stride 1; if `aligned`, 16-byte aligned rows; if
+    `small` (under 2^31 elements), 32-bit strides, so indexing it costs 32-bit arithmetic."""
     elems = ALIGN_BYTES * 8 // dtype.width if aligned else 1
     shape = tuple(cute.sym_int() for _ in range(rank))
-    stride = (*(cute.sym_int64(divisibility=elems) for _ in range(rank - 1)), 1)
+    stride_int = cute.sym_int if small else cute.sym_int64
+    stride = (*(stride_int(divisibility=elems) for _ in range(rank - 1)), 1)
     return make_fake_tensor(dtype, shape, stride=stride, assumed_align=ALIGN_BYTES if aligned else None)
 
 

@@ -206,6 +206,11 @@ def test_unsupported_op_names_the_line():
         cuteattn.flash_attn_func(q, k, v, score_mod=lambda score, b, h, q_idx, kv_idx: score + cpu_table[h, q_idx])
 
 
+def test_strided_captured_tensor():
+    table = torch.randn(64, 4, device="cuda").t()  # (4, 64), last stride 4
+    check_forward(1, 64, 64, 4, 4, 64, options(64, score_mod=lambda s, b, h, q, kv: s + table[h, q]))
+
+
 def test_equal_mods_share_a_kernel_and_constants_recompile():
     from cuteattn import compile_cache
 

@@ -45,8 +45,8 @@ def fake_captured(traced_mods: list) -> Optional[list]:
     """Compile-time stand-ins for `tensor_args`."""
     from cuteattn.mods.lower import captured_kinds
 
-    return _list_or_none([fake_tensor(kind, max(1, t.dim()), aligned=False) for m in traced_mods if m is not None
-                          for kind, t in zip(captured_kinds(m), m.captured)])
+    return _list_or_none([fake_tensor(kind, max(1, t.dim()), aligned=False, small=True)
+                          for m in traced_mods if m is not None for kind, t in zip(captured_kinds(m), m.captured)])
 
 
 def _with_grad(score_mod: Optional[TracedMod]) -> list[torch.Tensor]:

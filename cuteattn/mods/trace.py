@@ -118,7 +118,12 @@ class TracedMod:
             if t.device.type != device.type or (device.index is not None and t.device.index != device.index):
                 raise ValueError(f"the {self.kind} reads a tensor of shape {tuple(t.shape)} on {t.device}; "
                                  f"it must be on {device}, the device of q")
+            if t.numel() >= 1 << 31:
+                raise ValueError(f"the {self.kind} reads a tensor of {t.numel()} elements; captured tensors must "
+                                 f"have fewer than 2**31 (the kernels index them with 32-bit arithmetic)")
             t = t.detach().reshape(1) if t.dim() == 0 else t.detach()
+            if t.stride(-1) != 1:  # the kernels take rows of stride 1
+                t = t.contiguous()
             args.append(t.view(torch.uint8) if t.dtype == torch.bool else t)
         return args
 
