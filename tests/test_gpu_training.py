@@ -45,7 +45,7 @@ def losses(attention, state, batches):
                                 torch.nn.LayerNorm(DIM), torch.nn.Linear(DIM, VOCAB)).cuda().bfloat16()
     if state is not None:
         model.load_state_dict(state)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     curve = []
     for tokens in batches:
         logits = model(tokens[:, :-1])
@@ -59,16 +59,16 @@ def losses(attention, state, batches):
 
 def test_loss_curve_matches_sdpa():
     generator = torch.Generator(device="cuda").manual_seed(1)
-    # A learnable sequence: each token repeats the one 7 positions back, so the loss falls with training.
+    # A learnable sequence: runs of consecutive tokens from random starts, so the loss falls with training.
     batches = []
     for _ in range(STEPS):
-        start = torch.randint(0, VOCAB, (BATCH, 7), device="cuda", generator=generator)
-        batches.append(start.repeat(1, SEQLEN // 7 + 2)[:, :SEQLEN + 1])
+        start = torch.randint(0, VOCAB, (BATCH, 1), device="cuda", generator=generator)
+        batches.append((start + torch.arange(SEQLEN + 1, device="cuda")) % VOCAB)
     torch.manual_seed(0)
     init = torch.nn.Sequential(torch.nn.Embedding(VOCAB, DIM), *(Block(sdpa) for _ in range(LAYERS)),
                                torch.nn.LayerNorm(DIM), torch.nn.Linear(DIM, VOCAB)).cuda().bfloat16().state_dict()
     reference, _ = losses(sdpa, init, batches)
     got, _ = losses(ours, init, batches)
-    assert reference[-1] < 0.5 * reference[0], f"the model does not learn: {reference[0]} -> {reference[-1]}"
+    assert reference[-1] < 0.5 * reference[0], f"the model does not learn: {reference}"
     for step, (a, b) in enumerate(zip(got, reference)):
         assert abs(a - b) <= 0.03 * abs(b) + 0.02, f"step {step}: loss {a} with cuteattn, {b} with SDPA"
