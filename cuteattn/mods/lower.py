@@ -1,7 +1,8 @@
 """A traced mod evaluated as CuTe DSL code on one score, inside a kernel.
 
-`apply_score_mod`, `apply_mask_mod` and `score_mod_grads` walk the traced graph node by node, with the
-lowering of each ATen op from `cuteattn.mods.ops`. The captured tensors arrive as a list of device
+`apply_score_mod`, `score_mod_derivative`, `apply_mask_mod` and `add_captured_grads` walk the traced graph
+node by node, with the lowering of each ATen op from `cuteattn.mods.ops`; `hoist` evaluates ahead the nodes
+that need only some of the inputs. The captured tensors arrive as a list of device
 tensors, in `TracedMod.captured` order; a 0-d CPU tensor is a constant, inlined.
 """
 
@@ -16,7 +17,7 @@ import cutlass.cute as cute
 from cutlass import Boolean, Float32, Int32
 
 from cuteattn.mods.ops import IN_PLACE, LOWERINGS, OPERAND_KIND, cast, kind_of
-from cuteattn.mods.trace import TracedMod, is_inlined
+from cuteattn.mods.trace import TracedMod, is_inlined, needed_by, outputs_of
 
 aten = torch.ops.aten
 
@@ -63,26 +64,11 @@ def _promoted(args):
     return Float32
 
 
-def _outputs(gm: torch.fx.GraphModule) -> list:
-    outputs = next(n for n in gm.graph.nodes if n.op == "output").args[0]
-    return list(outputs) if isinstance(outputs, (tuple, list)) else [outputs]
-
-
-def _needed(outputs) -> set:
-    needed, stack = set(), list(outputs)
-    while stack:  # only what the outputs depend on
-        node = stack.pop()
-        if isinstance(node, torch.fx.Node) and node not in needed:
-            needed.add(node)
-            stack.extend(node.all_input_nodes)
-    return needed
-
-
 def _evaluate(gm: torch.fx.GraphModule, traced: TracedMod, inputs, tensors, wanted, known=None):
     """The values of the output positions `wanted` of `gm` on DSL scalars `inputs`; `known`: nodes already
     evaluated (by `hoist`)."""
-    outputs = _outputs(gm)
-    env = _run(gm, traced, inputs, tensors, _needed([outputs[i] for i in wanted]), dict(known or {}))
+    outputs = outputs_of(gm)
+    env = _run(gm, traced, inputs, tensors, needed_by([outputs[i] for i in wanted]), dict(known or {}))
     return [_value(outputs[i], env) for i in wanted]
 
 
@@ -95,7 +81,7 @@ def hoist(gm: torch.fx.GraphModule, traced: TracedMod, inputs, tensors, known=No
     for node in gm.graph.nodes:
         if any(i in unknown for i in node.all_input_nodes):
             unknown.add(node)
-    ready = {n for n in _needed(_outputs(gm)) if n not in unknown}
+    ready = {n for n in needed_by(outputs_of(gm)) if n not in unknown}
     env = _run(gm, traced, inputs, tensors, ready, dict(known or {}))
     return {n: v for n, v in env.items() if n in ready and n.op != "placeholder"}
 

@@ -97,24 +97,18 @@ class TracedMod:
     def score_grad_is_identity(self) -> bool:
         """d new_score / d score == 1: the mod adds to the score, the backward needs no factor."""
         grad_in = [n for n in self.grad_graph.graph.nodes if n.op == "placeholder"][-1]
-        return _outputs(self.grad_graph)[0] is grad_in
+        return outputs_of(self.grad_graph)[0] is grad_in
 
     @property
     def grads_read_score(self) -> bool:
         """Whether the gradients of captured tensors depend on the score (`score * scale[h]` does)."""
         score_in = next(n for n in self.grad_graph.graph.nodes if n.op == "placeholder")
-        needed, stack = set(), list(_outputs(self.grad_graph)[1:])
-        while stack:
-            node = stack.pop()
-            if isinstance(node, torch.fx.Node) and node not in needed:
-                needed.add(node)
-                stack.extend(node.all_input_nodes)
-        return score_in in needed
+        return score_in in needed_by(outputs_of(self.grad_graph)[1:])
 
     def captured_args(self, device: torch.device) -> list[torch.Tensor]:
         """The captured tensors as the kernels take them: on `device`, at least 1-d, bool as uint8."""
         args = []
-        for i, t in enumerate(self.captured):
+        for t in self.captured:
             if t.device.type != device.type or (device.index is not None and t.device.index != device.index):
                 raise ValueError(f"the {self.kind} reads a tensor of shape {tuple(t.shape)} on {t.device}; "
                                  f"it must be on {device}, the device of q")
@@ -128,9 +122,21 @@ class TracedMod:
         return args
 
 
-def _outputs(gm: torch.fx.GraphModule) -> list:
+def outputs_of(gm: torch.fx.GraphModule) -> list:
+    """The nodes (or constants) a graph returns, as a list."""
     out = next(n for n in gm.graph.nodes if n.op == "output").args[0]
     return list(out) if isinstance(out, (tuple, list)) else [out]
+
+
+def needed_by(outputs) -> set:
+    """The nodes the given outputs depend on, themselves included."""
+    needed, stack = set(), list(outputs)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, torch.fx.Node) and node not in needed:
+            needed.add(node)
+            stack.extend(node.all_input_nodes)
+    return needed
 
 
 def _constants(gm: torch.fx.GraphModule) -> list[torch.Tensor]:
@@ -155,7 +161,7 @@ def _check_result(gm: torch.fx.GraphModule, what: str, score: bool):
         if node.op == "call_function" and isinstance(val, torch.Tensor) and val.dim() != 0:
             raise TypeError(f"{what} must compute one value per score; {node.target} gives shape "
                             f"{tuple(val.shape)} (index captured tensors with b, h, q_idx, kv_idx)")
-    result = _outputs(gm)
+    result = outputs_of(gm)
     val = result[0].meta.get("val") if len(result) == 1 and isinstance(result[0], torch.fx.Node) else None
     if not isinstance(val, torch.Tensor):
         raise TypeError(f"{what} must return a tensor computed from its arguments; it returned {result}")
