@@ -1,0 +1,70 @@
+"""Tracing mods on the CPU: what the kernels are given (no GPU needed)."""
+
+import pytest
+import torch
+
+from cuteattn import reference
+from cuteattn.mods import block_mask, trace
+
+
+def test_trace_finds_captured_tensors_and_derivatives():
+    bias = torch.randn(4, 511, requires_grad=True)
+    scale = torch.randn(4)
+
+    def rel_bias(score, b, h, q_idx, kv_idx):
+        return score + bias[h, (q_idx - kv_idx).clamp(-255, 255) + 255]
+
+    def head_scale(score, b, h, q_idx, kv_idx):
+        return score * scale[h] + torch.tensor(0.5)
+
+    traced = trace.trace_score_mod(rel_bias)
+    assert traced.captured == (bias,) and traced.grads_of == (0,)
+    assert traced.score_grad_is_identity and not traced.grads_read_score
+    scaled = trace.trace_score_mod(head_scale)
+    assert len(scaled.captured) == 1 and scaled.captured[0] is scale  # the 0-d constant is compiled in
+    assert not scaled.score_grad_is_identity and scaled.grads_of == ()
+
+
+def test_equal_code_equal_keys_and_retrace_on_new_closure():
+    def make(c):
+        return lambda score, b, h, q_idx, kv_idx: score * c
+
+    assert trace.trace_score_mod(make(2.0)).key == trace.trace_score_mod(make(2.0)).key
+    assert trace.trace_score_mod(make(2.0)).key != trace.trace_score_mod(make(3.0)).key
+
+
+def test_errors_name_the_op_and_the_line():
+    def erf_mod(score, b, h, q_idx, kv_idx):
+        return torch.erf(score)
+
+    with pytest.raises(TypeError, match=r"aten\.erf\.default.*return torch\.erf\(score\)"):
+        trace.trace_score_mod(erf_mod)
+    with pytest.raises(TypeError, match="mask_mod must return a bool tensor"):
+        trace.trace_mask_mod(lambda b, h, q_idx, kv_idx: q_idx - kv_idx)
+    table = torch.randn(2, 64)
+    with pytest.raises(TypeError, match="one value per score"):
+        trace.trace_score_mod(lambda score, b, h, q_idx, kv_idx: score + table[h])
+    table64 = torch.randn(2, 64, dtype=torch.float64)
+    with pytest.raises(TypeError, match="captured tensors may be"):
+        trace.trace_score_mod(lambda score, b, h, q_idx, kv_idx: score + table64[h, q_idx])
+
+
+@pytest.mark.parametrize("block_size", [(128, 128), (64, 256)])
+def test_block_mask_folds_into_an_equal_mask_mod(block_size):
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    doc = torch.randint(0, 3, (2, 300)).sort(dim=-1).values
+
+    def document(b, h, q_idx, kv_idx):
+        return (doc[b, q_idx] == doc[b, kv_idx]) & (q_idx >= kv_idx)
+
+    mask = create_block_mask(document, 2, None, 300, 300, device="cpu", BLOCK_SIZE=block_size)
+    opts = reference.Options(softmax_scale=1.0, window_left=None, window_right=None, softcap=0.0,
+                             learnable_sink=None, score_mod=None, mask_mod=None, block_mask=mask)
+    folded = block_mask.fold(opts, torch.device("cpu"))
+    assert folded.block_mask is None and block_mask.fold(opts, torch.device("cpu")).mask_mod is folded.mask_mod
+    b, h, i, j = (torch.arange(n).view(*(-1 if d == k else 1 for d in range(4)))
+                  for k, n in enumerate((2, 4, 300, 300)))
+    want = reference._block_mask_visible(reference.expand_block_mask(mask, "cpu"), (2, 4, 300, 300), b, h, i, j)
+    assert torch.equal(folded.mask_mod(b, h, i, j).expand(2, 4, 300, 300), want.expand(2, 4, 300, 300))
+    trace.trace_mask_mod(folded.mask_mod)  # the kernels can take it
