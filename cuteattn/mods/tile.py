@@ -80,19 +80,16 @@ def _line_values(gm, traced, tensors, s, coords, place: TilePlace, lead: int, tr
     return rows, cols
 
 
-def score_mod_prologue(traced, tensors, s: cute.Tensor, coords: cute.Tensor, place: TilePlace,
-                       derivative: bool = False) -> list:
-    """Per score of the tile, the part of score_mod (or of its derivative) that does not read the score (a
-    table entry, say), evaluated now: called before waiting for the scores, its loads overlap the GEMM.
-    Reads only s's shape."""
-    gm, trail = (traced.grad_graph, 1) if derivative else (traced.graph, 0)
-    rows, cols = _line_values(gm, traced, tensors, s, coords, place, 1, trail)
+def score_mod_prologue(traced, tensors, s: cute.Tensor, coords: cute.Tensor, place: TilePlace) -> list:
+    """Per score of the tile, the part of score_mod that does not read the score (a table entry, say),
+    evaluated now: called before waiting for the scores, its loads overlap the GEMM. Reads only s's shape."""
+    rows, cols = _line_values(traced.graph, traced, tensors, s, coords, place, 1, 0)
     known = []
     for r in range(cute.size(s, mode=[0])):
         for c in range(cute.size(s, mode=[1])):
             q_idx, kv_idx = _indices(place, coords, r, c)
-            known.append(lower.hoist(gm, traced, [None, place.batch, place.head, q_idx, kv_idx] + [None] * trail,
-                                     tensors, {**rows[r], **cols[c]}))
+            known.append(lower.hoist(traced.graph, traced, [None, place.batch, place.head, q_idx, kv_idx], tensors,
+                                     {**rows[r], **cols[c]}))
     return known
 
 
@@ -114,30 +111,26 @@ def apply_score_mod(traced: cutlass.Constexpr, tensors, s: cute.Tensor, coords: 
 @cute.jit
 def score_mod_with_derivative(traced: cutlass.Constexpr, tensors, s: cute.Tensor, deriv: cute.Tensor,
                               coords: cute.Tensor, place: TilePlace, score_scale: Float32,
-                              chain: cutlass.Constexpr = False, scores: cute.Tensor = None, prologue: list = None):
+                              chain: cutlass.Constexpr = False, scores: cute.Tensor = None):
     """`apply_score_mod`, with d new_score / d score into `deriv` (a register tensor of s's shape), times
-    what `deriv` holds with `chain`; the scores the mod saw into `scores` if given. `prologue`: the pair of
-    `score_mod_prologue`s (of the mod, of its derivative or None) evaluated ahead for this tile."""
-    if cutlass.const_expr(prologue is None):
-        prologue = (score_mod_prologue(traced, tensors, s, coords, place),
-                    None if traced.score_grad_is_identity
-                    else score_mod_prologue(traced, tensors, s, coords, place, derivative=True))
-    known, grad_known = prologue
-    cols = cute.size(s, mode=[1])
+    what `deriv` holds with `chain`; the scores the mod saw into `scores` if given."""
+    rows, cols = _line_values(traced.graph, traced, tensors, s, coords, place, 1, 0)
+    if cutlass.const_expr(not traced.score_grad_is_identity):
+        grad_rows, grad_cols = _line_values(traced.grad_graph, traced, tensors, s, coords, place, 1, 1)
     for r in cutlass.range_constexpr(cute.size(s, mode=[0])):
-        for c in cutlass.range_constexpr(cols):
+        for c in cutlass.range_constexpr(cute.size(s, mode=[1])):
             q_idx, kv_idx = _indices(place, coords, r, c)
             score = s[r, c] * score_scale
             if cutlass.const_expr(scores is not None):
                 scores[r, c] = score.to(scores.element_type)
             if cutlass.const_expr(not traced.score_grad_is_identity):
                 d = lower.score_mod_derivative(traced, tensors, score, place.batch, place.head, q_idx, kv_idx,
-                                               grad_known[r * cols + c])
+                                               {**grad_rows[r], **grad_cols[c]})
                 if cutlass.const_expr(chain):
                     d = d * deriv[r, c].to(Float32)
                 deriv[r, c] = d.to(deriv.element_type)
             s[r, c] = lower.apply_score_mod(traced, tensors, score, place.batch, place.head, q_idx, kv_idx,
-                                            known[r * cols + c])
+                                            {**rows[r], **cols[c]})
 
 
 @cute.jit

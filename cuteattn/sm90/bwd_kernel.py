@@ -296,21 +296,9 @@ class FlashBwdSm90:
             tma.load(tma_do, pipeline_do, do_state, tdOgdO[None, m_block], tdOsdO)
             do_state.advance()
 
-    def score_mod_prologue(self, s, coords, head, key0, query0, mods):
-        """The score-independent parts of the score_mod and of its derivative for a tile, or None: issued
-        before the wait for the scores, so their table loads overlap the GEMMs."""
-        if self.score_mod is None:
-            return None
-        score_tensors, _ = mods.split(self.score_mod)
-        place = mods.place(head, query0, key0, transposed=True)
-        derivative = None
-        if not self.score_mod.score_grad_is_identity:
-            derivative = mod_tile.score_mod_prologue(self.score_mod, score_tensors, s, coords, place, derivative=True)
-        return mod_tile.score_mod_prologue(self.score_mod, score_tensors, s, coords, place), derivative
-
     @cute.jit
     def probabilities(self, s, deriv, scores, coords, lse_log2, scale_log2, tanh_scale, head, key0, query0, window,
-                      mods, partial, prologue):
+                      mods, partial):
         """S^T -> P^T in place. `deriv` receives d(new score)/d(held score) where it is not 1: the softcap's
         1 - tanh^2, times the score_mod's derivative; `scores` what the score_mod saw, when kept."""
         if cutlass.const_expr(self.has_softcap):
@@ -321,8 +309,7 @@ class FlashBwdSm90:
         score_tensors, mask_tensors = mods.split(self.score_mod)
         if cutlass.const_expr(self.score_mod is not None):
             mod_tile.score_mod_with_derivative(self.score_mod, score_tensors, s, deriv, coords, place,
-                                               mods.score_scale, chain=self.has_softcap, scores=scores,
-                                               prologue=prologue)
+                                               mods.score_scale, chain=self.has_softcap, scores=scores)
         if window.needs_mask(query0, query0 + self.config.tile_m - 1, key0, KEYS_PER_WARPGROUP):
             mask_tile_transposed(s, coords, key0, query0, window)
         if cutlass.const_expr(self.mask_mod is not None):
@@ -440,10 +427,9 @@ class FlashBwdSm90:
                  True)
             for c in cutlass.range_constexpr(columns):
                 dpsum[c] = mdPsum[batch, head, query0 + coords[0, c][1]]
-            prologue = self.score_mod_prologue(s, coords, head, key0, query0, mods)
             warpgroup.wait_group(1)
             self.probabilities(s, deriv, scores, coords, lse_log2, scale_log2, tanh_scale, head, key0, query0, window,
-                               mods, partial, prologue)
+                               mods, partial)
             p.store(acc_s.load().to(self.dtype))
             gemm(tiled_mma_dkv, acc_dv, tdVrP, tdVrdO[None, None, None, do_state.index], False)
             warpgroup.wait_group(1)
