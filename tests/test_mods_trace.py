@@ -68,3 +68,29 @@ def test_block_mask_folds_into_an_equal_mask_mod(block_size):
     want = reference._block_mask_visible(reference.expand_block_mask(mask, "cpu"), (2, 4, 300, 300), b, h, i, j)
     assert torch.equal(folded.mask_mod(b, h, i, j).expand(2, 4, 300, 300), want.expand(2, 4, 300, 300))
     trace.trace_mask_mod(folded.mask_mod)  # the kernels can take it
+
+
+def test_block_lists_from_tile_classes(monkeypatch):
+    """The host side of block sparsity, from given tile classes (the GPU computes them; here a table)."""
+    from cuteattn.mods import block_sparsity
+
+    V, B = block_sparsity.SOME_VISIBLE, block_sparsity.SOME_VISIBLE | block_sparsity.SOME_HIDDEN
+    # (batch 1, heads 2, 2 query blocks, 3 key blocks): 0 empty, V full, B partial
+    classes = torch.tensor([[[[V, 0, B], [0, B, V]],
+                             [[0, 0, 0], [B, B, B]]]], dtype=torch.int32)
+    monkeypatch.setattr(block_sparsity, "_tile_classes", lambda *args: classes.clone())
+    opts = reference.Options(softmax_scale=1.0, window_left=None, window_right=None, softcap=0.0,
+                             learnable_sink=None, score_mod=None, mask_mod=lambda b, h, q, kv: q >= kv,
+                             block_mask=None)
+    count, blocks = block_sparsity.forward_lists(opts, 3, 2, 200, 300, 128, 128, torch.device("cpu"))
+    assert count.shape == (3, 2, 2) and count[0].tolist() == [[2, 2], [0, 3]]
+    assert blocks[2, 0, 0, :2].tolist() == [2 * 2 + 1, 2 * 0]  # last key block first, partial flagged
+    assert blocks[0, 1, 1, :3].tolist() == [5, 3, 1]
+    count, blocks, turns = block_sparsity.backward_lists(opts, 1, 2, 1, 200, 300, 128, 128, torch.device("cpu"))
+    # Key block n lists (g, m) over the group's two heads: entries 2 * (g * 2 + m) + partial, in order.
+    assert count[0, 0].tolist() == [2, 2, 3]
+    assert blocks[0, 0, 0, :2].tolist() == [2 * 0, 2 * 3 + 1]
+    assert blocks[0, 0, 1, :2].tolist() == [2 * 1 + 1, 2 * 3 + 1]
+    assert blocks[0, 0, 2, :3].tolist() == [2 * 0 + 1, 2 * 1, 2 * 3 + 1]
+    # A turn counts the earlier key blocks that list the same (head, query block).
+    assert turns[0, 0, 2, :3].tolist() == [1, 1, 2]
