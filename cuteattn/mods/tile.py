@@ -95,11 +95,9 @@ def score_mod_prologue(traced, tensors, s: cute.Tensor, coords: cute.Tensor, pla
 
 @cute.jit
 def apply_score_mod(traced: cutlass.Constexpr, tensors, s: cute.Tensor, coords: cute.Tensor, place: TilePlace,
-                    score_scale: Float32, prologue: list = None):
+                    score_scale: Float32, prologue: list):
     """s = score_mod(s * score_scale, ...) in place: the mod sees scores in the units of q.k * softmax_scale.
     `prologue`: what `score_mod_prologue` evaluated ahead for this tile."""
-    if cutlass.const_expr(prologue is None):
-        prologue = score_mod_prologue(traced, tensors, s, coords, place)
     cols = cute.size(s, mode=[1])
     for r in cutlass.range_constexpr(cute.size(s, mode=[0])):
         for c in cutlass.range_constexpr(cols):
