@@ -11,6 +11,15 @@ import cutlass.cute as cute
 from cutlass import Float32, Int32
 
 
+WINDOW_MAX = 1 << 30  # a wider window cuts no key; the bound keeps the kernels' index arithmetic in Int32
+
+
+def window_args(opts) -> tuple:
+    """A call's (window_left, window_right) as the kernels take them: 0 for an unbounded side (the kernel's
+    flags say which sides are bounded), at most WINDOW_MAX."""
+    return tuple(0 if w is None else min(w, WINDOW_MAX) for w in (opts.window_left, opts.window_right))
+
+
 @dataclass(frozen=True)
 class Window:
     """Query row i sees keys j < seqlen_k with i + diagonal - left <= j <= i + diagonal + right, where
@@ -20,6 +29,12 @@ class Window:
     diagonal: Int32
     left: Optional[Int32] = None
     right: Optional[Int32] = None
+
+    @staticmethod
+    def of(seqlen_q, seqlen_k, window_left, window_right, has_left: bool, has_right: bool) -> "Window":
+        """The window of a kernel whose compile-time flags say which sides the run-time sizes bound."""
+        return Window(seqlen_k, seqlen_k - seqlen_q, window_left if has_left else None,
+                      window_right if has_right else None)
 
     def first_key(self, row):
         """The first key `row` sees (may be negative); only with a left bound."""

@@ -29,7 +29,7 @@ from cutlass import Int32
 
 from cuteattn.compile_cache import get_or_compile
 from cuteattn.kernel_args import compile_kernel, fake_tensor, launch
-from cuteattn.masking import Window
+from cuteattn.masking import Window, window_args
 from cuteattn.registry import compile_target
 from cuteattn.mods import fake_captured, lower, tensor_args
 from cuteattn.mods.trace import TracedMod, trace_mask_mod
@@ -64,8 +64,8 @@ class TileClasses:
         n_block, m_block, bh = cute.arch.block_idx()
         heads = mClasses.shape[1]
         batch, head = bh // heads, bh % heads
-        window = Window(seqlen_k, seqlen_k - seqlen_q, window_left if self.has_window_left else None,
-                        window_right if self.has_window_right else None)
+        window = Window.of(seqlen_q, seqlen_k, window_left, window_right, self.has_window_left,
+                           self.has_window_right)
         tensors = mod_tensors if cutlass.const_expr(mod_tensors is not None) else []
         some_visible, some_hidden = Int32(0), Int32(0)
         for i in cutlass.range(self.tile_q * self.tile_k // THREADS, unroll=4):
@@ -104,8 +104,6 @@ _lists: "collections.OrderedDict[tuple, tuple]" = collections.OrderedDict()
 def _tile_classes(opts, batch: int, heads: int, seqlen_q: int, seqlen_k: int, tile_q: int, tile_k: int,
                   device: torch.device) -> torch.Tensor:
     """(batch or 1, heads or 1, query blocks, key blocks) int32 classes: 1 where the mask_mod reads b or h."""
-    from cuteattn.sm90.forward import window_args
-
     traced = trace_mask_mod(opts.mask_mod)
     left, right = window_args(opts)
     m_blocks, n_blocks = -(-seqlen_q // tile_q), -(-seqlen_k // tile_k)

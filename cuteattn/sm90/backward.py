@@ -28,7 +28,8 @@ from cuteattn.registry import compile_target
 from cuteattn.sm90.bwd_kernel import TILE_N, BwdConfig, FlashBwdSm90
 from cuteattn.sm90.bwd_postprocess import DqPostprocess
 from cuteattn.sm90.bwd_preprocess import bwd_preprocess
-from cuteattn.sm90.forward import scales, window_args
+from cuteattn.masking import window_args
+from cuteattn.sm90.forward import scales
 
 HEAD_DIMS = (64, 96, 128)
 CONFIG = BwdConfig()

@@ -227,8 +227,8 @@ class FlashBwdSm90:
         warp_idx = cute.arch.make_warp_uniform(cute.arch.warp_idx())
         n_block, kv_head, batch = cute.arch.block_idx()
         seqlen_q, seqlen_k = mQ.shape[0], mK.shape[0]
-        window = Window(seqlen_k, seqlen_k - seqlen_q, window_left if self.has_window_left else None,
-                        window_right if self.has_window_right else None)
+        window = Window.of(seqlen_q, seqlen_k, window_left, window_right, self.has_window_left,
+                           self.has_window_right)
         first_key = n_block * TILE_N
         m_block_min, m_block_max = window.query_block_range(
             first_key, cutlass.min(first_key + TILE_N, seqlen_k) - 1, seqlen_q, cfg.tile_m)

@@ -15,13 +15,13 @@ from cuteattn import mods, reference
 from cuteattn.mods import block_sparsity
 from cuteattn.compile_cache import get_or_compile
 from cuteattn.kernel_args import TORCH_TO_CUTE, aligned_view, compile_kernel, fake_tensor
+from cuteattn.masking import window_args
 from cuteattn.registry import compile_target
 from cuteattn.sm90.fwd_kernel import FlashFwdSm90, FwdConfig
 
 HEAD_DIMS = (64, 96, 128, 192, 256)
 HEAD_DIM_PAIRS = ((192, 128),)  # head_dim_v != head_dim
 LOG2_E = math.log2(math.e)
-WINDOW_MAX = 1 << 30  # a wider window cuts no key; the bound keeps the kernel's index arithmetic in Int32
 
 # Per head dim: the tile and pipeline depth measured fastest on the H100.
 CONFIGS = {64: FwdConfig(tile_n=128, num_stages=2), 96: FwdConfig(tile_n=128, num_stages=2),
@@ -62,11 +62,6 @@ def scales(opts: reference.Options, has_score_mod: bool) -> tuple:
     score_scale = opts.softcap if capped else opts.softmax_scale
     scale_log2 = LOG2_E if has_score_mod else score_scale * LOG2_E
     return scale_log2, opts.softmax_scale / opts.softcap if capped else 0.0, score_scale
-
-
-def window_args(opts: reference.Options) -> tuple:
-    """(window_left, window_right) as the kernels take them: 0 for an unbounded side, at most WINDOW_MAX."""
-    return tuple(0 if w is None else min(w, WINDOW_MAX) for w in (opts.window_left, opts.window_right))
 
 
 def launch_args(op: FlashFwdSm90, opts: reference.Options, device: torch.device) -> tuple:

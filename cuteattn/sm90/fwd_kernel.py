@@ -86,11 +86,6 @@ class FlashFwdSm90:
             THREADS_PER_WARPGROUP * self.config.num_consumers)
         return min(MAX_REGISTERS, per_thread // 8 * 8)
 
-    def window(self, seqlen_q, seqlen_k, window_left, window_right) -> Window:
-        """The keys each query row sees: the window sizes count on the sides this kernel bounds."""
-        return Window(seqlen_k, seqlen_k - seqlen_q, window_left if self.has_window_left else None,
-                      window_right if self.has_window_right else None)
-
     @cute.jit
     def __call__(
         self,
@@ -194,7 +189,8 @@ class FlashFwdSm90:
             m_block = cute.ceil_div(seqlen_q, cfg.tile_m) - 1 - m_block
         kv_head = head // self.qhead_per_kvhead
 
-        window = self.window(seqlen_q, seqlen_k, window_left, window_right)
+        window = Window.of(seqlen_q, seqlen_k, window_left, window_right, self.has_window_left,
+                           self.has_window_right)
         first_row = m_block * cfg.tile_m
         n_block_min, n_block_max = window.block_range(
             first_row, cutlass.min(first_row + cfg.tile_m, seqlen_q) - 1, cfg.tile_n)
