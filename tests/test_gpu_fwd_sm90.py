@@ -23,27 +23,55 @@ def options(head_dim, causal, softmax_scale=None, window=(None, None), softcap=0
         block_mask=None)
 
 
+def grid(batch, heads, seqlen_q, seqlen_k, device):
+    """b, h, q_idx, kv_idx as broadcastable (batch, heads, seqlen_q, seqlen_k) index tensors."""
+    return (torch.arange(batch, device=device).view(-1, 1, 1, 1), torch.arange(heads, device=device).view(1, -1, 1, 1),
+            torch.arange(seqlen_q, device=device).view(1, 1, -1, 1), torch.arange(seqlen_k, device=device).view(1, 1, 1, -1))
+
+
 def low_precision(q, k, v, opts):
-    """The same attention done by PyTorch in the input dtype: scores, probabilities and output rounded."""
-    group = q.shape[2] // k.shape[2]
+    """The same attention done by PyTorch in the input dtype: scores, mod results, probabilities rounded."""
+    batch, seqlen_q, heads, _ = q.shape
+    seqlen_k, group = k.shape[1], heads // k.shape[2]
     k, v = k.repeat_interleave(group, 2), v.repeat_interleave(group, 2)
     s = torch.einsum("bqhd,bkhd->bhqk", q, k) * opts.softmax_scale
     if opts.softcap > 0:
         s = opts.softcap * torch.tanh(s / opts.softcap)
-    seqlen_q, seqlen_k = q.shape[1], k.shape[1]
-    key = torch.arange(seqlen_k, device=q.device)
-    diagonal = torch.arange(seqlen_q, device=q.device).view(-1, 1) + seqlen_k - seqlen_q
-    keep = torch.ones(seqlen_q, seqlen_k, dtype=torch.bool, device=q.device)
+    b, h, i, j = grid(batch, heads, seqlen_q, seqlen_k, q.device)
+    if opts.score_mod is not None:
+        s = opts.score_mod(s, b, h, i, j).to(q.dtype)
+    keep = torch.ones_like(s, dtype=torch.bool)
+    diagonal = i + seqlen_k - seqlen_q
     if opts.window_left is not None:
-        keep &= key >= diagonal - opts.window_left
+        keep &= j >= diagonal - opts.window_left
     if opts.window_right is not None:
-        keep &= key <= diagonal + opts.window_right
+        keep &= j <= diagonal + opts.window_right
+    if opts.mask_mod is not None:
+        keep &= opts.mask_mod(b, h, i, j)
+    if opts.block_mask is not None:
+        blocks = reference.expand_block_mask(opts.block_mask, q.device)
+        keep &= reference._block_mask_visible(blocks, s.shape, b, h, i, j)
     s = s.masked_fill(~keep, -math.inf)
     if opts.learnable_sink is not None:  # one more column, which takes probability and gives no value
         sink = opts.learnable_sink.to(s.dtype).view(1, -1, 1, 1).expand(*s.shape[:-1], 1)
         s = torch.cat([s, sink], dim=-1)
     p = torch.softmax(s.float(), dim=-1).nan_to_num(0.0).to(q.dtype)[..., :seqlen_k]
     return torch.einsum("bhqk,bkhd->bqhd", p, v)
+
+
+def assert_matches(out, lse, q, k, v, opts):
+    """FlashAttention's rule against the fp32 PyTorch path: out within twice PyTorch's own error in the
+    input dtype, no NaN (the buffers were poisoned), lse finite exactly where the reference's is."""
+    with torch.no_grad():
+        ref_out, ref_lse = reference.attention(q.float(), k.float(), v.float(), opts)
+        lowp_err = (low_precision(q, k, v, opts).float() - ref_out).abs().max().item()
+    err = (out.float() - ref_out).abs().max().item()
+    assert not out.isnan().any(), "unwritten or NaN output"
+    assert err <= 2 * lowp_err + 1e-5, f"max error {err} vs PyTorch's {lowp_err} in {q.dtype}"
+    finite = torch.isfinite(ref_lse)
+    assert torch.equal(torch.isfinite(lse), finite) and torch.isneginf(lse[~finite]).all()
+    if finite.any():
+        assert (lse[finite] - ref_lse[finite]).abs().max().item() <= 1e-3
 
 
 def check(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, causal, dtype, make=None, head_dim_v=None,
@@ -60,14 +88,7 @@ def check(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, causal, dtype, m
     lse = torch.full((batch, heads, seqlen_q), math.nan, device="cuda")
     forward.forward(q, k, v, opts, out=out, lse=lse)
     torch.cuda.synchronize()
-    ref_out, ref_lse = reference.attention(q.float(), k.float(), v.float(), opts)
-    lowp_err = (low_precision(q, k, v, opts).float() - ref_out).abs().max().item()
-    err = (out.float() - ref_out).abs().max().item()
-    assert not out.isnan().any(), "unwritten or NaN output"
-    assert err <= 2 * lowp_err + 1e-5, f"max error {err} vs PyTorch's {lowp_err} in {dtype}"
-    finite = torch.isfinite(ref_lse)
-    assert torch.equal(torch.isfinite(lse), finite) and torch.isneginf(lse[~finite]).all()
-    assert (lse[finite] - ref_lse[finite]).abs().max().item() <= 1e-3 if finite.any() else True
+    assert_matches(out, lse, q, k, v, opts)
     return out, lse
 
 

@@ -13,6 +13,7 @@ from cuteattn import reference
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "examples"))
 from gallery import gallery  # noqa: E402
+from test_gpu_fwd_sm90 import assert_matches, grid, low_precision  # noqa: E402
 
 pytestmark = [
     pytest.mark.gpu,
@@ -30,41 +31,6 @@ def options(head_dim, score_mod=None, mask_mod=None, causal=False, window=(None,
                              score_mod=score_mod, mask_mod=mask_mod, block_mask=block_mask)
 
 
-def grid(batch, heads, seqlen_q, seqlen_k, device):
-    return (torch.arange(batch, device=device).view(-1, 1, 1, 1), torch.arange(heads, device=device).view(1, -1, 1, 1),
-            torch.arange(seqlen_q, device=device).view(1, 1, -1, 1), torch.arange(seqlen_k, device=device).view(1, 1, 1, -1))
-
-
-def low_precision(q, k, v, opts):
-    """The same attention done by PyTorch in the input dtype: scores, mod results, probabilities rounded."""
-    batch, seqlen_q, heads, _ = q.shape
-    seqlen_k, group = k.shape[1], heads // k.shape[2]
-    k, v = k.repeat_interleave(group, 2), v.repeat_interleave(group, 2)
-    s = torch.einsum("bqhd,bkhd->bhqk", q, k) * opts.softmax_scale
-    if opts.softcap > 0:
-        s = opts.softcap * torch.tanh(s / opts.softcap)
-    b, h, i, j = grid(batch, heads, seqlen_q, seqlen_k, q.device)
-    if opts.score_mod is not None:
-        s = opts.score_mod(s, b, h, i, j).to(q.dtype)
-    keep = torch.ones_like(s, dtype=torch.bool)
-    diagonal = i + seqlen_k - seqlen_q
-    if opts.window_left is not None:
-        keep &= j >= diagonal - opts.window_left
-    if opts.window_right is not None:
-        keep &= j <= diagonal + opts.window_right
-    if opts.mask_mod is not None:
-        keep &= opts.mask_mod(b, h, i, j)
-    if opts.block_mask is not None:
-        blocks = reference.expand_block_mask(opts.block_mask, q.device)
-        keep &= reference._block_mask_visible(blocks, s.shape, b, h, i, j)
-    s = s.masked_fill(~keep, -math.inf)
-    if opts.learnable_sink is not None:
-        sink = opts.learnable_sink.to(s.dtype).view(1, -1, 1, 1).expand(*s.shape[:-1], 1)
-        s = torch.cat([s, sink], dim=-1)
-    p = torch.softmax(s.float(), dim=-1).nan_to_num(0.0).to(q.dtype)[..., :seqlen_k]
-    return torch.einsum("bhqk,bkhd->bqhd", p, v)
-
-
 def check_forward(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, opts, dtype=torch.bfloat16):
     from cuteattn.mods import block_mask
     from cuteattn.sm90 import forward
@@ -75,16 +41,7 @@ def check_forward(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, opts, dt
     lse = torch.full((batch, heads, seqlen_q), math.nan, device="cuda")
     forward.forward(q, k, v, block_mask.fold(opts, q.device), out=out, lse=lse)
     torch.cuda.synchronize()
-    with torch.no_grad():
-        ref_out, ref_lse = reference.attention(q.float(), k.float(), v.float(), opts)
-        lowp_err = (low_precision(q, k, v, opts).float() - ref_out).abs().max().item()
-    err = (out.float() - ref_out).abs().max().item()
-    assert not out.isnan().any(), "unwritten or NaN output"
-    assert err <= 2 * lowp_err + 1e-5, f"max error {err} vs PyTorch's {lowp_err} in {dtype}"
-    finite = torch.isfinite(ref_lse)
-    assert torch.equal(torch.isfinite(lse), finite) and torch.isneginf(lse[~finite]).all()
-    if finite.any():
-        assert (lse[finite] - ref_lse[finite]).abs().max().item() <= 1e-3
+    assert_matches(out, lse, q, k, v, opts)
 
 
 @pytest.mark.parametrize("name", NAMES)
