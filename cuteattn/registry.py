@@ -1,7 +1,7 @@
 """Kernels that CI compiles for their architecture on a machine with no GPU.
 
-Every kernel module under `cuteattn/sm*/` and `cuteattn/mods/` registers, with `compile_target`, a function that builds the
-kernel for a few representative configurations with `cute.compile` and returns nothing. The compile-only
+Every kernel module under `cuteattn/sm*/` and `cuteattn/mods/` registers, with `compile_target`, a function
+that builds the kernel for a few representative configurations with `cute.compile` and returns nothing. The compile-only
 test (`tests/test_compile.py`) imports every such module and runs each target with `CUTE_DSL_ARCH` set to
 the target's architecture.
 """

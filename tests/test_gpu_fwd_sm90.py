@@ -25,8 +25,8 @@ def options(head_dim, causal, softmax_scale=None, window=(None, None), softcap=0
 
 def grid(batch, heads, seqlen_q, seqlen_k, device):
     """b, h, q_idx, kv_idx as broadcastable (batch, heads, seqlen_q, seqlen_k) index tensors."""
-    return (torch.arange(batch, device=device).view(-1, 1, 1, 1), torch.arange(heads, device=device).view(1, -1, 1, 1),
-            torch.arange(seqlen_q, device=device).view(1, 1, -1, 1), torch.arange(seqlen_k, device=device).view(1, 1, 1, -1))
+    return tuple(torch.arange(n, device=device).view([-1 if d == i else 1 for d in range(4)])
+                 for i, n in enumerate((batch, heads, seqlen_q, seqlen_k)))
 
 
 def low_precision(q, k, v, opts):

@@ -36,11 +36,6 @@ def tensor_args(traced_mods: list, device: torch.device) -> Optional[list]:
     return _list_or_none([t for m in traced_mods if m is not None for t in m.captured_args(device)])
 
 
-def captured_args(opts, device: torch.device) -> Optional[list]:
-    """The captured tensors of a call's mods: score_mod's, then mask_mod's."""
-    return tensor_args(list(traced(opts)), device)
-
-
 def fake_captured(traced_mods: list) -> Optional[list]:
     """Compile-time stand-ins for `tensor_args`."""
     from cuteattn.mods.lower import captured_kinds
@@ -49,24 +44,26 @@ def fake_captured(traced_mods: list) -> Optional[list]:
                           for m in traced_mods if m is not None for kind, t in zip(captured_kinds(m), m.captured)])
 
 
-def _with_grad(score_mod: Optional[TracedMod]) -> list[torch.Tensor]:
+def with_grad(score_mod: Optional[TracedMod]) -> list[torch.Tensor]:
+    """A traced score_mod's captured tensors that require grad, in the order of their gradients."""
     return [score_mod.captured[i] for i in score_mod.grads_of] if score_mod is not None else []
 
 
 def captured_with_grad(opts) -> list[torch.Tensor]:
-    """A call's score_mod's captured tensors that require grad, in the order of their gradients."""
-    return _with_grad(traced(opts)[0])
+    """`with_grad` of a call's score_mod."""
+    return with_grad(traced(opts)[0])
 
 
-def captured_grads(opts, device: torch.device) -> list[torch.Tensor]:
-    """Zeroed fp32 gradient buffers for `captured_with_grad`, which the backward adds into."""
-    return [torch.zeros(t.shape, dtype=torch.float32, device=device) for t in captured_with_grad(opts)]
+def zeroed_grads(tensors: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+    """Zeroed fp32 gradient buffers shaped like `tensors`, which the backward adds into."""
+    return [torch.zeros(t.shape, dtype=torch.float32, device=device) for t in tensors]
 
 
 def grad_args(grads: list[torch.Tensor]) -> Optional[list]:
-    """`captured_grads` as the backward kernel takes them."""
+    """`zeroed_grads` as the backward kernel takes them."""
     return _list_or_none([g.view(1) if g.dim() == 0 else g for g in grads])
 
 
 def fake_captured_grads(op) -> Optional[list]:
-    return _list_or_none([fake_tensor(cutlass.Float32, max(1, t.dim()), aligned=False) for t in _with_grad(op.score_mod)])
+    return _list_or_none([fake_tensor(cutlass.Float32, max(1, t.dim()), aligned=False)
+                          for t in with_grad(op.score_mod)])

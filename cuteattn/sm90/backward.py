@@ -52,9 +52,12 @@ def _kernel(dtype, head_dim, qhead_per_kvhead, has_window_left, has_window_right
 
 
 def kernel_for(dtype: torch.dtype, head_dim: int, qhead_per_kvhead: int, opts: reference.Options,
-               deterministic: bool = False, config: Optional[BwdConfig] = None) -> FlashBwdSm90:
+               deterministic: bool = False, config: Optional[BwdConfig] = None,
+               traced: Optional[tuple] = None) -> FlashBwdSm90:
+    """The kernel object of a request; `traced`: the call's `mods.traced(opts)`, when the caller has it."""
     return _kernel(dtype, head_dim, qhead_per_kvhead, opts.window_left is not None, opts.window_right is not None,
-                   opts.softcap > 0, deterministic, *mods.traced(opts), config or CONFIG)
+                   opts.softcap > 0, deterministic, *(traced if traced is not None else mods.traced(opts)),
+                   config or CONFIG)
 
 
 def _compile(op: FlashBwdSm90):
@@ -89,12 +92,14 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
     dq, dk, dv are written into `grads` when given (contiguous, shaped like q, k, v)."""
     batch, seqlen_q, heads, head_dim = q.shape
     cfg = config or CONFIG
-    op = kernel_for(q.dtype, head_dim, heads // k.shape[2], opts, deterministic, cfg)
+    traced = mods.traced(opts)
+    op = kernel_for(q.dtype, head_dim, heads // k.shape[2], opts, deterministic, cfg, traced)
     dq, dk, dv = grads or (torch.empty(t.shape, dtype=t.dtype, device=t.device) for t in (q, k, v))
     m_blocks = (seqlen_q + cfg.tile_m - 1) // cfg.tile_m
     dpsum, lse_log2 = (torch.empty(batch, heads, m_blocks * cfg.tile_m, dtype=torch.float32, device=q.device)
                        for _ in range(2))
-    dcaptured = mods.captured_grads(opts, q.device)
+    with_grad = mods.with_grad(traced[0])
+    dcaptured = mods.zeroed_grads(with_grad, q.device)
     if q.numel() == 0 or k.shape[1] == 0:
         dsink = None if opts.learnable_sink is None else torch.zeros_like(opts.learnable_sink)
         return dq.zero_(), dk.zero_(), dv.zero_(), dsink, dcaptured
@@ -111,7 +116,7 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
         lists = (count, blocks, turns if deterministic else None)
     compiled = get_or_compile(("sm90.bwd", op), lambda: _compile(op))
     compiled(_tma_ready(q), _tma_ready(k), _tma_ready(v), dout, lse_log2, dpsum, dq_accum, dq_turn, dk, dv,
-             scale_log2, tanh_scale, opts.softmax_scale, left, right, score_scale, mods.captured_args(opts, q.device),
+             scale_log2, tanh_scale, opts.softmax_scale, left, right, score_scale, mods.tensor_args(traced, q.device),
              mods.grad_args(dcaptured), *lists)
     post = DqPostprocess(op.dtype, head_dim, cfg.tile_m)
     get_or_compile(("sm90.bwd_postprocess", post), lambda: _compile_postprocess(post))(
@@ -120,7 +125,7 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
     if opts.learnable_sink is not None:
         sink = opts.learnable_sink.detach().float().view(1, -1, 1)
         dsink = -(torch.exp(sink - lse) * dpsum[..., :seqlen_q]).sum(dim=(0, 2)).to(opts.learnable_sink.dtype)
-    return dq, dk, dv, dsink, [g.to(t.dtype) for g, t in zip(dcaptured, mods.captured_with_grad(opts))]
+    return dq, dk, dv, dsink, [g.to(t.dtype) for g, t in zip(dcaptured, with_grad)]
 
 
 @compile_target("sm90.bwd", "sm_90a")

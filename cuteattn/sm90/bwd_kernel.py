@@ -48,7 +48,8 @@ KEYS_PER_WARPGROUP = 64  # the M of one wgmma
 CONSUMERS = 2
 TILE_N = KEYS_PER_WARPGROUP * CONSUMERS
 THREADS_PER_WARPGROUP = 128
-PRODUCER_REGISTERS = 24  # 240 * 256 + 24 * 128 = 168 * 384, what the CTA holds at entry: setmaxnreg.inc waits for the rest
+# 240 * 256 + 24 * 128 = 168 * 384, what the CTA holds at entry: setmaxnreg.inc waits for the rest.
+PRODUCER_REGISTERS = 24
 CONSUMER_REGISTERS = 240
 DS_BARRIER = 1  # named barrier: both consumers have written their dS^T; 0 is __syncthreads
 TURN_BARRIER = 2  # + consumer index: a consumer's threads wait for its dQ turn
@@ -406,7 +407,9 @@ class FlashBwdSm90:
         p = cute.make_rmem_tensor_like(acc_s, self.dtype)
         ds = cute.make_rmem_tensor_like(acc_s, self.dtype)
         deriv = rowcol(ds)  # d(new score)/d(held score) waits in dS's registers (input precision) until dS
-        scores = rowcol(cute.make_rmem_tensor_like(acc_s, self.dtype)) if cutlass.const_expr(self.keeps_scores) else None
+        scores = None  # what the score_mod saw, kept to dS when the captured tensors' gradients read it
+        if cutlass.const_expr(self.keeps_scores):
+            scores = rowcol(cute.make_rmem_tensor_like(acc_s, self.dtype))
         tdVrP, tdKrdS = as_a_operand(p), as_a_operand(ds)
         columns = cute.size(s, mode=[1])
         lse_log2 = cute.make_rmem_tensor((columns,), Float32)

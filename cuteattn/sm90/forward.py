@@ -38,8 +38,9 @@ def unsupported(head_dim: int, head_dim_v: int, opts) -> Optional[str]:
 
 
 def kernel_for(dtype: torch.dtype, head_dim: int, head_dim_v: int, qhead_per_kvhead: int, opts: reference.Options,
-               config: Optional[FwdConfig] = None) -> FlashFwdSm90:
-    score_mod, mask_mod = mods.traced(opts)
+               config: Optional[FwdConfig] = None, traced: Optional[tuple] = None) -> FlashFwdSm90:
+    """The kernel object of a request; `traced`: the call's `mods.traced(opts)`, when the caller has it."""
+    score_mod, mask_mod = traced if traced is not None else mods.traced(opts)
     return _kernel(dtype, head_dim, head_dim_v, qhead_per_kvhead, opts.window_left is not None,
                    opts.window_right is not None, opts.softcap > 0, opts.learnable_sink is not None, score_mod,
                    mask_mod, config or CONFIGS[head_dim])
@@ -64,12 +65,12 @@ def scales(opts: reference.Options, has_score_mod: bool) -> tuple:
     return scale_log2, opts.softmax_scale / opts.softcap if capped else 0.0, score_scale
 
 
-def launch_args(op: FlashFwdSm90, opts: reference.Options, device: torch.device) -> tuple:
+def launch_args(op: FlashFwdSm90, opts: reference.Options, mod_tensors: Optional[list]) -> tuple:
     """The kernel's arguments after lse: the sink or None, scale_log2, tanh_scale, window_left, window_right,
     score_scale and the mods' captured tensors."""
     sink = None if opts.learnable_sink is None else opts.learnable_sink.detach().float().contiguous()
     scale_log2, tanh_scale, score_scale = scales(opts, op.score_mod is not None)
-    return (sink, scale_log2, tanh_scale, *window_args(opts), score_scale, mods.captured_args(opts, device))
+    return (sink, scale_log2, tanh_scale, *window_args(opts), score_scale, mod_tensors)
 
 
 def _fake_launch_args(op: FlashFwdSm90) -> tuple:
@@ -92,7 +93,8 @@ def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, opts: reference.O
     """out (batch, seqlen_q, heads, head_dim_v) in q's dtype and lse (batch, heads, seqlen_q) fp32, written
     into `out` and `lse` when given (contiguous)."""
     batch, seqlen_q, heads, head_dim = q.shape
-    op = kernel_for(q.dtype, head_dim, v.shape[-1], heads // k.shape[2], opts, config)
+    traced = mods.traced(opts)
+    op = kernel_for(q.dtype, head_dim, v.shape[-1], heads // k.shape[2], opts, config, traced)
     if out is None:
         out = torch.empty(batch, seqlen_q, heads, v.shape[-1], dtype=q.dtype, device=q.device)
     if lse is None:
@@ -105,7 +107,8 @@ def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, opts: reference.O
     if op.mask_mod is not None:
         lists = block_sparsity.forward_lists(opts, batch, heads, seqlen_q, k.shape[1], op.config.tile_m,
                                              op.config.tile_n, q.device)
-    compiled(aligned_view(q), aligned_view(k), aligned_view(v), out, lse, *launch_args(op, opts, q.device), *lists)
+    compiled(aligned_view(q), aligned_view(k), aligned_view(v), out, lse,
+             *launch_args(op, opts, mods.tensor_args(traced, q.device)), *lists)
     return out, lse
 
 

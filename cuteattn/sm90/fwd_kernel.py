@@ -147,7 +147,8 @@ class FlashFwdSm90:
         seqlen_q, _, heads, batch = mQ.shape
         cta_body = self.cta_body(
             tma_q, mQ, tma_k, mK, tma_v, mV, tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, window_left,
-            window_right, score_scale, mod_tensors, mBlockCount, mBlockList, tiled_mma_qk, tiled_mma_pv, sQ_layout, sK_layout, sV_layout, sO_layout, SharedStorage)
+            window_right, score_scale, mod_tensors, mBlockCount, mBlockList, tiled_mma_qk, tiled_mma_pv, sQ_layout,
+            sK_layout, sV_layout, sO_layout, SharedStorage)
         launch(cta_body, (cute.ceil_div(seqlen_q, cfg.tile_m), heads, batch), self.num_threads, stream,
                smem=SharedStorage.size_in_bytes())
 
