@@ -10,7 +10,9 @@ mbarrier pipelines. Each of the two consumer warpgroups owns 64 keys and, per bl
     dK  += dS^T Q                                    dS^T from registers
     dQ[:, half] = dS K[:, half]                      dS through shared memory, all 128 keys
 
-then adds its half of dQ into the fp32 workspace of `dq_accum` with vector atomics. Computing the scores
+then stores its half of dQ in shared memory, where a writer warp of the producer warpgroup adds it into
+the fp32 workspace of `dq_accum` with one bulk reduction (atomics from the consumers' own threads stalled
+them: the loads of the next step queued behind the adds). Computing the scores
 transposed puts each key on a row, so P^T and dS^T come out of the accumulators already as the A operands
 of dV and dK. dK and dV stay in registers over every query block, and under GQA over every query head
 that shares the KV head, and are written once at the end.
@@ -52,7 +54,9 @@ THREADS_PER_WARPGROUP = 128
 PRODUCER_REGISTERS = 24
 CONSUMER_REGISTERS = 240
 DS_BARRIER = 1  # named barrier: both consumers have written their dS^T; 0 is __syncthreads
-TURN_BARRIER = 2  # + consumer index: a consumer's threads wait for its dQ turn
+DQ_FULL_BARRIER = 2  # + consumer index: the consumer's dQ is in shared memory
+DQ_EMPTY_BARRIER = 4  # + consumer index: its writer has read that dQ, the buffer is free
+DQ_WRITER_WARP = 1  # + consumer index: the producer warpgroup's warp that adds the consumer's dQ
 DS_BUFFERS = 2  # one consumer may write step i + 1's dS while the other still reads step i's
 
 
@@ -176,6 +180,7 @@ class FlashBwdSm90:
             sK: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sK_layout)], 1024]
             sV: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sV_layout)], 1024]
             sdS: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sdS_layout)], 1024]
+            sdQ: cute.struct.Align[cute.struct.MemRange[Float32, cfg.tile_m * d], 1024]
 
         seqlen_k, _, heads_kv, batch = mK.shape
         cta_body = self.cta_body(
@@ -261,18 +266,21 @@ class FlashBwdSm90:
         sK = storage.sK.get_tensor(sK_layout.outer, swizzle=sK_layout.inner)  # (TILE_N, d, 1)
         sV = storage.sV.get_tensor(sV_layout.outer, swizzle=sV_layout.inner)  # (TILE_N, d, 1)
         sdS = storage.sdS.get_tensor(sdS_layout.outer, swizzle=sdS_layout.inner)  # (tile_m, TILE_N, buffer)
+        sdQ = storage.sdQ.get_tensor(cute.make_layout(cfg.tile_m * self.head_dim))  # one workspace chunk
 
         if warp_idx < THREADS_PER_WARPGROUP // cute.arch.WARP_SIZE:
             cute.arch.setmaxregister_decrease(PRODUCER_REGISTERS)
             if warp_idx == 0:
                 self.produce(tma_q, mQ, tma_do, mdO, tma_k, mK, tma_v, mV, sQ, sdO, sK, sV, pipeline_q, pipeline_do,
                              pipeline_kv, n_block, kv_head, batch, steps)
+            elif warp_idx < DQ_WRITER_WARP + CONSUMERS:
+                self.write_dq(mdQaccum, mdQturn, sdQ, n_block, batch, steps, window, warp_idx - DQ_WRITER_WARP)
         else:
             cute.arch.setmaxregister_increase(CONSUMER_REGISTERS)
             mods = mod_tile.ModArgs(score_scale, mod_tensors, mod_grads, batch, seqlen_q, seqlen_k)
-            self.consume(mLSElog2, mdPsum, mdQaccum, mdQturn, mdK, mdV, scale_log2, tanh_scale, dk_scale, tiled_mma_sdp,
-                         tiled_mma_dkv, tiled_mma_dq, sQ, sdO, sK, sV, sdS, pipeline_q, pipeline_do, pipeline_kv,
-                         n_block, kv_head, batch, steps, window, mods)
+            self.consume(mLSElog2, mdPsum, mdK, mdV, scale_log2, tanh_scale, dk_scale, tiled_mma_sdp, tiled_mma_dkv,
+                         tiled_mma_dq, sQ, sdO, sK, sV, sdS, sdQ, pipeline_q, pipeline_do, pipeline_kv, n_block,
+                         kv_head, batch, steps, window, mods)
 
     @cute.jit
     def produce(self, tma_q, mQ, tma_do, mdO, tma_k, mK, tma_v, mV, sQ, sdO, sK, sV, pipeline_q, pipeline_do,
@@ -336,33 +344,54 @@ class FlashBwdSm90:
                 dp[i] = dp[i] * deriv[i].to(Float32)
 
     @cute.jit
-    def add_dq_in_turn(self, acc_dq, mdQaccum, mdQturn, batch, head, m_block, n_block, window, wg, wg_tidx,
-                       my_turn):
-        """Add dQ when the key blocks before this one have added theirs (a counter per query block and
-        consumer), so every dQ element sums its terms in one order on every run. `my_turn`: how many key
-        blocks add before this one (from the block list), or None: every block of the window before it."""
-        if cutlass.const_expr(my_turn is None):
-            tile_m = self.config.tile_m
-            first_row = m_block * tile_m
-            seqlen_q = window.seqlen_k - window.diagonal
-            first_n_block, _ = window.block_range(first_row, cutlass.min(first_row + tile_m, seqlen_q) - 1, TILE_N)
-            my_turn = n_block - first_n_block
-        turn = mdQturn[batch, head, m_block, None].iterator + wg
-        barrier = TURN_BARRIER + wg
-        if wg_tidx == 0:
-            while cute.arch.atomic_add(turn, Int32(0), sem="acquire", scope="gpu") != my_turn:
-                pass
-        cute.arch.barrier(barrier_id=barrier, number_of_threads=THREADS_PER_WARPGROUP)
-        dq_accum.add(acc_dq, mdQaccum[batch, head, m_block, None], wg, wg_tidx)
-        cute.arch.fence_acq_rel_gpu()
-        cute.arch.barrier(barrier_id=barrier, number_of_threads=THREADS_PER_WARPGROUP)
-        if wg_tidx == 0:
-            cute.arch.atomic_add(turn, Int32(1), sem="release", scope="gpu")
+    def write_dq(self, mdQaccum, mdQturn, sdQ, n_block, batch, steps, window, wg):
+        """A writer warp: per step, once consumer `wg` has stored its half of dQ in shared memory, add it into
+        the workspace with one bulk reduction, and free the buffer once the copy engine has read it (a second
+        buffer measured no faster). With
+        deterministic, wait for this key block's turn first (a counter per query block and consumer), and
+        count the turn on only when the adds have landed, so every dQ element sums its terms in one order."""
+        cfg = self.config
+        half = dq_accum.half_size(cfg.tile_m, self.head_dim)
+        handshake = THREADS_PER_WARPGROUP + cute.arch.WARP_SIZE
+        lane = cute.arch.lane_idx()
+        for step in cutlass.range(steps.count, unroll=1):
+            head, m_block, _ = steps.at(step)
+            cute.arch.barrier(barrier_id=DQ_FULL_BARRIER + wg, number_of_threads=handshake)
+            if lane == 0:
+                turn = mdQturn[batch, head, m_block, None].iterator + wg if cutlass.const_expr(
+                    self.deterministic) else None
+                if cutlass.const_expr(self.deterministic):
+                    my_turn = self.dq_turn(steps, step, m_block, n_block, window)
+                    while cute.arch.atomic_add(turn, Int32(0), sem="acquire", scope="gpu") != my_turn:
+                        pass
+                dq_accum.bulk_add(mdQaccum[batch, head, m_block, None].iterator + wg * half, sdQ.iterator + wg * half,
+                                  half * Float32.width // 8)
+                cute.arch.cp_async_bulk_commit_group()
+                if cutlass.const_expr(self.deterministic):
+                    cute.arch.cp_async_bulk_wait_group(0)
+                    cute.arch.fence_acq_rel_gpu()
+                    cute.arch.atomic_add(turn, Int32(1), sem="release", scope="gpu")
+                else:
+                    cute.arch.cp_async_bulk_wait_group(0, read=True)
+            if step + 1 < steps.count:  # the consumer waits for it before its next store
+                cute.arch.barrier_arrive(barrier_id=DQ_EMPTY_BARRIER + wg, number_of_threads=handshake)
 
     @cute.jit
-    def consume(self, mLSElog2, mdPsum, mdQaccum, mdQturn, mdK, mdV, scale_log2, tanh_scale, dk_scale, tiled_mma_sdp,
-                tiled_mma_dkv, tiled_mma_dq, sQ, sdO, sK, sV, sdS, pipeline_q, pipeline_do, pipeline_kv, n_block,
-                kv_head, batch, steps, window, mods):
+    def dq_turn(self, steps, step, m_block, n_block, window):
+        """How many key blocks add into this step's dQ before this one: from the block list, or every block
+        of the window before it."""
+        if cutlass.const_expr(steps.turns is not None):
+            return steps.turns[step]
+        tile_m = self.config.tile_m
+        first_row = m_block * tile_m
+        seqlen_q = window.seqlen_k - window.diagonal
+        first_n_block, _ = window.block_range(first_row, cutlass.min(first_row + tile_m, seqlen_q) - 1, TILE_N)
+        return n_block - first_n_block
+
+    @cute.jit
+    def consume(self, mLSElog2, mdPsum, mdK, mdV, scale_log2, tanh_scale, dk_scale, tiled_mma_sdp, tiled_mma_dkv,
+                tiled_mma_dq, sQ, sdO, sK, sV, sdS, sdQ, pipeline_q, pipeline_do, pipeline_kv, n_block, kv_head,
+                batch, steps, window, mods):
         cfg, d = self.config, self.head_dim
         tidx, _, _ = cute.arch.thread_idx()
         wg = tidx // THREADS_PER_WARPGROUP - 1
@@ -451,11 +480,13 @@ class FlashBwdSm90:
             q_state.advance()
             pipeline_do.consumer_release(do_state)
             do_state.advance()
-            if cutlass.const_expr(self.deterministic):
-                self.add_dq_in_turn(acc_dq, mdQaccum, mdQturn, batch, head, m_block, n_block, window, wg, wg_tidx,
-                                    steps.turns[step] if cutlass.const_expr(steps.turns is not None) else None)
-            else:
-                dq_accum.add(acc_dq, mdQaccum[batch, head, m_block, None], wg, wg_tidx)
+            handshake = THREADS_PER_WARPGROUP + cute.arch.WARP_SIZE
+            if step > 0:
+                cute.arch.barrier(barrier_id=DQ_EMPTY_BARRIER + wg, number_of_threads=handshake)
+            dq_accum.store(acc_dq, sdQ, wg, wg_tidx)
+            # The copy engine reads dQ through the async proxy.
+            cute.arch.fence_proxy("async.shared", space="cta")
+            cute.arch.barrier_arrive(barrier_id=DQ_FULL_BARRIER + wg, number_of_threads=handshake)
 
         acc_dk.store(acc_dk.load() * dk_scale)
         for acc, dst in ((acc_dk, tdKgdK), (acc_dv, tdVgdV)):
