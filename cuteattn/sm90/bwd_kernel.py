@@ -1,7 +1,7 @@
 """Hopper (sm90) attention backward: one CTA per block of keys, over the query blocks that see it.
 
-Warpgroup 0 produces: one warp loads the CTA's K and V once, then Q and dO block by block into two
-mbarrier pipelines. Each of the two consumer warpgroups owns 64 keys and, per block of tile_m queries:
+Warpgroup 0 produces: one warp loads the CTA's K and V once, then Q with its rows' lse and dO with its
+rows' dpsum, block by block, into two mbarrier pipelines. Each of the two consumer warpgroups owns 64 keys and, per block of tile_m queries:
 
     S^T  = K Q^T,  dP^T = V dO^T                     wgmma, both operands in shared memory
     P^T  = exp2(S^T * scale_log2 - lse_log2)         lse of each query column
@@ -181,6 +181,8 @@ class FlashBwdSm90:
             sV: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sV_layout)], 1024]
             sdS: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sdS_layout)], 1024]
             sdQ: cute.struct.Align[cute.struct.MemRange[Float32, cfg.tile_m * d], 1024]
+            sLSElog2: cute.struct.Align[cute.struct.MemRange[Float32, cfg.tile_m * cfg.num_stages], 128]
+            sdPsum: cute.struct.Align[cute.struct.MemRange[Float32, cfg.tile_m * cfg.num_stages], 128]
 
         seqlen_k, _, heads_kv, batch = mK.shape
         cta_body = self.cta_body(
@@ -253,7 +255,7 @@ class FlashBwdSm90:
         smem = cutlass.memory.SmemAllocator()
         storage = smem.allocate(SharedStorage)
         consumer_warps = CONSUMERS * THREADS_PER_WARPGROUP // cute.arch.WARP_SIZE
-        q_bytes = cute.size_in_bytes(self.dtype, one_stage(sQ_layout))
+        q_bytes = cute.size_in_bytes(self.dtype, one_stage(sQ_layout)) + cfg.tile_m * Float32.width // 8  # + a row
         kv_bytes = cute.size_in_bytes(self.dtype, sK_layout) + cute.size_in_bytes(self.dtype, sV_layout)
         pipeline_q = tma.make_pipeline(storage.q_barriers, cfg.num_stages, q_bytes, consumer_warps)
         pipeline_do = tma.make_pipeline(storage.do_barriers, cfg.num_stages, q_bytes, consumer_warps)
@@ -267,25 +269,28 @@ class FlashBwdSm90:
         sV = storage.sV.get_tensor(sV_layout.outer, swizzle=sV_layout.inner)  # (TILE_N, d, 1)
         sdS = storage.sdS.get_tensor(sdS_layout.outer, swizzle=sdS_layout.inner)  # (tile_m, TILE_N, buffer)
         sdQ = storage.sdQ.get_tensor(cute.make_layout(cfg.tile_m * self.head_dim))  # one workspace chunk
+        rows = cute.make_layout((cfg.tile_m, cfg.num_stages))
+        sLSElog2, sdPsum = storage.sLSElog2.get_tensor(rows), storage.sdPsum.get_tensor(rows)  # (tile_m, stage)
 
         if warp_idx < THREADS_PER_WARPGROUP // cute.arch.WARP_SIZE:
             cute.arch.setmaxregister_decrease(PRODUCER_REGISTERS)
             if warp_idx == 0:
-                self.produce(tma_q, mQ, tma_do, mdO, tma_k, mK, tma_v, mV, sQ, sdO, sK, sV, pipeline_q, pipeline_do,
-                             pipeline_kv, n_block, kv_head, batch, steps)
+                self.produce(tma_q, mQ, tma_do, mdO, tma_k, mK, tma_v, mV, mLSElog2, mdPsum, sQ, sdO, sK, sV, sLSElog2,
+                             sdPsum, pipeline_q, pipeline_do, pipeline_kv, n_block, kv_head, batch, steps)
             elif warp_idx < DQ_WRITER_WARP + CONSUMERS:
                 self.write_dq(mdQaccum, mdQturn, sdQ, n_block, batch, steps, window, warp_idx - DQ_WRITER_WARP)
         else:
             cute.arch.setmaxregister_increase(CONSUMER_REGISTERS)
             mods = mod_tile.ModArgs(score_scale, mod_tensors, mod_grads, batch, seqlen_q, seqlen_k)
-            self.consume(mLSElog2, mdPsum, mdK, mdV, scale_log2, tanh_scale, dk_scale, tiled_mma_sdp, tiled_mma_dkv,
-                         tiled_mma_dq, sQ, sdO, sK, sV, sdS, sdQ, pipeline_q, pipeline_do, pipeline_kv, n_block,
+            self.consume(mdK, mdV, scale_log2, tanh_scale, dk_scale, tiled_mma_sdp, tiled_mma_dkv, tiled_mma_dq, sQ,
+                         sdO, sK, sV, sdS, sdQ, sLSElog2, sdPsum, pipeline_q, pipeline_do, pipeline_kv, n_block,
                          kv_head, batch, steps, window, mods)
 
     @cute.jit
-    def produce(self, tma_q, mQ, tma_do, mdO, tma_k, mK, tma_v, mV, sQ, sdO, sK, sV, pipeline_q, pipeline_do,
-                pipeline_kv, n_block, kv_head, batch, steps):
+    def produce(self, tma_q, mQ, tma_do, mdO, tma_k, mK, tma_v, mV, mLSElog2, mdPsum, sQ, sdO, sK, sV, sLSElog2,
+                sdPsum, pipeline_q, pipeline_do, pipeline_kv, n_block, kv_head, batch, steps):
         cfg, d = self.config, self.head_dim
+        row = tma.row_atom(Float32, cfg.tile_m)
         kv_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, 1)
         pipeline_kv.producer_acquire(kv_state)
         for atom, smem, gmem in ((tma_k, sK, mK), (tma_v, sV, mV)):
@@ -301,8 +306,12 @@ class FlashBwdSm90:
             tQsQ, tQgQ = tma.partition(tma_q, sQ, cute.local_tile(mQ[None, None, head, batch], tile, (None, 0)))
             tdOsdO, tdOgdO = tma.partition(tma_do, sdO, cute.local_tile(mdO[None, None, head, batch], tile, (None, 0)))
             tma.load(tma_q, pipeline_q, q_state, tQgQ[None, m_block], tQsQ)
+            tma.load_row(row, pipeline_q, q_state, cute.local_tile(mLSElog2[batch, head, None], (cfg.tile_m,),
+                                                                   (m_block,)), sLSElog2)
             q_state.advance()
             tma.load(tma_do, pipeline_do, do_state, tdOgdO[None, m_block], tdOsdO)
+            tma.load_row(row, pipeline_do, do_state, cute.local_tile(mdPsum[batch, head, None], (cfg.tile_m,),
+                                                                     (m_block,)), sdPsum)
             do_state.advance()
 
     @cute.jit
@@ -389,8 +398,8 @@ class FlashBwdSm90:
         return n_block - first_n_block
 
     @cute.jit
-    def consume(self, mLSElog2, mdPsum, mdK, mdV, scale_log2, tanh_scale, dk_scale, tiled_mma_sdp, tiled_mma_dkv,
-                tiled_mma_dq, sQ, sdO, sK, sV, sdS, sdQ, pipeline_q, pipeline_do, pipeline_kv, n_block, kv_head,
+    def consume(self, mdK, mdV, scale_log2, tanh_scale, dk_scale, tiled_mma_sdp, tiled_mma_dkv, tiled_mma_dq, sQ,
+                sdO, sK, sV, sdS, sdQ, sLSElog2, sdPsum, pipeline_q, pipeline_do, pipeline_kv, n_block, kv_head,
                 batch, steps, window, mods):
         cfg, d = self.config, self.head_dim
         tidx, _, _ = cute.arch.thread_idx()
@@ -450,15 +459,14 @@ class FlashBwdSm90:
         for step in cutlass.range(steps.count, unroll=1):
             head, m_block, partial = steps.at(step)
             query0 = m_block * cfg.tile_m
-            for c in cutlass.range_constexpr(columns):
-                lse_log2[c] = mLSElog2[batch, head, query0 + coords[0, c][1]]
             pipeline_q.consumer_wait(q_state)
             gemm(tiled_mma_sdp, acc_s, tSrK[None, None, None, 0], tSrQ[None, None, None, q_state.index], True)
             pipeline_do.consumer_wait(do_state)
             gemm(tiled_mma_sdp, acc_dp, tdPrV[None, None, None, 0], tdPrdO[None, None, None, do_state.index],
                  True)
             for c in cutlass.range_constexpr(columns):
-                dpsum[c] = mdPsum[batch, head, query0 + coords[0, c][1]]
+                lse_log2[c] = sLSElog2[coords[0, c][1], q_state.index]
+                dpsum[c] = sdPsum[coords[0, c][1], do_state.index]
             warpgroup.wait_group(1)
             self.probabilities(s, deriv, scores, coords, lse_log2, scale_log2, tanh_scale, head, key0, query0, window,
                                mods, partial)

@@ -1,5 +1,6 @@
 """TMA loads through mbarrier pipelines: one producer thread fills stages, consumer warps drain them."""
 
+import cutlass
 import cutlass.cute as cute
 import cutlass.pipeline as pipeline
 from cutlass.cute.nvgpu import cpasync
@@ -29,3 +30,16 @@ def load(atom: cute.CopyAtom, pipe: pipeline.PipelineTmaAsync, state: pipeline.P
     """Wait for the stage of `state` to be free, then copy the gmem tile `src` into it; the caller advances."""
     pipe.producer_acquire(state)
     cute.copy(atom, src, dst_stages[None, state.index], tma_bar_ptr=pipe.producer_get_barrier(state))
+
+
+def row_atom(dtype, length: int) -> cute.CopyAtom:
+    """A bulk (non-tensor) copy of `length` contiguous elements, global to shared memory."""
+    return cute.make_copy_atom(cpasync.CopyBulkG2SOp(), dtype, num_bits_per_copy=length * dtype.width)
+
+
+@cute.jit
+def load_row(atom: cute.CopyAtom, pipe: pipeline.PipelineTmaAsync, state: pipeline.PipelineState, src, dst_stages):
+    """Copy the contiguous row `src` into the stage of `state` that a `load` has just acquired, completing on the
+    same barrier (its bytes counted in the pipeline's tx_bytes). One thread issues it."""
+    with cute.arch.elect_one():
+        cute.copy(atom, src, dst_stages[None, state.index], mbar_ptr=pipe.producer_get_barrier(state))
