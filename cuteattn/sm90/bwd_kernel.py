@@ -169,6 +169,14 @@ class FlashBwdSm90:
         tma_do, mdO = cpasync.make_tiled_tma_atom(load, mdO, one_stage(sQ_layout), (cfg.tile_m, d))
         tma_k, mK = cpasync.make_tiled_tma_atom(load, mK, one_stage(sK_layout), (TILE_N, d))
         tma_v, mV = cpasync.make_tiled_tma_atom(load, mV, one_stage(sV_layout), (TILE_N, d))
+        # The rows' lse and dpsum as (rows, heads, batch), one tile_m row per Q / dO stage.
+        row = cute.make_layout(cfg.tile_m)
+        tma_lse, mLSElog2 = cpasync.make_tiled_tma_atom(
+            load, cute.make_tensor(mLSElog2.iterator, cute.select(mLSElog2.layout, mode=[2, 1, 0])), row,
+            (cfg.tile_m,))
+        tma_dpsum, mdPsum = cpasync.make_tiled_tma_atom(
+            load, cute.make_tensor(mdPsum.iterator, cute.select(mdPsum.layout, mode=[2, 1, 0])), row,
+            (cfg.tile_m,))
 
         @cute.struct
         class SharedStorage:
@@ -186,7 +194,7 @@ class FlashBwdSm90:
 
         seqlen_k, _, heads_kv, batch = mK.shape
         cta_body = self.cta_body(
-            tma_q, mQ, tma_do, mdO, tma_k, mK, tma_v, mV, mLSElog2, mdPsum, mdQaccum, mdQturn, mdK, mdV, scale_log2,
+            tma_q, mQ, tma_do, mdO, tma_k, mK, tma_v, mV, tma_lse, mLSElog2, tma_dpsum, mdPsum, mdQaccum, mdQturn, mdK, mdV, scale_log2,
             tanh_scale, dk_scale, window_left, window_right, score_scale, mod_tensors, mod_grads, mBlockCount,
             mBlockList, mBlockTurn, tiled_mma_sdp, tiled_mma_dkv, tiled_mma_dq,
             sQ_layout, sK_layout, sV_layout, sdS_layout, SharedStorage)
@@ -205,7 +213,9 @@ class FlashBwdSm90:
         mK: cute.Tensor,
         tma_v: cute.CopyAtom,
         mV: cute.Tensor,
+        tma_lse: cute.CopyAtom,
         mLSElog2: cute.Tensor,
+        tma_dpsum: cute.CopyAtom,
         mdPsum: cute.Tensor,
         mdQaccum: cute.Tensor,
         mdQturn: Optional[cute.Tensor],
@@ -249,7 +259,7 @@ class FlashBwdSm90:
                           mBlockList[batch, kv_head, n_block, None], turns, cute.ceil_div(seqlen_q, cfg.tile_m))
 
         if warp_idx == 0:
-            for atom in (tma_q, tma_do, tma_k, tma_v):
+            for atom in (tma_q, tma_do, tma_k, tma_v, tma_lse, tma_dpsum):
                 cpasync.prefetch_descriptor(atom)
 
         smem = cutlass.memory.SmemAllocator()
@@ -275,8 +285,9 @@ class FlashBwdSm90:
         if warp_idx < THREADS_PER_WARPGROUP // cute.arch.WARP_SIZE:
             cute.arch.setmaxregister_decrease(PRODUCER_REGISTERS)
             if warp_idx == 0:
-                self.produce(tma_q, mQ, tma_do, mdO, tma_k, mK, tma_v, mV, mLSElog2, mdPsum, sQ, sdO, sK, sV, sLSElog2,
-                             sdPsum, pipeline_q, pipeline_do, pipeline_kv, n_block, kv_head, batch, steps)
+                self.produce(tma_q, mQ, tma_do, mdO, tma_k, mK, tma_v, mV, tma_lse, mLSElog2, tma_dpsum, mdPsum, sQ,
+                             sdO, sK, sV, sLSElog2, sdPsum, pipeline_q, pipeline_do, pipeline_kv, n_block, kv_head,
+                             batch, steps)
             elif warp_idx < DQ_WRITER_WARP + CONSUMERS:
                 self.write_dq(mdQaccum, mdQturn, sdQ, n_block, batch, steps, window, warp_idx - DQ_WRITER_WARP)
         else:
@@ -287,10 +298,9 @@ class FlashBwdSm90:
                          kv_head, batch, steps, window, mods)
 
     @cute.jit
-    def produce(self, tma_q, mQ, tma_do, mdO, tma_k, mK, tma_v, mV, mLSElog2, mdPsum, sQ, sdO, sK, sV, sLSElog2,
-                sdPsum, pipeline_q, pipeline_do, pipeline_kv, n_block, kv_head, batch, steps):
+    def produce(self, tma_q, mQ, tma_do, mdO, tma_k, mK, tma_v, mV, tma_lse, mLSElog2, tma_dpsum, mdPsum, sQ, sdO,
+                sK, sV, sLSElog2, sdPsum, pipeline_q, pipeline_do, pipeline_kv, n_block, kv_head, batch, steps):
         cfg, d = self.config, self.head_dim
-        row = tma.row_atom(Float32, cfg.tile_m)
         kv_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, 1)
         pipeline_kv.producer_acquire(kv_state)
         for atom, smem, gmem in ((tma_k, sK, mK), (tma_v, sV, mV)):
@@ -305,13 +315,15 @@ class FlashBwdSm90:
             tile = (cfg.tile_m, d)
             tQsQ, tQgQ = tma.partition(tma_q, sQ, cute.local_tile(mQ[None, None, head, batch], tile, (None, 0)))
             tdOsdO, tdOgdO = tma.partition(tma_do, sdO, cute.local_tile(mdO[None, None, head, batch], tile, (None, 0)))
+            tLsL, tLgL = tma.partition(tma_lse, sLSElog2, cute.local_tile(mLSElog2[None, head, batch], (cfg.tile_m,),
+                                                                         (None,)))
+            tDsD, tDgD = tma.partition(tma_dpsum, sdPsum, cute.local_tile(mdPsum[None, head, batch], (cfg.tile_m,),
+                                                                          (None,)))
             tma.load(tma_q, pipeline_q, q_state, tQgQ[None, m_block], tQsQ)
-            tma.load_row(row, pipeline_q, q_state, cute.local_tile(mLSElog2[batch, head, None], (cfg.tile_m,),
-                                                                   (m_block,)), sLSElog2)
+            tma.load_more(tma_lse, pipeline_q, q_state, tLgL[None, m_block], tLsL)
             q_state.advance()
             tma.load(tma_do, pipeline_do, do_state, tdOgdO[None, m_block], tdOsdO)
-            tma.load_row(row, pipeline_do, do_state, cute.local_tile(mdPsum[batch, head, None], (cfg.tile_m,),
-                                                                     (m_block,)), sdPsum)
+            tma.load_more(tma_dpsum, pipeline_do, do_state, tDgD[None, m_block], tDsD)
             do_state.advance()
 
     @cute.jit

@@ -1,6 +1,5 @@
 """TMA loads through mbarrier pipelines: one producer thread fills stages, consumer warps drain them."""
 
-import cutlass
 import cutlass.cute as cute
 import cutlass.pipeline as pipeline
 from cutlass.cute.nvgpu import cpasync
@@ -21,9 +20,11 @@ def make_pipeline(barriers, stages: int, tx_bytes: int, consumer_warps: int) -> 
 
 
 def partition(atom: cute.CopyAtom, smem: cute.Tensor, gmem_tiles: cute.Tensor):
-    """TMA views of smem (rows, cols, stage) as (tile, stage) and gmem (rows, cols, tiles...) as (tile, tiles...)."""
-    return cpasync.tma_partition(atom, 0, cute.make_layout(1), cute.group_modes(smem, 0, 2),
-                                 cute.group_modes(gmem_tiles, 0, 2))
+    """TMA views of smem (rows, cols, stage) as (tile, stage) and gmem (rows, cols, tiles...) as (tile, tiles...);
+    a tile may also be one row: smem (rows, stage), gmem (rows, tiles...)."""
+    tile_rank = cute.rank(smem) - 1
+    return cpasync.tma_partition(atom, 0, cute.make_layout(1), cute.group_modes(smem, 0, tile_rank),
+                                 cute.group_modes(gmem_tiles, 0, tile_rank))
 
 
 def load(atom: cute.CopyAtom, pipe: pipeline.PipelineTmaAsync, state: pipeline.PipelineState, src, dst_stages):
@@ -32,14 +33,7 @@ def load(atom: cute.CopyAtom, pipe: pipeline.PipelineTmaAsync, state: pipeline.P
     cute.copy(atom, src, dst_stages[None, state.index], tma_bar_ptr=pipe.producer_get_barrier(state))
 
 
-def row_atom(dtype, length: int) -> cute.CopyAtom:
-    """A bulk (non-tensor) copy of `length` contiguous elements, global to shared memory."""
-    return cute.make_copy_atom(cpasync.CopyBulkG2SOp(), dtype, num_bits_per_copy=length * dtype.width)
-
-
-@cute.jit
-def load_row(atom: cute.CopyAtom, pipe: pipeline.PipelineTmaAsync, state: pipeline.PipelineState, src, dst_stages):
-    """Copy the contiguous row `src` into the stage of `state` that a `load` has just acquired, completing on the
-    same barrier (its bytes counted in the pipeline's tx_bytes). One thread issues it."""
-    with cute.arch.elect_one():
-        cute.copy(atom, src, dst_stages[None, state.index], mbar_ptr=pipe.producer_get_barrier(state))
+def load_more(atom: cute.CopyAtom, pipe: pipeline.PipelineTmaAsync, state: pipeline.PipelineState, src, dst_stages):
+    """Copy one more gmem tile into the stage of `state` that a `load` has just acquired, completing on the same
+    barrier (its bytes counted in the pipeline's tx_bytes)."""
+    cute.copy(atom, src, dst_stages[None, state.index], tma_bar_ptr=pipe.producer_get_barrier(state))
