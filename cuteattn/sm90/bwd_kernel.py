@@ -1,7 +1,8 @@
 """Hopper (sm90) attention backward: one CTA per block of keys, over the query blocks that see it.
 
 Warpgroup 0 produces: one warp loads the CTA's K and V once, then Q with its rows' lse and dO with its
-rows' dpsum, block by block, into two mbarrier pipelines. Each of the two consumer warpgroups owns 64 keys and, per block of tile_m queries:
+rows' dpsum, block by block, into two mbarrier pipelines. Each of the two consumer warpgroups owns 64 keys
+and, per block of tile_m queries:
 
     S^T  = K Q^T,  dP^T = V dO^T                     wgmma, both operands in shared memory
     P^T  = exp2(S^T * scale_log2 - lse_log2)         lse of each query column
@@ -12,10 +13,10 @@ rows' dpsum, block by block, into two mbarrier pipelines. Each of the two consum
 
 then stores its half of dQ in shared memory, where a writer warp of the producer warpgroup adds it into
 the fp32 workspace of `dq_accum` with one bulk reduction (atomics from the consumers' own threads stalled
-them: the loads of the next step queued behind the adds). Computing the scores
-transposed puts each key on a row, so P^T and dS^T come out of the accumulators already as the A operands
-of dV and dK. dK and dV stay in registers over every query block, and under GQA over every query head
-that shares the KV head, and are written once at the end.
+them: the loads of the next step queued behind the adds). Computing the scores transposed puts each key
+on a row, so P^T and dS^T come out of the accumulators already as the A operands of dV and dK. dK and dV
+stay in registers over every query block, and under GQA over every query head that shares the KV head,
+and are written once at the end.
 
 Query rows past seqlen_q are zeros (TMA fills them) with lse_log2 = dpsum = 0, so they add nothing; keys
 past seqlen_k and outside the window are masked on the blocks that cross them.
@@ -194,9 +195,9 @@ class FlashBwdSm90:
 
         seqlen_k, _, heads_kv, batch = mK.shape
         cta_body = self.cta_body(
-            tma_q, mQ, tma_do, mdO, tma_k, mK, tma_v, mV, tma_lse, mLSElog2, tma_dpsum, mdPsum, mdQaccum, mdQturn, mdK, mdV, scale_log2,
-            tanh_scale, dk_scale, window_left, window_right, score_scale, mod_tensors, mod_grads, mBlockCount,
-            mBlockList, mBlockTurn, tiled_mma_sdp, tiled_mma_dkv, tiled_mma_dq,
+            tma_q, mQ, tma_do, mdO, tma_k, mK, tma_v, mV, tma_lse, mLSElog2, tma_dpsum, mdPsum, mdQaccum, mdQturn,
+            mdK, mdV, scale_log2, tanh_scale, dk_scale, window_left, window_right, score_scale, mod_tensors,
+            mod_grads, mBlockCount, mBlockList, mBlockTurn, tiled_mma_sdp, tiled_mma_dkv, tiled_mma_dq,
             sQ_layout, sK_layout, sV_layout, sdS_layout, SharedStorage)
         # min_blocks_per_mp pins the register count at entry; without it ptxas may drop setmaxnreg.
         launch(cta_body, (cute.ceil_div(seqlen_k, TILE_N), heads_kv, batch), self.num_threads, stream,
