@@ -1,4 +1,5 @@
-"""Check the SASS of the sm90 forward's main configs, with no GPU: Hopper warpgroup MMAs, no register spills.
+"""Check the SASS of the sm90 forward's and backward's main configs, with no GPU: Hopper warpgroup MMAs, no
+register spills; and the backward's dQ added by the copy engine (one bulk reduction), not by atomics.
 
 Each config compiles in a fresh process with CUTE_DSL_KEEP=sass, which makes the DSL keep the cubin and
 disassemble it with nvdisasm (the nvidia-cuda-nvdisasm wheel of the `test` extra) into CUTE_DSL_DUMP_DIR.
@@ -21,11 +22,14 @@ INSTRUCTION = re.compile(r"^\s*/\*[0-9a-f]+\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_
 BUILD = """
 import sys, torch
 from cuteattn import reference
-from cuteattn.sm90.forward import _compile, kernel_for
-head_dim, causal = int(sys.argv[1]), sys.argv[2] == "causal"
+from cuteattn.sm90 import backward, forward
+direction, head_dim, causal = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "causal"
 opts = reference.Options(softmax_scale=1.0, window_left=None, window_right=0 if causal else None, softcap=0.0,
                          learnable_sink=None, score_mod=None, mask_mod=None, block_mask=None)
-_compile(kernel_for(torch.bfloat16, head_dim, head_dim, 1, opts))
+if direction == "fwd":
+    forward._compile(forward.kernel_for(torch.bfloat16, head_dim, head_dim, 1, opts))
+else:
+    backward._compile(backward.kernel_for(torch.bfloat16, head_dim, 1, opts))
 """
 
 
@@ -34,11 +38,10 @@ def opcodes(sass: str) -> Counter:
     return Counter(INSTRUCTION.findall(sass))
 
 
-@pytest.mark.parametrize("mask", ["plain", "causal"])
-@pytest.mark.parametrize("head_dim", [64, 128])
-def test_fwd_sass(head_dim, mask, tmp_path):
+def sass_of(direction: str, head_dim: int, mask: str, tmp_path) -> Counter:
+    """Opcode counts of one kernel's SASS, compiled in a fresh process."""
     env = {**os.environ, "CUTE_DSL_ARCH": "sm_90a", "CUTE_DSL_KEEP": "sass", "CUTE_DSL_DUMP_DIR": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-c", BUILD, str(head_dim), mask], cwd=REPO_ROOT, env=env,
+    result = subprocess.run([sys.executable, "-c", BUILD, direction, str(head_dim), mask], cwd=REPO_ROOT, env=env,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"compile failed:\n{result.stderr}"
     sass_files = list(tmp_path.glob("*.sass"))
@@ -47,3 +50,18 @@ def test_fwd_sass(head_dim, mask, tmp_path):
     assert counts["HGMMA"] > 0, f"no HGMMA in the SASS; opcodes found: {dict(counts)}"
     spills = {op: counts[op] for op in ("STL", "LDL") if counts[op]}
     assert not spills, f"local-memory traffic (register spills): {spills}"
+    return counts
+
+
+@pytest.mark.parametrize("mask", ["plain", "causal"])
+@pytest.mark.parametrize("head_dim", [64, 128])
+def test_fwd_sass(head_dim, mask, tmp_path):
+    sass_of("fwd", head_dim, mask, tmp_path)
+
+
+@pytest.mark.parametrize("mask", ["plain", "causal"])
+@pytest.mark.parametrize("head_dim", [64, 128])
+def test_bwd_sass(head_dim, mask, tmp_path):
+    counts = sass_of("bwd", head_dim, mask, tmp_path)
+    assert counts["UBLKRED"] == 1, f"dQ should leave in one bulk reduction; opcodes found: {dict(counts)}"
+    assert not counts["REDG"] and not counts["ATOMG"], "the backward's consumers add dQ with atomics again"
