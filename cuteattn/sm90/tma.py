@@ -30,7 +30,7 @@ def partition(atom: cute.CopyAtom, smem: cute.Tensor, gmem_tiles: cute.Tensor):
 def load(atom: cute.CopyAtom, pipe: pipeline.PipelineTmaAsync, state: pipeline.PipelineState, src, dst_stages):
     """Wait for the stage of `state` to be free, then copy the gmem tile `src` into it; the caller advances."""
     pipe.producer_acquire(state)
-    cute.copy(atom, src, dst_stages[None, state.index], tma_bar_ptr=pipe.producer_get_barrier(state))
+    load_more(atom, pipe, state, src, dst_stages)
 
 
 def load_more(atom: cute.CopyAtom, pipe: pipeline.PipelineTmaAsync, state: pipeline.PipelineState, src, dst_stages):
