@@ -129,18 +129,24 @@ def test_op_lowering(name):
     check_forward(2, 200, 333, 4, 4, 64, options(64, score_mod=OP_MODS[name]))
 
 
+def grads_against_reference(q, k, v, opts, **kwargs):
+    """(out, ref, grads, ref_grads): flash_attn_func(q, k, v, **kwargs) and the fp32 PyTorch path under `opts`,
+    with their gradients of q, k, v for one random dout."""
+    out = cuteattn.flash_attn_func(q, k, v, **kwargs)
+    dout = torch.randn_like(out)
+    got = torch.autograd.grad(out, (q, k, v), dout)
+    leaves = [t.detach().float().requires_grad_() for t in (q, k, v)]
+    ref = reference.attention(*leaves, opts)[0]
+    return out, ref, got, torch.autograd.grad(ref, leaves, dout.float())
+
+
 def test_op_derivatives():
     """The backward of every op mod at once: their derivatives with respect to the score."""
     def all_ops(s, b, h, q, kv):
         return sum(mod(s, b, h, q, kv) for mod in OP_MODS.values()) * 0.1
 
     q, k, v = (torch.randn(2, 200, 4, 64, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
-    out = cuteattn.flash_attn_func(q, k, v, score_mod=all_ops)
-    dout = torch.randn_like(out)
-    got = torch.autograd.grad(out, (q, k, v), dout)
-    leaves = [t.detach().float().requires_grad_() for t in (q, k, v)]
-    ref = reference.attention(*leaves, options(64, score_mod=all_ops))[0]
-    want = torch.autograd.grad(ref, leaves, dout.float())
+    _, _, got, want = grads_against_reference(q, k, v, options(64, score_mod=all_ops), score_mod=all_ops)
     for g, w in zip(got, want):
         assert (g.float() - w).abs().max().item() <= 0.05 * w.abs().max().item()
 
@@ -293,12 +299,7 @@ def test_block_mask(name, block_size):
     check_forward(batch, seqlen, seqlen, heads, heads, 64, options(64, block_mask=mask))
     q, k, v = (torch.randn(batch, seqlen, heads, 64, device="cuda", dtype=torch.bfloat16, requires_grad=True)
                for _ in range(3))
-    out = cuteattn.flash_attn_func(q, k, v, block_mask=mask)
-    dout = torch.randn_like(out)
-    got = torch.autograd.grad(out, (q, k, v), dout)
-    leaves = [t.detach().float().requires_grad_() for t in (q, k, v)]
-    ref = reference.attention(*leaves, options(64, block_mask=mask))[0]
-    want = torch.autograd.grad(ref, leaves, dout.float())
+    out, ref, got, want = grads_against_reference(q, k, v, options(64, block_mask=mask), block_mask=mask)
     assert (out.float() - ref).abs().max().item() < 2e-2
     for g, w in zip(got, want):
         assert (g.float() - w).abs().max().item() <= 0.02 * w.abs().max().item()
