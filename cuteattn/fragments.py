@@ -5,7 +5,11 @@ A wgmma accumulator fragment of an (M, N) tile holds, per thread, values indexed
 such group per 8-column block.
 """
 
+import cutlass
 import cutlass.cute as cute
+from cutlass import Float32, Int32
+from cutlass._mlir.dialects import llvm
+from cutlass.cutlass_dsl import T, dsl_user_op
 
 
 def rowcol(t: cute.Tensor) -> cute.Tensor:
@@ -29,3 +33,25 @@ def as_a_operand(t: cute.Tensor) -> cute.Tensor:
     layout = cute.make_layout(((pair, half, 2), mma_m, blocks // 2),
                               stride=((d_pair, d_half, d_blocks), d_m, 2 * d_blocks))
     return cute.make_tensor(t.iterator, layout)
+
+
+_CVT_X2 = {cutlass.BFloat16: "cvt.rn.bf16x2.f32 $0, $2, $1;", cutlass.Float16: "cvt.rn.f16x2.f32 $0, $2, $1;"}
+
+
+@dsl_user_op
+def _cvt_pair(lo: Float32, hi: Float32, dtype, *, loc=None, ip=None) -> Int32:
+    return Int32(llvm.inline_asm(
+        T.i32(), [Float32(lo).ir_value(loc=loc, ip=ip), Float32(hi).ir_value(loc=loc, ip=ip)], _CVT_X2[dtype],
+        "=r,f,f", has_side_effects=False, is_align_stack=False, asm_dialect=llvm.AsmDialect.AD_ATT, loc=loc, ip=ip))
+
+
+@cute.jit
+def convert(src: cute.Tensor, dst: cute.Tensor):
+    """dst = src in dst's 16-bit type, two elements per instruction (both tensors compact, same layout).
+
+    An opaque instruction: LLVM folds an ordinary fptrunc that feeds a loop-carried value past the loop's
+    phi, which keeps the fp32 values alive across the back edge instead of the packed halves.
+    """
+    packed = cute.recast_tensor(dst, Int32)
+    for i in cutlass.range_constexpr(cute.size(packed)):
+        packed[i] = _cvt_pair(src[2 * i], src[2 * i + 1], dst.element_type)

@@ -75,8 +75,9 @@ def assert_matches(out, lse, q, k, v, opts):
 
 
 def check(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, causal, dtype, make=None, head_dim_v=None,
-          **features):
-    """Run the kernel and compare with the PyTorch path; `features`: window, softcap, sink of `options`."""
+          config=None, **features):
+    """Run the kernel (with `config`, else the default for the head dim) and compare with the PyTorch path;
+    `features`: window, softcap, sink of `options`."""
     from cuteattn.sm90 import forward
 
     head_dim_v = head_dim_v or head_dim
@@ -86,7 +87,7 @@ def check(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, causal, dtype, m
     opts = options(head_dim, causal, **features)
     out = torch.full((batch, seqlen_q, heads, head_dim_v), math.nan, dtype=dtype, device="cuda")
     lse = torch.full((batch, heads, seqlen_q), math.nan, device="cuda")
-    forward.forward(q, k, v, opts, out=out, lse=lse)
+    forward.forward(q, k, v, opts, config=config, out=out, lse=lse)
     torch.cuda.synchronize()
     assert_matches(out, lse, q, k, v, opts)
     return out, lse
@@ -190,6 +191,17 @@ def test_window_rows_that_see_no_key():  # seqlen_q > seqlen_k: the first 200 ro
 def test_features_with_gqa(heads, heads_kv, causal, window, softcap, sink):
     sink = torch.randn(heads, device="cuda", dtype=torch.bfloat16) if sink else None
     check(2, 257, 300, heads, heads_kv, 128, causal, torch.bfloat16, window=window, softcap=softcap, sink=sink)
+
+
+@pytest.mark.parametrize("config", [dict(tile_n=176), dict(tile_n=192), dict(num_consumers=3),
+                                    dict(num_consumers=3, pingpong=False), dict(num_consumers=1)])
+@pytest.mark.parametrize("head_dim", [64, 128])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("seqlen_q,seqlen_k", [(17, 17), (113, 4097), (1000, 333), (1000, 1000)])
+def test_config_variants(config, head_dim, causal, seqlen_q, seqlen_k):
+    from cuteattn.sm90.fwd_kernel import FwdConfig
+
+    check(2, seqlen_q, seqlen_k, 4, 2, head_dim, causal, torch.bfloat16, config=FwdConfig(**config))
 
 
 def test_through_the_public_entry():

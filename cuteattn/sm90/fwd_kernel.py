@@ -25,7 +25,7 @@ from cutlass import Float32, Int32
 from cutlass.cute.nvgpu import OperandMajorMode, cpasync, warpgroup
 from cutlass.cute.nvgpu.warpgroup import OperandSource
 
-from cuteattn.fragments import as_a_operand, rowcol
+from cuteattn.fragments import as_a_operand, convert, rowcol
 from cuteattn.masking import Window, mask_tile
 from cuteattn.mods import tile as mod_tile
 from cuteattn.mods.trace import TracedMod
@@ -40,8 +40,9 @@ THREADS_PER_WARPGROUP = 128
 REGISTERS_PER_SM = 65536
 PRODUCER_REGISTERS = 24
 MAX_REGISTERS = 240
+MAX_CONSUMERS = 3
 EPILOGUE_BARRIER = 1  # named barriers: + consumer index; 0 is __syncthreads
-SCHEDULER_BARRIER = 3
+SCHEDULER_BARRIER = EPILOGUE_BARRIER + MAX_CONSUMERS
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class FwdConfig:
     tile_n: int = 128
     num_stages: int = 2
     num_consumers: int = 2  # consumer warpgroups; tile_m = 64 * num_consumers
-    pingpong: bool = True  # two consumers take turns on the tensor cores, one's softmax under the other's GEMMs
+    pingpong: bool = True  # consumers take turns on the tensor cores, one's softmax under the others' GEMMs
 
     @property
     def tile_m(self) -> int:
@@ -73,6 +74,7 @@ class FlashFwdSm90:
     config: FwdConfig = FwdConfig()
 
     def __post_init__(self):
+        assert 1 <= self.config.num_consumers <= MAX_CONSUMERS
         assert self.head_dim_v <= self.head_dim, "O is staged in Q's shared memory"
 
     @property
@@ -268,14 +270,14 @@ class FlashFwdSm90:
 
     @cute.jit
     def wait_turn(self, wg):
-        """Ping-pong: wait until the other consumer has issued its GEMMs."""
-        if cutlass.const_expr(self.config.pingpong and self.config.num_consumers == 2):
+        """Ping-pong: wait until the previous consumer (round robin) has issued its GEMMs."""
+        if cutlass.const_expr(self.config.pingpong and self.config.num_consumers > 1):
             cute.arch.barrier(barrier_id=SCHEDULER_BARRIER + wg, number_of_threads=2 * THREADS_PER_WARPGROUP)
 
     @cute.jit
     def pass_turn(self, wg):
-        if cutlass.const_expr(self.config.pingpong and self.config.num_consumers == 2):
-            cute.arch.barrier_arrive(barrier_id=SCHEDULER_BARRIER + 1 - wg,
+        if cutlass.const_expr(self.config.pingpong and self.config.num_consumers > 1):
+            cute.arch.barrier_arrive(barrier_id=SCHEDULER_BARRIER + (wg + 1) % self.config.num_consumers,
                                      number_of_threads=2 * THREADS_PER_WARPGROUP)
 
     def score_mod_prologue(self, s, coords, block, head, row0, mods):
@@ -338,7 +340,8 @@ class FlashFwdSm90:
         k_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, cfg.num_stages)
         v_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, cfg.num_stages)
         if n_blocks > 0:
-            if wg == 1:  # consumer 0 issues first
+            last_wg = cfg.num_consumers - 1
+            if wg == last_wg:  # consumer 0 issues first
                 self.pass_turn(wg)
             block = self.block_at(blocks, 0, n_block_max)
             prologue = self.score_mod_prologue(s, coords, block, head, row0, mods)
@@ -351,7 +354,7 @@ class FlashFwdSm90:
             k_state.advance()
             self.softmax_block(s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale, block, head, row0,
                                window, mods, prologue)
-            p.store(acc_s.load().to(self.dtype))
+            convert(acc_s, p)
             # Within the warpgroup, the softmax of block j runs while the tensor cores do O += P V of
             # block j + 1 (blocks go from the last one down).
             for i in cutlass.range(1, n_blocks, unroll=1):
@@ -373,11 +376,11 @@ class FlashFwdSm90:
                 pipeline_v.consumer_release(v_state)
                 v_state.advance()
                 softmax.rescale_rows(o, rescale)
-                p.store(acc_s.load().to(self.dtype))
+                convert(acc_s, p)
             pipeline_v.consumer_wait(v_state)
             self.wait_turn(wg)
             gemm(tiled_mma_pv, acc_o, tOrP, tOrV[None, None, None, v_state.index], False)
-            if wg == 0:  # the turns balance: consumer 1 took the first, consumer 0 takes the last
+            if wg != last_wg:  # the turns balance: the last consumer passed the first turn, not this one
                 self.pass_turn(wg)
             warpgroup.wait_group(0)
             pipeline_v.consumer_release(v_state)
