@@ -47,7 +47,7 @@ def main():
                 case = bench.Case("fwd", hdim, bool(causal), seqlen, 16384 // seqlen, 2048 // hdim)
                 row = {"case": case.label(), "fa4": bench.measure_cell("fa4", case, fa4, torch.bfloat16, args.rep_ms)}
                 for name, config in variants.items():
-                    prepare = lambda q, k, v, c, config=config: lambda: bench.cuteattn_call(cuteattn, q, k, v, c, config)  # noqa: E731
+                    prepare = lambda q, k, v, c, config=config: lambda: bench.cuteattn_call(cuteattn, q, k, v, c.causal, config)  # noqa: E731
                     try:
                         row[name] = bench.measure_cell("variant", case, prepare, torch.bfloat16, args.rep_ms)
                     except Exception as e:  # a variant that does not compile or launch is reported, not fatal

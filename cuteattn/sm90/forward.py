@@ -23,10 +23,23 @@ HEAD_DIMS = (64, 96, 128, 192, 256)
 HEAD_DIM_PAIRS = ((192, 128),)  # head_dim_v != head_dim
 LOG2_E = math.log2(math.e)
 
-# Per head dim: the tile and pipeline depth measured fastest on the H100.
-CONFIGS = {64: FwdConfig(tile_n=128, num_stages=2), 96: FwdConfig(tile_n=128, num_stages=2),
-           128: FwdConfig(tile_n=128, num_stages=2), 192: FwdConfig(tile_n=96, num_stages=2),
-           256: FwdConfig(tile_n=80, num_stages=2)}
+# Per head dim, the configs measured fastest on the GPU: (plain, masked, modded). Masked: causal, softcap or
+# a sink; modded: a left window edge or mods, whose extra registers do not fit the wider tiles.
+_N128, _WIDE, _THREE = FwdConfig(tile_n=128), FwdConfig(tile_n=176), FwdConfig(tile_n=128, num_consumers=3)
+CONFIGS = {64: (_THREE, _THREE, _N128),
+           96: (FwdConfig(tile_n=112, num_consumers=3),) * 2 + (_N128,),
+           128: (_WIDE, _N128, _N128),
+           192: (FwdConfig(tile_n=96),) * 3,
+           256: (FwdConfig(tile_n=80),) * 3}
+
+
+def default_config(head_dim: int, opts: reference.Options) -> FwdConfig:
+    plain, masked, modded = CONFIGS[head_dim]
+    if opts.window_left is not None or (opts.score_mod, opts.mask_mod, opts.block_mask) != (None, None, None):
+        return modded
+    if opts.window_right is not None or opts.softcap > 0 or opts.learnable_sink is not None:
+        return masked
+    return plain
 
 
 def unsupported(head_dim: int, head_dim_v: int, opts) -> Optional[str]:
@@ -43,7 +56,7 @@ def kernel_for(dtype: torch.dtype, head_dim: int, head_dim_v: int, qhead_per_kvh
     score_mod, mask_mod = traced if traced is not None else mods.traced(opts)
     return _kernel(dtype, head_dim, head_dim_v, qhead_per_kvhead, opts.window_left is not None,
                    opts.window_right is not None, opts.softcap > 0, opts.learnable_sink is not None, score_mod,
-                   mask_mod, config or CONFIGS[head_dim])
+                   mask_mod, config or default_config(head_dim, opts))
 
 
 @functools.lru_cache(maxsize=None)
