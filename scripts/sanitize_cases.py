@@ -7,9 +7,9 @@ import torch
 import cuteattn
 
 
-def run(seqlen_q, seqlen_k, heads_kv=1, **kwargs):
-    q = torch.randn(1, seqlen_q, 2, 128, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-    k, v = (torch.randn(1, seqlen_k, heads_kv, 128, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+def run(seqlen_q, seqlen_k, heads_kv=1, head_dim=128, **kwargs):
+    q = torch.randn(1, seqlen_q, 2, head_dim, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    k, v = (torch.randn(1, seqlen_k, heads_kv, head_dim, device="cuda", dtype=torch.bfloat16, requires_grad=True)
             for _ in range(2))
     out = cuteattn.flash_attn_func(q, k, v, **kwargs)
     out.backward(torch.randn_like(out))
@@ -19,6 +19,8 @@ sink = torch.randn(2, device="cuda", requires_grad=True)
 run(113, 200)
 run(200, 113, causal=True)
 run(17, 17, causal=True)
+run(113, 200, head_dim=64)  # three consumer warpgroups in the forward
+run(200, 113, head_dim=64, causal=True)
 run(300, 500, window_size=(100, 0), softcap=30.0, learnable_sink=sink)
 
 bias = torch.randn(2, 511, device="cuda", requires_grad=True)
