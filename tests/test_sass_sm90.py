@@ -54,7 +54,7 @@ def sass_of(direction: str, head_dim: int, mask: str, tmp_path) -> Counter:
 
 
 @pytest.mark.parametrize("mask", ["plain", "causal"])
-@pytest.mark.parametrize("head_dim", [64, 128])
+@pytest.mark.parametrize("head_dim", [64, 96, 128])
 def test_fwd_sass(head_dim, mask, tmp_path):
     sass_of("fwd", head_dim, mask, tmp_path)
 
