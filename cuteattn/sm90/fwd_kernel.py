@@ -53,7 +53,7 @@ class FwdConfig:
     num_stages: int = 2
     num_consumers: int = 2  # consumer warpgroups; tile_m = 64 * num_consumers
     pingpong: bool = True  # consumers take turns on the tensor cores, one's softmax under the others' GEMMs
-    rescale_threshold: Optional[float] = 8.0  # log2 units the row max may grow before O is rescaled; None: always
+    rescale_threshold: Optional[float] = None  # log2 units the row max may grow before O is rescaled; None: always
 
     @property
     def tile_m(self) -> int:
