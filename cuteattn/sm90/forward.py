@@ -23,23 +23,23 @@ HEAD_DIMS = (64, 96, 128, 192, 256)
 HEAD_DIM_PAIRS = ((192, 128),)  # head_dim_v != head_dim
 LOG2_E = math.log2(math.e)
 
-# Per head dim, the configs measured fastest on the GPU: (plain, masked, modded). Masked: causal, softcap or
-# a sink; modded: a left window edge or mods, whose extra registers do not fit the wider tiles.
-_N128, _WIDE, _THREE = FwdConfig(tile_n=128), FwdConfig(tile_n=176), FwdConfig(tile_n=128, num_consumers=3)
+# Per head dim, the configs measured fastest on the GPU: (plain, causal, other). Other: a left window edge,
+# softcap, a sink or mods, which keep the two-consumer 128-key tile (their registers spill wider ones).
+_N128 = FwdConfig(tile_n=128)
+_THREE = FwdConfig(tile_n=128, num_consumers=3)
 CONFIGS = {64: (_THREE, _THREE, _N128),
-           96: (FwdConfig(tile_n=112, num_consumers=3),) * 2 + (_N128,),
-           128: (_WIDE, _N128, _N128),
+           96: (_N128,) * 3,
+           128: (FwdConfig(tile_n=176), _N128, _N128),
            192: (FwdConfig(tile_n=96),) * 3,
            256: (FwdConfig(tile_n=80),) * 3}
 
 
 def default_config(head_dim: int, opts: reference.Options) -> FwdConfig:
-    plain, masked, modded = CONFIGS[head_dim]
-    if opts.window_left is not None or (opts.score_mod, opts.mask_mod, opts.block_mask) != (None, None, None):
-        return modded
-    if opts.window_right is not None or opts.softcap > 0 or opts.learnable_sink is not None:
-        return masked
-    return plain
+    plain, causal, other = CONFIGS[head_dim]
+    features = (opts.window_left, opts.learnable_sink, opts.score_mod, opts.mask_mod, opts.block_mask)
+    if features != (None,) * len(features) or opts.softcap > 0:
+        return other
+    return causal if opts.window_right is not None else plain
 
 
 def unsupported(head_dim: int, head_dim_v: int, opts) -> Optional[str]:

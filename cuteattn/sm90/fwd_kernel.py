@@ -53,7 +53,6 @@ class FwdConfig:
     num_stages: int = 2
     num_consumers: int = 2  # consumer warpgroups; tile_m = 64 * num_consumers
     pingpong: bool = True  # consumers take turns on the tensor cores, one's softmax under the others' GEMMs
-    rescale_threshold: Optional[float] = None  # log2 units the row max may grow before O is rescaled; None: always
 
     @property
     def tile_m(self) -> int:
@@ -253,22 +252,14 @@ class FlashFwdSm90:
             cute.copy(tma_q, tQgQ[None, m_block * cfg.num_consumers + wg], tQsQ[None, wg],
                       tma_bar_ptr=pipeline_q.producer_get_barrier(q_state))
 
-        # In the order the consumers take them: K of block i + 1 is needed before V of block i.
         k_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
         v_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
-        if n_blocks > 0:
-            n_block, _ = self.block_at(blocks, 0, n_block_max)
+        for i in cutlass.range(n_blocks, unroll=1):
+            n_block, _ = self.block_at(blocks, i, n_block_max)
             tma.load(tma_k, pipeline_k, k_state, tKgK[None, n_block], tKsK)
             k_state.advance()
-            for i in cutlass.range(1, n_blocks, unroll=1):
-                n_block_next, _ = self.block_at(blocks, i, n_block_max)
-                tma.load(tma_k, pipeline_k, k_state, tKgK[None, n_block_next], tKsK)
-                k_state.advance()
-                n_block_prev, _ = self.block_at(blocks, i - 1, n_block_max)
-                tma.load(tma_v, pipeline_v, v_state, tVgV[None, n_block_prev], tVsV)
-                v_state.advance()
-            n_block_last, _ = self.block_at(blocks, n_blocks - 1, n_block_max)
-            tma.load(tma_v, pipeline_v, v_state, tVgV[None, n_block_last], tVsV)
+            tma.load(tma_v, pipeline_v, v_state, tVgV[None, n_block], tVsV)
+            v_state.advance()
 
     @cute.jit
     def block_at(self, blocks, i, n_block_max):
@@ -316,7 +307,7 @@ class FlashFwdSm90:
         if cutlass.const_expr(self.mask_mod is not None):
             if partial:  # full blocks of the block sparsity need no mask
                 mod_tile.apply_mask_mod(self.mask_mod, mask_tensors, s, coords, place)
-        softmax.step(s, row_max, row_sum, scale_log2, rescale, self.config.rescale_threshold)
+        softmax.step(s, row_max, row_sum, scale_log2, rescale)
 
     @cute.jit
     def consume(self, tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, tiled_mma_qk, tiled_mma_pv, sQ, sK, sV, sO,
@@ -371,9 +362,9 @@ class FlashFwdSm90:
                 block_i = self.block_at(blocks, i, n_block_max)
                 prologue_i = self.score_mod_prologue(s, coords, block_i, head, row0, mods)
                 pipeline_k.consumer_wait(k_state)
+                pipeline_v.consumer_wait(v_state)
                 self.wait_turn(wg)
                 gemm(tiled_mma_qk, acc_s, tSrQ, tSrK[None, None, None, k_state.index], True)
-                pipeline_v.consumer_wait(v_state)
                 gemm(tiled_mma_pv, acc_o, tOrP, tOrV[None, None, None, v_state.index], False)
                 self.pass_turn(wg)
                 warpgroup.wait_group(1)
