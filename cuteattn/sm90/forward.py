@@ -28,7 +28,7 @@ LOG2_E = math.log2(math.e)
 _N128 = FwdConfig(tile_n=128)
 _THREE = FwdConfig(tile_n=128, num_consumers=3)
 CONFIGS = {64: (_THREE, _THREE, _N128),
-           96: (_N128,) * 3,
+           96: (FwdConfig(tile_n=112, num_consumers=3),) * 2 + (_N128,),
            128: (FwdConfig(tile_n=176), _N128, _N128),
            192: (FwdConfig(tile_n=96),) * 3,
            256: (FwdConfig(tile_n=80),) * 3}

@@ -252,14 +252,22 @@ class FlashFwdSm90:
             cute.copy(tma_q, tQgQ[None, m_block * cfg.num_consumers + wg], tQsQ[None, wg],
                       tma_bar_ptr=pipeline_q.producer_get_barrier(q_state))
 
+        # In the order the consumers take them: K of block i + 1 is needed before V of block i.
         k_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
         v_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
-        for i in cutlass.range(n_blocks, unroll=1):
-            n_block, _ = self.block_at(blocks, i, n_block_max)
+        if n_blocks > 0:
+            n_block, _ = self.block_at(blocks, 0, n_block_max)
             tma.load(tma_k, pipeline_k, k_state, tKgK[None, n_block], tKsK)
             k_state.advance()
-            tma.load(tma_v, pipeline_v, v_state, tVgV[None, n_block], tVsV)
-            v_state.advance()
+            for i in cutlass.range(1, n_blocks, unroll=1):
+                n_block_next, _ = self.block_at(blocks, i, n_block_max)
+                tma.load(tma_k, pipeline_k, k_state, tKgK[None, n_block_next], tKsK)
+                k_state.advance()
+                n_block_prev, _ = self.block_at(blocks, i - 1, n_block_max)
+                tma.load(tma_v, pipeline_v, v_state, tVgV[None, n_block_prev], tVsV)
+                v_state.advance()
+            n_block_last, _ = self.block_at(blocks, n_blocks - 1, n_block_max)
+            tma.load(tma_v, pipeline_v, v_state, tVgV[None, n_block_last], tVsV)
 
     @cute.jit
     def block_at(self, blocks, i, n_block_max):
@@ -362,9 +370,9 @@ class FlashFwdSm90:
                 block_i = self.block_at(blocks, i, n_block_max)
                 prologue_i = self.score_mod_prologue(s, coords, block_i, head, row0, mods)
                 pipeline_k.consumer_wait(k_state)
-                pipeline_v.consumer_wait(v_state)
                 self.wait_turn(wg)
                 gemm(tiled_mma_qk, acc_s, tSrQ, tSrK[None, None, None, k_state.index], True)
+                pipeline_v.consumer_wait(v_state)
                 gemm(tiled_mma_pv, acc_o, tOrP, tOrV[None, None, None, v_state.index], False)
                 self.pass_turn(wg)
                 warpgroup.wait_group(1)
