@@ -42,15 +42,24 @@ def softcap(s: cute.Tensor, tanh_scale: Float32):
 
 
 @cute.jit
-def step(s: cute.Tensor, row_max: cute.Tensor, row_sum: cute.Tensor, scale_log2: Float32, rescale: cute.Tensor):
+def step(s: cute.Tensor, row_max: cute.Tensor, row_sum: cute.Tensor, scale_log2: Float32, rescale: cute.Tensor,
+         threshold: cutlass.Constexpr = None):
     """Turn scores `s` (rows, cols) into probabilities in place; `rescale` receives, per row, the factor
-    that brings what was accumulated under the old row max to the new one."""
+    that brings what was accumulated under the old row max to the new one.
+
+    With a `threshold` (log2 units), the running max is kept unless the tile's exceeds it by more than that:
+    the probabilities stay under 2^threshold, and most blocks leave O alone (rescale 1)."""
     for r in cutlass.range_constexpr(cute.size(row_max)):
         tile_max = _quad_max(s[r, None].load().reduce(cute.ReductionOp.MAX, -Float32.inf, 0))
+        moved = True
         new_max = cute.arch.fmax(row_max[r], tile_max)
+        if cutlass.const_expr(threshold is not None):
+            # False for a row with nothing visible yet (-inf - -inf is NaN): it keeps max -inf.
+            moved = (tile_max - row_max[r]) * scale_log2 > threshold
+            new_max = tile_max if moved else row_max[r]
         # A row with nothing visible yet keeps max -inf; shift it by 0 so exp2 gives 0, not NaN.
         shift = new_max * scale_log2 if new_max != -Float32.inf else Float32(0.0)
-        rescale[r] = cute.math.exp2(row_max[r] * scale_log2 - shift, fastmath=True)
+        rescale[r] = cute.math.exp2(row_max[r] * scale_log2 - shift, fastmath=True) if moved else Float32(1.0)
         p = cute.math.exp2(s[r, None].load() * scale_log2 - shift, fastmath=True)
         s[r, None].store(p)
         row_max[r] = new_max
@@ -59,8 +68,13 @@ def step(s: cute.Tensor, row_max: cute.Tensor, row_sum: cute.Tensor, scale_log2:
 
 @cute.jit
 def rescale_rows(acc_o: cute.Tensor, rescale: cute.Tensor):
+    """acc_o's rows times `rescale`, skipped where no row of the warp moved its max."""
+    moved = False
     for r in cutlass.range_constexpr(cute.size(rescale)):
-        acc_o[r, None].store(acc_o[r, None].load() * rescale[r])
+        moved = moved | (rescale[r] != Float32(1.0))
+    if cute.arch.vote_any_sync(moved):
+        for r in cutlass.range_constexpr(cute.size(rescale)):
+            acc_o[r, None].store(acc_o[r, None].load() * rescale[r])
 
 
 @cute.jit

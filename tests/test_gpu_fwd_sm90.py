@@ -194,7 +194,8 @@ def test_features_with_gqa(heads, heads_kv, causal, window, softcap, sink):
 
 
 @pytest.mark.parametrize("config", [dict(tile_n=176), dict(tile_n=192), dict(num_consumers=3),
-                                    dict(num_consumers=3, pingpong=False), dict(num_consumers=1)])
+                                    dict(num_consumers=3, pingpong=False), dict(num_consumers=1),
+                                    dict(rescale_threshold=None)])
 @pytest.mark.parametrize("head_dim", [64, 128])
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("seqlen_q,seqlen_k", [(17, 17), (113, 4097), (1000, 333), (1000, 1000)])
@@ -204,10 +205,13 @@ def test_config_variants(config, head_dim, causal, seqlen_q, seqlen_k):
     check(2, seqlen_q, seqlen_k, 4, 2, head_dim, causal, torch.bfloat16, config=FwdConfig(**config))
 
 
+@pytest.mark.parametrize("threshold", [8.0, 0.0, None])
 @pytest.mark.parametrize("causal", [False, True])
-def test_row_max_grows(causal):
+def test_row_max_grows(threshold, causal):
     """Keys visited later (the blocks go from the last down) score ever higher, so the running max moves by
-    a lot block after block: O must be rescaled each time."""
+    more than the rescale threshold again and again: O must be rescaled each time."""
+    from cuteattn.sm90.fwd_kernel import FwdConfig
+
     seqlen = 1000
     ramp = torch.linspace(12.0, 0.5, seqlen, device="cuda").view(1, seqlen, 1, 1)
     made = []
@@ -218,7 +222,8 @@ def test_row_max_grows(causal):
         made.append(t)
         return t.to(torch.bfloat16)
 
-    check(1, seqlen, seqlen, 2, 2, 128, causal, torch.bfloat16, make=make)
+    check(1, seqlen, seqlen, 2, 2, 128, causal, torch.bfloat16, make=make,
+          config=FwdConfig(rescale_threshold=threshold))
 
 
 def test_through_the_public_entry():

@@ -53,6 +53,7 @@ class FwdConfig:
     num_stages: int = 2
     num_consumers: int = 2  # consumer warpgroups; tile_m = 64 * num_consumers
     pingpong: bool = True  # consumers take turns on the tensor cores, one's softmax under the others' GEMMs
+    rescale_threshold: Optional[float] = 8.0  # log2 units the row max may grow before O is rescaled; None: always
 
     @property
     def tile_m(self) -> int:
@@ -315,7 +316,7 @@ class FlashFwdSm90:
         if cutlass.const_expr(self.mask_mod is not None):
             if partial:  # full blocks of the block sparsity need no mask
                 mod_tile.apply_mask_mod(self.mask_mod, mask_tensors, s, coords, place)
-        softmax.step(s, row_max, row_sum, scale_log2, rescale)
+        softmax.step(s, row_max, row_sum, scale_log2, rescale, self.config.rescale_threshold)
 
     @cute.jit
     def consume(self, tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, tiled_mma_qk, tiled_mma_pv, sQ, sK, sV, sO,
