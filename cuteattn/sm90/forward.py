@@ -86,12 +86,18 @@ def launch_args(op: FlashFwdSm90, opts: reference.Options, mod_tensors: Optional
     return (sink, scale_log2, tanh_scale, *window_args(opts), score_scale, mod_tensors)
 
 
+@functools.lru_cache(maxsize=None)
+def _sm_count(device_index: int) -> int:
+    """The SMs of a device: as many CTAs as a persistent kernel launches at most."""
+    return torch.cuda.get_device_properties(device_index).multi_processor_count
+
+
 def _fake_launch_args(op: FlashFwdSm90) -> tuple:
     sink = fake_tensor(cutlass.Float32, 1, aligned=False) if op.has_sink else None
     lists = (fake_tensor(cutlass.Int32, 3, aligned=False), fake_tensor(cutlass.Int32, 4, aligned=False)) \
         if op.mask_mod is not None else (None, None)
     return (sink, cutlass.Float32(1.0), cutlass.Float32(1.0), cutlass.Int32(0), cutlass.Int32(0),
-            cutlass.Float32(1.0), mods.fake_captured([op.score_mod, op.mask_mod]), *lists)
+            cutlass.Float32(1.0), mods.fake_captured([op.score_mod, op.mask_mod]), *lists, cutlass.Int32(1))
 
 
 def _compile(op: FlashFwdSm90):
@@ -121,7 +127,7 @@ def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, opts: reference.O
         lists = block_sparsity.forward_lists(opts, batch, heads, seqlen_q, k.shape[1], op.config.tile_m,
                                              op.config.tile_n, q.device)
     compiled(aligned_view(q), aligned_view(k), aligned_view(v), out, lse,
-             *launch_args(op, opts, mods.tensor_args(traced, q.device)), *lists)
+             *launch_args(op, opts, mods.tensor_args(traced, q.device)), *lists, _sm_count(q.device.index))
     return out, lse
 
 

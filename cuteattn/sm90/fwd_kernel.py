@@ -12,6 +12,7 @@ row's sum in the epilogue. Each feature is a compile-time flag: a kernel without
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Optional, Type
 
@@ -34,6 +35,7 @@ from cuteattn.kernel_args import launch
 from cuteattn.sm90 import tma
 from cuteattn.sm90.mma import gemm
 from cuteattn.sm90.smem import one_stage, operand_layout
+from cuteattn.tile_scheduler import TileOrder, grid_size
 
 ROWS_PER_WARPGROUP = 64  # the M of one wgmma
 THREADS_PER_WARPGROUP = 128
@@ -54,6 +56,7 @@ class FwdConfig:
     num_consumers: int = 2  # consumer warpgroups; tile_m = 64 * num_consumers
     pingpong: bool = True  # consumers take turns on the tensor cores, one's softmax under the others' GEMMs
     rescale_threshold: Optional[float] = 8.0  # log2 units the row max may grow before O is rescaled; None: always
+    persistent: bool = False  # a grid of at most one CTA per SM, each walking many tiles
 
     @property
     def tile_m(self) -> int:
@@ -106,6 +109,7 @@ class FlashFwdSm90:
         mod_tensors: Optional[list],  # the captured tensors of score_mod, then of mask_mod; None if none
         mBlockCount: Optional[cute.Tensor],  # with mask_mod: (batch, heads, m_blocks) int32, key blocks to visit
         mBlockList: Optional[cute.Tensor],  # with mask_mod: (batch, heads, m_blocks, n_blocks) 2 * n_block + partial
+        max_ctas: Int32,  # with config.persistent: the CTAs to launch at most (the SMs)
         stream: cuda.CUstream,
     ):
         cfg = self.config
@@ -147,12 +151,12 @@ class FlashFwdSm90:
             sK: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sK_layout)], 1024]
             sV: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sV_layout)], 1024]
 
-        seqlen_q, _, heads, batch = mQ.shape
         cta_body = self.cta_body(
             tma_q, mQ, tma_k, mK, tma_v, mV, tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, window_left,
             window_right, score_scale, mod_tensors, mBlockCount, mBlockList, tiled_mma_qk, tiled_mma_pv, sQ_layout,
             sK_layout, sV_layout, sO_layout, SharedStorage)
-        launch(cta_body, (cute.ceil_div(seqlen_q, cfg.tile_m), heads, batch), self.num_threads, stream,
+        launch(cta_body, (grid_size(self.tile_order(mQ).count(), max_ctas, cfg.persistent), 1, 1), self.num_threads,
+               stream,
                smem=SharedStorage.size_in_bytes())
 
     @cute.kernel
@@ -185,24 +189,12 @@ class FlashFwdSm90:
         SharedStorage: cutlass.Constexpr,
     ):
         cfg = self.config
-        tidx, _, _ = cute.arch.thread_idx()
         warp_idx = cute.arch.make_warp_uniform(cute.arch.warp_idx())
-        m_block, head, batch = cute.arch.block_idx()
+        tiles = self.tile_order(mQ)
         seqlen_q, seqlen_k = mQ.shape[0], mK.shape[0]
-        if cutlass.const_expr(self.has_window_right):  # the longest rows first
-            m_block = cute.ceil_div(seqlen_q, cfg.tile_m) - 1 - m_block
-        kv_head = head // self.qhead_per_kvhead
-
         window = Window.of(seqlen_q, seqlen_k, window_left, window_right, self.has_window_left,
                            self.has_window_right)
-        first_row = m_block * cfg.tile_m
-        n_block_min, n_block_max = window.block_range(
-            first_row, cutlass.min(first_row + cfg.tile_m, seqlen_q) - 1, cfg.tile_n)
-        n_blocks = n_block_max - n_block_min
-        blocks = None  # the key blocks to visit, from a mask_mod's block sparsity; else n_block_max - 1 down
-        if cutlass.const_expr(self.mask_mod is not None):
-            n_blocks = mBlockCount[batch, head, m_block]
-            blocks = mBlockList[batch, head, m_block, None]
+        work = functools.partial(self.work, tiles, window, seqlen_q, mBlockCount, mBlockList)
 
         if warp_idx == 0:
             for atom in (tma_q, tma_k, tma_v, tma_o):
@@ -227,48 +219,83 @@ class FlashFwdSm90:
         if warp_idx < THREADS_PER_WARPGROUP // cute.arch.WARP_SIZE:
             cute.arch.setmaxregister_decrease(PRODUCER_REGISTERS)
             if warp_idx == 0:
-                self.produce(tma_q, mQ, tma_k, mK, tma_v, mV, sQ, sK, sV, pipeline_q, pipeline_k, pipeline_v,
-                             m_block, head, kv_head, batch, n_block_max, n_blocks, blocks)
+                self.produce(tma_q, mQ, tma_k, mK, tma_v, mV, sQ, sK, sV, pipeline_q, pipeline_k, pipeline_v, tiles,
+                             work)
         else:
             cute.arch.setmaxregister_increase(self.consumer_registers)
-            mods = mod_tile.ModArgs(score_scale, mod_tensors, [], batch, seqlen_q, seqlen_k)
-            self.consume(tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, tiled_mma_qk, tiled_mma_pv, sQ, sK, sV, sO,
-                         pipeline_q, pipeline_k, pipeline_v, m_block, head, batch, n_block_max, n_blocks, blocks,
-                         window, seqlen_q, mods)
+            self.consume(tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, score_scale, mod_tensors, tiled_mma_qk,
+                         tiled_mma_pv, sQ, sK, sV, sO, pipeline_q, pipeline_k, pipeline_v, tiles, work, window,
+                         seqlen_q, seqlen_k)
+
+    def tile_order(self, mQ):
+        """The tiles of the launch; mQ (seqlen, head_dim, heads, batch)."""
+        seqlen_q, _, heads, batch = mQ.shape
+        return TileOrder(cute.ceil_div(seqlen_q, self.config.tile_m), heads, batch,
+                         longest_first=self.has_window_right)
 
     @cute.jit
-    def produce(self, tma_q, mQ, tma_k, mK, tma_v, mV, sQ, sK, sV, pipeline_q, pipeline_k, pipeline_v,
-                m_block, head, kv_head, batch, n_block_max, n_blocks, blocks):
+    def work(self, tiles, window, seqlen_q, mBlockCount, mBlockList, tile):
+        """Tile `tile`: (m_block, head, batch, n_block_max, n_blocks, blocks); `blocks` the key blocks to visit
+        from a mask_mod's block sparsity, or None: n_block_max - 1 down."""
+        m_block, head, batch = tiles.at(tile)
+        first_row = m_block * self.config.tile_m
+        n_block_min, n_block_max = window.block_range(
+            first_row, cutlass.min(first_row + self.config.tile_m, seqlen_q) - 1, self.config.tile_n)
+        n_blocks = n_block_max - n_block_min
+        blocks = None
+        if cutlass.const_expr(self.mask_mod is not None):
+            n_blocks = mBlockCount[batch, head, m_block]
+            blocks = mBlockList[batch, head, m_block, None]
+        return m_block, head, batch, n_block_max, n_blocks, blocks
+
+    @cute.jit
+    def produce(self, tma_q, mQ, tma_k, mK, tma_v, mV, sQ, sK, sV, pipeline_q, pipeline_k, pipeline_v, tiles, work):
         cfg = self.config
-        tQsQ, tQgQ = tma.partition(tma_q, sQ, cute.local_tile(mQ[None, None, head, batch],
-                                                          (ROWS_PER_WARPGROUP, self.head_dim), (None, 0)))
-        tKsK, tKgK = tma.partition(tma_k, sK, cute.local_tile(mK[None, None, kv_head, batch],
-                                                          (cfg.tile_n, self.head_dim), (None, 0)))
-        tVsV, tVgV = tma.partition(tma_v, sV, cute.local_tile(mV[None, None, kv_head, batch],
-                                                          (self.head_dim_v, cfg.tile_n), (0, None)))
-
         q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, 1)
-        pipeline_q.producer_acquire(q_state)
-        for wg in cutlass.range_constexpr(cfg.num_consumers):
-            cute.copy(tma_q, tQgQ[None, m_block * cfg.num_consumers + wg], tQsQ[None, wg],
-                      tma_bar_ptr=pipeline_q.producer_get_barrier(q_state))
-
-        # In the order the consumers take them: K of block i + 1 is needed before V of block i.
         k_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
         v_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
-        if n_blocks > 0:
-            n_block, _ = self.block_at(blocks, 0, n_block_max)
-            tma.load(tma_k, pipeline_k, k_state, tKgK[None, n_block], tKsK)
+        tile = cute.arch.block_idx()[0]
+        while tile < tiles.count():
+            m_block, head, batch, n_block_max, n_blocks, blocks = work(tile)
+            kv_head = head // self.qhead_per_kvhead
+            tQsQ, tQgQ = tma.partition(tma_q, sQ, cute.local_tile(mQ[None, None, head, batch],
+                                                              (ROWS_PER_WARPGROUP, self.head_dim), (None, 0)))
+            tKsK, tKgK = tma.partition(tma_k, sK, cute.local_tile(mK[None, None, kv_head, batch],
+                                                              (cfg.tile_n, self.head_dim), (None, 0)))
+            tVsV, tVgV = tma.partition(tma_v, sV, cute.local_tile(mV[None, None, kv_head, batch],
+                                                              (self.head_dim_v, cfg.tile_n), (0, None)))
+            # K of the first block before Q: its stage frees while the consumers still store the last tile's O
+            # over Q. (States advance outside the branches, which the DSL does not carry them out of.)
+            if n_blocks > 0:
+                n_block_first, _ = self.block_at(blocks, 0, n_block_max)
+                tma.load(tma_k, pipeline_k, k_state.clone(), tKgK[None, n_block_first], tKsK)
+            pipeline_q.producer_acquire(q_state)
+            for wg in cutlass.range_constexpr(cfg.num_consumers):
+                cute.copy(tma_q, tQgQ[None, m_block * cfg.num_consumers + wg], tQsQ[None, wg],
+                          tma_bar_ptr=pipeline_q.producer_get_barrier(q_state))
+            q_state.advance()
+            if n_blocks > 0:
+                self.load_kv(tma_k, tKgK, tKsK, tma_v, tVgV, tVsV, pipeline_k, pipeline_v, k_state.clone(),
+                             v_state.clone(), n_block_max, n_blocks, blocks)
+            k_state.advance(n_blocks)
+            v_state.advance(n_blocks)
+            tile += cute.arch.grid_dim()[0]
+
+    @cute.jit
+    def load_kv(self, tma_k, tKgK, tKsK, tma_v, tVgV, tVsV, pipeline_k, pipeline_v, k_state, v_state, n_block_max,
+                n_blocks, blocks):
+        """A tile's K and V after its first K, in the order the consumers take them: K of block i + 1 before V
+        of block i."""
+        k_state.advance()
+        for i in cutlass.range(1, n_blocks, unroll=1):
+            n_block_next, _ = self.block_at(blocks, i, n_block_max)
+            tma.load(tma_k, pipeline_k, k_state, tKgK[None, n_block_next], tKsK)
             k_state.advance()
-            for i in cutlass.range(1, n_blocks, unroll=1):
-                n_block_next, _ = self.block_at(blocks, i, n_block_max)
-                tma.load(tma_k, pipeline_k, k_state, tKgK[None, n_block_next], tKsK)
-                k_state.advance()
-                n_block_prev, _ = self.block_at(blocks, i - 1, n_block_max)
-                tma.load(tma_v, pipeline_v, v_state, tVgV[None, n_block_prev], tVsV)
-                v_state.advance()
-            n_block_last, _ = self.block_at(blocks, n_blocks - 1, n_block_max)
-            tma.load(tma_v, pipeline_v, v_state, tVgV[None, n_block_last], tVsV)
+            n_block_prev, _ = self.block_at(blocks, i - 1, n_block_max)
+            tma.load(tma_v, pipeline_v, v_state, tVgV[None, n_block_prev], tVsV)
+            v_state.advance()
+        n_block_last, _ = self.block_at(blocks, n_blocks - 1, n_block_max)
+        tma.load(tma_v, pipeline_v, v_state, tVgV[None, n_block_last], tVsV)
 
     @cute.jit
     def block_at(self, blocks, i, n_block_max):
@@ -319,14 +346,13 @@ class FlashFwdSm90:
         softmax.step(s, row_max, row_sum, scale_log2, rescale, self.config.rescale_threshold)
 
     @cute.jit
-    def consume(self, tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, tiled_mma_qk, tiled_mma_pv, sQ, sK, sV, sO,
-                pipeline_q, pipeline_k, pipeline_v, m_block, head, batch, n_block_max, n_blocks, blocks, window,
-                seqlen_q, mods):
+    def consume(self, tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, score_scale, mod_tensors, tiled_mma_qk,
+                tiled_mma_pv, sQ, sK, sV, sO, pipeline_q, pipeline_k, pipeline_v, tiles, work, window, seqlen_q,
+                seqlen_k):
         cfg = self.config
         tidx, _, _ = cute.arch.thread_idx()
         wg = tidx // THREADS_PER_WARPGROUP - 1
         wg_tidx = tidx % THREADS_PER_WARPGROUP
-        row0 = m_block * cfg.tile_m + wg * ROWS_PER_WARPGROUP
 
         thr_qk = tiled_mma_qk.get_slice(wg_tidx)
         thr_pv = tiled_mma_pv.get_slice(wg_tidx)
@@ -335,65 +361,95 @@ class FlashFwdSm90:
         tOrV = tiled_mma_pv.make_fragment_B(thr_pv.partition_B(sV))
         acc_s = cute.make_rmem_tensor(thr_qk.partition_shape_C((ROWS_PER_WARPGROUP, cfg.tile_n)), Float32)
         acc_o = cute.make_rmem_tensor(thr_pv.partition_shape_C((ROWS_PER_WARPGROUP, self.head_dim_v)), Float32)
-        acc_o.fill(0.0)
         tiled_mma_pv.set(warpgroup.Field.ACCUMULATE, True)
         coords = rowcol(thr_qk.partition_C(cute.make_identity_tensor((ROWS_PER_WARPGROUP, cfg.tile_n))))
         s, o = rowcol(acc_s), rowcol(acc_o)
         row_max, row_sum = softmax.init_state(cute.size(s, mode=[0]))
-
         rescale = cute.make_rmem_tensor_like(row_max)
         p = cute.make_rmem_tensor_like(acc_s, self.dtype)
-        tOrP = as_a_operand(p)
 
-        pipeline_q.consumer_wait(pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, 1))
+        q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, 1)
         k_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, cfg.num_stages)
         v_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, cfg.num_stages)
-        if n_blocks > 0:
-            last_wg = cfg.num_consumers - 1
-            if wg == last_wg:  # consumer 0 issues first
-                self.pass_turn(wg)
-            block = self.block_at(blocks, 0, n_block_max)
-            prologue = self.score_mod_prologue(s, coords, block, head, row0, mods)
+        tile = cute.arch.block_idx()[0]
+        while tile < tiles.count():
+            m_block, head, batch, n_block_max, n_blocks, blocks = work(tile)
+            row0 = m_block * cfg.tile_m + wg * ROWS_PER_WARPGROUP
+            mods = mod_tile.ModArgs(score_scale, mod_tensors, [], batch, seqlen_q, seqlen_k)
+            acc_o.fill(0.0)
+            row_max.fill(-Float32.inf)
+            row_sum.fill(0.0)
+            pipeline_q.consumer_wait(q_state)
+            if n_blocks > 0:  # (states advance outside the branch, which the DSL does not carry them out of)
+                self.mainloop(tiled_mma_qk, tiled_mma_pv, tSrQ, tSrK, tOrV, acc_s, acc_o, p, coords, row_max, row_sum,
+                              rescale, pipeline_k, pipeline_v, k_state.clone(), v_state.clone(), scale_log2,
+                              tanh_scale, head, row0, n_block_max, n_blocks, blocks, window, mods, wg)
+            k_state.advance(n_blocks)
+            v_state.advance(n_blocks)
+            self.epilogue(tma_o, mO, mLSE, mSink, scale_log2, thr_pv, acc_o, o, coords, row_max, row_sum, sO,
+                          m_block, head, batch, row0, seqlen_q, wg, wg_tidx)
+            # Q's stage is free once every consumer warp is done: the warp that stored O waited for its read.
+            pipeline_q.consumer_release(q_state)
+            q_state.advance()
+            tile += cute.arch.grid_dim()[0]
+
+    @cute.jit
+    def mainloop(self, tiled_mma_qk, tiled_mma_pv, tSrQ, tSrK, tOrV, acc_s, acc_o, p, coords, row_max, row_sum,
+                 rescale, pipeline_k, pipeline_v, k_state, v_state, scale_log2, tanh_scale, head, row0, n_block_max,
+                 n_blocks, blocks, window, mods, wg):
+        """O and the softmax state of one tile's rows over its n_blocks key blocks (at least one)."""
+        cfg = self.config
+        s, o = rowcol(acc_s), rowcol(acc_o)
+        tOrP = as_a_operand(p)
+        last_wg = cfg.num_consumers - 1
+        if wg == last_wg:  # consumer 0 issues first
+            self.pass_turn(wg)
+        block = self.block_at(blocks, 0, n_block_max)
+        prologue = self.score_mod_prologue(s, coords, block, head, row0, mods)
+        pipeline_k.consumer_wait(k_state)
+        self.wait_turn(wg)
+        gemm(tiled_mma_qk, acc_s, tSrQ, tSrK[None, None, None, k_state.index], True)
+        self.pass_turn(wg)
+        warpgroup.wait_group(0)
+        pipeline_k.consumer_release(k_state)
+        k_state.advance()
+        self.softmax_block(s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale, block, head, row0,
+                           window, mods, prologue)
+        convert(acc_s, p)
+        # Within the warpgroup, the softmax of block j runs while the tensor cores do O += P V of
+        # block j + 1 (blocks go from the last one down).
+        for i in cutlass.range(1, n_blocks, unroll=1):
+            # Names of their own: the DSL would carry a name bound before the loop through it.
+            block_i = self.block_at(blocks, i, n_block_max)
+            prologue_i = self.score_mod_prologue(s, coords, block_i, head, row0, mods)
             pipeline_k.consumer_wait(k_state)
             self.wait_turn(wg)
             gemm(tiled_mma_qk, acc_s, tSrQ, tSrK[None, None, None, k_state.index], True)
+            pipeline_v.consumer_wait(v_state)
+            gemm(tiled_mma_pv, acc_o, tOrP, tOrV[None, None, None, v_state.index], False)
             self.pass_turn(wg)
-            warpgroup.wait_group(0)
+            warpgroup.wait_group(1)
             pipeline_k.consumer_release(k_state)
             k_state.advance()
-            self.softmax_block(s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale, block, head, row0,
-                               window, mods, prologue)
-            convert(acc_s, p)
-            # Within the warpgroup, the softmax of block j runs while the tensor cores do O += P V of
-            # block j + 1 (blocks go from the last one down).
-            for i in cutlass.range(1, n_blocks, unroll=1):
-                # Names of their own: the DSL would carry a name bound before the loop through it.
-                block_i = self.block_at(blocks, i, n_block_max)
-                prologue_i = self.score_mod_prologue(s, coords, block_i, head, row0, mods)
-                pipeline_k.consumer_wait(k_state)
-                self.wait_turn(wg)
-                gemm(tiled_mma_qk, acc_s, tSrQ, tSrK[None, None, None, k_state.index], True)
-                pipeline_v.consumer_wait(v_state)
-                gemm(tiled_mma_pv, acc_o, tOrP, tOrV[None, None, None, v_state.index], False)
-                self.pass_turn(wg)
-                warpgroup.wait_group(1)
-                pipeline_k.consumer_release(k_state)
-                k_state.advance()
-                self.softmax_block(s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale, block_i, head,
-                                   row0, window, mods, prologue_i)
-                warpgroup.wait_group(0)
-                pipeline_v.consumer_release(v_state)
-                v_state.advance()
-                softmax.rescale_rows(o, rescale)
-                convert(acc_s, p)
-            pipeline_v.consumer_wait(v_state)
-            self.wait_turn(wg)
-            gemm(tiled_mma_pv, acc_o, tOrP, tOrV[None, None, None, v_state.index], False)
-            if wg != last_wg:  # the turns balance: the last consumer passed the first turn, not this one
-                self.pass_turn(wg)
+            self.softmax_block(s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale, block_i, head,
+                               row0, window, mods, prologue_i)
             warpgroup.wait_group(0)
             pipeline_v.consumer_release(v_state)
+            v_state.advance()
+            softmax.rescale_rows(o, rescale)
+            convert(acc_s, p)
+        pipeline_v.consumer_wait(v_state)
+        self.wait_turn(wg)
+        gemm(tiled_mma_pv, acc_o, tOrP, tOrV[None, None, None, v_state.index], False)
+        if wg != last_wg:  # the turns balance: the last consumer passed the first turn, not this one
+            self.pass_turn(wg)
+        warpgroup.wait_group(0)
+        pipeline_v.consumer_release(v_state)
 
+    @cute.jit
+    def epilogue(self, tma_o, mO, mLSE, mSink, scale_log2, thr_pv, acc_o, o, coords, row_max, row_sum, sO, m_block,
+                 head, batch, row0, seqlen_q, wg, wg_tidx):
+        """Normalize O and write it (through shared memory, over this consumer's Q tile) and the rows' lse."""
         lse = cute.make_rmem_tensor_like(row_max)
         sink_log2 = None
         if cutlass.const_expr(self.has_sink):
@@ -406,7 +462,7 @@ class FlashFwdSm90:
                     mLSE[row, head, batch] = lse[r]
 
         o_out = cute.make_rmem_tensor_like(acc_o, self.dtype)
-        o_out.store(acc_o.load().to(self.dtype))
+        convert(acc_o, o_out)
         cute.autovec_copy(o_out, thr_pv.partition_C(sO[None, None, wg]))
         # The TMA engine reads sO through the async proxy: order the ordinary stores before it.
         cute.arch.fence_proxy("async.shared", space="cta")
@@ -414,6 +470,6 @@ class FlashFwdSm90:
         if wg_tidx < cute.arch.WARP_SIZE:
             gO = cute.local_tile(mO[None, None, head, batch], (ROWS_PER_WARPGROUP, self.head_dim_v), (None, 0))
             tOsO, tOgO = tma.partition(tma_o, sO, gO)
-            cute.copy(tma_o, tOsO[None, wg], tOgO[None, m_block * cfg.num_consumers + wg])
+            cute.copy(tma_o, tOsO[None, wg], tOgO[None, m_block * self.config.num_consumers + wg])
             cute.arch.cp_async_bulk_commit_group()
             cute.arch.cp_async_bulk_wait_group(0, read=True)
