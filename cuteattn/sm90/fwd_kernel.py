@@ -35,7 +35,7 @@ from cuteattn.kernel_args import launch
 from cuteattn.sm90 import tma
 from cuteattn.sm90.mma import gemm
 from cuteattn.sm90.smem import one_stage, operand_layout
-from cuteattn.tile_scheduler import TileOrder, grid_size
+from cuteattn.tile_scheduler import TileOrder, grid_size, l2_group
 
 ROWS_PER_WARPGROUP = 64  # the M of one wgmma
 THREADS_PER_WARPGROUP = 128
@@ -57,6 +57,7 @@ class FwdConfig:
     pingpong: bool = True  # consumers take turns on the tensor cores, one's softmax under the others' GEMMs
     rescale_threshold: Optional[float] = 8.0  # log2 units the row max may grow before O is rescaled; None: always
     persistent: bool = False  # a grid of at most one CTA per SM, each walking many tiles
+    l2_share_mb: int = 16  # under causal, the longest-first order goes over heads whose K and V fit this in L2
 
     @property
     def tile_m(self) -> int:
@@ -155,7 +156,7 @@ class FlashFwdSm90:
             tma_q, mQ, tma_k, mK, tma_v, mV, tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, window_left,
             window_right, score_scale, mod_tensors, mBlockCount, mBlockList, tiled_mma_qk, tiled_mma_pv, sQ_layout,
             sK_layout, sV_layout, sO_layout, SharedStorage)
-        launch(cta_body, (grid_size(self.tile_order(mQ).count(), max_ctas, cfg.persistent), 1, 1), self.num_threads,
+        launch(cta_body, (grid_size(self.tile_order(mQ, mK).count(), max_ctas, cfg.persistent), 1, 1), self.num_threads,
                stream,
                smem=SharedStorage.size_in_bytes())
 
@@ -190,7 +191,7 @@ class FlashFwdSm90:
     ):
         cfg = self.config
         warp_idx = cute.arch.make_warp_uniform(cute.arch.warp_idx())
-        tiles = self.tile_order(mQ)
+        tiles = self.tile_order(mQ, mK)
         seqlen_q, seqlen_k = mQ.shape[0], mK.shape[0]
         window = Window.of(seqlen_q, seqlen_k, window_left, window_right, self.has_window_left,
                            self.has_window_right)
@@ -227,11 +228,13 @@ class FlashFwdSm90:
                          tiled_mma_pv, sQ, sK, sV, sO, pipeline_q, pipeline_k, pipeline_v, tiles, work, window,
                          seqlen_q, seqlen_k)
 
-    def tile_order(self, mQ):
-        """The tiles of the launch; mQ (seqlen, head_dim, heads, batch)."""
+    def tile_order(self, mQ, mK):
+        """The tiles of the launch; mQ (seqlen, head_dim, heads, batch), mK (seqlen, head_dim, heads, batch)."""
         seqlen_q, _, heads, batch = mQ.shape
+        key_bytes = (self.head_dim + self.head_dim_v) * self.dtype.width // 8
+        group = l2_group(mK.shape[0], key_bytes, self.qhead_per_kvhead, self.config.l2_share_mb)
         return TileOrder(cute.ceil_div(seqlen_q, self.config.tile_m), heads, batch,
-                         longest_first=self.has_window_right)
+                         longest_first=self.has_window_right, group=group)
 
     @cute.jit
     def work(self, tiles, window, seqlen_q, mBlockCount, mBlockList, tile):
