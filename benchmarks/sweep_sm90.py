@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""Variants of the sm90 forward kernel's config, timed against FA4 in one run (forward, bf16).
+"""Variants of the sm90 kernels' configs, timed against FA4 in one run (bf16).
 
-    python benchmarks/sweep_sm90.py [--hdims 64,128] [--seqlens 1k,16k] [--variants NAME=KEY:VALUE,...]
+    python benchmarks/sweep_sm90.py [--direction fwd|bwd] [--hdims 64,128] [--seqlens 1k,16k]
+                                    [--variants NAME=KEY:VALUE,...]
 
-Each variant is a FwdConfig override, e.g. `n176=tile_n:176` or `flat=pingpong:False`.
+Each variant is a FwdConfig override, e.g. `n176=tile_n:176` or `flat=pingpong:False`, or with
+--direction bwd a BwdConfig override of the backward (the forward keeps its default).
 """
 
 import argparse
@@ -27,8 +29,38 @@ def parse_variant(text):
     return name, config
 
 
+def backward_with(config):
+    """prepare(q, k, v, case) for the bench harness: the default forward, then the sm90 backward under
+    BwdConfig(**config)."""
+    import torch
+
+    from cuteattn.reference import Options
+    from cuteattn.sm90.backward import backward
+    from cuteattn.sm90.bwd_kernel import BwdConfig
+    from cuteattn.sm90.forward import forward
+
+    class Attention(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, q, k, v, causal):
+            ctx.opts = Options(softmax_scale=q.shape[-1] ** -0.5, window_left=None,
+                               window_right=0 if causal else None, softcap=0.0, learnable_sink=None,
+                               score_mod=None, mask_mod=None, block_mask=None)
+            out, lse = forward(q, k, v, ctx.opts)
+            ctx.save_for_backward(q, k, v, out, lse)
+            return out
+
+        @staticmethod
+        def backward(ctx, dout):
+            q, k, v, out, lse = ctx.saved_tensors
+            dq, dk, dv, _, _ = backward(q, k, v, out, dout, lse, ctx.opts, config=BwdConfig(**config))
+            return dq, dk, dv, None
+
+    return lambda q, k, v, case: lambda: Attention.apply(q, k, v, case.causal)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--direction", choices=("fwd", "bwd"), default="fwd")
     p.add_argument("--hdims", default="64,128")
     p.add_argument("--seqlens", default="1k,16k")
     p.add_argument("--causal", default="0,1")
@@ -44,10 +76,13 @@ def main():
     for hdim in map(int, args.hdims.split(",")):
         for causal in map(int, args.causal.split(",")):
             for seqlen in bench.sizes(args.seqlens):
-                case = bench.Case("fwd", hdim, bool(causal), seqlen, 16384 // seqlen, 2048 // hdim)
+                case = bench.Case(args.direction, hdim, bool(causal), seqlen, 16384 // seqlen, 2048 // hdim)
                 row = {"case": case.label(), "fa4": bench.measure_cell("fa4", case, fa4, torch.bfloat16, args.rep_ms)}
                 for name, config in variants.items():
-                    prepare = lambda q, k, v, c, config=config: lambda: bench.cuteattn_call(cuteattn, q, k, v, c.causal, config)  # noqa: E731
+                    if args.direction == "bwd":
+                        prepare = backward_with(config)
+                    else:
+                        prepare = lambda q, k, v, c, config=config: lambda: bench.cuteattn_call(cuteattn, q, k, v, c.causal, config)  # noqa: E731
                     try:
                         row[name] = bench.measure_cell("variant", case, prepare, torch.bfloat16, args.rep_ms)
                     except Exception as e:  # a variant that does not compile or launch is reported, not fatal

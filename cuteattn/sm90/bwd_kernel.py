@@ -67,6 +67,7 @@ class BwdConfig:
 
     tile_m: int = 64  # query rows per step: the N of S^T
     num_stages: int = 2  # depth of the Q and dO pipelines
+    early_s: bool = True  # the next step's S GEMM runs while this step's dQ goes to shared memory
 
 
 @dataclass(frozen=True)
@@ -351,6 +352,15 @@ class FlashBwdSm90:
                 s[r, c] = cute.math.exp2(s[r, c] * scale_log2 - lse_log2[c], fastmath=True)
 
     @cute.jit
+    def next_scores(self, tiled_mma_sdp, acc_s, tSrK, tSrQ, pipeline_q, q_state, has_next):
+        """Issue S^T = K Q^T of the step whose Q stage is `q_state`. Outside any branch (a zero_init there
+        rebinds the tiled MMA in a way the DSL cannot carry out): without a next step it multiplies a stage
+        the producer no longer writes, and the result is dropped."""
+        if has_next:
+            pipeline_q.consumer_wait(q_state)
+        gemm(tiled_mma_sdp, acc_s, tSrK[None, None, None, 0], tSrQ[None, None, None, q_state.index], True)
+
+    @cute.jit
     def score_grads(self, dp, p, deriv, scores, dpsum, coords, head, key0, query0, mods):
         """dP^T -> dS^T = P^T * (dP^T - dpsum) in place, through the score_mod and the softcap's tanh; the
         gradients of the score_mod's captured tensors are added on the way."""
@@ -469,18 +479,23 @@ class FlashBwdSm90:
         pipeline_kv.consumer_wait(pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, 1))
         q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, cfg.num_stages)
         do_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, cfg.num_stages)
+        if cutlass.const_expr(cfg.early_s):
+            self.next_scores(tiled_mma_sdp, acc_s, tSrK, tSrQ, pipeline_q, q_state, steps.count > 0)
+            warpgroup.wait_group(0)
         for step in cutlass.range(steps.count, unroll=1):
             head, m_block, partial = steps.at(step)
             query0 = m_block * cfg.tile_m
-            pipeline_q.consumer_wait(q_state)
-            gemm(tiled_mma_sdp, acc_s, tSrK[None, None, None, 0], tSrQ[None, None, None, q_state.index], True)
+            if cutlass.const_expr(not cfg.early_s):
+                pipeline_q.consumer_wait(q_state)
+                gemm(tiled_mma_sdp, acc_s, tSrK[None, None, None, 0], tSrQ[None, None, None, q_state.index], True)
             pipeline_do.consumer_wait(do_state)
             gemm(tiled_mma_sdp, acc_dp, tdPrV[None, None, None, 0], tdPrdO[None, None, None, do_state.index],
                  True)
             for c in cutlass.range_constexpr(columns):
                 lse_log2[c] = sLSElog2[coords[0, c][1], q_state.index]
                 dpsum[c] = sdPsum[coords[0, c][1], do_state.index]
-            warpgroup.wait_group(1)
+            if cutlass.const_expr(not cfg.early_s):
+                warpgroup.wait_group(1)
             self.probabilities(s, deriv, scores, coords, lse_log2, scale_log2, tanh_scale, head, key0, query0, window,
                                mods, partial)
             p.store(acc_s.load().to(self.dtype))
@@ -501,6 +516,8 @@ class FlashBwdSm90:
             q_state.advance()
             pipeline_do.consumer_release(do_state)
             do_state.advance()
+            if cutlass.const_expr(cfg.early_s):
+                self.next_scores(tiled_mma_sdp, acc_s, tSrK, tSrQ, pipeline_q, q_state, step + 1 < steps.count)
             handshake = THREADS_PER_WARPGROUP + cute.arch.WARP_SIZE
             if step > 0:
                 cute.arch.barrier(barrier_id=DQ_EMPTY_BARRIER + wg, number_of_threads=handshake)
@@ -508,6 +525,8 @@ class FlashBwdSm90:
             # The copy engine reads dQ through the async proxy.
             cute.arch.fence_proxy("async.shared", space="cta")
             cute.arch.barrier_arrive(barrier_id=DQ_FULL_BARRIER + wg, number_of_threads=handshake)
+            if cutlass.const_expr(cfg.early_s):
+                warpgroup.wait_group(0)  # no wgmma may be in flight across the loop's back edge (ptxas C7514)
 
         acc_dk.store(acc_dk.load() * dk_scale)
         for acc, dst in ((acc_dk, tdKgdK), (acc_dv, tdVgdV)):
