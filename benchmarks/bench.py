@@ -135,7 +135,7 @@ def cuteattn_call(cuteattn, q, k, v, causal, config, mods=(None, None)):
     from cuteattn.sm90.fwd_kernel import FwdConfig
 
     opts = Options(softmax_scale=q.shape[-1] ** -0.5, window_left=None, window_right=0 if causal else None,
-                   softcap=0.0, learnable_sink=None, score_mod=None, mask_mod=None, block_mask=None)
+                   softcap=0.0, learnable_sink=None, score_mod=mods[0], mask_mod=mods[1], block_mask=None)
     return forward(q, k, v, opts, config=FwdConfig(**config))[0]
 
 

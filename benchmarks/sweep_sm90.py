@@ -41,10 +41,10 @@ def backward_with(config):
 
     class Attention(torch.autograd.Function):
         @staticmethod
-        def forward(ctx, q, k, v, causal):
+        def forward(ctx, q, k, v, causal, score_mod, mask_mod):
             ctx.opts = Options(softmax_scale=q.shape[-1] ** -0.5, window_left=None,
                                window_right=0 if causal else None, softcap=0.0, learnable_sink=None,
-                               score_mod=None, mask_mod=None, block_mask=None)
+                               score_mod=score_mod, mask_mod=mask_mod, block_mask=None)
             out, lse = forward(q, k, v, ctx.opts)
             ctx.save_for_backward(q, k, v, out, lse)
             return out
@@ -53,9 +53,13 @@ def backward_with(config):
         def backward(ctx, dout):
             q, k, v, out, lse = ctx.saved_tensors
             dq, dk, dv, _, _ = backward(q, k, v, out, dout, lse, ctx.opts, config=BwdConfig(**config))
-            return dq, dk, dv, None
+            return dq, dk, dv, None, None, None
 
-    return lambda q, k, v, case: lambda: Attention.apply(q, k, v, case.causal)
+    def prepare(q, k, v, case):
+        mods = bench.variant_mods(case.variant, case.heads, case.seqlen)
+        return lambda: Attention.apply(q, k, v, case.causal, *mods)
+
+    return prepare
 
 
 def main():
@@ -64,6 +68,7 @@ def main():
     p.add_argument("--hdims", default="64,128")
     p.add_argument("--seqlens", default="1k,16k")
     p.add_argument("--causal", default="0,1")
+    p.add_argument("--variant", choices=bench.VARIANTS, default="none", help="a FlexAttention mod (bench.py's)")
     p.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS)
     p.add_argument("--rep-ms", type=int, default=100)
     args = p.parse_args()
@@ -76,13 +81,14 @@ def main():
     for hdim in map(int, args.hdims.split(",")):
         for causal in map(int, args.causal.split(",")):
             for seqlen in bench.sizes(args.seqlens):
-                case = bench.Case(args.direction, hdim, bool(causal), seqlen, 16384 // seqlen, 2048 // hdim)
+                case = bench.Case(args.direction, hdim, bool(causal), seqlen, 16384 // seqlen, 2048 // hdim,
+                                  args.variant)
                 row = {"case": case.label(), "fa4": bench.measure_cell("fa4", case, fa4, torch.bfloat16, args.rep_ms)}
                 for name, config in variants.items():
                     if args.direction == "bwd":
                         prepare = backward_with(config)
                     else:
-                        prepare = lambda q, k, v, c, config=config: lambda: bench.cuteattn_call(cuteattn, q, k, v, c.causal, config)  # noqa: E731
+                        prepare = lambda q, k, v, c, config=config: lambda: bench.cuteattn_call(cuteattn, q, k, v, c.causal, config, bench.variant_mods(c.variant, c.heads, c.seqlen))  # noqa: E731
                     try:
                         row[name] = bench.measure_cell("variant", case, prepare, torch.bfloat16, args.rep_ms)
                     except Exception as e:  # a variant that does not compile or launch is reported, not fatal
