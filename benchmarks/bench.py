@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))  # measure the checkout's cuteattn, not some insta
 
 PROVIDERS = ("cuteattn", "fa4", "sdpa-flash", "sdpa-cudnn", "flex")
 # Attention variants (--variant): FlexAttention mods, with each provider's own way to run them.
-VARIANTS = ("none", "rel_bias", "sliding_window", "document")
+VARIANTS = ("none", "rel_bias", "alibi", "sliding_window", "document")
 WINDOW = 1024  # sliding_window: each query sees itself and the 1024 keys before it
 DOCUMENT = 4096  # document: causal attention within documents of 4096 tokens
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -84,6 +84,12 @@ def variant_mods(variant: str, heads: int, seqlen: int, device="cuda"):
         def rel_bias(score, b, h, q_idx, kv_idx):
             return score + bias[h, (q_idx - kv_idx).clamp(-255, 255) + 255]
         return rel_bias, None
+    if variant == "alibi":  # a position bias without a table: one slope per head
+        slope = torch.exp2(-8.0 * torch.arange(1, heads + 1, device=device) / heads)
+
+        def alibi(score, b, h, q_idx, kv_idx):
+            return score + slope[h] * (kv_idx - q_idx)
+        return alibi, None
     if variant == "sliding_window":
         def sliding_window(b, h, q_idx, kv_idx):
             return (q_idx >= kv_idx) & (q_idx - kv_idx <= WINDOW)
@@ -157,8 +163,8 @@ def load_fa4():
         return out[0] if isinstance(out, tuple) else out  # some versions return (out, lse)
 
     def prepare(q, k, v, case):
-        if case.variant == "rel_bias":
-            raise NotImplementedError("rel_bias needs a CuTe DSL score_mod written for FA4")
+        if case.variant in ("rel_bias", "alibi"):
+            raise NotImplementedError(f"{case.variant} needs a CuTe DSL score_mod written for FA4")
         if case.variant == "sliding_window":
             return lambda: first(flash_attn_func(q, k, v, causal=True, window_size=(WINDOW, 0)))
         if case.variant == "document":
