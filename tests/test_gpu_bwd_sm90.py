@@ -26,7 +26,7 @@ def grads_of(fn, inputs, dout):
 
 
 def check(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, causal, dtype, layout=None, deterministic=False,
-          **features):
+          config=None, **features):
     """Run forward and backward kernels, compare dq, dk, dv (and d sink) with the fp32 PyTorch path.
 
     `layout` may turn the fresh contiguous inputs into strided views; `features`: window, softcap, sink."""
@@ -42,7 +42,8 @@ def check(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, causal, dtype, l
     out, lse = forward.forward(q, k, v, opts)
     dout = make(*out.shape)
     poisoned = [torch.full(t.shape, math.nan, dtype=dtype, device="cuda") for t in (q, k, v)]
-    dq, dk, dv, dsink, _ = backward.backward(q, k, v, out, dout, lse, opts, deterministic=deterministic, grads=poisoned)
+    dq, dk, dv, dsink, _ = backward.backward(q, k, v, out, dout, lse, opts, deterministic=deterministic, grads=poisoned,
+                                          config=config)
     torch.cuda.synchronize()
 
     def attention(dtype_of):
@@ -121,6 +122,18 @@ def test_deterministic(causal, window):
     for run in runs[1:]:
         for first, again in zip(runs[0], run):
             assert torch.equal(first, again)
+
+
+@pytest.mark.parametrize("head_dim", [64, 128])
+@pytest.mark.parametrize("features", [dict(), dict(causal=True), dict(window=(100, 30)), dict(softcap=30.0),
+                                      dict(causal=True, deterministic=True)])
+def test_early_s(head_dim, features):
+    """BwdConfig(early_s=True): the next step's S GEMM issued under this step's dQ store."""
+    from cuteattn.sm90.bwd_kernel import BwdConfig
+
+    features = dict(features)
+    causal = features.pop("causal", False)
+    check(2, 333, 1000, 8, 2, head_dim, causal, torch.bfloat16, config=BwdConfig(early_s=True), **features)
 
 
 def test_strided():

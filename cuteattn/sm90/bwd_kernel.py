@@ -67,7 +67,8 @@ class BwdConfig:
 
     tile_m: int = 64  # query rows per step: the N of S^T
     num_stages: int = 2  # depth of the Q and dO pipelines
-    early_s: bool = True  # the next step's S GEMM runs while this step's dQ goes to shared memory
+    # The next step's S GEMM runs while this step's dQ goes to shared memory; off until it has run on a GPU.
+    early_s: bool = False
 
 
 @dataclass(frozen=True)
