@@ -7,10 +7,10 @@ import torch
 import cuteattn
 
 
-def run(seqlen_q, seqlen_k, heads_kv=1, head_dim=128, **kwargs):
+def run(seqlen_q, seqlen_k, heads_kv=1, head_dim=128, head_dim_v=None, **kwargs):
     q = torch.randn(1, seqlen_q, 2, head_dim, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-    k, v = (torch.randn(1, seqlen_k, heads_kv, head_dim, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-            for _ in range(2))
+    k, v = (torch.randn(1, seqlen_k, heads_kv, d, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+            for d in (head_dim, head_dim_v or head_dim))
     out = cuteattn.flash_attn_func(q, k, v, **kwargs)
     out.backward(torch.randn_like(out))
 
@@ -22,6 +22,8 @@ run(17, 17, causal=True)
 run(113, 200, head_dim=64)  # three consumer warpgroups in the forward
 run(200, 113, head_dim=64, causal=True)
 run(300, 500, window_size=(100, 0), softcap=30.0, learnable_sink=sink)
+run(200, 113, head_dim=256, causal=True)  # the split-d backward
+run(113, 200, head_dim=192, head_dim_v=128, heads_kv=2, deterministic=True)
 
 bias = torch.randn(2, 511, device="cuda", requires_grad=True)
 doc = (torch.arange(300, device="cuda", dtype=torch.int32) // 97).view(1, -1)

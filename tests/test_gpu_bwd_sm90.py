@@ -26,7 +26,7 @@ def grads_of(fn, inputs, dout):
 
 
 def check(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, causal, dtype, layout=None, deterministic=False,
-          config=None, **features):
+          config=None, head_dim_v=None, **features):
     """Run forward and backward kernels, compare dq, dk, dv (and d sink) with the fp32 PyTorch path.
 
     `layout` may turn the fresh contiguous inputs into strided views; `features`: window, softcap, sink."""
@@ -34,7 +34,7 @@ def check(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, causal, dtype, l
 
     make = lambda *shape: torch.randn(*shape, device="cuda", dtype=dtype)
     q, k, v = make(batch, seqlen_q, heads, head_dim), make(batch, seqlen_k, heads_kv, head_dim), \
-        make(batch, seqlen_k, heads_kv, head_dim)
+        make(batch, seqlen_k, heads_kv, head_dim_v or head_dim)
     if layout is not None:
         q, k, v = layout(q), layout(k), layout(v)
     sink = features.pop("sink", None)
@@ -71,12 +71,32 @@ def check(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, causal, dtype, l
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("head_dim", [64, 96, 128])
+@pytest.mark.parametrize("head_dim", [64, 96, 128, 192, 256])
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("seqlen_q,seqlen_k", [(1, 1), (17, 17), (113, 113), (128, 128), (1000, 1000),
                                                (113, 4097), (4097, 113), (1, 300), (300, 1), (200, 333)])
 def test_backward(dtype, head_dim, causal, seqlen_q, seqlen_k):
     check(2, seqlen_q, seqlen_k, 4, 4, head_dim, causal, dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("seqlen_q,seqlen_k", [(17, 17), (113, 4097), (1000, 1000), (300, 1), (200, 333)])
+def test_head_dim_v(dtype, causal, seqlen_q, seqlen_k):
+    """head_dim 192 with head_dim_v 128 (DeepSeek's MLA shape)."""
+    check(2, seqlen_q, seqlen_k, 4, 2, 192, causal, dtype, head_dim_v=128)
+
+
+@pytest.mark.parametrize("head_dim,head_dim_v", [(192, 192), (256, 256), (192, 128)])
+@pytest.mark.parametrize("features", [dict(window=(100, 30)), dict(softcap=30.0, causal=True),
+                                      dict(sink=True, causal=True), dict(deterministic=True, causal=True)])
+def test_wide_heads_features(head_dim, head_dim_v, features):
+    """The split-d kernel of the wide heads under windows, softcap, a sink, GQA and deterministic dQ."""
+    features = dict(features)
+    causal = features.pop("causal", False)
+    if features.pop("sink", False):
+        features["sink"] = torch.randn(8, device="cuda")
+    check(2, 333, 500, 8, 2, head_dim, causal, torch.bfloat16, head_dim_v=head_dim_v, **features)
 
 
 @pytest.mark.parametrize("heads,heads_kv", [(8, 2), (8, 1), (6, 3)])
@@ -96,7 +116,7 @@ def test_window(window, seqlen_q, seqlen_k, head_dim):
 
 @pytest.mark.parametrize("softcap", [5.0, 30.0])
 @pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize("head_dim", [64, 96, 128])
+@pytest.mark.parametrize("head_dim", [64, 96, 128, 256])
 def test_softcap(softcap, causal, head_dim):
     check(2, 257, 300, 4, 4, head_dim, causal, torch.bfloat16, softcap=softcap)
 
@@ -108,14 +128,15 @@ def test_sink(causal, seqlen_q, seqlen_k):
     check(2, seqlen_q, seqlen_k, 4, 2, 128, causal, torch.bfloat16, sink=sink)
 
 
+@pytest.mark.parametrize("head_dim", [128, 256])
 @pytest.mark.parametrize("causal,window", [(False, (None, None)), (True, (None, None)), (False, (100, 30))])
-def test_deterministic(causal, window):
+def test_deterministic(head_dim, causal, window):
     """deterministic=True: correct, and bitwise the same over five runs (dQ gets many key blocks' terms)."""
     from cuteattn.sm90 import backward, forward
 
-    check(2, 700, 900, 8, 2, 128, causal, torch.bfloat16, deterministic=True, window=window)
-    q, k, v = (torch.randn(2, 1500, h, 128, device="cuda", dtype=torch.bfloat16) for h in (8, 2, 2))
-    opts = options(128, causal, window=window)
+    check(2, 700, 900, 8, 2, head_dim, causal, torch.bfloat16, deterministic=True, window=window)
+    q, k, v = (torch.randn(2, 1500, h, head_dim, device="cuda", dtype=torch.bfloat16) for h in (8, 2, 2))
+    opts = options(head_dim, causal, window=window)
     out, lse = forward.forward(q, k, v, opts)
     dout = torch.randn_like(out)
     runs = [backward.backward(q, k, v, out, dout, lse, opts, deterministic=True)[:3] for _ in range(5)]

@@ -106,6 +106,11 @@ def test_gallery_backward(name, seqlen_q, seqlen_k):
     check_backward(2, seqlen_q, seqlen_k, 4, 4, 128, name)
 
 
+@pytest.mark.parametrize("head_dim", [192, 256])
+def test_gallery_backward_head_dims(head_dim):
+    check_backward(2, 500, 500, 4, 2, head_dim, "rel_bias_document")
+
+
 @pytest.mark.parametrize("name", ["alibi", "rel_bias", "per_head_scale", "document", "tanh_softcap"])
 def test_backward_mods_compose_with_features(name):
     check_backward(2, 700, 900, 8, 2, 64, name, causal=True, window=(300, None), softcap=30.0)

@@ -29,7 +29,7 @@ opts = reference.Options(softmax_scale=1.0, window_left=None, window_right=0 if 
 if direction == "fwd":
     forward._compile(forward.kernel_for(torch.bfloat16, head_dim, head_dim, 1, opts))
 else:
-    backward._compile(backward.kernel_for(torch.bfloat16, head_dim, 1, opts))
+    backward._compile(backward.kernel_for(torch.bfloat16, head_dim, head_dim, 1, opts))
 """
 
 
@@ -60,7 +60,7 @@ def test_fwd_sass(head_dim, mask, tmp_path):
 
 
 @pytest.mark.parametrize("mask", ["plain", "causal"])
-@pytest.mark.parametrize("head_dim", [64, 128])
+@pytest.mark.parametrize("head_dim", [64, 128, 192, 256])
 def test_bwd_sass(head_dim, mask, tmp_path):
     counts = sass_of("bwd", head_dim, mask, tmp_path)
     assert counts["UBLKRED"] == 1, f"dQ should leave in one bulk reduction; opcodes found: {dict(counts)}"

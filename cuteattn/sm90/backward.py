@@ -25,39 +25,50 @@ from cuteattn.kernel_args import TORCH_TO_CUTE, aligned_view, compile_kernel, fa
 from cuteattn.mods import block_sparsity
 from cuteattn.mods.block_sparsity import sample_mods
 from cuteattn.registry import compile_target
-from cuteattn.sm90.bwd_kernel import TILE_N, BwdConfig, FlashBwdSm90
+from cuteattn.sm90.bwd_kernel import BwdConfig, FlashBwdSm90
+from cuteattn.sm90.bwd_kernel_split_d import FlashBwdSm90SplitD
 from cuteattn.sm90.bwd_postprocess import DqPostprocess
 from cuteattn.sm90.bwd_preprocess import bwd_preprocess
 from cuteattn.masking import window_args
 from cuteattn.sm90.forward import scales
 
-HEAD_DIMS = (64, 96, 128)
-CONFIG = BwdConfig()
+HEAD_DIMS = (64, 96, 128, 192, 256)
+HEAD_DIM_PAIRS = ((192, 128),)  # head_dim_v != head_dim
+# Head dims over 128 run the split-d kernel, whose P^T and dS^T take shared memory: at 256 one Q and dO stage.
+CONFIGS = {192: BwdConfig(early_s=False), 256: BwdConfig(num_stages=1, early_s=False)}
+
+
+def default_config(head_dim: int, opts: reference.Options) -> BwdConfig:
+    """The head dim's config; under softcap the next S waits for dQ's store (early, the tanh's derivative
+    spills: 142 spill instructions against 62 at head_dim 128)."""
+    config = CONFIGS.get(head_dim, BwdConfig())
+    return replace(config, early_s=False) if opts.softcap > 0 else config
 
 
 def unsupported(head_dim: int, head_dim_v: int, opts: reference.Options) -> Optional[str]:
     """The first feature of the request that the sm90 backward does not cover yet, or None."""
-    if head_dim_v != head_dim or head_dim not in HEAD_DIMS:
+    if head_dim not in HEAD_DIMS or (head_dim_v != head_dim and (head_dim, head_dim_v) not in HEAD_DIM_PAIRS):
         return (f"the backward with head_dim {head_dim} and head_dim_v {head_dim_v} (covered: equal head dims "
-                f"in {HEAD_DIMS})")
+                f"in {HEAD_DIMS}, and (head_dim, head_dim_v) in {HEAD_DIM_PAIRS})")
     return None
 
 
 @functools.lru_cache(maxsize=None)
-def _kernel(dtype, head_dim, qhead_per_kvhead, has_window_left, has_window_right, has_softcap, deterministic,
-            score_mod, mask_mod, config) -> FlashBwdSm90:
-    return FlashBwdSm90(TORCH_TO_CUTE[dtype], head_dim, qhead_per_kvhead, has_window_left=has_window_left,
-                        has_window_right=has_window_right, has_softcap=has_softcap, deterministic=deterministic,
-                        score_mod=score_mod, mask_mod=mask_mod, config=config)
+def _kernel(dtype, head_dim, head_dim_v, qhead_per_kvhead, has_window_left, has_window_right, has_softcap,
+            deterministic, score_mod, mask_mod, config) -> FlashBwdSm90:
+    kind = FlashBwdSm90 if FlashBwdSm90.covers(head_dim, head_dim_v) else FlashBwdSm90SplitD
+    return kind(TORCH_TO_CUTE[dtype], head_dim, head_dim_v, qhead_per_kvhead, has_window_left=has_window_left,
+                has_window_right=has_window_right, has_softcap=has_softcap, deterministic=deterministic,
+                score_mod=score_mod, mask_mod=mask_mod, config=config)
 
 
-def kernel_for(dtype: torch.dtype, head_dim: int, qhead_per_kvhead: int, opts: reference.Options,
+def kernel_for(dtype: torch.dtype, head_dim: int, head_dim_v: int, qhead_per_kvhead: int, opts: reference.Options,
                deterministic: bool = False, config: Optional[BwdConfig] = None,
                traced: Optional[tuple] = None) -> FlashBwdSm90:
     """The kernel object of a request; `traced`: the call's `mods.traced(opts)`, when the caller has it."""
-    return _kernel(dtype, head_dim, qhead_per_kvhead, opts.window_left is not None, opts.window_right is not None,
-                   opts.softcap > 0, deterministic, *(traced if traced is not None else mods.traced(opts)),
-                   config or CONFIG)
+    return _kernel(dtype, head_dim, head_dim_v, qhead_per_kvhead, opts.window_left is not None,
+                   opts.window_right is not None, opts.softcap > 0, deterministic,
+                   *(traced if traced is not None else mods.traced(opts)), config or default_config(head_dim, opts))
 
 
 def _compile(op: FlashBwdSm90):
@@ -91,9 +102,9 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
     a sink, dcaptured the gradients of score_mod's captured tensors that require grad (a list, maybe empty).
     dq, dk, dv are written into `grads` when given (contiguous, shaped like q, k, v)."""
     batch, seqlen_q, heads, head_dim = q.shape
-    cfg = config or CONFIG
+    cfg = config or default_config(head_dim, opts)
     traced = mods.traced(opts)
-    op = kernel_for(q.dtype, head_dim, heads // k.shape[2], opts, deterministic, cfg, traced)
+    op = kernel_for(q.dtype, head_dim, v.shape[-1], heads // k.shape[2], opts, deterministic, cfg, traced)
     dq, dk, dv = grads or (torch.empty(t.shape, dtype=t.dtype, device=t.device) for t in (q, k, v))
     m_blocks = (seqlen_q + cfg.tile_m - 1) // cfg.tile_m
     dpsum, lse_log2 = (torch.empty(batch, heads, m_blocks * cfg.tile_m, dtype=torch.float32, device=q.device)
@@ -112,7 +123,7 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
     lists = (None,) * 3
     if op.mask_mod is not None:
         count, blocks, turns = block_sparsity.backward_lists(opts, batch, heads, k.shape[2], seqlen_q, k.shape[1],
-                                                             cfg.tile_m, TILE_N, q.device)
+                                                             cfg.tile_m, op.tile_n, q.device)
         lists = (count, blocks, turns if deterministic else None)
     compiled = get_or_compile(("sm90.bwd", op), lambda: _compile(op))
     compiled(_tma_ready(q), _tma_ready(k), _tma_ready(v), dout, lse_log2, dpsum, dq_accum, dq_turn, dk, dv,
@@ -133,14 +144,19 @@ def build() -> None:
     plain = reference.Options(softmax_scale=1.0, window_left=None, window_right=None, softcap=0.0,
                               learnable_sink=None, score_mod=None, mask_mod=None, block_mask=None)
     causal = replace(plain, window_right=0)
-    for head_dim in HEAD_DIMS:
+    tile_m = BwdConfig().tile_m
+    for head_dim, head_dim_v in [(d, d) for d in HEAD_DIMS] + list(HEAD_DIM_PAIRS):
         for opts in (plain, causal):
-            _compile(kernel_for(torch.bfloat16, head_dim, 1, opts))
-        _compile_postprocess(DqPostprocess(cutlass.BFloat16, head_dim, CONFIG.tile_m))
-    for opts in (replace(causal, window_left=100, softcap=30.0), replace(plain, window_left=64)):
-        _compile(kernel_for(torch.float16, 128, 4, opts))
-    _compile(kernel_for(torch.bfloat16, 128, 2, replace(causal, window_left=100), deterministic=True))
-    _compile_postprocess(DqPostprocess(cutlass.Float16, 128, CONFIG.tile_m))
+            _compile(kernel_for(torch.bfloat16, head_dim, head_dim_v, 1, opts))
+        _compile_postprocess(DqPostprocess(cutlass.BFloat16, head_dim, tile_m))
+    for head_dim in (128, 256):
+        for opts in (replace(causal, window_left=100, softcap=30.0), replace(plain, window_left=64)):
+            _compile(kernel_for(torch.float16, head_dim, head_dim, 4, opts))
+        _compile(kernel_for(torch.bfloat16, head_dim, head_dim, 2, replace(causal, window_left=100),
+                            deterministic=True))
+    _compile_postprocess(DqPostprocess(cutlass.Float16, 128, tile_m))
     score_mod, mask_mod = sample_mods()
-    _compile(kernel_for(torch.bfloat16, 128, 1, replace(plain, score_mod=score_mod, mask_mod=mask_mod)))
-    _compile(kernel_for(torch.bfloat16, 64, 2, replace(causal, mask_mod=mask_mod), deterministic=True))
+    for head_dim in (128, 192):
+        _compile(kernel_for(torch.bfloat16, head_dim, head_dim, 1, replace(plain, score_mod=score_mod,
+                                                                          mask_mod=mask_mod)))
+    _compile(kernel_for(torch.bfloat16, 64, 64, 2, replace(causal, mask_mod=mask_mod), deterministic=True))

@@ -67,7 +67,8 @@ class BwdConfig:
 
     tile_m: int = 64  # query rows per step: the N of S^T
     num_stages: int = 2  # depth of the Q and dO pipelines
-    # The next step's S GEMM runs while this step's dQ goes to shared memory; off until it has run on a GPU.
+    # The next step's S GEMM runs while this step's dQ goes to shared memory (the key-split kernel); off until
+    # it has run on a GPU.
     early_s: bool = False
 
 
@@ -99,6 +100,7 @@ class Steps:
 class FlashBwdSm90:
     dtype: Type[cutlass.Numeric]
     head_dim: int
+    head_dim_v: int
     qhead_per_kvhead: int
     has_window_left: bool = False  # the sliding window's bounded sides; causal is window_right = 0
     has_window_right: bool = False
@@ -107,6 +109,14 @@ class FlashBwdSm90:
     score_mod: Optional[TracedMod] = None
     mask_mod: Optional[TracedMod] = None
     config: BwdConfig = BwdConfig()
+
+    @staticmethod
+    def covers(head_dim: int, head_dim_v: int) -> bool:
+        """Each consumer holds dK and dV of all columns for its keys: equal head dims up to 128."""
+        return head_dim == head_dim_v and head_dim <= 128
+
+    def __post_init__(self):
+        assert self.covers(self.head_dim, self.head_dim_v), f"head dims {self.head_dim}, {self.head_dim_v}"
 
     @property
     def keeps_scores(self) -> bool:
@@ -123,19 +133,45 @@ class FlashBwdSm90:
     def num_threads(self) -> int:
         return THREADS_PER_WARPGROUP * (1 + CONSUMERS)
 
+    @property
+    def tile_n(self) -> int:
+        """Keys per CTA."""
+        return TILE_N
+
+    def tiled_mmas(self) -> tuple:
+        """(S^T and dP^T, dV, dK, dQ): each consumer's 64 keys against all tile_m queries; P^T and dS^T are
+        the register A operands of dV and dK, so one tiled MMA serves both."""
+        cfg, d = self.config, self.head_dim
+        sdp = sm90_utils.make_trivial_tiled_mma(
+            self.dtype, self.dtype, OperandMajorMode.K, OperandMajorMode.K, Float32, (1, 1, 1),
+            tiler_mn=(KEYS_PER_WARPGROUP, cfg.tile_m))
+        dkv = sm90_utils.make_trivial_tiled_mma(
+            self.dtype, self.dtype, OperandMajorMode.K, OperandMajorMode.MN, Float32, (1, 1, 1),
+            tiler_mn=(KEYS_PER_WARPGROUP, d), a_source=OperandSource.RMEM)
+        return sdp, dkv, dkv, dq_accum.tiled_mma(self.dtype, cfg.tile_m, d)
+
+    def smem_layouts(self) -> tuple:
+        """(sQ, sdO, sK, sV, sdS): K's columns split in halves for dQ; dS^T in DS_BUFFERS buffers."""
+        cfg, d = self.config, self.head_dim
+        return (operand_layout(self.dtype, cfg.tile_m, d, cfg.num_stages, True),
+                operand_layout(self.dtype, cfg.tile_m, self.head_dim_v, cfg.num_stages, True),
+                operand_layout(self.dtype, TILE_N, d, 1, True, slice_cols=d // dq_accum.WARPGROUPS),
+                operand_layout(self.dtype, TILE_N, self.head_dim_v, 1, True),
+                operand_layout(self.dtype, cfg.tile_m, TILE_N, DS_BUFFERS, False))
+
     @cute.jit
     def __call__(
         self,
         mQ: cute.Tensor,  # (batch, seqlen_q, heads, head_dim)
         mK: cute.Tensor,  # (batch, seqlen_k, heads_kv, head_dim)
-        mV: cute.Tensor,  # (batch, seqlen_k, heads_kv, head_dim)
-        mdO: cute.Tensor,  # (batch, seqlen_q, heads, head_dim)
+        mV: cute.Tensor,  # (batch, seqlen_k, heads_kv, head_dim_v)
+        mdO: cute.Tensor,  # (batch, seqlen_q, heads, head_dim_v)
         mLSElog2: cute.Tensor,  # (batch, heads, seqlen_q rounded up to tile_m) fp32, 0 past seqlen_q
         mdPsum: cute.Tensor,  # (batch, heads, seqlen_q rounded up to tile_m) fp32, 0 past seqlen_q
         mdQaccum: cute.Tensor,  # (batch, heads, m_blocks, tile_m * head_dim) fp32, zeroed
         mdQturn: Optional[cute.Tensor],  # with deterministic: (batch, heads, m_blocks, CONSUMERS) int32, zeroed
         mdK: cute.Tensor,  # (batch, seqlen_k, heads_kv, head_dim)
-        mdV: cute.Tensor,  # (batch, seqlen_k, heads_kv, head_dim)
+        mdV: cute.Tensor,  # (batch, seqlen_k, heads_kv, head_dim_v)
         scale_log2: Float32,  # of the scores held: softmax_scale * log2(e), softcap * log2(e) with has_softcap
         tanh_scale: Float32,  # softmax_scale / softcap with has_softcap
         dk_scale: Float32,  # softmax_scale: dK = dk_scale * dS^T Q
@@ -149,29 +185,19 @@ class FlashBwdSm90:
         mBlockTurn: Optional[cute.Tensor],  # with mask_mod and deterministic: each entry's dQ turn, same shape
         stream: cuda.CUstream,
     ):
-        cfg, d = self.config, self.head_dim
+        cfg, d, dv = self.config, self.head_dim, self.head_dim_v
         # TMA tiles the two leading modes: (seqlen, head_dim, heads, batch).
         mQ, mK, mV, mdO = [cute.make_tensor(t.iterator, cute.select(t.layout, mode=[1, 3, 2, 0]))
                            for t in (mQ, mK, mV, mdO)]
 
-        tiled_mma_sdp = sm90_utils.make_trivial_tiled_mma(
-            self.dtype, self.dtype, OperandMajorMode.K, OperandMajorMode.K, Float32, (1, 1, 1),
-            tiler_mn=(KEYS_PER_WARPGROUP, cfg.tile_m))
-        tiled_mma_dkv = sm90_utils.make_trivial_tiled_mma(
-            self.dtype, self.dtype, OperandMajorMode.K, OperandMajorMode.MN, Float32, (1, 1, 1),
-            tiler_mn=(KEYS_PER_WARPGROUP, d), a_source=OperandSource.RMEM)
-        tiled_mma_dq = dq_accum.tiled_mma(self.dtype, cfg.tile_m, d)
-
-        sQ_layout = operand_layout(self.dtype, cfg.tile_m, d, cfg.num_stages, True)
-        sK_layout = operand_layout(self.dtype, TILE_N, d, 1, True, slice_cols=d // dq_accum.WARPGROUPS)
-        sV_layout = operand_layout(self.dtype, TILE_N, d, 1, True)
-        sdS_layout = operand_layout(self.dtype, cfg.tile_m, TILE_N, DS_BUFFERS, False)
+        tiled_mma_sdp, tiled_mma_dv, tiled_mma_dk, tiled_mma_dq = self.tiled_mmas()
+        sQ_layout, sdO_layout, sK_layout, sV_layout, sdS_layout = self.smem_layouts()
 
         load = cpasync.CopyBulkTensorTileG2SOp()
         tma_q, mQ = cpasync.make_tiled_tma_atom(load, mQ, one_stage(sQ_layout), (cfg.tile_m, d))
-        tma_do, mdO = cpasync.make_tiled_tma_atom(load, mdO, one_stage(sQ_layout), (cfg.tile_m, d))
-        tma_k, mK = cpasync.make_tiled_tma_atom(load, mK, one_stage(sK_layout), (TILE_N, d))
-        tma_v, mV = cpasync.make_tiled_tma_atom(load, mV, one_stage(sV_layout), (TILE_N, d))
+        tma_do, mdO = cpasync.make_tiled_tma_atom(load, mdO, one_stage(sdO_layout), (cfg.tile_m, dv))
+        tma_k, mK = cpasync.make_tiled_tma_atom(load, mK, one_stage(sK_layout), (self.tile_n, d))
+        tma_v, mV = cpasync.make_tiled_tma_atom(load, mV, one_stage(sV_layout), (self.tile_n, dv))
         # The rows' lse and dpsum as (rows, heads, batch), one tile_m row per Q / dO stage.
         row = cute.make_layout(cfg.tile_m)
         tma_lse, mLSElog2 = cpasync.make_tiled_tma_atom(
@@ -187,7 +213,7 @@ class FlashBwdSm90:
             do_barriers: cute.struct.MemRange[cutlass.Int64, 2 * cfg.num_stages]
             kv_barriers: cute.struct.MemRange[cutlass.Int64, 2]
             sQ: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sQ_layout)], 1024]
-            sdO: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sQ_layout)], 1024]
+            sdO: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sdO_layout)], 1024]
             sK: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sK_layout)], 1024]
             sV: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sV_layout)], 1024]
             sdS: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sdS_layout)], 1024]
@@ -199,10 +225,10 @@ class FlashBwdSm90:
         cta_body = self.cta_body(
             tma_q, mQ, tma_do, mdO, tma_k, mK, tma_v, mV, tma_lse, mLSElog2, tma_dpsum, mdPsum, mdQaccum, mdQturn,
             mdK, mdV, scale_log2, tanh_scale, dk_scale, window_left, window_right, score_scale, mod_tensors,
-            mod_grads, mBlockCount, mBlockList, mBlockTurn, tiled_mma_sdp, tiled_mma_dkv, tiled_mma_dq,
-            sQ_layout, sK_layout, sV_layout, sdS_layout, SharedStorage)
+            mod_grads, mBlockCount, mBlockList, mBlockTurn, tiled_mma_sdp, tiled_mma_dv, tiled_mma_dk, tiled_mma_dq,
+            sQ_layout, sdO_layout, sK_layout, sV_layout, sdS_layout, SharedStorage)
         # min_blocks_per_mp pins the register count at entry; without it ptxas may drop setmaxnreg.
-        launch(cta_body, (cute.ceil_div(seqlen_k, TILE_N), heads_kv, batch), self.num_threads, stream,
+        launch(cta_body, (cute.ceil_div(seqlen_k, self.tile_n), heads_kv, batch), self.num_threads, stream,
                smem=SharedStorage.size_in_bytes(), min_blocks_per_mp=1)
 
     @cute.kernel
@@ -236,9 +262,11 @@ class FlashBwdSm90:
         mBlockList: Optional[cute.Tensor],
         mBlockTurn: Optional[cute.Tensor],
         tiled_mma_sdp: cute.TiledMma,
-        tiled_mma_dkv: cute.TiledMma,
+        tiled_mma_dv: cute.TiledMma,
+        tiled_mma_dk: cute.TiledMma,
         tiled_mma_dq: cute.TiledMma,
         sQ_layout: cute.ComposedLayout,
+        sdO_layout: cute.ComposedLayout,
         sK_layout: cute.ComposedLayout,
         sV_layout: cute.ComposedLayout,
         sdS_layout: cute.ComposedLayout,
@@ -250,9 +278,9 @@ class FlashBwdSm90:
         seqlen_q, seqlen_k = mQ.shape[0], mK.shape[0]
         window = Window.of(seqlen_q, seqlen_k, window_left, window_right, self.has_window_left,
                            self.has_window_right)
-        first_key = n_block * TILE_N
+        first_key = n_block * self.tile_n
         m_block_min, m_block_max = window.query_block_range(
-            first_key, cutlass.min(first_key + TILE_N, seqlen_k) - 1, seqlen_q, cfg.tile_m)
+            first_key, cutlass.min(first_key + self.tile_n, seqlen_k) - 1, seqlen_q, cfg.tile_m)
         group = self.qhead_per_kvhead
         num_m_blocks = m_block_max - m_block_min
         steps = Steps(kv_head * group, m_block_min, num_m_blocks, num_m_blocks * group)
@@ -268,19 +296,21 @@ class FlashBwdSm90:
         smem = cutlass.memory.SmemAllocator()
         storage = smem.allocate(SharedStorage)
         consumer_warps = CONSUMERS * THREADS_PER_WARPGROUP // cute.arch.WARP_SIZE
-        q_bytes = cute.size_in_bytes(self.dtype, one_stage(sQ_layout)) + cfg.tile_m * Float32.width // 8  # + a row
+        row_bytes = cfg.tile_m * Float32.width // 8  # a stage's lse or dpsum
+        q_bytes = cute.size_in_bytes(self.dtype, one_stage(sQ_layout)) + row_bytes
+        do_bytes = cute.size_in_bytes(self.dtype, one_stage(sdO_layout)) + row_bytes
         kv_bytes = cute.size_in_bytes(self.dtype, sK_layout) + cute.size_in_bytes(self.dtype, sV_layout)
         pipeline_q = tma.make_pipeline(storage.q_barriers, cfg.num_stages, q_bytes, consumer_warps)
-        pipeline_do = tma.make_pipeline(storage.do_barriers, cfg.num_stages, q_bytes, consumer_warps)
+        pipeline_do = tma.make_pipeline(storage.do_barriers, cfg.num_stages, do_bytes, consumer_warps)
         pipeline_kv = tma.make_pipeline(storage.kv_barriers, 1, kv_bytes, consumer_warps)
         pipeline.pipeline_init_arrive(cluster_shape_mn=(1, 1), is_relaxed=True)
         pipeline.pipeline_init_wait(cluster_shape_mn=(1, 1))
 
         sQ = storage.sQ.get_tensor(sQ_layout.outer, swizzle=sQ_layout.inner)  # (tile_m, d, stage)
-        sdO = storage.sdO.get_tensor(sQ_layout.outer, swizzle=sQ_layout.inner)  # (tile_m, d, stage)
-        sK = storage.sK.get_tensor(sK_layout.outer, swizzle=sK_layout.inner)  # (TILE_N, d, 1)
-        sV = storage.sV.get_tensor(sV_layout.outer, swizzle=sV_layout.inner)  # (TILE_N, d, 1)
-        sdS = storage.sdS.get_tensor(sdS_layout.outer, swizzle=sdS_layout.inner)  # (tile_m, TILE_N, buffer)
+        sdO = storage.sdO.get_tensor(sdO_layout.outer, swizzle=sdO_layout.inner)  # (tile_m, dv, stage)
+        sK = storage.sK.get_tensor(sK_layout.outer, swizzle=sK_layout.inner)  # (tile_n, d, 1)
+        sV = storage.sV.get_tensor(sV_layout.outer, swizzle=sV_layout.inner)  # (tile_n, dv, 1)
+        sdS = storage.sdS.get_tensor(sdS_layout.outer, swizzle=sdS_layout.inner)  # (tile_m, tile_n, buffer)
         sdQ = storage.sdQ.get_tensor(cute.make_layout(cfg.tile_m * self.head_dim))  # one workspace chunk
         rows = cute.make_layout((cfg.tile_m, cfg.num_stages))
         sLSElog2, sdPsum = storage.sLSElog2.get_tensor(rows), storage.sdPsum.get_tensor(rows)  # (tile_m, stage)
@@ -296,28 +326,30 @@ class FlashBwdSm90:
         else:
             cute.arch.setmaxregister_increase(CONSUMER_REGISTERS)
             mods = mod_tile.ModArgs(score_scale, mod_tensors, mod_grads, batch, seqlen_q, seqlen_k)
-            self.consume(mdK, mdV, scale_log2, tanh_scale, dk_scale, tiled_mma_sdp, tiled_mma_dkv, tiled_mma_dq, sQ,
+            self.consume(mdK, mdV, scale_log2, tanh_scale, dk_scale, tiled_mma_sdp, tiled_mma_dv, tiled_mma_dk,
+                         tiled_mma_dq, sQ,
                          sdO, sK, sV, sdS, sdQ, sLSElog2, sdPsum, pipeline_q, pipeline_do, pipeline_kv, n_block,
                          kv_head, batch, steps, window, mods)
 
     @cute.jit
     def produce(self, tma_q, mQ, tma_do, mdO, tma_k, mK, tma_v, mV, tma_lse, mLSElog2, tma_dpsum, mdPsum, sQ, sdO,
                 sK, sV, sLSElog2, sdPsum, pipeline_q, pipeline_do, pipeline_kv, n_block, kv_head, batch, steps):
-        cfg, d = self.config, self.head_dim
+        cfg = self.config
         kv_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, 1)
         pipeline_kv.producer_acquire(kv_state)
-        for atom, smem, gmem in ((tma_k, sK, mK), (tma_v, sV, mV)):
-            tXsX, tXgX = tma.partition(atom, smem, cute.local_tile(gmem[None, None, kv_head, batch], (TILE_N, d),
-                                                                   (None, 0)))
+        for atom, smem, gmem, cols in ((tma_k, sK, mK, self.head_dim), (tma_v, sV, mV, self.head_dim_v)):
+            tXsX, tXgX = tma.partition(atom, smem, cute.local_tile(gmem[None, None, kv_head, batch],
+                                                                   (self.tile_n, cols), (None, 0)))
             cute.copy(atom, tXgX[None, n_block], tXsX[None, 0], tma_bar_ptr=pipeline_kv.producer_get_barrier(kv_state))
 
         q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
         do_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
         for step in cutlass.range(steps.count, unroll=1):
             head, m_block, _ = steps.at(step)
-            tile = (cfg.tile_m, d)
-            tQsQ, tQgQ = tma.partition(tma_q, sQ, cute.local_tile(mQ[None, None, head, batch], tile, (None, 0)))
-            tdOsdO, tdOgdO = tma.partition(tma_do, sdO, cute.local_tile(mdO[None, None, head, batch], tile, (None, 0)))
+            tQsQ, tQgQ = tma.partition(tma_q, sQ, cute.local_tile(mQ[None, None, head, batch],
+                                                                  (cfg.tile_m, self.head_dim), (None, 0)))
+            tdOsdO, tdOgdO = tma.partition(tma_do, sdO, cute.local_tile(mdO[None, None, head, batch],
+                                                                        (cfg.tile_m, self.head_dim_v), (None, 0)))
             tLsL, tLgL = tma.partition(tma_lse, sLSElog2, cute.local_tile(mLSElog2[None, head, batch], (cfg.tile_m,),
                                                                          (None,)))
             tDsD, tDgD = tma.partition(tma_dpsum, sdPsum, cute.local_tile(mdPsum[None, head, batch], (cfg.tile_m,),
@@ -418,18 +450,19 @@ class FlashBwdSm90:
         tile_m = self.config.tile_m
         first_row = m_block * tile_m
         seqlen_q = window.seqlen_k - window.diagonal
-        first_n_block, _ = window.block_range(first_row, cutlass.min(first_row + tile_m, seqlen_q) - 1, TILE_N)
+        first_n_block, _ = window.block_range(first_row, cutlass.min(first_row + tile_m, seqlen_q) - 1, self.tile_n)
         return n_block - first_n_block
 
     @cute.jit
-    def consume(self, mdK, mdV, scale_log2, tanh_scale, dk_scale, tiled_mma_sdp, tiled_mma_dkv, tiled_mma_dq, sQ,
-                sdO, sK, sV, sdS, sdQ, sLSElog2, sdPsum, pipeline_q, pipeline_do, pipeline_kv, n_block, kv_head,
-                batch, steps, window, mods):
+    def consume(self, mdK, mdV, scale_log2, tanh_scale, dk_scale, tiled_mma_sdp, tiled_mma_dv, tiled_mma_dk,
+                tiled_mma_dq, sQ, sdO, sK, sV, sdS, sdQ, sLSElog2, sdPsum, pipeline_q, pipeline_do, pipeline_kv,
+                n_block, kv_head, batch, steps, window, mods):
         cfg, d = self.config, self.head_dim
+        tiled_mma_dkv = tiled_mma_dk  # the same MMA as dV's: equal head dims
         tidx, _, _ = cute.arch.thread_idx()
         wg = tidx // THREADS_PER_WARPGROUP - 1
         wg_tidx = tidx % THREADS_PER_WARPGROUP
-        key0 = n_block * TILE_N + wg * KEYS_PER_WARPGROUP
+        key0 = n_block * self.tile_n + wg * KEYS_PER_WARPGROUP
 
         thr_sdp = tiled_mma_sdp.get_slice(wg_tidx)
         thr_dkv = tiled_mma_dkv.get_slice(wg_tidx)
@@ -444,7 +477,7 @@ class FlashBwdSm90:
         tdQrdS = tiled_mma_dq.make_fragment_A(thr_dq.partition_A(sdS))
         half = d // dq_accum.WARPGROUPS
         tdQrK = tiled_mma_dq.make_fragment_B(
-            thr_dq.partition_B(cute.local_tile(transposed(sK), (half, TILE_N, 1), (wg, 0, 0))))
+            thr_dq.partition_B(cute.local_tile(transposed(sK), (half, self.tile_n, 1), (wg, 0, 0))))
         # This consumer's keys of dS^T, as its S^T accumulator holds them.
         tdSsdS = thr_sdp.partition_C(
             cute.local_tile(transposed(sdS), (KEYS_PER_WARPGROUP, cfg.tile_m, DS_BUFFERS), (wg, 0, 0)))
