@@ -38,11 +38,8 @@ HEAD_DIM_PAIRS = ((192, 128),)  # head_dim_v != head_dim
 CONFIGS = {192: BwdConfig(early_s=False), 256: BwdConfig(num_stages=1, early_s=False)}
 
 
-def default_config(head_dim: int, opts: reference.Options) -> BwdConfig:
-    """The head dim's config; under softcap the next S waits for dQ's store (early, the tanh's derivative
-    spills: 142 spill instructions against 62 at head_dim 128)."""
-    config = CONFIGS.get(head_dim, BwdConfig())
-    return replace(config, early_s=False) if opts.softcap > 0 else config
+def default_config(head_dim: int) -> BwdConfig:
+    return CONFIGS.get(head_dim, BwdConfig())
 
 
 def unsupported(head_dim: int, head_dim_v: int, opts: reference.Options) -> Optional[str]:
@@ -68,7 +65,7 @@ def kernel_for(dtype: torch.dtype, head_dim: int, head_dim_v: int, qhead_per_kvh
     """The kernel object of a request; `traced`: the call's `mods.traced(opts)`, when the caller has it."""
     return _kernel(dtype, head_dim, head_dim_v, qhead_per_kvhead, opts.window_left is not None,
                    opts.window_right is not None, opts.softcap > 0, deterministic,
-                   *(traced if traced is not None else mods.traced(opts)), config or default_config(head_dim, opts))
+                   *(traced if traced is not None else mods.traced(opts)), config or default_config(head_dim))
 
 
 def _compile(op: FlashBwdSm90):
@@ -102,7 +99,7 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
     a sink, dcaptured the gradients of score_mod's captured tensors that require grad (a list, maybe empty).
     dq, dk, dv are written into `grads` when given (contiguous, shaped like q, k, v)."""
     batch, seqlen_q, heads, head_dim = q.shape
-    cfg = config or default_config(head_dim, opts)
+    cfg = config or default_config(head_dim)
     traced = mods.traced(opts)
     op = kernel_for(q.dtype, head_dim, v.shape[-1], heads // k.shape[2], opts, deterministic, cfg, traced)
     dq, dk, dv = grads or (torch.empty(t.shape, dtype=t.dtype, device=t.device) for t in (q, k, v))

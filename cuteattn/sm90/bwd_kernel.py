@@ -327,9 +327,8 @@ class FlashBwdSm90:
             cute.arch.setmaxregister_increase(CONSUMER_REGISTERS)
             mods = mod_tile.ModArgs(score_scale, mod_tensors, mod_grads, batch, seqlen_q, seqlen_k)
             self.consume(mdK, mdV, scale_log2, tanh_scale, dk_scale, tiled_mma_sdp, tiled_mma_dv, tiled_mma_dk,
-                         tiled_mma_dq, sQ,
-                         sdO, sK, sV, sdS, sdQ, sLSElog2, sdPsum, pipeline_q, pipeline_do, pipeline_kv, n_block,
-                         kv_head, batch, steps, window, mods)
+                         tiled_mma_dq, sQ, sdO, sK, sV, sdS, sdQ, sLSElog2, sdPsum, pipeline_q, pipeline_do,
+                         pipeline_kv, n_block, kv_head, batch, steps, window, mods)
 
     @cute.jit
     def produce(self, tma_q, mQ, tma_do, mdO, tma_k, mK, tma_v, mV, tma_lse, mLSElog2, tma_dpsum, mdPsum, sQ, sdO,
@@ -454,6 +453,41 @@ class FlashBwdSm90:
         return n_block - first_n_block
 
     @cute.jit
+    def score_registers(self, acc_s):
+        """(p, ds, deriv, scores) beside the S^T accumulator: P^T and dS^T in the input dtype; deriv, in dS's
+        registers until dS, d(new score)/d(held score); scores, what the score_mod saw when the gradients of
+        its captured tensors read it (else None)."""
+        p = cute.make_rmem_tensor_like(acc_s, self.dtype)
+        ds = cute.make_rmem_tensor_like(acc_s, self.dtype)
+        scores = None
+        if cutlass.const_expr(self.keeps_scores):
+            scores = rowcol(cute.make_rmem_tensor_like(acc_s, self.dtype))
+        return p, ds, rowcol(ds), scores
+
+    @cute.jit
+    def hand_over_dq(self, acc_dq, sdQ, wg, wg_tidx, step):
+        """This consumer's dQ into its half of the shared-memory chunk, once its writer warp has read the last
+        one, then signal the writer."""
+        handshake = THREADS_PER_WARPGROUP + cute.arch.WARP_SIZE
+        if step > 0:
+            cute.arch.barrier(barrier_id=DQ_EMPTY_BARRIER + wg, number_of_threads=handshake)
+        dq_accum.store(acc_dq, sdQ, wg, wg_tidx)
+        # The copy engine reads dQ through the async proxy.
+        cute.arch.fence_proxy("async.shared", space="cta")
+        cute.arch.barrier_arrive(barrier_id=DQ_FULL_BARRIER + wg, number_of_threads=handshake)
+
+    @cute.jit
+    def write_dkv(self, acc_dk, acc_dv, dk_scale, tdKgdK, tdKcdK, tdVgdV, tdVcdV, seqlen_k):
+        """dK * dk_scale and dV in the input dtype, the rows of keys before seqlen_k."""
+        acc_dk.store(acc_dk.load() * dk_scale)
+        for acc, dst, coord in ((acc_dk, tdKgdK, tdKcdK), (acc_dv, tdVgdV, tdVcdV)):
+            out = cute.make_rmem_tensor_like(acc, self.dtype)
+            out.store(acc.load().to(self.dtype))
+            for i in cutlass.range_constexpr(cute.size(out)):
+                if coord[i][0] < seqlen_k:
+                    dst[i] = out[i]
+
+    @cute.jit
     def consume(self, mdK, mdV, scale_log2, tanh_scale, dk_scale, tiled_mma_sdp, tiled_mma_dv, tiled_mma_dk,
                 tiled_mma_dq, sQ, sdO, sK, sV, sdS, sdQ, sLSElog2, sdPsum, pipeline_q, pipeline_do, pipeline_kv,
                 n_block, kv_head, batch, steps, window, mods):
@@ -499,12 +533,7 @@ class FlashBwdSm90:
         tiled_mma_dkv.set(warpgroup.Field.ACCUMULATE, True)
         coords = rowcol(thr_sdp.partition_C(cute.make_identity_tensor((KEYS_PER_WARPGROUP, cfg.tile_m))))
         s, dp = rowcol(acc_s), rowcol(acc_dp)
-        p = cute.make_rmem_tensor_like(acc_s, self.dtype)
-        ds = cute.make_rmem_tensor_like(acc_s, self.dtype)
-        deriv = rowcol(ds)  # d(new score)/d(held score) waits in dS's registers (input precision) until dS
-        scores = None  # what the score_mod saw, kept to dS when the captured tensors' gradients read it
-        if cutlass.const_expr(self.keeps_scores):
-            scores = rowcol(cute.make_rmem_tensor_like(acc_s, self.dtype))
+        p, ds, deriv, scores = self.score_registers(acc_s)
         tdVrP, tdKrdS = as_a_operand(p), as_a_operand(ds)
         columns = cute.size(s, mode=[1])
         lse_log2 = cute.make_rmem_tensor((columns,), Float32)
@@ -552,20 +581,8 @@ class FlashBwdSm90:
             do_state.advance()
             if cutlass.const_expr(cfg.early_s):
                 self.next_scores(tiled_mma_sdp, acc_s, tSrK, tSrQ, pipeline_q, q_state, step + 1 < steps.count)
-            handshake = THREADS_PER_WARPGROUP + cute.arch.WARP_SIZE
-            if step > 0:
-                cute.arch.barrier(barrier_id=DQ_EMPTY_BARRIER + wg, number_of_threads=handshake)
-            dq_accum.store(acc_dq, sdQ, wg, wg_tidx)
-            # The copy engine reads dQ through the async proxy.
-            cute.arch.fence_proxy("async.shared", space="cta")
-            cute.arch.barrier_arrive(barrier_id=DQ_FULL_BARRIER + wg, number_of_threads=handshake)
+            self.hand_over_dq(acc_dq, sdQ, wg, wg_tidx, step)
             if cutlass.const_expr(cfg.early_s):
                 warpgroup.wait_group(0)  # no wgmma may be in flight across the loop's back edge (ptxas C7514)
 
-        acc_dk.store(acc_dk.load() * dk_scale)
-        for acc, dst in ((acc_dk, tdKgdK), (acc_dv, tdVgdV)):
-            out = cute.make_rmem_tensor_like(acc, self.dtype)
-            out.store(acc.load().to(self.dtype))
-            for i in cutlass.range_constexpr(cute.size(out)):
-                if tdKcdK[i][0] < window.seqlen_k:
-                    dst[i] = out[i]
+        self.write_dkv(acc_dk, acc_dv, dk_scale, tdKgdK, tdKcdK, tdVgdV, tdKcdK, window.seqlen_k)

@@ -28,8 +28,8 @@ from cutlass.cute.nvgpu import OperandMajorMode, warpgroup
 
 from cuteattn.fragments import rowcol
 from cuteattn.sm90 import dq_accum
-from cuteattn.sm90.bwd_kernel import (CONSUMERS, DQ_EMPTY_BARRIER, DQ_FULL_BARRIER, DS_BARRIER, DS_BUFFERS,
-                                      KEYS_PER_WARPGROUP, THREADS_PER_WARPGROUP, FlashBwdSm90)
+from cuteattn.sm90.bwd_kernel import (CONSUMERS, DS_BARRIER, DS_BUFFERS, KEYS_PER_WARPGROUP, THREADS_PER_WARPGROUP,
+                                      FlashBwdSm90)
 from cuteattn.sm90.mma import gemm
 from cuteattn.sm90.smem import operand_layout, transposed
 
@@ -128,16 +128,10 @@ class FlashBwdSm90SplitD(FlashBwdSm90):
         tiled_mma_dv.set(warpgroup.Field.ACCUMULATE, True)
         coords = rowcol(thr_sdp.partition_C(cute.make_identity_tensor((self.tile_n, rows))))
         s, dp = rowcol(acc_s), rowcol(acc_dp)
-        p = cute.make_rmem_tensor_like(acc_s, self.dtype)
-        ds = cute.make_rmem_tensor_like(acc_s, self.dtype)
-        deriv = rowcol(ds)  # d(new score)/d(held score) waits in dS's registers (input precision) until dS
-        scores = None  # what the score_mod saw, kept to dS when the captured tensors' gradients read it
-        if cutlass.const_expr(self.keeps_scores):
-            scores = rowcol(cute.make_rmem_tensor_like(acc_s, self.dtype))
+        p, ds, deriv, scores = self.score_registers(acc_s)
         columns = cute.size(s, mode=[1])
         lse_log2 = cute.make_rmem_tensor((columns,), Float32)
         dpsum = cute.make_rmem_tensor((columns,), Float32)
-        handshake = THREADS_PER_WARPGROUP + cute.arch.WARP_SIZE
 
         pipeline_kv.consumer_wait(pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, 1))
         q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, stages)
@@ -175,17 +169,6 @@ class FlashBwdSm90SplitD(FlashBwdSm90):
             q_state.advance()
             pipeline_do.consumer_release(do_state)
             do_state.advance()
-            if step > 0:
-                cute.arch.barrier(barrier_id=DQ_EMPTY_BARRIER + wg, number_of_threads=handshake)
-            dq_accum.store(acc_dq, sdQ, wg, wg_tidx)
-            # The copy engine reads dQ through the async proxy.
-            cute.arch.fence_proxy("async.shared", space="cta")
-            cute.arch.barrier_arrive(barrier_id=DQ_FULL_BARRIER + wg, number_of_threads=handshake)
+            self.hand_over_dq(acc_dq, sdQ, wg, wg_tidx, step)
 
-        acc_dk.store(acc_dk.load() * dk_scale)
-        for acc, dst, coord in ((acc_dk, tdKgdK, tdKcdK), (acc_dv, tdVgdV, tdVcdV)):
-            out = cute.make_rmem_tensor_like(acc, self.dtype)
-            out.store(acc.load().to(self.dtype))
-            for i in cutlass.range_constexpr(cute.size(out)):
-                if coord[i][0] < window.seqlen_k:
-                    dst[i] = out[i]
+        self.write_dkv(acc_dk, acc_dv, dk_scale, tdKgdK, tdKcdK, tdVgdV, tdVcdV, window.seqlen_k)
