@@ -36,6 +36,10 @@ class Window:
         return Window(seqlen_k, seqlen_k - seqlen_q, window_left if has_left else None,
                       window_right if has_right else None)
 
+    @property
+    def seqlen_q(self):
+        return self.seqlen_k - self.diagonal
+
     def first_key(self, row):
         """The first key `row` sees (may be negative); only with a left bound."""
         return row + self.diagonal - self.left
@@ -96,11 +100,15 @@ def mask_tile(s: cute.Tensor, coords: cute.Tensor, row0: Int32, col0: Int32, win
 
 
 @cute.jit
-def mask_tile_transposed(s: cute.Tensor, coords: cute.Tensor, key0: Int32, query0: Int32, window: Window):
-    """`mask_tile` for a transposed score tile: keys on the rows, queries on the columns."""
+def mask_tile_transposed(s: cute.Tensor, coords: cute.Tensor, key0: Int32, query0: Int32, window: Window,
+                         padding_queries: cutlass.Constexpr = False):
+    """`mask_tile` for a transposed score tile: keys on the rows, queries on the columns; with
+    `padding_queries`, also the columns of queries past seqlen_q."""
     for c in cutlass.range_constexpr(cute.size(s, mode=[1])):
         query = coords[0, c][1] + query0
         end = window.end_key(query)
+        if cutlass.const_expr(padding_queries):
+            end = cutlass.select_(query < window.seqlen_q, end, Int32(0))
         for r in cutlass.range_constexpr(cute.size(s, mode=[0])):
             if coords[r, 0][0] + key0 >= end:
                 s[r, c] = -Float32.inf

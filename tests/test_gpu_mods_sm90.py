@@ -67,11 +67,12 @@ def test_mods_compose_with_features(name):
 
 def check_backward(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, name, causal=False, window=(None, None),
                    softcap=0.0, dtype=torch.bfloat16):
-    """loss.backward() through flash_attn_func with the gallery's mods: dq, dk, dv and the gradients of the
-    captured tensors that require grad, against the fp32 PyTorch path."""
+    """loss.backward() through flash_attn_func with the gallery's mods `name` (or a pair (score_mod, mask_mod)):
+    dq, dk, dv and the gradients of the captured tensors that require grad, against the fp32 PyTorch path."""
     from cuteattn.mods.trace import trace_score_mod
 
-    score_mod, mask_mod = gallery(batch, heads, seqlen_q, seqlen_k, requires_grad=True)[name]
+    score_mod, mask_mod = name if isinstance(name, tuple) else gallery(batch, heads, seqlen_q, seqlen_k,
+                                                                       requires_grad=True)[name]
     traced = trace_score_mod(score_mod) if score_mod is not None else None
     captured = [traced.captured[i] for i in traced.grads_of] if traced is not None else []
     q = torch.randn(batch, seqlen_q, heads, head_dim, device="cuda", dtype=dtype)
@@ -104,6 +105,17 @@ def check_backward(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, name, c
 @pytest.mark.parametrize("seqlen_q,seqlen_k", [(113, 113), (1000, 1000), (300, 17)])
 def test_gallery_backward(name, seqlen_q, seqlen_k):
     check_backward(2, seqlen_q, seqlen_k, 4, 4, 128, name)
+
+
+@pytest.mark.parametrize("head_dim", [64, 256])
+@pytest.mark.parametrize("seqlen_q,seqlen_k", [(17, 1000), (113, 300)])
+def test_backward_strong_position_bias(head_dim, seqlen_q, seqlen_k):
+    """A bias that grows with kv_idx - q_idx: at the padding queries past seqlen_q (whose lse is 0) the scores
+    overflow exp2 (2 * 983 in log2 units at hdim 64) and would turn their zero dO into NaN in dV, unless the
+    kernel masks them."""
+    def toward_later_keys(score, b, h, q_idx, kv_idx):
+        return score + (kv_idx - q_idx) * 2.0
+    check_backward(2, seqlen_q, seqlen_k, 4, 2, head_dim, (toward_later_keys, None))
 
 
 @pytest.mark.parametrize("head_dim", [192, 256])

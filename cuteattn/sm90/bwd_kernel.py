@@ -18,8 +18,9 @@ on a row, so P^T and dS^T come out of the accumulators already as the A operands
 stay in registers over every query block, and under GQA over every query head that shares the KV head,
 and are written once at the end.
 
-Query rows past seqlen_q are zeros (TMA fills them) with lse_log2 = dpsum = 0, so they add nothing; keys
-past seqlen_k and outside the window are masked on the blocks that cross them.
+Query rows past seqlen_q are zeros (TMA fills them) with lse_log2 = dpsum = 0, so they add nothing (under a
+score_mod, which may give them any score, they are masked too); keys past seqlen_k and outside the window are
+masked on the blocks that cross them.
 """
 
 from __future__ import annotations
@@ -374,8 +375,15 @@ class FlashBwdSm90:
         if cutlass.const_expr(self.score_mod is not None):
             mod_tile.score_mod_with_derivative(self.score_mod, score_tensors, s, deriv, coords, place,
                                                mods.score_scale, chain=self.has_softcap, scores=scores)
-        if window.needs_mask(query0, query0 + self.config.tile_m - 1, key0, KEYS_PER_WARPGROUP):
-            mask_tile_transposed(s, coords, key0, query0, window)
+        # The padding queries' lse_log2 is 0, and a score_mod may give them scores that overflow exp2 (inf times
+        # their zero dO is NaN in dV): mask them.
+        padding = self.score_mod is not None
+        last_query = query0 + self.config.tile_m - 1
+        cut = window.needs_mask(query0, last_query, key0, KEYS_PER_WARPGROUP)
+        if cutlass.const_expr(padding):
+            cut = cut | (last_query >= window.seqlen_q)
+        if cut:
+            mask_tile_transposed(s, coords, key0, query0, window, padding_queries=padding)
         if cutlass.const_expr(self.mask_mod is not None):
             if partial:  # full blocks of the block sparsity need no mask
                 mod_tile.apply_mask_mod(self.mask_mod, mask_tensors, s, coords, place)
