@@ -23,13 +23,15 @@ BUILD = """
 import sys, torch
 from cuteattn import reference
 from cuteattn.sm90 import backward, forward
+from cuteattn.sm90.bwd_kernel import BwdConfig
 direction, head_dim, causal = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "causal"
+config = BwdConfig(**eval(sys.argv[4])) if len(sys.argv) > 4 else None
 opts = reference.Options(softmax_scale=1.0, window_left=None, window_right=0 if causal else None, softcap=0.0,
                          learnable_sink=None, score_mod=None, mask_mod=None, block_mask=None)
 if direction == "fwd":
     forward._compile(forward.kernel_for(torch.bfloat16, head_dim, head_dim, 1, opts))
 else:
-    backward._compile(backward.kernel_for(torch.bfloat16, head_dim, head_dim, 1, opts))
+    backward._compile(backward.kernel_for(torch.bfloat16, head_dim, head_dim, 1, opts, config=config))
 """
 
 
@@ -38,10 +40,12 @@ def opcodes(sass: str) -> Counter:
     return Counter(INSTRUCTION.findall(sass))
 
 
-def sass_of(direction: str, head_dim: int, mask: str, tmp_path) -> Counter:
-    """Opcode counts of one kernel's SASS, compiled in a fresh process."""
+def sass_of(direction: str, head_dim: int, mask: str, tmp_path, config: str = "") -> Counter:
+    """Opcode counts of one kernel's SASS, compiled in a fresh process; `config`: BwdConfig keywords, as a
+    dict literal."""
     env = {**os.environ, "CUTE_DSL_ARCH": "sm_90a", "CUTE_DSL_KEEP": "sass", "CUTE_DSL_DUMP_DIR": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-c", BUILD, direction, str(head_dim), mask], cwd=REPO_ROOT, env=env,
+    args = [direction, str(head_dim), mask] + ([config] if config else [])
+    result = subprocess.run([sys.executable, "-c", BUILD, *args], cwd=REPO_ROOT, env=env,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"compile failed:\n{result.stderr}"
     sass_files = list(tmp_path.glob("*.sass"))
@@ -65,3 +69,12 @@ def test_bwd_sass(head_dim, mask, tmp_path):
     counts = sass_of("bwd", head_dim, mask, tmp_path)
     assert counts["UBLKRED"] == 1, f"dQ should leave in one bulk reduction; opcodes found: {dict(counts)}"
     assert not counts["REDG"] and not counts["ATOMG"], "the backward's consumers add dQ with atomics again"
+
+
+@pytest.mark.parametrize("head_dim,config", [(64, "dict(split_columns=True, tile_n=128)"),
+                                             (64, "dict(split_columns=True, tile_m=128)"),
+                                             (128, "dict(split_columns=True, tile_n=128)")])
+def test_bwd_split_columns_sass(head_dim, config, tmp_path):
+    counts = sass_of("bwd", head_dim, "causal", tmp_path, config)
+    # ptxas waits for every wgmma on its own when the accumulators do not fit: a group per instruction.
+    assert counts["WARPGROUP"] < counts["HGMMA"] // 2, f"wgmmas serialized: {dict(counts)}"

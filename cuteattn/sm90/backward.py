@@ -53,7 +53,8 @@ def unsupported(head_dim: int, head_dim_v: int, opts: reference.Options) -> Opti
 @functools.lru_cache(maxsize=None)
 def _kernel(dtype, head_dim, head_dim_v, qhead_per_kvhead, has_window_left, has_window_right, has_softcap,
             deterministic, score_mod, mask_mod, config) -> FlashBwdSm90:
-    kind = FlashBwdSm90 if FlashBwdSm90.covers(head_dim, head_dim_v) else FlashBwdSm90SplitD
+    keys = FlashBwdSm90.covers(head_dim, head_dim_v) and not config.split_columns
+    kind = FlashBwdSm90 if keys else FlashBwdSm90SplitD
     return kind(TORCH_TO_CUTE[dtype], head_dim, head_dim_v, qhead_per_kvhead, has_window_left=has_window_left,
                 has_window_right=has_window_right, has_softcap=has_softcap, deterministic=deterministic,
                 score_mod=score_mod, mask_mod=mask_mod, config=config)

@@ -68,9 +68,14 @@ class BwdConfig:
 
     tile_m: int = 64  # query rows per step: the N of S^T
     num_stages: int = 2  # depth of the Q and dO pipelines
-    # The next step's S GEMM runs while this step's dQ goes to shared memory (the key-split kernel); off until
-    # it has run on a GPU.
+    # The next step's S GEMM runs while this step's dQ goes to shared memory (the key-split kernel); off: it
+    # timed 0-4% slower (benchmarks/results/2026-12-05-h100-sm90-notes-3.md).
     early_s: bool = False
+    # The consumers split dK, dV and dQ by columns, P^T and dS^T through shared memory (`bwd_kernel_split_d`),
+    # over tile_n keys per CTA (a multiple of 64); always so where one consumer cannot hold dK and dV of its
+    # keys (head_dim > 128 or head_dim_v != head_dim).
+    split_columns: bool = False
+    tile_n: int = 64  # keys per CTA under split_columns; the key split takes 64 per consumer
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,13 @@ class FlashBwdSm90:
 
     def __post_init__(self):
         assert self.covers(self.head_dim, self.head_dim_v), f"head dims {self.head_dim}, {self.head_dim_v}"
+        # With 128 query rows the key split's accumulators outgrow the registers and ptxas serializes its wgmmas.
+        assert self.config.tile_m == KEYS_PER_WARPGROUP, "the key split takes tile_m 64"
+
+    @property
+    def keys_per_consumer(self) -> int:
+        """The keys (rows) of one consumer's S^T."""
+        return KEYS_PER_WARPGROUP
 
     @property
     def keeps_scores(self) -> bool:
@@ -379,7 +391,7 @@ class FlashBwdSm90:
         # their zero dO is NaN in dV): mask them.
         padding = self.score_mod is not None
         last_query = query0 + self.config.tile_m - 1
-        cut = window.needs_mask(query0, last_query, key0, KEYS_PER_WARPGROUP)
+        cut = window.needs_mask(query0, last_query, key0, self.keys_per_consumer)
         if cutlass.const_expr(padding):
             cut = cut | (last_query >= window.seqlen_q)
         if cut:

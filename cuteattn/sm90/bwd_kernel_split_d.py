@@ -1,18 +1,21 @@
-"""Hopper (sm90) attention backward for wide heads (head_dim 192 or 256, or head_dim_v != head_dim).
+"""Hopper (sm90) attention backward with the consumers splitting columns: for wide heads (head_dim 192 or 256,
+or head_dim_v != head_dim), and for narrower ones under `BwdConfig.split_columns`.
 
 At these widths a consumer cannot hold dK and dV of all columns for its own 64 keys (2 * 64 * 256 fp32 is
-256 registers a thread), so the two consumer warpgroups split the work the other way round: a CTA takes 64
-keys, and per block of tile_m queries
+256 registers a thread), so the two consumer warpgroups split the work the other way round: a CTA takes
+tile_n keys (`BwdConfig.tile_n`, 64 by default; narrower heads may take 128, `BwdConfig.split_columns`), and
+per block of tile_m queries
 
-    consumer c:  S^T, dP^T of all 64 keys against its half of the queries     (64 x tile_m / 2)
+    consumer c:  S^T, dP^T of all tile_n keys against its half of the queries (tile_n x tile_m / 2)
                  P^T and dS^T of that half into shared memory
     both:        (named barrier: P^T and dS^T of all queries are in shared memory)
     consumer c:  dV[:, half c] += P^T dO[:, half c]                          P^T from shared memory
                  dK[:, half c] += dS^T Q[:, half c]                          dS^T from shared memory
                  dQ[:, half c]  = dS K[:, half c]                            the same dS, read MN-major
 
-so each consumer holds a (64, head_dim / 2) accumulator of dK, of dV and of dQ. The producer warp, the
-dQ writer warps, the pipelines, the masking and the mods are the key-split kernel's (`bwd_kernel`).
+so each consumer holds a (tile_n, head_dim / 2) accumulator of dK and of dV, and a (tile_m, head_dim / 2)
+one of dQ (wgmmas of 64 rows tile 128 keys or queries). The producer warp, the dQ writer warps, the
+pipelines, the masking and the mods are the key-split kernel's (`bwd_kernel`).
 """
 
 from __future__ import annotations
@@ -41,15 +44,20 @@ class FlashBwdSm90SplitD(FlashBwdSm90):
 
     @staticmethod
     def covers(head_dim: int, head_dim_v: int) -> bool:
-        return head_dim > 128 or head_dim_v != head_dim
+        return True
 
     def __post_init__(self):
-        super().__post_init__()
-        assert not self.config.early_s, "the split-d kernel has no early S GEMM: early_s=False"
+        cfg = self.config
+        assert not cfg.early_s, "the split-d kernel has no early S GEMM: early_s=False"
+        assert cfg.tile_n % KEYS_PER_WARPGROUP == 0 and cfg.tile_m in (64, 128), f"tile_n {cfg.tile_n}, tile_m {cfg.tile_m}"
 
     @property
     def tile_n(self) -> int:
-        return KEYS_PER_WARPGROUP
+        return self.config.tile_n
+
+    @property
+    def keys_per_consumer(self) -> int:
+        return self.tile_n
 
     @property
     def query_half(self) -> int:
@@ -62,7 +70,7 @@ class FlashBwdSm90SplitD(FlashBwdSm90):
 
         def mma(b_major, n):
             return sm90_utils.make_trivial_tiled_mma(self.dtype, self.dtype, OperandMajorMode.K, b_major, Float32,
-                                                     (1, 1, 1), tiler_mn=(self.tile_n, n))
+                                                     (1, 1, 1), tiler_mn=(KEYS_PER_WARPGROUP, n))
         return (mma(OperandMajorMode.K, self.query_half), mma(OperandMajorMode.MN, half_v),
                 mma(OperandMajorMode.MN, half), dq_accum.tiled_mma(self.dtype, cfg.tile_m, self.head_dim))
 

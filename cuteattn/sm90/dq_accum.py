@@ -23,10 +23,11 @@ VECTOR = 4  # floats per 16-byte access
 
 
 def tiled_mma(dtype, tile_m: int, head_dim: int) -> cute.TiledMma:
-    """dQ[:, half] = dS K[:, half]: dS (tile_m, keys) and K from shared memory, both MN-major."""
+    """dQ[:, half] = dS K[:, half]: dS (tile_m, keys) and K from shared memory, both MN-major; wgmmas of 64
+    rows tile a tile_m of 128."""
     return sm90_utils.make_trivial_tiled_mma(
         dtype, dtype, OperandMajorMode.MN, OperandMajorMode.MN, Float32, (1, 1, 1),
-        tiler_mn=(tile_m, head_dim // WARPGROUPS))
+        tiler_mn=(min(tile_m, 64), head_dim // WARPGROUPS))
 
 
 def half_size(tile_m: int, head_dim: int) -> int:
