@@ -49,8 +49,7 @@ class FlashBwdSm90SplitD(FlashBwdSm90):
     def __post_init__(self):
         cfg = self.config
         assert not cfg.early_s, "the split-d kernel has no early S GEMM: early_s=False"
-        assert cfg.tile_n % KEYS_PER_WARPGROUP == 0 and cfg.tile_m in (64, 128), \
-            f"tile_n {cfg.tile_n} (a multiple of 64), tile_m {cfg.tile_m} (64 or 128)"
+        assert cfg.tile_n % KEYS_PER_WARPGROUP == 0 and cfg.tile_m in (64, 128), f"tile_n {cfg.tile_n}, tile_m {cfg.tile_m}"
 
     @property
     def tile_n(self) -> int:
@@ -91,7 +90,7 @@ class FlashBwdSm90SplitD(FlashBwdSm90):
         cfg, d, dv, rows = self.config, self.head_dim, self.head_dim_v, self.query_half
         stages, buffers = cfg.num_stages, 2 * DS_BUFFERS
         tidx, _, _ = cute.arch.thread_idx()
-        wg = cute.arch.make_warp_uniform(tidx // THREADS_PER_WARPGROUP - 1)  # keeps its smem descriptors uniform
+        wg = tidx // THREADS_PER_WARPGROUP - 1
         wg_tidx = tidx % THREADS_PER_WARPGROUP
         key0 = n_block * self.tile_n
 
