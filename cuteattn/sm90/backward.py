@@ -35,7 +35,7 @@ from cuteattn.sm90.forward import scales
 HEAD_DIMS = (64, 96, 128, 192, 256)
 HEAD_DIM_PAIRS = ((192, 128),)  # head_dim_v != head_dim
 # Head dims over 128 run the split-d kernel, whose P^T and dS^T take shared memory: at 256 one Q and dO stage.
-CONFIGS = {192: BwdConfig(early_s=False), 256: BwdConfig(num_stages=1, early_s=False)}
+CONFIGS = {256: BwdConfig(num_stages=1)}
 
 
 def default_config(head_dim: int) -> BwdConfig:

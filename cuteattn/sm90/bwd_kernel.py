@@ -468,8 +468,8 @@ class FlashBwdSm90:
             return steps.turns[step]
         tile_m = self.config.tile_m
         first_row = m_block * tile_m
-        seqlen_q = window.seqlen_k - window.diagonal
-        first_n_block, _ = window.block_range(first_row, cutlass.min(first_row + tile_m, seqlen_q) - 1, self.tile_n)
+        first_n_block, _ = window.block_range(first_row, cutlass.min(first_row + tile_m, window.seqlen_q) - 1,
+                                              self.tile_n)
         return n_block - first_n_block
 
     @cute.jit
