@@ -514,7 +514,7 @@ class FlashBwdSm90:
         cfg, d = self.config, self.head_dim
         tiled_mma_dkv = tiled_mma_dk  # the same MMA as dV's: equal head dims
         tidx, _, _ = cute.arch.thread_idx()
-        wg = tidx // THREADS_PER_WARPGROUP - 1
+        wg = cute.arch.make_warp_uniform(tidx // THREADS_PER_WARPGROUP - 1)  # keeps its smem descriptors uniform
         wg_tidx = tidx % THREADS_PER_WARPGROUP
         key0 = n_block * self.tile_n + wg * KEYS_PER_WARPGROUP
 

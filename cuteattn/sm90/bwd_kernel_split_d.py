@@ -91,7 +91,7 @@ class FlashBwdSm90SplitD(FlashBwdSm90):
         cfg, d, dv, rows = self.config, self.head_dim, self.head_dim_v, self.query_half
         stages, buffers = cfg.num_stages, 2 * DS_BUFFERS
         tidx, _, _ = cute.arch.thread_idx()
-        wg = tidx // THREADS_PER_WARPGROUP - 1
+        wg = cute.arch.make_warp_uniform(tidx // THREADS_PER_WARPGROUP - 1)  # keeps its smem descriptors uniform
         wg_tidx = tidx % THREADS_PER_WARPGROUP
         key0 = n_block * self.tile_n
 

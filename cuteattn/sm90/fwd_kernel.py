@@ -354,7 +354,7 @@ class FlashFwdSm90:
                 seqlen_k):
         cfg = self.config
         tidx, _, _ = cute.arch.thread_idx()
-        wg = tidx // THREADS_PER_WARPGROUP - 1
+        wg = cute.arch.make_warp_uniform(tidx // THREADS_PER_WARPGROUP - 1)  # keeps its smem descriptors uniform
         wg_tidx = tidx % THREADS_PER_WARPGROUP
 
         thr_qk = tiled_mma_qk.get_slice(wg_tidx)
