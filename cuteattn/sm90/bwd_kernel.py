@@ -35,6 +35,7 @@ import cutlass.cute as cute
 import cutlass.pipeline as pipeline
 import cutlass.utils.hopper_helpers as sm90_utils
 from cutlass import Float32, Int32
+from cutlass.cute.nvgpu.warp import StMatrix8x8x16bOp
 from cutlass.cute.nvgpu import OperandMajorMode, cpasync, warpgroup
 from cutlass.cute.nvgpu.warpgroup import OperandSource
 
@@ -484,6 +485,13 @@ class FlashBwdSm90:
             scores = rowcol(cute.make_rmem_tensor_like(acc_s, self.dtype))
         return p, ds, rowcol(ds), scores
 
+    def score_store(self, tiled_mma_sdp, wg_tidx, tile):
+        """(copy, its thread slice, the slice's part of `tile`): P^T or dS^T from registers in the S^T
+        accumulator's layout into shared memory by stmatrix, four 8x8 tiles a warp per instruction."""
+        store = cute.make_tiled_copy_C(cute.make_copy_atom(StMatrix8x8x16bOp(False, 4), self.dtype), tiled_mma_sdp)
+        thr = store.get_slice(wg_tidx)
+        return store, thr, thr.partition_D(tile)
+
     @cute.jit
     def hand_over_dq(self, acc_dq, sdQ, wg, wg_tidx, step):
         """This consumer's dQ into its half of the shared-memory chunk, once its writer warp has read the last
@@ -532,8 +540,9 @@ class FlashBwdSm90:
         half = d // dq_accum.WARPGROUPS
         tdQrK = tiled_mma_dq.make_fragment_B(
             thr_dq.partition_B(cute.local_tile(transposed(sK), (half, self.tile_n, 1), (wg, 0, 0))))
-        # This consumer's keys of dS^T, as its S^T accumulator holds them.
-        tdSsdS = thr_sdp.partition_C(
+        # This consumer's keys of dS^T.
+        store_ds, thr_store_ds, tdSsdS = self.score_store(
+            tiled_mma_sdp, wg_tidx,
             cute.local_tile(transposed(sdS), (KEYS_PER_WARPGROUP, cfg.tile_m, DS_BUFFERS), (wg, 0, 0)))
 
         # Partitioned ahead: the wgmma issue below rebinds the tiled MMAs' accumulate field in the loop.
@@ -589,7 +598,7 @@ class FlashBwdSm90:
             gemm(tiled_mma_dkv, acc_dk, tdKrdS, tdKrQ[None, None, None, q_state.index], False)
 
             buffer = step % DS_BUFFERS
-            cute.autovec_copy(ds, tdSsdS[None, None, None, buffer])
+            cute.copy(store_ds, thr_store_ds.retile(ds), tdSsdS[None, None, None, buffer])
             # The dQ wgmma reads dS through the async proxy: order the ordinary stores before it.
             cute.arch.fence_proxy("async.shared", space="cta")
             cute.arch.barrier(barrier_id=DS_BARRIER, number_of_threads=CONSUMERS * THREADS_PER_WARPGROUP)

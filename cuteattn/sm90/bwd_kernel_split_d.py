@@ -115,7 +115,8 @@ class FlashBwdSm90SplitD(FlashBwdSm90):
         tdQrK = tiled_mma_dq.make_fragment_B(
             thr_dq.partition_B(cute.local_tile(transposed(sK), (d // CONSUMERS, self.tile_n, 1), (wg, 0, 0))))
         # This consumer's queries of P^T and dS^T, as its S^T accumulator holds them.
-        tPsP = thr_sdp.partition_C(cute.local_tile(sPdS_t, (self.tile_n, rows, buffers), (0, wg, 0)))
+        store, thr_store, tPsP = self.score_store(
+            tiled_mma_sdp, wg_tidx, cute.local_tile(sPdS_t, (self.tile_n, rows, buffers), (0, wg, 0)))
 
         # Partitioned ahead: the wgmma issue below rebinds the tiled MMAs' accumulate field in the loop.
         def columns_of(thr, mX, cols):
@@ -160,11 +161,11 @@ class FlashBwdSm90SplitD(FlashBwdSm90):
                                mods, partial)
             p.store(acc_s.load().to(self.dtype))
             buffer = step % DS_BUFFERS
-            cute.autovec_copy(p, tPsP[None, None, None, P_BUFFER + buffer])
+            cute.copy(store, thr_store.retile(p), tPsP[None, None, None, P_BUFFER + buffer])
             warpgroup.wait_group(0)
             self.score_grads(dp, s, deriv, scores, dpsum, coords, head, key0, query0, mods)
             ds.store(acc_dp.load().to(self.dtype))
-            cute.autovec_copy(ds, tPsP[None, None, None, DS_BUFFER + buffer])
+            cute.copy(store, thr_store.retile(ds), tPsP[None, None, None, DS_BUFFER + buffer])
             # The wgmmas read P^T and dS^T through the async proxy: order the ordinary stores before them.
             cute.arch.fence_proxy("async.shared", space="cta")
             cute.arch.barrier(barrier_id=DS_BARRIER, number_of_threads=CONSUMERS * THREADS_PER_WARPGROUP)
