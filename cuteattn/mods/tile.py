@@ -2,8 +2,10 @@
 
 A tile is indexed (row, col) through `coords`, each register's position in the tile; row0 and col0 place
 the tile in the sequences. The forward holds queries on rows (`transposed=False`), the backward keys on
-rows. Indices past the sequence ends are clamped to the last position before the mod sees them, so a mod
-that indexes a captured tensor by q_idx or kv_idx never reads past it; those scores are masked anyway.
+rows. Indices past the sequence ends are clamped to the last position before a mask_mod, or a score_mod that
+indexes a captured tensor by q_idx or kv_idx, sees them, so it never reads past the tensor; other score_mods
+see the padding's own indices, which is cheaper (kv_idx - q_idx stays one offset per tile). The kernels mask
+those scores after the mod either way.
 """
 
 from __future__ import annotations
@@ -55,9 +57,18 @@ class TilePlace:
     transposed: bool = False  # keys on rows, queries on columns
 
 
-def _indices(place: TilePlace, coords, r, c):
+INT32_MAX = 2**31 - 1
+
+
+def _indices(traced, place: TilePlace, coords, r, c):
     row, col = coords[r, 0][0], coords[0, c][1]
     query, key = (col, row) if place.transposed else (row, col)
+    # A score_mod that gathers nothing by position sees the padding's own positions (its scores are masked
+    # after it). Mask mods keep the clamps: without them the backward's sliding window spilled (0 -> 20 lines).
+    if traced.kind == "score_mod" and not traced.gathers_by_position:
+        # Coordinate arithmetic stays a CuTe int tuple, whose // truncates: a min with INT32_MAX makes it a plain
+        # Int32 (whose // floors, as torch's does) and folds away.
+        return cutlass.min(place.query0 + query, INT32_MAX), cutlass.min(place.key0 + key, INT32_MAX)
     return (cutlass.min(place.query0 + query, place.seqlen_q - 1),
             cutlass.min(place.key0 + key, place.seqlen_k - 1))
 
@@ -72,10 +83,10 @@ def _line_values(gm, traced, tensors, s, coords, place: TilePlace, lead: int, tr
 
     rows, cols = [], []
     for r in range(cute.size(s, mode=[0])):
-        q_idx, kv_idx = _indices(place, coords, r, 0)
+        q_idx, kv_idx = _indices(traced, place, coords, r, 0)
         rows.append(known(None, kv_idx) if place.transposed else known(q_idx, None))
     for c in range(cute.size(s, mode=[1])):
-        q_idx, kv_idx = _indices(place, coords, 0, c)
+        q_idx, kv_idx = _indices(traced, place, coords, 0, c)
         cols.append(known(q_idx, None) if place.transposed else known(None, kv_idx))
     return rows, cols
 
@@ -87,7 +98,7 @@ def score_mod_prologue(traced, tensors, s: cute.Tensor, coords: cute.Tensor, pla
     known = []
     for r in range(cute.size(s, mode=[0])):
         for c in range(cute.size(s, mode=[1])):
-            q_idx, kv_idx = _indices(place, coords, r, c)
+            q_idx, kv_idx = _indices(traced, place, coords, r, c)
             known.append(lower.hoist(traced.graph, traced, [None, place.batch, place.head, q_idx, kv_idx], tensors,
                                      {**rows[r], **cols[c]}))
     return known
@@ -101,7 +112,7 @@ def apply_score_mod(traced: cutlass.Constexpr, tensors, s: cute.Tensor, coords: 
     cols = cute.size(s, mode=[1])
     for r in cutlass.range_constexpr(cute.size(s, mode=[0])):
         for c in cutlass.range_constexpr(cols):
-            q_idx, kv_idx = _indices(place, coords, r, c)
+            q_idx, kv_idx = _indices(traced, place, coords, r, c)
             s[r, c] = lower.apply_score_mod(traced, tensors, s[r, c] * score_scale, place.batch, place.head, q_idx,
                                             kv_idx, prologue[r * cols + c])
 
@@ -117,7 +128,7 @@ def score_mod_with_derivative(traced: cutlass.Constexpr, tensors, s: cute.Tensor
         grad_rows, grad_cols = _line_values(traced.grad_graph, traced, tensors, s, coords, place, 1, 1)
     for r in cutlass.range_constexpr(cute.size(s, mode=[0])):
         for c in cutlass.range_constexpr(cute.size(s, mode=[1])):
-            q_idx, kv_idx = _indices(place, coords, r, c)
+            q_idx, kv_idx = _indices(traced, place, coords, r, c)
             score = s[r, c] * score_scale
             if cutlass.const_expr(scores is not None):
                 scores[r, c] = score.to(scores.element_type)
@@ -138,7 +149,7 @@ def add_captured_grads(traced: cutlass.Constexpr, tensors, grads, dmod: cute.Ten
     `scores` what the mod saw (or None when the gradients do not read it)."""
     for r in cutlass.range_constexpr(cute.size(dmod, mode=[0])):
         for c in cutlass.range_constexpr(cute.size(dmod, mode=[1])):
-            q_idx, kv_idx = _indices(place, coords, r, c)
+            q_idx, kv_idx = _indices(traced, place, coords, r, c)
             score = scores[r, c].to(Float32) if cutlass.const_expr(scores is not None) else Float32(0.0)
             if dmod[r, c] != Float32(0.0):  # masked scores add nothing: skip their atomics
                 lower.add_captured_grads(traced, tensors, grads, score, place.batch, place.head, q_idx, kv_idx,
@@ -151,7 +162,7 @@ def apply_mask_mod(traced: cutlass.Constexpr, tensors, s: cute.Tensor, coords: c
     rows, cols = _line_values(traced.graph, traced, tensors, s, coords, place, 0, 0)
     for r in cutlass.range_constexpr(cute.size(s, mode=[0])):
         for c in cutlass.range_constexpr(cute.size(s, mode=[1])):
-            q_idx, kv_idx = _indices(place, coords, r, c)
+            q_idx, kv_idx = _indices(traced, place, coords, r, c)
             visible = lower.apply_mask_mod(traced, tensors, place.batch, place.head, q_idx, kv_idx,
                                            {**rows[r], **cols[c]})
             s[r, c] = Float32(cutlass.select_(visible, s[r, c], -Float32.inf))
