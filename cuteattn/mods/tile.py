@@ -120,11 +120,14 @@ def apply_score_mod(traced: cutlass.Constexpr, tensors, s: cute.Tensor, coords: 
 @cute.jit
 def score_mod_with_derivative(traced: cutlass.Constexpr, tensors, s: cute.Tensor, deriv: cute.Tensor,
                               coords: cute.Tensor, place: TilePlace, score_scale: Float32,
-                              chain: cutlass.Constexpr = False, scores: cute.Tensor = None):
+                              chain: cutlass.Constexpr = False, scores: cute.Tensor = None,
+                              with_derivative: cutlass.Constexpr = True):
     """`apply_score_mod`, with d new_score / d score into `deriv` (a register tensor of s's shape), times
-    what `deriv` holds with `chain`; the scores the mod saw into `scores` if given."""
+    what `deriv` holds with `chain`; the scores the mod saw into `scores` if given. Without
+    `with_derivative` (it reads no score: `times_derivative` applies it later) `deriv` is left alone."""
     rows, cols = _line_values(traced.graph, traced, tensors, s, coords, place, 1, 0)
-    if cutlass.const_expr(not traced.score_grad_is_identity):
+    derivative = with_derivative and not traced.score_grad_is_identity
+    if cutlass.const_expr(derivative):
         grad_rows, grad_cols = _line_values(traced.grad_graph, traced, tensors, s, coords, place, 1, 1)
     for r in cutlass.range_constexpr(cute.size(s, mode=[0])):
         for c in cutlass.range_constexpr(cute.size(s, mode=[1])):
@@ -132,7 +135,7 @@ def score_mod_with_derivative(traced: cutlass.Constexpr, tensors, s: cute.Tensor
             score = s[r, c] * score_scale
             if cutlass.const_expr(scores is not None):
                 scores[r, c] = score.to(scores.element_type)
-            if cutlass.const_expr(not traced.score_grad_is_identity):
+            if cutlass.const_expr(derivative):
                 d = lower.score_mod_derivative(traced, tensors, score, place.batch, place.head, q_idx, kv_idx,
                                                {**grad_rows[r], **grad_cols[c]})
                 if cutlass.const_expr(chain):
@@ -140,6 +143,18 @@ def score_mod_with_derivative(traced: cutlass.Constexpr, tensors, s: cute.Tensor
                 deriv[r, c] = d.to(deriv.element_type)
             s[r, c] = lower.apply_score_mod(traced, tensors, score, place.batch, place.head, q_idx, kv_idx,
                                             {**rows[r], **cols[c]})
+
+
+@cute.jit
+def times_derivative(traced: cutlass.Constexpr, tensors, ds: cute.Tensor, coords: cute.Tensor, place: TilePlace):
+    """ds *= d new_score / d score, for a score_mod whose derivative reads no score (`scale[h]`, say): computed
+    here from the indices rather than kept in registers from the scores' pass."""
+    rows, cols = _line_values(traced.grad_graph, traced, tensors, ds, coords, place, 1, 1)
+    for r in cutlass.range_constexpr(cute.size(ds, mode=[0])):
+        for c in cutlass.range_constexpr(cute.size(ds, mode=[1])):
+            q_idx, kv_idx = _indices(place, coords, r, c)
+            ds[r, c] = ds[r, c] * lower.score_mod_derivative(traced, tensors, Float32(0.0), place.batch, place.head,
+                                                             q_idx, kv_idx, {**rows[r], **cols[c]})
 
 
 @cute.jit

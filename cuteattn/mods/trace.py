@@ -103,6 +103,12 @@ class TracedMod:
         return outputs_of(self.grad_graph)[0] is grad_in
 
     @property
+    def derivative_reads_score(self) -> bool:
+        """Whether d new_score / d score depends on the score (`tanh(score)` does, `score * scale[h]` not)."""
+        score_in = next(n for n in self.grad_graph.graph.nodes if n.op == "placeholder")
+        return score_in in needed_by(outputs_of(self.grad_graph)[:1])
+
+    @property
     def grads_read_score(self) -> bool:
         """Whether the gradients of captured tensors depend on the score (`score * scale[h]` does)."""
         score_in = next(n for n in self.grad_graph.graph.nodes if n.op == "placeholder")

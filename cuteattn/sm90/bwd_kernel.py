@@ -139,9 +139,17 @@ class FlashBwdSm90:
         return mod is not None and len(mod.grads_of) > 0 and mod.grads_read_score
 
     @property
-    def has_score_derivative(self) -> bool:
-        """dS^T needs a factor per score: the softcap's tanh, or a score_mod's derivative that is not 1."""
-        return self.has_softcap or (self.score_mod is not None and not self.score_mod.score_grad_is_identity)
+    def late_derivative(self) -> bool:
+        """The score_mod's derivative is not 1 and reads no score: dS^T takes it from the indices."""
+        mod = self.score_mod
+        return mod is not None and not mod.score_grad_is_identity and not mod.derivative_reads_score
+
+    @property
+    def keeps_derivative(self) -> bool:
+        """dS^T needs a factor per score kept from the scores' pass: the softcap's tanh, or a score_mod's
+        derivative that reads the score."""
+        mod = self.score_mod
+        return self.has_softcap or (mod is not None and not mod.score_grad_is_identity and not self.late_derivative)
 
     @property
     def num_threads(self) -> int:
@@ -387,7 +395,8 @@ class FlashBwdSm90:
         score_tensors, mask_tensors = mods.split(self.score_mod)
         if cutlass.const_expr(self.score_mod is not None):
             mod_tile.score_mod_with_derivative(self.score_mod, score_tensors, s, deriv, coords, place,
-                                               mods.score_scale, chain=self.has_softcap, scores=scores)
+                                               mods.score_scale, chain=self.has_softcap, scores=scores,
+                                               with_derivative=not self.late_derivative)
         # The padding queries' lse_log2 is 0, and a score_mod may give them scores that overflow exp2 (inf times
         # their zero dO is NaN in dV): mask them.
         padding = self.score_mod is not None
@@ -424,9 +433,13 @@ class FlashBwdSm90:
             score_tensors, _ = mods.split(self.score_mod)
             mod_tile.add_captured_grads(self.score_mod, score_tensors, mods.grads, dp, scores, coords,
                                         mods.place(head, query0, key0, transposed=True))
-        if cutlass.const_expr(self.has_score_derivative):
+        if cutlass.const_expr(self.keeps_derivative):
             for i in cutlass.range_constexpr(cute.size(dp)):
                 dp[i] = dp[i] * deriv[i].to(Float32)
+        if cutlass.const_expr(self.late_derivative):
+            score_tensors, _ = mods.split(self.score_mod)
+            mod_tile.times_derivative(self.score_mod, score_tensors, dp, coords,
+                                      mods.place(head, query0, key0, transposed=True))
 
     @cute.jit
     def write_dq(self, mdQaccum, mdQturn, sdQ, n_block, batch, steps, window, wg):
