@@ -152,7 +152,7 @@ def times_derivative(traced: cutlass.Constexpr, tensors, ds: cute.Tensor, coords
     rows, cols = _line_values(traced.grad_graph, traced, tensors, ds, coords, place, 1, 1)
     for r in cutlass.range_constexpr(cute.size(ds, mode=[0])):
         for c in cutlass.range_constexpr(cute.size(ds, mode=[1])):
-            q_idx, kv_idx = _indices(place, coords, r, c)
+            q_idx, kv_idx = _indices(traced, place, coords, r, c)
             ds[r, c] = ds[r, c] * lower.score_mod_derivative(traced, tensors, Float32(0.0), place.batch, place.head,
                                                              q_idx, kv_idx, {**rows[r], **cols[c]})
 

@@ -158,3 +158,9 @@ def build() -> None:
         _compile(kernel_for(torch.bfloat16, head_dim, head_dim, 1, replace(plain, score_mod=score_mod,
                                                                           mask_mod=mask_mod)))
     _compile(kernel_for(torch.bfloat16, 64, 64, 2, replace(causal, mask_mod=mask_mod), deterministic=True))
+    slope, scale = torch.ones(4), torch.ones(4)
+
+    def scaled_alibi(score, b, h, q_idx, kv_idx):  # no gather by position, a derivative that reads no score
+        return score * scale[h] + slope[h] * (kv_idx - q_idx)
+
+    _compile(kernel_for(torch.bfloat16, 128, 128, 1, replace(plain, score_mod=scaled_alibi)))
