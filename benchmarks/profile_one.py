@@ -1,0 +1,47 @@
+#!/usr/bin/env python3
+"""One attention call of one provider, repeated a few times: the process to run under `ncu`.
+
+    ncu --clock-control none -k regex:Flash --launch-skip 2 --launch-count 1 --set full \\
+        python benchmarks/profile_one.py --provider cuteattn --direction fwd --hdim 128 --seqlen 16k
+
+Shapes as in bench.py: 16k tokens, dim 2048, bf16.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench  # noqa: E402
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--provider", choices=("cuteattn", "fa4"), default="cuteattn")
+    p.add_argument("--direction", choices=("fwd", "bwd"), default="fwd")
+    p.add_argument("--hdim", type=int, default=128)
+    p.add_argument("--seqlen", type=bench.size, default=16384)
+    p.add_argument("--causal", action="store_true")
+    p.add_argument("--calls", type=int, default=4)
+    args = p.parse_args()
+    import torch
+
+    case = bench.Case(args.direction, args.hdim, args.causal, args.seqlen, 16384 // args.seqlen, 2048 // args.hdim,
+                      "none")
+    if args.provider == "fa4":
+        prepare = bench.load_fa4()
+    else:
+        import cuteattn
+
+        prepare = lambda q, k, v, c: lambda: bench.cuteattn_call(cuteattn, q, k, v, c.causal, None)  # noqa: E731
+    q, k, v = bench.make_inputs(case, torch.bfloat16)
+    call = prepare(q, k, v, case)
+    for _ in range(args.calls):
+        out = call()
+        if args.direction == "bwd":
+            out.backward(torch.ones_like(out))
+    torch.cuda.synchronize()
+
+
+if __name__ == "__main__":
+    main()
