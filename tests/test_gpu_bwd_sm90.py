@@ -157,22 +157,22 @@ def test_early_s(head_dim, features):
     check(2, 333, 1000, 8, 2, head_dim, causal, torch.bfloat16, config=BwdConfig(early_s=True), **features)
 
 
-SPLIT_COLUMNS = [(64, dict(tile_n=128)), (64, dict(tile_n=64, tile_m=128)), (128, dict(tile_n=128))]
+# BwdConfig variants beside the defaults: the column split at head dims the key split also covers (128 keys or 128
+# query rows per step, tiled by wgmmas of 64 rows), and the key split over 128 query rows.
+CONFIG_VARIANTS = [(64, dict(split_columns=True, tile_n=128)), (64, dict(split_columns=True, tile_m=128)),
+                   (128, dict(split_columns=True, tile_n=128)), (64, dict(tile_m=128))]
 
 
-@pytest.mark.parametrize("head_dim,config", SPLIT_COLUMNS)
+@pytest.mark.parametrize("head_dim,config", CONFIG_VARIANTS)
 @pytest.mark.parametrize("seqlen_q,seqlen_k", [(1, 17), (113, 4097), (1000, 333)])
 @pytest.mark.parametrize("features", [dict(), dict(causal=True), dict(window=(100, 30), softcap=30.0),
                                       dict(causal=True, deterministic=True)])
-def test_split_columns(head_dim, config, seqlen_q, seqlen_k, features):
-    """BwdConfig(split_columns=True) at head dims the key split also covers: 128 keys or 128 query rows per
-    step, tiled by wgmmas of 64 rows."""
+def test_config_variants(head_dim, config, seqlen_q, seqlen_k, features):
     from cuteattn.sm90.bwd_kernel import BwdConfig
 
     features = dict(features)
     causal = features.pop("causal", False)
-    check(2, seqlen_q, seqlen_k, 8, 2, head_dim, causal, torch.bfloat16,
-          config=BwdConfig(split_columns=True, **config), **features)
+    check(2, seqlen_q, seqlen_k, 8, 2, head_dim, causal, torch.bfloat16, config=BwdConfig(**config), **features)
 
 
 def test_strided():
