@@ -73,8 +73,9 @@ def test_bwd_sass(head_dim, mask, tmp_path):
 
 @pytest.mark.parametrize("head_dim,config", [(64, "dict(split_columns=True, tile_n=128)"),
                                              (64, "dict(split_columns=True, tile_m=128)"),
-                                             (128, "dict(split_columns=True, tile_n=128)")])
-def test_bwd_split_columns_sass(head_dim, config, tmp_path):
+                                             (128, "dict(split_columns=True, tile_n=128)"),
+                                             (64, "dict(tile_m=128)")])
+def test_bwd_config_variants_sass(head_dim, config, tmp_path):
     counts = sass_of("bwd", head_dim, "causal", tmp_path, config)
     # ptxas waits for every wgmma on its own when the accumulators do not fit: a group per instruction.
     assert counts["WARPGROUP"] < counts["HGMMA"] // 2, f"wgmmas serialized: {dict(counts)}"
