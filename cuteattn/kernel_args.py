@@ -33,8 +33,13 @@ def compile_kernel(kernel, *args):
     return cute.compile(kernel, *args, make_fake_stream(use_tvm_ffi_env_stream=True), options="--enable-tvm-ffi")
 
 
-def launch(cta_body, grid, threads: int, stream, smem: int = 0, **options):
-    """Launch a `@cute.kernel` call on a grid of 1-D blocks of `threads` threads."""
+def launch(cta_body, grid, threads: int, stream, smem: int = 0, owner=None, **options):
+    """Launch a `@cute.kernel` call on a grid of 1-D blocks of `threads` threads. A kernel whose shared memory
+    outgrows the architecture's is refused at compile time, naming `owner` (its frozen config)."""
+    capacity = cutlass.memory.get_smem_capacity_in_bytes()
+    if smem > capacity:
+        raise ValueError(f"{owner or 'the kernel'} needs {smem} bytes of shared memory; this architecture has "
+                         f"{capacity}: choose smaller tiles or fewer stages")
     cta_body.launch(grid=list(grid), block=[threads, 1, 1], smem=smem, stream=stream, **options)
 
 

@@ -253,7 +253,8 @@ class FlashBwdSm90:
             sQ_layout, sdO_layout, sK_layout, sV_layout, sdS_layout, SharedStorage)
         # min_blocks_per_mp pins the register count at entry; without it ptxas may drop setmaxnreg.
         launch(cta_body, (cute.ceil_div(seqlen_k, self.tile_n), heads_kv, batch), self.num_threads, stream,
-               smem=SharedStorage.size_in_bytes(), min_blocks_per_mp=1)
+               smem=SharedStorage.size_in_bytes(), min_blocks_per_mp=1,
+               owner=f"{type(self).__name__}(head_dim {d}) with {cfg}")
 
     @cute.kernel
     def cta_body(

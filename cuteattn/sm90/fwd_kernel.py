@@ -157,8 +157,8 @@ class FlashFwdSm90:
             window_right, score_scale, mod_tensors, mBlockCount, mBlockList, tiled_mma_qk, tiled_mma_pv, sQ_layout,
             sK_layout, sV_layout, sO_layout, SharedStorage)
         launch(cta_body, (grid_size(self.tile_order(mQ, mK).count(), max_ctas, cfg.persistent), 1, 1), self.num_threads,
-               stream,
-               smem=SharedStorage.size_in_bytes())
+               stream, smem=SharedStorage.size_in_bytes(),
+               owner=f"{type(self).__name__}(head_dim {self.head_dim}) with {cfg}")
 
     @cute.kernel
     def cta_body(
