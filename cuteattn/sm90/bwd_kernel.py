@@ -151,7 +151,7 @@ class FlashBwdSm90:
         """dS^T needs a factor per score kept from the scores' pass: the softcap's tanh, or a score_mod's
         derivative that reads the score."""
         mod = self.score_mod
-        return self.has_softcap or (mod is not None and not mod.score_grad_is_identity and not self.late_derivative)
+        return self.has_softcap or (mod is not None and not mod.score_grad_is_identity and mod.derivative_reads_score)
 
     @property
     def num_threads(self) -> int:
