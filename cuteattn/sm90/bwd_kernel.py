@@ -581,15 +581,15 @@ class FlashBwdSm90:
         p, ds, deriv, scores = self.score_registers(acc_s)
         tdVrP, tdKrdS = as_a_operand(p), as_a_operand(ds)
         # Over 128 query rows the registers hold little beside the accumulators (lean): each thread's columns of
-        # lse and dpsum are read from shared memory where used, and dS^T comes from the bf16 P^T, so the fp32 one
-        # dies at the dV GEMM. Over 64, both stay in registers: 10% faster there (H100, hdim 64 and 128, 16k).
+        # dpsum are read from shared memory where used, and dS^T comes from the bf16 P^T, so the fp32 one dies at
+        # the dV GEMM. Over 64 both stay in registers, 10% faster there (H100, hdim 64 and 128, 16k).
         lean = cfg.tile_m > KEYS_PER_WARPGROUP
         columns = cute.size(s, mode=[1])
         lse_log2 = cute.make_rmem_tensor((columns,), Float32)
         dpsum = cute.make_rmem_tensor((columns,), Float32)
-        tLsL, tDsD = (thr_sdp.partition_C(cute.make_tensor(
-            rows.iterator, cute.make_layout((KEYS_PER_WARPGROUP, cfg.tile_m, cfg.num_stages),
-                                            stride=(0, 1, cfg.tile_m)))) for rows in (sLSElog2, sdPsum))
+        tDsD = thr_sdp.partition_C(cute.make_tensor(
+            sdPsum.iterator, cute.make_layout((KEYS_PER_WARPGROUP, cfg.tile_m, cfg.num_stages),
+                                              stride=(0, 1, cfg.tile_m))))
 
         pipeline_kv.consumer_wait(pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, 1))
         q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, cfg.num_stages)
@@ -606,17 +606,14 @@ class FlashBwdSm90:
             pipeline_do.consumer_wait(do_state)
             gemm(tiled_mma_sdp, acc_dp, tdPrV[None, None, None, 0], tdPrdO[None, None, None, do_state.index],
                  True)
-            if cutlass.const_expr(lean):
-                lse_cols = rowcol(tLsL[None, None, None, q_state.index])[0, None]
-                dpsum_cols = rowcol(tDsD[None, None, None, do_state.index])[0, None]
-            else:
-                for c in cutlass.range_constexpr(columns):
-                    lse_log2[c] = sLSElog2[coords[0, c][1], q_state.index]
+            for c in cutlass.range_constexpr(columns):
+                lse_log2[c] = sLSElog2[coords[0, c][1], q_state.index]
+                if cutlass.const_expr(not lean):
                     dpsum[c] = sdPsum[coords[0, c][1], do_state.index]
-                lse_cols, dpsum_cols = lse_log2, dpsum
+            dpsum_cols = rowcol(tDsD[None, None, None, do_state.index])[0, None] if lean else dpsum
             if cutlass.const_expr(not cfg.early_s):
                 warpgroup.wait_group(1)
-            self.probabilities(s, deriv, scores, coords, lse_cols, scale_log2, tanh_scale, head, key0, query0, window,
+            self.probabilities(s, deriv, scores, coords, lse_log2, scale_log2, tanh_scale, head, key0, query0, window,
                                mods, partial)
             p.store(acc_s.load().to(self.dtype))
             gemm(tiled_mma_dkv, acc_dv, tdVrP, tdVrdO[None, None, None, do_state.index], False)
