@@ -431,7 +431,7 @@ class FlashBwdSm90:
         gradients of the score_mod's captured tensors are added on the way."""
         for c in cutlass.range_constexpr(cute.size(dp, mode=[1])):
             for r in cutlass.range_constexpr(cute.size(dp, mode=[0])):
-                dp[r, c] = p[r, c].to(Float32) * (dp[r, c] - dpsum[c])  # p: fp32, or bf16 when lean
+                dp[r, c] = p[r, c] * (dp[r, c] - dpsum[c])
         if cutlass.const_expr(self.score_mod is not None and len(self.score_mod.grads_of) > 0):
             score_tensors, _ = mods.split(self.score_mod)
             mod_tile.add_captured_grads(self.score_mod, score_tensors, mods.grads, dp, scores, coords,
@@ -580,9 +580,10 @@ class FlashBwdSm90:
         s, dp = rowcol(acc_s), rowcol(acc_dp)
         p, ds, deriv, scores = self.score_registers(acc_s)
         tdVrP, tdKrdS = as_a_operand(p), as_a_operand(ds)
-        # Over 128 query rows the registers hold little beside the accumulators (lean): each thread's columns of
-        # dpsum are read from shared memory where used, and dS^T comes from the bf16 P^T, so the fp32 one dies at
-        # the dV GEMM. Over 64 both stay in registers, 10% faster there (H100, hdim 64 and 128, 16k).
+        # Over 128 query rows the registers hold little beside the accumulators (lean): the dV GEMM waits for
+        # dP^T, so that P^T and dS^T are computed in place in fp32 before either is packed (no fp32 copy of P^T
+        # lives beside the packed one), and each thread's columns of dpsum are read from shared memory where used.
+        # Over 64 the dV GEMM runs under the dS^T math.
         lean = cfg.tile_m > KEYS_PER_WARPGROUP
         columns = cute.size(s, mode=[1])
         lse_log2 = cute.make_rmem_tensor((columns,), Float32)
@@ -611,16 +612,25 @@ class FlashBwdSm90:
                 if cutlass.const_expr(not lean):
                     dpsum[c] = sdPsum[coords[0, c][1], do_state.index]
             dpsum_cols = rowcol(tDsD[None, None, None, do_state.index])[0, None] if lean else dpsum
-            if cutlass.const_expr(not cfg.early_s):
+            if cutlass.const_expr(lean):
+                warpgroup.wait_group(0)
+            elif cutlass.const_expr(not cfg.early_s):
                 warpgroup.wait_group(1)
             self.probabilities(s, deriv, scores, coords, lse_log2, scale_log2, tanh_scale, head, key0, query0, window,
                                mods, partial)
-            p.store(acc_s.load().to(self.dtype))
-            gemm(tiled_mma_dkv, acc_dv, tdVrP, tdVrdO[None, None, None, do_state.index], False)
-            warpgroup.wait_group(1)
-            self.score_grads(dp, rowcol(p) if lean else s, deriv, scores, dpsum_cols, coords, head, key0, query0, mods)
-            ds.store(acc_dp.load().to(self.dtype))
-            gemm(tiled_mma_dkv, acc_dk, tdKrdS, tdKrQ[None, None, None, q_state.index], False)
+            if cutlass.const_expr(lean):
+                self.score_grads(dp, s, deriv, scores, dpsum_cols, coords, head, key0, query0, mods)
+                p.store(acc_s.load().to(self.dtype))
+                gemm(tiled_mma_dkv, acc_dv, tdVrP, tdVrdO[None, None, None, do_state.index], False)
+                ds.store(acc_dp.load().to(self.dtype))
+                gemm(tiled_mma_dkv, acc_dk, tdKrdS, tdKrQ[None, None, None, q_state.index], False)
+            else:
+                p.store(acc_s.load().to(self.dtype))
+                gemm(tiled_mma_dkv, acc_dv, tdVrP, tdVrdO[None, None, None, do_state.index], False)
+                warpgroup.wait_group(1)
+                self.score_grads(dp, s, deriv, scores, dpsum_cols, coords, head, key0, query0, mods)
+                ds.store(acc_dp.load().to(self.dtype))
+                gemm(tiled_mma_dkv, acc_dk, tdKrdS, tdKrQ[None, None, None, q_state.index], False)
 
             buffer = step % DS_BUFFERS
             cute.copy(store_ds, thr_store_ds.retile(ds), tdSsdS[None, None, None, buffer])
