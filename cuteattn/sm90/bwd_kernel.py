@@ -601,18 +601,26 @@ class FlashBwdSm90:
         for step in cutlass.range(steps.count, unroll=1):
             head, m_block, partial = steps.at(step)
             query0 = m_block * cfg.tile_m
+            # Over 64 rows, lse and dpsum are loaded ahead of the GEMM they follow, not behind its wgmmas in the
+            # MIO queue (ncu, hdim 64: those loads were 13% of the consumers' stall samples).
             if cutlass.const_expr(not cfg.early_s):
                 pipeline_q.consumer_wait(q_state)
+            if cutlass.const_expr(not lean):
+                for c in cutlass.range_constexpr(columns):
+                    lse_log2[c] = sLSElog2[coords[0, c][1], q_state.index]
+            if cutlass.const_expr(not cfg.early_s):
                 gemm(tiled_mma_sdp, acc_s, tSrK[None, None, None, 0], tSrQ[None, None, None, q_state.index], True)
             pipeline_do.consumer_wait(do_state)
+            if cutlass.const_expr(not lean):
+                for c in cutlass.range_constexpr(columns):
+                    dpsum[c] = sdPsum[coords[0, c][1], do_state.index]
             gemm(tiled_mma_sdp, acc_dp, tdPrV[None, None, None, 0], tdPrdO[None, None, None, do_state.index],
                  True)
-            for c in cutlass.range_constexpr(columns):
-                lse_log2[c] = sLSElog2[coords[0, c][1], q_state.index]
-                if cutlass.const_expr(not lean):
-                    dpsum[c] = sdPsum[coords[0, c][1], do_state.index]
-            dpsum_cols = rowcol(tDsD[None, None, None, do_state.index])[0, None] if lean else dpsum
+            dpsum_cols = dpsum
             if cutlass.const_expr(lean):
+                for c in cutlass.range_constexpr(columns):
+                    lse_log2[c] = sLSElog2[coords[0, c][1], q_state.index]
+                dpsum_cols = rowcol(tDsD[None, None, None, do_state.index])[0, None]
                 warpgroup.wait_group(0)
             elif cutlass.const_expr(not cfg.early_s):
                 warpgroup.wait_group(1)
@@ -620,17 +628,13 @@ class FlashBwdSm90:
                                mods, partial)
             if cutlass.const_expr(lean):
                 self.score_grads(dp, s, deriv, scores, dpsum_cols, coords, head, key0, query0, mods)
-                p.store(acc_s.load().to(self.dtype))
-                gemm(tiled_mma_dkv, acc_dv, tdVrP, tdVrdO[None, None, None, do_state.index], False)
-                ds.store(acc_dp.load().to(self.dtype))
-                gemm(tiled_mma_dkv, acc_dk, tdKrdS, tdKrQ[None, None, None, q_state.index], False)
-            else:
-                p.store(acc_s.load().to(self.dtype))
-                gemm(tiled_mma_dkv, acc_dv, tdVrP, tdVrdO[None, None, None, do_state.index], False)
+            p.store(acc_s.load().to(self.dtype))
+            gemm(tiled_mma_dkv, acc_dv, tdVrP, tdVrdO[None, None, None, do_state.index], False)
+            if cutlass.const_expr(not lean):
                 warpgroup.wait_group(1)
                 self.score_grads(dp, s, deriv, scores, dpsum_cols, coords, head, key0, query0, mods)
-                ds.store(acc_dp.load().to(self.dtype))
-                gemm(tiled_mma_dkv, acc_dk, tdKrdS, tdKrQ[None, None, None, q_state.index], False)
+            ds.store(acc_dp.load().to(self.dtype))
+            gemm(tiled_mma_dkv, acc_dk, tdKrdS, tdKrQ[None, None, None, q_state.index], False)
 
             buffer = step % DS_BUFFERS
             cute.copy(store_ds, thr_store_ds.retile(ds), tdSsdS[None, None, None, buffer])
