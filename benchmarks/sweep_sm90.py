@@ -5,7 +5,7 @@
                                     [--variants NAME=KEY:VALUE,...]
 
 Each variant is a FwdConfig override, e.g. `n176=tile_n:176` or `flat=pingpong:False`, or with
---direction bwd a BwdConfig override of the backward (the forward keeps its default).
+--direction bwd an override of the backward's default BwdConfig (the forward keeps its default).
 """
 
 import argparse
@@ -30,13 +30,14 @@ def parse_variant(text):
 
 
 def backward_with(config):
-    """prepare(q, k, v, case) for the bench harness: the default forward, then the sm90 backward under
-    BwdConfig(**config)."""
+    """prepare(q, k, v, case) for the bench harness: the default forward, then the sm90 backward under the
+    head dim's default BwdConfig with `config` replaced."""
+    import dataclasses
+
     import torch
 
     from cuteattn.reference import Options
-    from cuteattn.sm90.backward import backward
-    from cuteattn.sm90.bwd_kernel import BwdConfig
+    from cuteattn.sm90.backward import backward, default_config
     from cuteattn.sm90.forward import forward
 
     class Attention(torch.autograd.Function):
@@ -52,7 +53,8 @@ def backward_with(config):
         @staticmethod
         def backward(ctx, dout):
             q, k, v, out, lse = ctx.saved_tensors
-            dq, dk, dv, _, _ = backward(q, k, v, out, dout, lse, ctx.opts, config=BwdConfig(**config))
+            variant = dataclasses.replace(default_config(q.shape[-1]), **config)
+            dq, dk, dv, _, _ = backward(q, k, v, out, dout, lse, ctx.opts, config=variant)
             return dq, dk, dv, None, None, None
 
     def prepare(q, k, v, case):

@@ -40,9 +40,9 @@ def opcodes(sass: str) -> Counter:
     return Counter(INSTRUCTION.findall(sass))
 
 
-def sass_of(direction: str, head_dim: int, mask: str, tmp_path, config: str = "") -> Counter:
+def sass_of(direction: str, head_dim: int, mask: str, tmp_path, config: str = "", spills: int = 0) -> Counter:
     """Opcode counts of one kernel's SASS, compiled in a fresh process; `config`: BwdConfig keywords, as a
-    dict literal."""
+    dict literal; `spills`: how many local stores (and as many loads) the kernel may have."""
     env = {**os.environ, "CUTE_DSL_ARCH": "sm_90a", "CUTE_DSL_KEEP": "sass", "CUTE_DSL_DUMP_DIR": str(tmp_path)}
     args = [direction, str(head_dim), mask] + ([config] if config else [])
     result = subprocess.run([sys.executable, "-c", BUILD, *args], cwd=REPO_ROOT, env=env,
@@ -52,8 +52,8 @@ def sass_of(direction: str, head_dim: int, mask: str, tmp_path, config: str = ""
     assert len(sass_files) == 1, f"expected one SASS file in the dump dir, found {sass_files}"
     counts = opcodes(sass_files[0].read_text())
     assert counts["HGMMA"] > 0, f"no HGMMA in the SASS; opcodes found: {dict(counts)}"
-    spills = {op: counts[op] for op in ("STL", "LDL") if counts[op]}
-    assert not spills, f"local-memory traffic (register spills): {spills}"
+    local = {op: counts[op] for op in ("STL", "LDL") if counts[op] > spills}
+    assert not local, f"local-memory traffic (register spills) beyond {spills}: {local}"
     return counts
 
 
@@ -63,10 +63,15 @@ def test_fwd_sass(head_dim, mask, tmp_path):
     sass_of("fwd", head_dim, mask, tmp_path)
 
 
+# The lean backward over 128 query rows (hdim 64's default) holds 240 registers' worth at its softmax: ptxas
+# spills four words a step, plus two pairs per tile (L1 hits; 480 TFLOP/s against 402 over 64 rows, H100 16k).
+LEAN_SPILLS = 6
+
+
 @pytest.mark.parametrize("mask", ["plain", "causal"])
 @pytest.mark.parametrize("head_dim", [64, 128, 192, 256])
 def test_bwd_sass(head_dim, mask, tmp_path):
-    counts = sass_of("bwd", head_dim, mask, tmp_path)
+    counts = sass_of("bwd", head_dim, mask, tmp_path, spills=LEAN_SPILLS if head_dim == 64 else 0)
     assert counts["UBLKRED"] == 1, f"dQ should leave in one bulk reduction; opcodes found: {dict(counts)}"
     assert not counts["REDG"] and not counts["ATOMG"], "the backward's consumers add dQ with atomics again"
 
@@ -74,7 +79,7 @@ def test_bwd_sass(head_dim, mask, tmp_path):
 @pytest.mark.parametrize("head_dim,config", [(64, "dict(split_columns=True, tile_n=128)"),
                                              (64, "dict(split_columns=True, tile_m=128)"),
                                              (128, "dict(split_columns=True, tile_n=128)"),
-                                             (64, "dict(tile_m=128)")])
+                                             (64, "dict(tile_m=64)")])
 def test_bwd_config_variants_sass(head_dim, config, tmp_path):
     counts = sass_of("bwd", head_dim, "causal", tmp_path, config)
     # ptxas waits for every wgmma on its own when the accumulators do not fit: a group per instruction.
