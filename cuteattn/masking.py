@@ -73,6 +73,10 @@ class Window:
         m_block_min = cutlass.max(first_key - self.diagonal - self.right, 0) // tile_m
         return m_block_min, cutlass.max(m_block_min, m_block_max)
 
+    def unmasked_blocks(self, first_row, tile_n: int):
+        """How many blocks of `tile_n` keys from key 0 up rows first_row... see whole (no left bound)."""
+        return cutlass.max(self.end_key(first_row), 0) // tile_n
+
     def needs_mask(self, first_row, last_row, col0, tile_n: int):
         """Whether some row of first_row..last_row does not see some key of the block col0..col0 + tile_n."""
         cut = col0 + tile_n > self.end_key(first_row)

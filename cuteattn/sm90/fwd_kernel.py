@@ -330,9 +330,9 @@ class FlashFwdSm90:
 
     @cute.jit
     def softmax_block(self, s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale, block, head, row0,
-                      window, mods, prologue):
-        """Softcap, score_mod, mask the score tile where it needs it (the seqlen_k tail, across a window edge),
-        mask_mod, softmax."""
+                      window, mods, prologue, masked: cutlass.Constexpr = True):
+        """Softcap, score_mod, mask the score tile where it needs it (the seqlen_k tail, across a window edge;
+        not at all unless `masked`), mask_mod, softmax."""
         if cutlass.const_expr(self.has_softcap):
             softmax.softcap(s, tanh_scale)
         n_block, partial = block
@@ -341,8 +341,9 @@ class FlashFwdSm90:
         score_tensors, mask_tensors = mods.split(self.score_mod)
         if cutlass.const_expr(self.score_mod is not None):
             mod_tile.apply_score_mod(self.score_mod, score_tensors, s, coords, place, mods.score_scale, prologue)
-        if window.needs_mask(row0, row0 + ROWS_PER_WARPGROUP - 1, col0, self.config.tile_n):
-            mask_tile(s, coords, row0, col0, window)
+        if cutlass.const_expr(masked):
+            if window.needs_mask(row0, row0 + ROWS_PER_WARPGROUP - 1, col0, self.config.tile_n):
+                mask_tile(s, coords, row0, col0, window)
         if cutlass.const_expr(self.mask_mod is not None):
             if partial:  # full blocks of the block sparsity need no mask
                 mod_tile.apply_mask_mod(self.mask_mod, mask_tensors, s, coords, place)
@@ -397,6 +398,34 @@ class FlashFwdSm90:
             tile += cute.arch.grid_dim()[0]
 
     @cute.jit
+    def mainloop_step(self, tiled_mma_qk, tiled_mma_pv, tSrQ, tSrK, tOrV, tOrP, acc_s, acc_o, p, s, o, coords,
+                      row_max, row_sum, rescale, pipeline_k, pipeline_v, k_state, v_state, scale_log2, tanh_scale,
+                      head, row0, n_block_max, i, blocks, window, mods, wg, masked: cutlass.Constexpr):
+        """Block i >= 1: within the warpgroup, its softmax runs while the tensor cores do O += P V of block
+        i - 1 (blocks go from the last one down); `masked`: the block may need the window's mask. Returns what it
+        changes beside registers, for the loop to carry (it carries what it rebinds): the S GEMM's accumulate
+        flag and the advanced pipeline states."""
+        block = self.block_at(blocks, i, n_block_max)
+        prologue = self.score_mod_prologue(s, coords, block, head, row0, mods)
+        pipeline_k.consumer_wait(k_state)
+        self.wait_turn(wg)
+        gemm(tiled_mma_qk, acc_s, tSrQ, tSrK[None, None, None, k_state.index], True)
+        pipeline_v.consumer_wait(v_state)
+        gemm(tiled_mma_pv, acc_o, tOrP, tOrV[None, None, None, v_state.index], False)
+        self.pass_turn(wg)
+        warpgroup.wait_group(1)
+        pipeline_k.consumer_release(k_state)
+        k_state.advance()
+        self.softmax_block(s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale, block, head, row0, window,
+                           mods, prologue, masked)
+        warpgroup.wait_group(0)
+        pipeline_v.consumer_release(v_state)
+        v_state.advance()
+        softmax.rescale_rows(o, rescale)
+        convert(acc_s, p)
+        return tiled_mma_qk, k_state, v_state
+
+    @cute.jit
     def mainloop(self, tiled_mma_qk, tiled_mma_pv, tSrQ, tSrK, tOrV, acc_s, acc_o, p, coords, row_max, row_sum,
                  rescale, pipeline_k, pipeline_v, k_state, v_state, scale_log2, tanh_scale, head, row0, n_block_max,
                  n_blocks, blocks, window, mods, wg):
@@ -419,28 +448,23 @@ class FlashFwdSm90:
         self.softmax_block(s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale, block, head, row0,
                            window, mods, prologue)
         convert(acc_s, p)
-        # Within the warpgroup, the softmax of block j runs while the tensor cores do O += P V of
-        # block j + 1 (blocks go from the last one down).
-        for i in cutlass.range(1, n_blocks, unroll=1):
-            # Names of their own: the DSL would carry a name bound before the loop through it.
-            block_i = self.block_at(blocks, i, n_block_max)
-            prologue_i = self.score_mod_prologue(s, coords, block_i, head, row0, mods)
-            pipeline_k.consumer_wait(k_state)
-            self.wait_turn(wg)
-            gemm(tiled_mma_qk, acc_s, tSrQ, tSrK[None, None, None, k_state.index], True)
-            pipeline_v.consumer_wait(v_state)
-            gemm(tiled_mma_pv, acc_o, tOrP, tOrV[None, None, None, v_state.index], False)
-            self.pass_turn(wg)
-            warpgroup.wait_group(1)
-            pipeline_k.consumer_release(k_state)
-            k_state.advance()
-            self.softmax_block(s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale, block_i, head,
-                               row0, window, mods, prologue_i)
-            warpgroup.wait_group(0)
-            pipeline_v.consumer_release(v_state)
-            v_state.advance()
-            softmax.rescale_rows(o, rescale)
-            convert(acc_s, p)
+        # Only the first blocks (the highest) can cross the seqlen_k tail or the causal diagonal: the others run
+        # a loop without the mask's branch, whose body ptxas schedules as one block. (Across the branch it hoists
+        # the wait for O += P V above the exps it was placed to overlap.)
+        n_masked = n_blocks
+        if cutlass.const_expr(blocks is None and not self.has_window_left):
+            n_masked = cutlass.max(cutlass.min(n_block_max - window.unmasked_blocks(row0, cfg.tile_n), n_blocks), 1)
+        for i in cutlass.range(1, n_masked, unroll=1):
+            tiled_mma_qk, k_state, v_state = self.mainloop_step(
+                tiled_mma_qk, tiled_mma_pv, tSrQ, tSrK, tOrV, tOrP, acc_s, acc_o, p, s, o, coords, row_max, row_sum,
+                rescale, pipeline_k, pipeline_v, k_state, v_state, scale_log2, tanh_scale, head, row0, n_block_max, i,
+                blocks, window, mods, wg, True)
+        if cutlass.const_expr(blocks is None and not self.has_window_left):
+            for i in cutlass.range(n_masked, n_blocks, unroll=1):
+                tiled_mma_qk, k_state, v_state = self.mainloop_step(
+                    tiled_mma_qk, tiled_mma_pv, tSrQ, tSrK, tOrV, tOrP, acc_s, acc_o, p, s, o, coords, row_max,
+                    row_sum, rescale, pipeline_k, pipeline_v, k_state, v_state, scale_log2, tanh_scale, head, row0,
+                    n_block_max, i, blocks, window, mods, wg, False)
         pipeline_v.consumer_wait(v_state)
         self.wait_turn(wg)
         gemm(tiled_mma_pv, acc_o, tOrP, tOrV[None, None, None, v_state.index], False)
