@@ -71,13 +71,20 @@ class _KernelAttention(torch.autograd.Function):
         return dq, dk, dv, dsink, None, None, None, None, *dcaptured
 
 
+@functools.lru_cache(maxsize=None)
+def _sm90_modules():
+    """(forward, backward) of cuteattn.sm90, imported at the first GPU call (they import the CuTe DSL)."""
+    from cuteattn.sm90 import backward, forward
+
+    return forward, backward
+
+
 class _Sm90:
     """The sm90 kernels behind `_KernelAttention`."""
 
     @staticmethod
     def unsupported(head_dim, head_dim_v, opts, needs_grad):
-        from cuteattn.sm90 import backward, forward
-
+        forward, backward = _sm90_modules()
         missing = forward.unsupported(head_dim, head_dim_v, opts)
         if missing is None and needs_grad:
             missing = backward.unsupported(head_dim, head_dim_v, opts)
@@ -85,15 +92,11 @@ class _Sm90:
 
     @staticmethod
     def forward(q, k, v, opts, pack_gqa):
-        from cuteattn.sm90 import forward
-
-        return forward.forward(q, k, v, opts)  # pack_gqa: a hint the sm90 forward does not take yet
+        return _sm90_modules()[0].forward(q, k, v, opts)  # pack_gqa: a hint the sm90 forward does not take yet
 
     @staticmethod
     def backward(q, k, v, out, dout, lse, opts, deterministic):
-        from cuteattn.sm90 import backward
-
-        return backward.backward(q, k, v, out, dout, lse, opts, deterministic=deterministic)
+        return _sm90_modules()[1].backward(q, k, v, out, dout, lse, opts, deterministic=deterministic)
 
 
 def _captured_with_grad(opts) -> list:
