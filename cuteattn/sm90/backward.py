@@ -143,17 +143,16 @@ def build() -> None:
     plain = reference.Options(softmax_scale=1.0, window_left=None, window_right=None, softcap=0.0,
                               learnable_sink=None, score_mod=None, mask_mod=None, block_mask=None)
     causal = replace(plain, window_right=0)
-    tile_m = BwdConfig().tile_m
     for head_dim, head_dim_v in [(d, d) for d in HEAD_DIMS] + list(HEAD_DIM_PAIRS):
         for opts in (plain, causal):
             _compile(kernel_for(torch.bfloat16, head_dim, head_dim_v, 1, opts))
-        _compile_postprocess(DqPostprocess(cutlass.BFloat16, head_dim, tile_m))
+        _compile_postprocess(DqPostprocess(cutlass.BFloat16, head_dim, default_config(head_dim).tile_m))
     for head_dim in (128, 256):
         for opts in (replace(causal, window_left=100, softcap=30.0), replace(plain, window_left=64)):
             _compile(kernel_for(torch.float16, head_dim, head_dim, 4, opts))
         _compile(kernel_for(torch.bfloat16, head_dim, head_dim, 2, replace(causal, window_left=100),
                             deterministic=True))
-    _compile_postprocess(DqPostprocess(cutlass.Float16, 128, tile_m))
+    _compile_postprocess(DqPostprocess(cutlass.Float16, 128, default_config(128).tile_m))
     score_mod, mask_mod = sample_mods()
     for head_dim in (128, 192):
         _compile(kernel_for(torch.bfloat16, head_dim, head_dim, 1, replace(plain, score_mod=score_mod,
