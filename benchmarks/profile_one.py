@@ -4,6 +4,9 @@
     ncu --clock-control none -k regex:Flash --launch-skip 2 --launch-count 1 --set full \\
         python benchmarks/profile_one.py --provider cuteattn --direction fwd --hdim 128 --seqlen 16k
 
+With --kernels, the GPU time of each kernel the calls launch (torch.profiler), per call: where the time
+of a whole call goes (the main kernel against memsets, preprocess and postprocess), for either provider.
+
 Shapes as in bench.py: 16k tokens, dim 2048, bf16.
 """
 
@@ -23,6 +26,7 @@ def main():
     p.add_argument("--seqlen", type=bench.size, default=16384)
     p.add_argument("--causal", action="store_true")
     p.add_argument("--calls", type=int, default=4)
+    p.add_argument("--kernels", action="store_true", help="print each kernel's GPU time per call")
     args = p.parse_args()
     import torch
 
@@ -36,11 +40,28 @@ def main():
         prepare = lambda q, k, v, c: lambda: bench.cuteattn_call(cuteattn, q, k, v, c.causal, None)  # noqa: E731
     q, k, v = bench.make_inputs(case, torch.bfloat16)
     call = prepare(q, k, v, case)
-    for _ in range(args.calls):
-        out = call()
-        if args.direction == "bwd":
-            out.backward(torch.ones_like(out))
-    torch.cuda.synchronize()
+
+    def run():
+        for _ in range(args.calls):
+            out = call()
+            if args.direction == "bwd":
+                out.backward(torch.ones_like(out))
+        torch.cuda.synchronize()
+
+    if not args.kernels:
+        run()
+        return
+    run()  # compile and warm up outside the profile
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        run()
+    events = [e for e in prof.key_averages() if e.device_type.name == "CUDA" and e.self_device_time_total > 0]
+    total = sum(e.self_device_time_total for e in events)
+    print(f"{args.provider} {args.direction} hdim {args.hdim} seqlen {args.seqlen} causal {int(args.causal)}: "
+          f"{total / args.calls:.1f} us of kernels per call")
+    for e in sorted(events, key=lambda e: -e.self_device_time_total):
+        print(f"  {e.self_device_time_total / args.calls:9.1f} us  {e.count / args.calls:4.1f}x  {e.key[:100]}")
 
 
 if __name__ == "__main__":
