@@ -72,6 +72,9 @@ class BwdConfig:
     # The next step's S GEMM runs while this step's dQ goes to shared memory (the key-split kernel); off: it
     # timed 0-4% slower (benchmarks/results/2026-12-05-h100-sm90-notes-3.md).
     early_s: bool = False
+    # The dQ GEMM is issued before dK's, and dQ goes to shared memory while dK runs (FA4's order); off: every
+    # step waits for dK and dQ together, and its dQ handover runs with no GEMM in flight.
+    overlap_dq: bool = False
     # The consumers split dK, dV and dQ by columns, P^T and dS^T through shared memory (`bwd_kernel_split_d`),
     # over tile_n keys per CTA (a multiple of 64); always so where one consumer cannot hold dK and dV of its
     # keys (head_dim > 128 or head_dim_v != head_dim).
@@ -128,6 +131,7 @@ class FlashBwdSm90:
         # every wgmma.
         assert self.config.tile_m == 64 or (self.config.tile_m == 128 and self.head_dim <= 64), \
             f"the key split takes tile_m 64, or 128 at head_dim 64 (given {self.config.tile_m} at {self.head_dim})"
+        assert not (self.config.overlap_dq and self.config.early_s), "overlap_dq and early_s both reorder the step"
 
     @property
     def keys_per_consumer(self) -> int:
@@ -634,7 +638,8 @@ class FlashBwdSm90:
                 warpgroup.wait_group(1)
                 self.score_grads(dp, s, deriv, scores, dpsum_cols, coords, head, key0, query0, mods)
             ds.store(acc_dp.load().to(self.dtype))
-            gemm(tiled_mma_dkv, acc_dk, tdKrdS, tdKrQ[None, None, None, q_state.index], False)
+            if cutlass.const_expr(not cfg.overlap_dq):
+                gemm(tiled_mma_dkv, acc_dk, tdKrdS, tdKrQ[None, None, None, q_state.index], False)
 
             buffer = step % DS_BUFFERS
             cute.copy(store_ds, thr_store_ds.retile(ds), tdSsdS[None, None, None, buffer])
@@ -642,15 +647,20 @@ class FlashBwdSm90:
             cute.arch.fence_proxy("async.shared", space="cta")
             cute.arch.barrier(barrier_id=DS_BARRIER, number_of_threads=CONSUMERS * THREADS_PER_WARPGROUP)
             gemm(tiled_mma_dq, acc_dq, tdQrdS[None, None, None, buffer], tdQrK[None, None, None, 0], True)
+            if cutlass.const_expr(cfg.overlap_dq):
+                gemm(tiled_mma_dkv, acc_dk, tdKrdS, tdKrQ[None, None, None, q_state.index], False)
+                warpgroup.wait_group(1)  # dV and dQ
+                self.hand_over_dq(acc_dq, sdQ, wg, wg_tidx, step)
             warpgroup.wait_group(0)
             pipeline_q.consumer_release(q_state)
             q_state.advance()
             pipeline_do.consumer_release(do_state)
             do_state.advance()
-            if cutlass.const_expr(cfg.early_s):
-                self.next_scores(tiled_mma_sdp, acc_s, tSrK, tSrQ, pipeline_q, q_state, step + 1 < steps.count)
-            self.hand_over_dq(acc_dq, sdQ, wg, wg_tidx, step)
-            if cutlass.const_expr(cfg.early_s):
-                warpgroup.wait_group(0)  # no wgmma may be in flight across the loop's back edge (ptxas C7514)
+            if cutlass.const_expr(not cfg.overlap_dq):
+                if cutlass.const_expr(cfg.early_s):
+                    self.next_scores(tiled_mma_sdp, acc_s, tSrK, tSrQ, pipeline_q, q_state, step + 1 < steps.count)
+                self.hand_over_dq(acc_dq, sdQ, wg, wg_tidx, step)
+                if cutlass.const_expr(cfg.early_s):
+                    warpgroup.wait_group(0)  # no wgmma may be in flight across the loop's back edge (ptxas C7514)
 
         self.write_dkv(acc_dk, acc_dv, dk_scale, tdKgdK, tdKcdK, tdVgdV, tdKcdK, window.seqlen_k)
