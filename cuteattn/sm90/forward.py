@@ -94,7 +94,7 @@ def _sm_count(device_index: int) -> int:
 
 def _fake_launch_args(op: FlashFwdSm90) -> tuple:
     sink = fake_tensor(cutlass.Float32, 1, aligned=False) if op.has_sink else None
-    lists = (fake_tensor(cutlass.Int32, 3, aligned=False), fake_tensor(cutlass.Int32, 4, aligned=False)) \
+    lists = (fake_tensor(cutlass.Int32, 4, aligned=False), fake_tensor(cutlass.Int32, 4, aligned=False)) \
         if op.mask_mod is not None else (None, None)
     return (sink, cutlass.Float32(1.0), cutlass.Float32(1.0), cutlass.Int32(0), cutlass.Int32(0),
             cutlass.Float32(1.0), mods.fake_captured([op.score_mod, op.mask_mod]), *lists, cutlass.Int32(1))

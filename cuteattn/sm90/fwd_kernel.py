@@ -108,8 +108,10 @@ class FlashFwdSm90:
         window_right: Int32,  # with has_window_right
         score_scale: Float32,  # with score_mod: held scores * score_scale are what the mod sees
         mod_tensors: Optional[list],  # the captured tensors of score_mod, then of mask_mod; None if none
-        mBlockCount: Optional[cute.Tensor],  # with mask_mod: (batch, heads, m_blocks) int32, key blocks to visit
-        mBlockList: Optional[cute.Tensor],  # with mask_mod: (batch, heads, m_blocks, n_blocks) 2 * n_block + partial
+        # with mask_mod: (batch, heads, m_blocks, 2) int32, the key blocks to visit and how many are partial
+        mBlockCount: Optional[cute.Tensor],
+        # with mask_mod: (batch, heads, m_blocks, n_blocks) 2 * n_block + partial, the partial blocks first
+        mBlockList: Optional[cute.Tensor],
         max_ctas: Int32,  # with config.persistent: the CTAs to launch at most (the SMs)
         stream: cuda.CUstream,
     ):
@@ -238,18 +240,19 @@ class FlashFwdSm90:
 
     @cute.jit
     def work(self, tiles, window, seqlen_q, mBlockCount, mBlockList, tile):
-        """Tile `tile`: (m_block, head, batch, n_block_max, n_blocks, blocks); `blocks` the key blocks to visit
-        from a mask_mod's block sparsity, or None: n_block_max - 1 down."""
+        """Tile `tile`: (m_block, head, batch, n_block_max, n_blocks, blocks, n_partial); `blocks` the key blocks
+        to visit from a mask_mod's block sparsity, its first n_partial partial, or None: n_block_max - 1 down."""
         m_block, head, batch = tiles.at(tile)
         first_row = m_block * self.config.tile_m
         n_block_min, n_block_max = window.block_range(
             first_row, cutlass.min(first_row + self.config.tile_m, seqlen_q) - 1, self.config.tile_n)
         n_blocks = n_block_max - n_block_min
-        blocks = None
+        blocks, n_partial = None, n_blocks
         if cutlass.const_expr(self.mask_mod is not None):
-            n_blocks = mBlockCount[batch, head, m_block]
+            n_blocks = mBlockCount[batch, head, m_block, 0]
+            n_partial = mBlockCount[batch, head, m_block, 1]
             blocks = mBlockList[batch, head, m_block, None]
-        return m_block, head, batch, n_block_max, n_blocks, blocks
+        return m_block, head, batch, n_block_max, n_blocks, blocks, n_partial
 
     @cute.jit
     def produce(self, tma_q, mQ, tma_k, mK, tma_v, mV, sQ, sK, sV, pipeline_q, pipeline_k, pipeline_v, tiles, work):
@@ -259,7 +262,7 @@ class FlashFwdSm90:
         v_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
         tile = cute.arch.block_idx()[0]
         while tile < tiles.count():
-            m_block, head, batch, n_block_max, n_blocks, blocks = work(tile)
+            m_block, head, batch, n_block_max, n_blocks, blocks, _ = work(tile)
             kv_head = head // self.qhead_per_kvhead
             tQsQ, tQgQ = tma.partition(tma_q, sQ, cute.local_tile(mQ[None, None, head, batch],
                                                               (ROWS_PER_WARPGROUP, self.head_dim), (None, 0)))
@@ -332,7 +335,7 @@ class FlashFwdSm90:
     def softmax_block(self, s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale, block, head, row0,
                       window, mods, prologue, masked: cutlass.Constexpr = True):
         """Softcap, score_mod, mask the score tile where it needs it (the seqlen_k tail, across a window edge;
-        not at all unless `masked`), mask_mod, softmax."""
+        the mask_mod's partial blocks; not at all unless `masked`), softmax."""
         if cutlass.const_expr(self.has_softcap):
             softmax.softcap(s, tanh_scale)
         n_block, partial = block
@@ -344,7 +347,7 @@ class FlashFwdSm90:
         if cutlass.const_expr(masked):
             if window.needs_mask(row0, row0 + ROWS_PER_WARPGROUP - 1, col0, self.config.tile_n):
                 mask_tile(s, coords, row0, col0, window)
-        if cutlass.const_expr(self.mask_mod is not None):
+        if cutlass.const_expr(self.mask_mod is not None and masked):
             if partial:  # full blocks of the block sparsity need no mask
                 mod_tile.apply_mask_mod(self.mask_mod, mask_tensors, s, coords, place)
         softmax.step(s, row_max, row_sum, scale_log2, rescale, self.config.rescale_threshold)
@@ -377,7 +380,7 @@ class FlashFwdSm90:
         v_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, cfg.num_stages)
         tile = cute.arch.block_idx()[0]
         while tile < tiles.count():
-            m_block, head, batch, n_block_max, n_blocks, blocks = work(tile)
+            m_block, head, batch, n_block_max, n_blocks, blocks, n_partial = work(tile)
             row0 = m_block * cfg.tile_m + wg * ROWS_PER_WARPGROUP
             mods = mod_tile.ModArgs(score_scale, mod_tensors, [], batch, seqlen_q, seqlen_k)
             acc_o.fill(0.0)
@@ -387,7 +390,7 @@ class FlashFwdSm90:
             if n_blocks > 0:  # (states advance outside the branch, which the DSL does not carry them out of)
                 self.mainloop(tiled_mma_qk, tiled_mma_pv, tSrQ, tSrK, tOrV, acc_s, acc_o, p, coords, row_max, row_sum,
                               rescale, pipeline_k, pipeline_v, k_state.clone(), v_state.clone(), scale_log2,
-                              tanh_scale, head, row0, n_block_max, n_blocks, blocks, window, mods, wg)
+                              tanh_scale, head, row0, n_block_max, n_blocks, blocks, n_partial, window, mods, wg)
             k_state.advance(n_blocks)
             v_state.advance(n_blocks)
             self.epilogue(tma_o, mO, mLSE, mSink, scale_log2, thr_pv, acc_o, o, coords, row_max, row_sum, sO,
@@ -402,7 +405,7 @@ class FlashFwdSm90:
                       row_max, row_sum, rescale, pipeline_k, pipeline_v, k_state, v_state, scale_log2, tanh_scale,
                       head, row0, n_block_max, i, blocks, window, mods, wg, masked: cutlass.Constexpr):
         """Block i >= 1: within the warpgroup, its softmax runs while the tensor cores do O += P V of block
-        i - 1 (blocks go from the last one down); `masked`: the block may need the window's mask. Returns what it
+        i - 1 (blocks go from the last one down); `masked`: the block may need a mask. Returns what it
         changes beside registers, for the loop to carry (it carries what it rebinds): the S GEMM's accumulate
         flag and the advanced pipeline states."""
         block = self.block_at(blocks, i, n_block_max)
@@ -428,7 +431,7 @@ class FlashFwdSm90:
     @cute.jit
     def mainloop(self, tiled_mma_qk, tiled_mma_pv, tSrQ, tSrK, tOrV, acc_s, acc_o, p, coords, row_max, row_sum,
                  rescale, pipeline_k, pipeline_v, k_state, v_state, scale_log2, tanh_scale, head, row0, n_block_max,
-                 n_blocks, blocks, window, mods, wg):
+                 n_blocks, blocks, n_partial, window, mods, wg):
         """O and the softmax state of one tile's rows over its n_blocks key blocks (at least one)."""
         cfg = self.config
         s, o = rowcol(acc_s), rowcol(acc_o)
@@ -448,18 +451,21 @@ class FlashFwdSm90:
         self.softmax_block(s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale, block, head, row0,
                            window, mods, prologue)
         convert(acc_s, p)
-        # Only the first blocks (the highest) can cross the seqlen_k tail or the causal diagonal: the others run
-        # a loop without the mask's branch, whose body ptxas schedules as one block. (Across the branch it hoists
-        # the wait for O += P V above the exps it was placed to overlap.)
+        # Only the first blocks can need a mask: the highest (the seqlen_k tail, the causal diagonal), or a block
+        # list's partial ones. The others run a loop without the mask's branch, whose body ptxas schedules as one
+        # block. (Across the branch it hoists the wait for O += P V above the exps it was placed to overlap.)
+        mask_free = blocks is not None or not self.has_window_left
         n_masked = n_blocks
-        if cutlass.const_expr(blocks is None and not self.has_window_left):
+        if cutlass.const_expr(blocks is not None):
+            n_masked = cutlass.max(n_partial, 1)
+        elif cutlass.const_expr(mask_free):
             n_masked = cutlass.max(cutlass.min(n_block_max - window.unmasked_blocks(row0, cfg.tile_n), n_blocks), 1)
         for i in cutlass.range(1, n_masked, unroll=1):
             tiled_mma_qk, k_state, v_state = self.mainloop_step(
                 tiled_mma_qk, tiled_mma_pv, tSrQ, tSrK, tOrV, tOrP, acc_s, acc_o, p, s, o, coords, row_max, row_sum,
                 rescale, pipeline_k, pipeline_v, k_state, v_state, scale_log2, tanh_scale, head, row0, n_block_max, i,
                 blocks, window, mods, wg, True)
-        if cutlass.const_expr(blocks is None and not self.has_window_left):
+        if cutlass.const_expr(mask_free):
             for i in cutlass.range(n_masked, n_blocks, unroll=1):
                 tiled_mma_qk, k_state, v_state = self.mainloop_step(
                     tiled_mma_qk, tiled_mma_pv, tSrQ, tSrK, tOrV, tOrP, acc_s, acc_o, p, s, o, coords, row_max,
