@@ -158,10 +158,11 @@ def test_early_s(head_dim, features):
 
 
 # BwdConfig variants beside the defaults: the column split at head dims the key split also covers (128 keys or 128
-# query rows per step, tiled by wgmmas of 64 rows), the key split over 64 query rows (hdim 64 takes 128), and
-# over 80 (dQ computed transposed).
+# query rows per step, tiled by wgmmas of 64 rows), and the key split over the query rows the defaults do not
+# take: 64 at hdim 64 (128 by default), 80 at hdim 128 under causal (dQ computed transposed), 64 without.
 CONFIG_VARIANTS = [(64, dict(split_columns=True, tile_n=128)), (64, dict(split_columns=True, tile_m=128)),
-                   (128, dict(split_columns=True, tile_n=128)), (64, dict(tile_m=64)), (128, dict(tile_m=80))]
+                   (128, dict(split_columns=True, tile_n=128)), (64, dict(tile_m=64)), (128, dict(tile_m=80)),
+                   (128, dict(tile_m=64))]
 
 
 @pytest.mark.parametrize("head_dim,config", CONFIG_VARIANTS)
