@@ -63,15 +63,16 @@ def test_fwd_sass(head_dim, mask, tmp_path):
     sass_of("fwd", head_dim, mask, tmp_path)
 
 
-# The lean backward over 128 query rows (hdim 64's default) holds 240 registers' worth at its softmax: ptxas
-# spills four words a step, plus two pairs per tile (L1 hits; 480 TFLOP/s against 402 over 64 rows, H100 16k).
-LEAN_SPILLS = 6
+# The lean backward over more than 64 query rows holds 240 registers' worth at its softmax: ptxas spills a few
+# words a step, plus two pairs per tile (L1 hits). hdim 64 takes 128 rows (480 TFLOP/s against 402 over 64,
+# H100 16k), hdim 128 without causal 80.
+LEAN_SPILLS = {(64, "plain"): 6, (64, "causal"): 6, (128, "plain"): 9}
 
 
 @pytest.mark.parametrize("mask", ["plain", "causal"])
 @pytest.mark.parametrize("head_dim", [64, 128, 192, 256])
 def test_bwd_sass(head_dim, mask, tmp_path):
-    counts = sass_of("bwd", head_dim, mask, tmp_path, spills=LEAN_SPILLS if head_dim == 64 else 0)
+    counts = sass_of("bwd", head_dim, mask, tmp_path, spills=LEAN_SPILLS.get((head_dim, mask), 0))
     assert counts["UBLKRED"] == 1, f"dQ should leave in one bulk reduction; opcodes found: {dict(counts)}"
     assert not counts["REDG"] and not counts["ATOMG"], "the backward's consumers add dQ with atomics again"
 

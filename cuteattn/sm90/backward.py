@@ -35,12 +35,15 @@ from cuteattn.sm90.forward import scales
 HEAD_DIMS = (64, 96, 128, 192, 256)
 HEAD_DIM_PAIRS = ((192, 128),)  # head_dim_v != head_dim
 # Head dims over 128 run the split-d kernel, whose P^T and dS^T take shared memory: at 256 one Q and dO stage.
-# hdim 64: FA4's 128 query rows a step, 480 TFLOP/s against 402 over 64 rows (H100, 16k, notes-5).
-CONFIGS = {64: BwdConfig(tile_m=128), 256: BwdConfig(num_stages=1)}
+# (plain, causal) per head dim. hdim 64: FA4's 128 query rows a step, 480 TFLOP/s against 402 over 64 rows
+# (H100, 16k, notes-5). hdim 128 without a right bound: FA4's 80 rows, dQ computed transposed.
+_DEFAULT = BwdConfig()
+CONFIGS = {64: (BwdConfig(tile_m=128),) * 2, 128: (BwdConfig(tile_m=80), _DEFAULT), 256: (BwdConfig(num_stages=1),) * 2}
 
 
-def default_config(head_dim: int) -> BwdConfig:
-    return CONFIGS.get(head_dim, BwdConfig())
+def default_config(head_dim: int, opts: reference.Options) -> BwdConfig:
+    plain, causal = CONFIGS.get(head_dim, (_DEFAULT, _DEFAULT))
+    return causal if opts.window_right is not None else plain
 
 
 def unsupported(head_dim: int, head_dim_v: int, opts: reference.Options) -> Optional[str]:
@@ -67,7 +70,7 @@ def kernel_for(dtype: torch.dtype, head_dim: int, head_dim_v: int, qhead_per_kvh
     """The kernel object of a request; `traced`: the call's `mods.traced(opts)`, when the caller has it."""
     return _kernel(dtype, head_dim, head_dim_v, qhead_per_kvhead, opts.window_left is not None,
                    opts.window_right is not None, opts.softcap > 0, deterministic,
-                   *(traced if traced is not None else mods.traced(opts)), config or default_config(head_dim))
+                   *(traced if traced is not None else mods.traced(opts)), config or default_config(head_dim, opts))
 
 
 def _compile(op: FlashBwdSm90):
@@ -101,7 +104,7 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
     a sink, dcaptured the gradients of score_mod's captured tensors that require grad (a list, maybe empty).
     dq, dk, dv are written into `grads` when given (contiguous, shaped like q, k, v)."""
     batch, seqlen_q, heads, head_dim = q.shape
-    cfg = config or default_config(head_dim)
+    cfg = config or default_config(head_dim, opts)
     traced = mods.traced(opts)
     op = kernel_for(q.dtype, head_dim, v.shape[-1], heads // k.shape[2], opts, deterministic, cfg, traced)
     dq, dk, dv = grads or (torch.empty(t.shape, dtype=t.dtype, device=t.device) for t in (q, k, v))
@@ -146,13 +149,13 @@ def build() -> None:
     for head_dim, head_dim_v in [(d, d) for d in HEAD_DIMS] + list(HEAD_DIM_PAIRS):
         for opts in (plain, causal):
             _compile(kernel_for(torch.bfloat16, head_dim, head_dim_v, 1, opts))
-        _compile_postprocess(DqPostprocess(cutlass.BFloat16, head_dim, default_config(head_dim).tile_m))
+            _compile_postprocess(DqPostprocess(cutlass.BFloat16, head_dim, default_config(head_dim, opts).tile_m))
     for head_dim in (128, 256):
         for opts in (replace(causal, window_left=100, softcap=30.0), replace(plain, window_left=64)):
             _compile(kernel_for(torch.float16, head_dim, head_dim, 4, opts))
         _compile(kernel_for(torch.bfloat16, head_dim, head_dim, 2, replace(causal, window_left=100),
                             deterministic=True))
-    _compile_postprocess(DqPostprocess(cutlass.Float16, 128, default_config(128).tile_m))
+    _compile_postprocess(DqPostprocess(cutlass.Float16, 128, default_config(128, causal).tile_m))
     score_mod, mask_mod = sample_mods()
     for head_dim in (128, 192):
         _compile(kernel_for(torch.bfloat16, head_dim, head_dim, 1, replace(plain, score_mod=score_mod,

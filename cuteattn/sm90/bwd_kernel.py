@@ -129,8 +129,10 @@ class FlashBwdSm90:
         assert self.covers(self.head_dim, self.head_dim_v), f"head dims {self.head_dim}, {self.head_dim_v}"
         # S^T, dP^T, dK and dV of 128 query rows fit the registers only at head_dim 64: past it ptxas serializes
         # every wgmma.
-        assert self.config.tile_m == 64 or (self.config.tile_m == 128 and self.head_dim <= 64), \
-            f"the key split takes tile_m 64, or 128 at head_dim 64 (given {self.config.tile_m} at {self.head_dim})"
+        assert self.config.tile_m == 64 or (self.config.tile_m == 128 and self.head_dim <= 64) or \
+            (self.config.tile_m == 80 and self.head_dim == 128), \
+            f"the key split takes tile_m 64, 128 at head_dim 64 or 80 at 128 (given {self.config.tile_m} at " \
+            f"{self.head_dim})"
         assert not (self.config.overlap_dq and self.config.early_s), "overlap_dq and early_s both reorder the step"
 
     @property
@@ -556,10 +558,14 @@ class FlashBwdSm90:
         tdPrdO = tiled_mma_sdp.make_fragment_B(thr_sdp.partition_B(sdO))
         tdVrdO = tiled_mma_dkv.make_fragment_B(thr_dkv.partition_B(transposed(sdO)))
         tdKrQ = tiled_mma_dkv.make_fragment_B(thr_dkv.partition_B(transposed(sQ)))
-        tdQrdS = tiled_mma_dq.make_fragment_A(thr_dq.partition_A(sdS))
         half = d // dq_accum.WARPGROUPS
-        tdQrK = tiled_mma_dq.make_fragment_B(
-            thr_dq.partition_B(cute.local_tile(transposed(sK), (half, self.tile_n, 1), (wg, 0, 0))))
+        my_half_of_k = cute.local_tile(transposed(sK), (half, self.tile_n, 1), (wg, 0, 0))
+        if cutlass.const_expr(dq_accum.swapped(cfg.tile_m)):  # dQ^T = K^T dS^T
+            tdQrK = tiled_mma_dq.make_fragment_A(thr_dq.partition_A(my_half_of_k))
+            tdQrdS = tiled_mma_dq.make_fragment_B(thr_dq.partition_B(sdS))
+        else:
+            tdQrdS = tiled_mma_dq.make_fragment_A(thr_dq.partition_A(sdS))
+            tdQrK = tiled_mma_dq.make_fragment_B(thr_dq.partition_B(my_half_of_k))
         # This consumer's keys of dS^T.
         store_ds, thr_store_ds, tdSsdS = self.score_store(
             tiled_mma_sdp, wg_tidx,
@@ -576,7 +582,7 @@ class FlashBwdSm90:
         acc_dp = cute.make_rmem_tensor_like(acc_s)
         acc_dk = cute.make_rmem_tensor(thr_dkv.partition_shape_C((KEYS_PER_WARPGROUP, d)), Float32)
         acc_dv = cute.make_rmem_tensor_like(acc_dk)
-        acc_dq = cute.make_rmem_tensor(thr_dq.partition_shape_C((cfg.tile_m, half)), Float32)
+        acc_dq = cute.make_rmem_tensor(thr_dq.partition_shape_C(dq_accum.tile(cfg.tile_m, d)), Float32)
         acc_dk.fill(0.0)
         acc_dv.fill(0.0)
         tiled_mma_dkv.set(warpgroup.Field.ACCUMULATE, True)
@@ -584,7 +590,7 @@ class FlashBwdSm90:
         s, dp = rowcol(acc_s), rowcol(acc_dp)
         p, ds, deriv, scores = self.score_registers(acc_s)
         tdVrP, tdKrdS = as_a_operand(p), as_a_operand(ds)
-        # Over 128 query rows the registers hold little beside the accumulators (lean): the dV GEMM waits for
+        # Over more than 64 query rows the registers hold little beside the accumulators (lean): the dV GEMM waits for
         # dP^T, so that P^T and dS^T are computed in place in fp32 before either is packed (no fp32 copy of P^T
         # lives beside the packed one), and each thread's columns of dpsum are read from shared memory where used.
         # Over 64 the dV GEMM runs under the dS^T math.
@@ -646,7 +652,10 @@ class FlashBwdSm90:
             # The dQ wgmma reads dS through the async proxy: order the ordinary stores before it.
             cute.arch.fence_proxy("async.shared", space="cta")
             cute.arch.barrier(barrier_id=DS_BARRIER, number_of_threads=CONSUMERS * THREADS_PER_WARPGROUP)
-            gemm(tiled_mma_dq, acc_dq, tdQrdS[None, None, None, buffer], tdQrK[None, None, None, 0], True)
+            if cutlass.const_expr(dq_accum.swapped(cfg.tile_m)):
+                gemm(tiled_mma_dq, acc_dq, tdQrK[None, None, None, 0], tdQrdS[None, None, None, buffer], True)
+            else:
+                gemm(tiled_mma_dq, acc_dq, tdQrdS[None, None, None, buffer], tdQrK[None, None, None, 0], True)
             if cutlass.const_expr(cfg.overlap_dq):
                 gemm(tiled_mma_dkv, acc_dk, tdKrdS, tdKrQ[None, None, None, q_state.index], False)
                 warpgroup.wait_group(1)  # dV and dQ
