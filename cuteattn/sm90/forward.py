@@ -131,6 +131,28 @@ def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, opts: reference.O
     return out, lse
 
 
+def prepared(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, opts: reference.Options):
+    """`forward` of a call without mods, sink or block mask, for later calls with the same layouts and options:
+    what those decide (the kernel, its arguments, the output shapes) is done once, and the returned function of
+    (q, k, v) only allocates out and lse and launches."""
+    batch, seqlen_q, heads, head_dim = q.shape
+    op = kernel_for(q.dtype, head_dim, v.shape[-1], heads // k.shape[2], opts, None, (None, None))
+    compiled = get_or_compile(("sm90.fwd", op), lambda: _compile(op))
+    args = (*launch_args(op, opts, None), None, None, _sm_count(q.device.index))
+    out_shape, lse_shape = (batch, seqlen_q, heads, v.shape[-1]), (batch, heads, seqlen_q)
+    # Later calls have these strides too: aligned_view's work is needed for all of them or none.
+    view_q, view_k, view_v = (torch.Tensor.detach if aligned_view(t).stride() == t.stride() else aligned_view
+                              for t in (q, k, v))
+
+    def run(q, k, v):
+        out = torch.empty(out_shape, dtype=q.dtype, device=q.device)
+        lse = torch.empty(lse_shape, dtype=torch.float32, device=q.device)
+        compiled(view_q(q), view_k(k), view_v(v), out, lse, *args)
+        return out, lse
+
+    return run
+
+
 @compile_target("sm90.fwd", "sm_90a")
 def build() -> None:
     plain = reference.Options(softmax_scale=1.0, window_left=None, window_right=None, softcap=0.0,
