@@ -131,20 +131,6 @@ def _no_kernel(fn: str, arch: str, feature: str, device: torch.device):
 
 def _options(head_dim, softmax_scale, causal, window_size, softcap, learnable_sink, score_mod, mask_mod,
              block_mask) -> reference.Options:
-    if learnable_sink is None and score_mod is None and mask_mod is None and block_mask is None:
-        return _plain_options(head_dim, softmax_scale, causal, tuple(window_size), softcap)
-    return _new_options(head_dim, softmax_scale, causal, window_size, softcap, learnable_sink, score_mod, mask_mod,
-                        block_mask)
-
-
-@functools.lru_cache(maxsize=256)
-def _plain_options(head_dim, softmax_scale, causal, window_size, softcap) -> reference.Options:
-    """The options of a call without tensors or functions in them: one object per distinct call (host time)."""
-    return _new_options(head_dim, softmax_scale, causal, window_size, softcap, None, None, None, None)
-
-
-def _new_options(head_dim, softmax_scale, causal, window_size, softcap, learnable_sink, score_mod, mask_mod,
-                 block_mask) -> reference.Options:
     left, right = window_size
     if causal:
         right = 0
