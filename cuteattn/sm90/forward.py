@@ -121,14 +121,43 @@ def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, opts: reference.O
     if out.numel() == 0 or k.shape[1] == 0:  # nothing to compute; TMA cannot describe an empty tensor
         sink = opts.learnable_sink
         return out.zero_(), lse.fill_(-math.inf) if sink is None else lse.copy_(sink.detach().view(1, -1, 1))
+    compiled, args = _compiled_and_args(op, q, k, opts, traced)
+    compiled(aligned_view(q), aligned_view(k), aligned_view(v), out, lse, *args)
+    return out, lse
+
+
+def _compiled_and_args(op: FlashFwdSm90, q: torch.Tensor, k: torch.Tensor, opts: reference.Options,
+                       traced: tuple) -> tuple:
+    """The compiled kernel of `op` and its arguments after lse, for a call of non-empty q and k."""
+    batch, seqlen_q, heads, _ = q.shape
     compiled = get_or_compile(("sm90.fwd", op), lambda: _compile(op))
     lists = (None, None)
     if op.mask_mod is not None:
         lists = block_sparsity.forward_lists(opts, batch, heads, seqlen_q, k.shape[1], op.config.tile_m,
                                              op.config.tile_n, q.device)
-    compiled(aligned_view(q), aligned_view(k), aligned_view(v), out, lse,
-             *launch_args(op, opts, mods.tensor_args(traced, q.device)), *lists, _sm_count(q.device.index))
-    return out, lse
+    return compiled, (*launch_args(op, opts, mods.tensor_args(traced, q.device)), *lists, _sm_count(q.device.index))
+
+
+def prepared(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, opts: reference.Options):
+    """`forward` of a call without mods, sink or block mask, for later calls with the same layouts and options:
+    what those decide (the kernel, its arguments, the output shapes) is done once, and the returned function of
+    (q, k, v) only allocates out and lse and launches."""
+    batch, seqlen_q, heads, head_dim = q.shape
+    traced = (None, None)
+    op = kernel_for(q.dtype, head_dim, v.shape[-1], heads // k.shape[2], opts, None, traced)
+    compiled, args = _compiled_and_args(op, q, k, opts, traced)
+    out_shape, lse_shape = (batch, seqlen_q, heads, v.shape[-1]), (batch, heads, seqlen_q)
+    # Later calls have these strides too: aligned_view's work is needed for all of them or none.
+    view_q, view_k, view_v = (torch.Tensor.detach if aligned_view(t).stride() == t.stride() else aligned_view
+                              for t in (q, k, v))
+
+    def run(q, k, v):
+        out = torch.empty(out_shape, dtype=q.dtype, device=q.device)
+        lse = torch.empty(lse_shape, dtype=torch.float32, device=q.device)
+        compiled(view_q(q), view_k(k), view_v(v), out, lse, *args)
+        return out, lse
+
+    return run
 
 
 @compile_target("sm90.fwd", "sm_90a")
