@@ -65,8 +65,8 @@ def test_fwd_sass(head_dim, mask, tmp_path):
 
 # The lean backward over more than 64 query rows holds 240 registers' worth at its softmax: ptxas spills a few
 # words a step, plus two pairs per tile (L1 hits). hdim 64 takes 128 rows (480 TFLOP/s against 402 over 64,
-# H100 16k), hdim 128 without causal 80.
-LEAN_SPILLS = {(64, "plain"): 6, (64, "causal"): 6, (128, "plain"): 9}
+# H100 16k), with dQ's GEMM before dK's.
+LEAN_SPILLS = {(64, "plain"): 7, (64, "causal"): 7}
 
 
 @pytest.mark.parametrize("mask", ["plain", "causal"])

@@ -36,9 +36,11 @@ HEAD_DIMS = (64, 96, 128, 192, 256)
 HEAD_DIM_PAIRS = ((192, 128),)  # head_dim_v != head_dim
 # Head dims over 128 run the split-d kernel, whose P^T and dS^T take shared memory: at 256 one Q and dO stage.
 # (plain, causal) per head dim. hdim 64: FA4's 128 query rows a step, 480 TFLOP/s against 402 over 64 rows
-# (H100, 16k, notes-5). hdim 128 without a right bound: FA4's 80 rows, dQ computed transposed.
+# (H100, 16k, notes-5). dQ's GEMM before dK's (overlap_dq) at hdims 64 and 128: 0 to +4% (notes-6).
 _DEFAULT = BwdConfig()
-CONFIGS = {64: (BwdConfig(tile_m=128),) * 2, 128: (BwdConfig(tile_m=80), _DEFAULT), 256: (BwdConfig(num_stages=1),) * 2}
+_OVERLAP = BwdConfig(overlap_dq=True)
+CONFIGS = {64: (BwdConfig(tile_m=128, overlap_dq=True),) * 2, 128: (_OVERLAP,) * 2,
+           256: (BwdConfig(num_stages=1),) * 2}
 
 
 def default_config(head_dim: int, opts: reference.Options) -> BwdConfig:
