@@ -136,6 +136,12 @@ class FlashBwdSm90:
         assert not (self.config.overlap_dq and self.config.early_s), "overlap_dq and early_s both reorder the step"
 
     @property
+    def row_stage(self) -> int:
+        """Floats between the stages of lse (and dpsum) in shared memory: a TMA writes to 128-byte aligned
+        addresses, which 80 rows are not."""
+        return -(-self.config.tile_m // 32) * 32
+
+    @property
     def keys_per_consumer(self) -> int:
         """The keys (rows) of one consumer's S^T."""
         return KEYS_PER_WARPGROUP
@@ -248,8 +254,8 @@ class FlashBwdSm90:
             sV: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sV_layout)], 1024]
             sdS: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sdS_layout)], 1024]
             sdQ: cute.struct.Align[cute.struct.MemRange[Float32, cfg.tile_m * d], 1024]
-            sLSElog2: cute.struct.Align[cute.struct.MemRange[Float32, cfg.tile_m * cfg.num_stages], 128]
-            sdPsum: cute.struct.Align[cute.struct.MemRange[Float32, cfg.tile_m * cfg.num_stages], 128]
+            sLSElog2: cute.struct.Align[cute.struct.MemRange[Float32, self.row_stage * cfg.num_stages], 128]
+            sdPsum: cute.struct.Align[cute.struct.MemRange[Float32, self.row_stage * cfg.num_stages], 128]
 
         seqlen_k, _, heads_kv, batch = mK.shape
         cta_body = self.cta_body(
@@ -343,7 +349,7 @@ class FlashBwdSm90:
         sV = storage.sV.get_tensor(sV_layout.outer, swizzle=sV_layout.inner)  # (tile_n, dv, 1)
         sdS = storage.sdS.get_tensor(sdS_layout.outer, swizzle=sdS_layout.inner)  # (tile_m, tile_n, buffer)
         sdQ = storage.sdQ.get_tensor(cute.make_layout(cfg.tile_m * self.head_dim))  # one workspace chunk
-        rows = cute.make_layout((cfg.tile_m, cfg.num_stages))
+        rows = cute.make_layout((cfg.tile_m, cfg.num_stages), stride=(1, self.row_stage))
         sLSElog2, sdPsum = storage.sLSElog2.get_tensor(rows), storage.sdPsum.get_tensor(rows)  # (tile_m, stage)
 
         if warp_idx < THREADS_PER_WARPGROUP // cute.arch.WARP_SIZE:
@@ -600,7 +606,7 @@ class FlashBwdSm90:
         dpsum = cute.make_rmem_tensor((columns,), Float32)
         tDsD = thr_sdp.partition_C(cute.make_tensor(
             sdPsum.iterator, cute.make_layout((KEYS_PER_WARPGROUP, cfg.tile_m, cfg.num_stages),
-                                              stride=(0, 1, cfg.tile_m))))
+                                              stride=(0, 1, self.row_stage))))
 
         pipeline_kv.consumer_wait(pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, 1))
         q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, cfg.num_stages)
