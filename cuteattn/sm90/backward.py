@@ -3,7 +3,8 @@
 deterministic=True makes the key blocks add into the dQ workspace in order (a counter per query block),
 so dq, dk, dv are bitwise reproducible; dk and dv always are (one CTA owns each key block).
 
-preprocess (dpsum, lse in log2 units) -> the main kernel (dK, dV, and dQ into an fp32 workspace) ->
+preprocess (dpsum, lse in log2 units, the fp32 dQ workspace zeroed) -> the main kernel (dK, dV, and dQ added
+into the workspace), a programmatic dependent launch: its CTAs load K and V while the preprocess ends ->
 postprocess (dQ in the input dtype). The learnable sink's gradient needs only lse and dpsum:
 d sink[h] = -sum over rows of exp(sink[h] - lse) * dpsum.
 """
@@ -118,9 +119,10 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
     if q.numel() == 0 or k.shape[1] == 0:
         dsink = None if opts.learnable_sink is None else torch.zeros_like(opts.learnable_sink)
         return dq.zero_(), dk.zero_(), dv.zero_(), dsink, dcaptured
-    dout = _tma_ready(dout)
-    bwd_preprocess(_tma_ready(out), dout, lse, dpsum, lse_log2)
-    dq_accum = torch.zeros(batch, heads, m_blocks, cfg.tile_m * head_dim, dtype=torch.float32, device=q.device)
+    # The main kernel starts before the preprocess ends (programmatic dependent launch), so the preprocess must
+    # be the last work in the stream before it: every copy, memset and block list is made first.
+    q, k, v, out, dout = (_tma_ready(t) for t in (q, k, v, out, dout))
+    dq_accum = torch.empty(batch, heads, m_blocks, cfg.tile_m * head_dim, dtype=torch.float32, device=q.device)
     dq_turn = torch.zeros(batch, heads, m_blocks, 2, dtype=torch.int32, device=q.device) if deterministic else None
     scale_log2, tanh_scale, score_scale = scales(opts, op.score_mod is not None)
     left, right = window_args(opts)
@@ -129,10 +131,11 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
         count, blocks, turns = block_sparsity.backward_lists(opts, batch, heads, k.shape[2], seqlen_q, k.shape[1],
                                                              cfg.tile_m, op.tile_n, q.device)
         lists = (count, blocks, turns if deterministic else None)
+    mod_tensors, mod_grads = mods.tensor_args(traced, q.device), mods.grad_args(dcaptured)
     compiled = get_or_compile(("sm90.bwd", op), lambda: _compile(op))
-    compiled(_tma_ready(q), _tma_ready(k), _tma_ready(v), dout, lse_log2, dpsum, dq_accum, dq_turn, dk, dv,
-             scale_log2, tanh_scale, opts.softmax_scale, left, right, score_scale, mods.tensor_args(traced, q.device),
-             mods.grad_args(dcaptured), *lists)
+    bwd_preprocess(out, dout, lse, dpsum, lse_log2, dq_accum)
+    compiled(q, k, v, dout, lse_log2, dpsum, dq_accum, dq_turn, dk, dv, scale_log2, tanh_scale, opts.softmax_scale,
+             left, right, score_scale, mod_tensors, mod_grads, *lists)
     post = DqPostprocess(op.dtype, head_dim, cfg.tile_m)
     get_or_compile(("sm90.bwd_postprocess", post), lambda: _compile_postprocess(post))(
         dq_accum, dq, opts.softmax_scale)

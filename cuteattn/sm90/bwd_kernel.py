@@ -204,7 +204,7 @@ class FlashBwdSm90:
         mdO: cute.Tensor,  # (batch, seqlen_q, heads, head_dim_v)
         mLSElog2: cute.Tensor,  # (batch, heads, seqlen_q rounded up to tile_m) fp32, 0 past seqlen_q
         mdPsum: cute.Tensor,  # (batch, heads, seqlen_q rounded up to tile_m) fp32, 0 past seqlen_q
-        mdQaccum: cute.Tensor,  # (batch, heads, m_blocks, tile_m * head_dim) fp32, zeroed
+        mdQaccum: cute.Tensor,  # (batch, heads, m_blocks, tile_m * head_dim) fp32, zeroed by the preprocess
         mdQturn: Optional[cute.Tensor],  # with deterministic: (batch, heads, m_blocks, CONSUMERS) int32, zeroed
         mdK: cute.Tensor,  # (batch, seqlen_k, heads_kv, head_dim)
         mdV: cute.Tensor,  # (batch, seqlen_k, heads_kv, head_dim_v)
@@ -265,7 +265,7 @@ class FlashBwdSm90:
             sQ_layout, sdO_layout, sK_layout, sV_layout, sdS_layout, SharedStorage)
         # min_blocks_per_mp pins the register count at entry; without it ptxas may drop setmaxnreg.
         launch(cta_body, (cute.ceil_div(seqlen_k, self.tile_n), heads_kv, batch), self.num_threads, stream,
-               smem=SharedStorage.size_in_bytes(), min_blocks_per_mp=1,
+               smem=SharedStorage.size_in_bytes(), min_blocks_per_mp=1, use_pdl=True,
                owner=f"{type(self).__name__}(head_dim {d}) with {cfg}")
 
     @cute.kernel
@@ -377,6 +377,9 @@ class FlashBwdSm90:
             tXsX, tXgX = tma.partition(atom, smem, cute.local_tile(gmem[None, None, kv_head, batch],
                                                                    (self.tile_n, cols), (None, 0)))
             cute.copy(atom, tXgX[None, n_block], tXsX[None, 0], tma_bar_ptr=pipeline_kv.producer_get_barrier(kv_state))
+        # The preprocess (use_pdl) may still be writing lse_log2, dpsum and the zeroed dQ workspace. The consumers
+        # read them only from the stages loaded below, the writer warps add into dQ after their steps: all after this.
+        cute.arch.griddepcontrol_wait()
 
         q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
         do_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
