@@ -22,7 +22,7 @@ import math
 import re
 import subprocess
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -133,16 +133,15 @@ def make_cases(args) -> list[Case]:
 
 def cuteattn_call(cuteattn, q, k, v, causal, config, mods=(None, None)):
     """The one call into cuteattn: the public API, or, with --config KEY=VALUE pairs, the sm90 forward
-    kernel under that FwdConfig (forward only)."""
+    kernel under the head dim's default FwdConfig with those fields replaced (forward only)."""
     if not config:
         return cuteattn.flash_attn_func(q, k, v, causal=causal, score_mod=mods[0], mask_mod=mods[1])
     from cuteattn.reference import Options
-    from cuteattn.sm90.forward import forward
-    from cuteattn.sm90.fwd_kernel import FwdConfig
+    from cuteattn.sm90.forward import default_config, forward
 
     opts = Options(softmax_scale=q.shape[-1] ** -0.5, window_left=None, window_right=0 if causal else None,
                    softcap=0.0, learnable_sink=None, score_mod=mods[0], mask_mod=mods[1], block_mask=None)
-    return forward(q, k, v, opts, config=FwdConfig(**config))[0]
+    return forward(q, k, v, opts, config=replace(default_config(q.shape[-1], opts), **config))[0]
 
 
 def load_cuteattn(config):

@@ -4,8 +4,8 @@
     python benchmarks/sweep_sm90.py [--direction fwd|bwd] [--hdims 64,128] [--seqlens 1k,16k]
                                     [--variants NAME=KEY:VALUE,...]
 
-Each variant is a FwdConfig override, e.g. `n176=tile_n:176` or `flat=pingpong:False`, or with
---direction bwd an override of the backward's default BwdConfig (the forward keeps its default).
+Each variant replaces fields of the head dim's default FwdConfig, e.g. `n176=tile_n:176` or
+`flat=pingpong:False`, or with --direction bwd of its default BwdConfig (the forward keeps its default).
 """
 
 import argparse
