@@ -65,8 +65,8 @@ def backward_with(config):
 
 
 def forward_with(cuteattn, config):
-    """The forward under a FwdConfig override; the mods (and a mask_mod's block lists, cached by cuteattn per
-    function) are made once per case, outside the timed calls."""
+    """prepare(q, k, v, case): the forward under the head dim's default FwdConfig with `config` replaced; the
+    mods (and so a mask_mod's block lists, which cuteattn caches per function) are made once per case."""
     def prepare(q, k, v, case):
         mods = bench.variant_mods(case.variant, case.heads, case.seqlen)
         return lambda: bench.cuteattn_call(cuteattn, q, k, v, case.causal, config, mods)
