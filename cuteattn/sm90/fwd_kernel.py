@@ -58,6 +58,11 @@ class FwdConfig:
     rescale_threshold: Optional[float] = 8.0  # log2 units the row max may grow before O is rescaled; None: always
     persistent: bool = False  # a grid of at most one CTA per SM, each walking many tiles
     l2_share_mb: int = 16  # under causal, the longest-first order goes over heads whose K and V fit this in L2
+    # The key blocks that may need the mask in a loop of their own, before the others'. False: one loop, the
+    # mask's branch around whole steps. ptxas keeps the second loop leaner where it keeps the pipeline's
+    # stages in uniform registers; under causal with two consumers it put them in vector registers, and every
+    # wgmma descriptor went through R2UR (hdim 128: 562 instructions a step, against 511 in one loop).
+    masked_loop: bool = True
 
     @property
     def tile_m(self) -> int:
@@ -399,12 +404,11 @@ class FlashFwdSm90:
 
     @cute.jit
     def mainloop_step(self, tiled_mma_qk, tiled_mma_pv, tSrQ, tSrK, tOrV, tOrP, acc_s, acc_o, p, s, o, coords,
-                      row_max, row_sum, rescale, pipeline_k, pipeline_v, k_state, v_state, scale_log2, tanh_scale,
-                      head, row0, n_block_max, i, blocks, window, mods, wg, masked: cutlass.Constexpr):
+                      row_max, row_sum, rescale, pipeline_k, pipeline_v, scale_log2, tanh_scale, head, row0,
+                      n_block_max, blocks, window, mods, wg, k_state, v_state, i, masked: cutlass.Constexpr):
         """Block i >= 1: within the warpgroup, its softmax runs while the tensor cores do O += P V of block
-        i - 1 (blocks go from the last one down); `masked`: the block may need the window's mask. Returns what it
-        changes beside registers, for the loop to carry (it carries what it rebinds): the S GEMM's accumulate
-        flag and the advanced pipeline states."""
+        i - 1 (blocks go from the last one down); `masked`: the block may need the window's mask. The caller
+        advances the pipeline states."""
         block = self.block_at(blocks, i, n_block_max)
         prologue = self.score_mod_prologue(s, coords, block, head, row0, mods)
         pipeline_k.consumer_wait(k_state)
@@ -415,15 +419,12 @@ class FlashFwdSm90:
         self.pass_turn(wg)
         warpgroup.wait_group(1)
         pipeline_k.consumer_release(k_state)
-        k_state.advance()
         self.softmax_block(s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale, block, head, row0, window,
                            mods, prologue, masked)
         warpgroup.wait_group(0)
         pipeline_v.consumer_release(v_state)
-        v_state.advance()
         softmax.rescale_rows(o, rescale)
         convert(acc_s, p)
-        return tiled_mma_qk, k_state, v_state
 
     @cute.jit
     def mainloop(self, tiled_mma_qk, tiled_mma_pv, tSrQ, tSrK, tOrV, acc_s, acc_o, p, coords, row_max, row_sum,
@@ -448,23 +449,34 @@ class FlashFwdSm90:
         self.softmax_block(s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale, block, head, row0,
                            window, mods, prologue)
         convert(acc_s, p)
-        # Only the first blocks (the highest) can cross the seqlen_k tail or the causal diagonal: the others run
-        # a loop without the mask's branch, whose body ptxas schedules as one block. (Across the branch it hoists
-        # the wait for O += P V above the exps it was placed to overlap.)
+        # Only the first blocks (the highest) can cross the seqlen_k tail or the causal diagonal; the others
+        # skip the mask's branch. ptxas schedules a step without a branch inside as one block (across one, it
+        # hoists the wait for O += P V above the exps placed to overlap it).
+        step = functools.partial(self.mainloop_step, tiled_mma_qk, tiled_mma_pv, tSrQ, tSrK, tOrV, tOrP, acc_s,
+                                 acc_o, p, s, o, coords, row_max, row_sum, rescale, pipeline_k, pipeline_v,
+                                 scale_log2, tanh_scale, head, row0, n_block_max, blocks, window, mods, wg)
+        masked_all = cutlass.const_expr(blocks is not None or self.has_window_left)
         n_masked = n_blocks
-        if cutlass.const_expr(blocks is None and not self.has_window_left):
+        if cutlass.const_expr(not masked_all):
             n_masked = cutlass.max(cutlass.min(n_block_max - window.unmasked_blocks(row0, cfg.tile_n), n_blocks), 1)
-        for i in cutlass.range(1, n_masked, unroll=1):
-            tiled_mma_qk, k_state, v_state = self.mainloop_step(
-                tiled_mma_qk, tiled_mma_pv, tSrQ, tSrK, tOrV, tOrP, acc_s, acc_o, p, s, o, coords, row_max, row_sum,
-                rescale, pipeline_k, pipeline_v, k_state, v_state, scale_log2, tanh_scale, head, row0, n_block_max, i,
-                blocks, window, mods, wg, True)
-        if cutlass.const_expr(blocks is None and not self.has_window_left):
-            for i in cutlass.range(n_masked, n_blocks, unroll=1):
-                tiled_mma_qk, k_state, v_state = self.mainloop_step(
-                    tiled_mma_qk, tiled_mma_pv, tSrQ, tSrK, tOrV, tOrP, acc_s, acc_o, p, s, o, coords, row_max,
-                    row_sum, rescale, pipeline_k, pipeline_v, k_state, v_state, scale_log2, tanh_scale, head, row0,
-                    n_block_max, i, blocks, window, mods, wg, False)
+        if cutlass.const_expr(masked_all or cfg.masked_loop):
+            for i in cutlass.range(1, n_masked, unroll=1):
+                step(k_state, v_state, i, True)
+                k_state.advance()
+                v_state.advance()
+            if cutlass.const_expr(not masked_all):
+                for i in cutlass.range(n_masked, n_blocks, unroll=1):
+                    step(k_state, v_state, i, False)
+                    k_state.advance()
+                    v_state.advance()
+        else:
+            for i in cutlass.range(1, n_blocks, unroll=1):
+                if i < n_masked:
+                    step(k_state, v_state, i, True)
+                else:
+                    step(k_state, v_state, i, False)
+                k_state.advance()
+                v_state.advance()
         pipeline_v.consumer_wait(v_state)
         self.wait_turn(wg)
         gemm(tiled_mma_pv, acc_o, tOrP, tOrV[None, None, None, v_state.index], False)
