@@ -24,6 +24,7 @@ import cutlass.pipeline as pipeline
 import cutlass.utils.hopper_helpers as sm90_utils
 from cutlass import Float32, Int32
 from cutlass.cute.nvgpu import OperandMajorMode, cpasync, warpgroup
+from cutlass.cute.nvgpu.warp import StMatrix8x8x16bOp
 from cutlass.cute.nvgpu.warpgroup import OperandSource
 
 from cuteattn.fragments import as_a_operand, convert, rowcol
@@ -395,7 +396,7 @@ class FlashFwdSm90:
                               tanh_scale, head, row0, n_block_max, n_blocks, blocks, window, mods, wg)
             k_state.advance(n_blocks)
             v_state.advance(n_blocks)
-            self.epilogue(tma_o, mO, mLSE, mSink, scale_log2, thr_pv, acc_o, o, coords, row_max, row_sum, sO,
+            self.epilogue(tma_o, mO, mLSE, mSink, scale_log2, tiled_mma_pv, acc_o, o, coords, row_max, row_sum, sO,
                           m_block, head, batch, row0, seqlen_q, wg, wg_tidx)
             # Q's stage is free once every consumer warp is done: the warp that stored O waited for its read.
             pipeline_q.consumer_release(q_state)
@@ -486,7 +487,7 @@ class FlashFwdSm90:
         pipeline_v.consumer_release(v_state)
 
     @cute.jit
-    def epilogue(self, tma_o, mO, mLSE, mSink, scale_log2, thr_pv, acc_o, o, coords, row_max, row_sum, sO, m_block,
+    def epilogue(self, tma_o, mO, mLSE, mSink, scale_log2, tiled_mma_pv, acc_o, o, coords, row_max, row_sum, sO, m_block,
                  head, batch, row0, seqlen_q, wg, wg_tidx):
         """Normalize O and write it (through shared memory, over this consumer's Q tile) and the rows' lse."""
         lse = cute.make_rmem_tensor_like(row_max)
@@ -502,7 +503,10 @@ class FlashFwdSm90:
 
         o_out = cute.make_rmem_tensor_like(acc_o, self.dtype)
         convert(acc_o, o_out)
-        cute.autovec_copy(o_out, thr_pv.partition_C(sO[None, None, wg]))
+        # stmatrix: a warp stores four 8x8 tiles an instruction (hdim 128: 8 stores a thread, against 32).
+        store_o = cute.make_tiled_copy_C(cute.make_copy_atom(StMatrix8x8x16bOp(False, 4), self.dtype), tiled_mma_pv)
+        thr_store = store_o.get_slice(wg_tidx)
+        cute.copy(store_o, thr_store.retile(o_out), thr_store.partition_D(sO[None, None, wg]))
         # The TMA engine reads sO through the async proxy: order the ordinary stores before it.
         cute.arch.fence_proxy("async.shared", space="cta")
         cute.arch.barrier(barrier_id=EPILOGUE_BARRIER + wg, number_of_threads=THREADS_PER_WARPGROUP)
