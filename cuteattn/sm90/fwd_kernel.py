@@ -24,6 +24,7 @@ import cutlass.pipeline as pipeline
 import cutlass.utils.hopper_helpers as sm90_utils
 from cutlass import Float32, Int32
 from cutlass.cute.nvgpu import OperandMajorMode, cpasync, warpgroup
+from cutlass.cute.nvgpu.warp import StMatrix8x8x16bOp
 from cutlass.cute.nvgpu.warpgroup import OperandSource
 
 from cuteattn.fragments import as_a_operand, convert, rowcol
@@ -58,6 +59,11 @@ class FwdConfig:
     rescale_threshold: Optional[float] = 8.0  # log2 units the row max may grow before O is rescaled; None: always
     persistent: bool = False  # a grid of at most one CTA per SM, each walking many tiles
     l2_share_mb: int = 16  # under causal, the longest-first order goes over heads whose K and V fit this in L2
+    # The key blocks that may need the mask in a loop of their own, before the others'. False: one loop, the
+    # mask's branch around whole steps. ptxas keeps the second loop leaner where it keeps the pipeline's
+    # stages in uniform registers; under causal with two consumers it put them in vector registers, and every
+    # wgmma descriptor went through R2UR (hdim 128: 562 instructions a step, against 511 in one loop).
+    masked_loop: bool = True
 
     @property
     def tile_m(self) -> int:
@@ -393,7 +399,7 @@ class FlashFwdSm90:
                               tanh_scale, head, row0, n_block_max, n_blocks, blocks, n_partial, window, mods, wg)
             k_state.advance(n_blocks)
             v_state.advance(n_blocks)
-            self.epilogue(tma_o, mO, mLSE, mSink, scale_log2, thr_pv, acc_o, o, coords, row_max, row_sum, sO,
+            self.epilogue(tma_o, mO, mLSE, mSink, scale_log2, tiled_mma_pv, acc_o, o, coords, row_max, row_sum, sO,
                           m_block, head, batch, row0, seqlen_q, wg, wg_tidx)
             # Q's stage is free once every consumer warp is done: the warp that stored O waited for its read.
             pipeline_q.consumer_release(q_state)
@@ -402,12 +408,11 @@ class FlashFwdSm90:
 
     @cute.jit
     def mainloop_step(self, tiled_mma_qk, tiled_mma_pv, tSrQ, tSrK, tOrV, tOrP, acc_s, acc_o, p, s, o, coords,
-                      row_max, row_sum, rescale, pipeline_k, pipeline_v, k_state, v_state, scale_log2, tanh_scale,
-                      head, row0, n_block_max, i, blocks, window, mods, wg, masked: cutlass.Constexpr):
+                      row_max, row_sum, rescale, pipeline_k, pipeline_v, scale_log2, tanh_scale, head, row0,
+                      n_block_max, blocks, window, mods, wg, k_state, v_state, i, masked: cutlass.Constexpr):
         """Block i >= 1: within the warpgroup, its softmax runs while the tensor cores do O += P V of block
-        i - 1 (blocks go from the last one down); `masked`: the block may need a mask. Returns what it
-        changes beside registers, for the loop to carry (it carries what it rebinds): the S GEMM's accumulate
-        flag and the advanced pipeline states."""
+        i - 1 (blocks go from the last one down); `masked`: the block may need a mask. The caller advances the
+        pipeline states."""
         block = self.block_at(blocks, i, n_block_max)
         prologue = self.score_mod_prologue(s, coords, block, head, row0, mods)
         pipeline_k.consumer_wait(k_state)
@@ -418,15 +423,12 @@ class FlashFwdSm90:
         self.pass_turn(wg)
         warpgroup.wait_group(1)
         pipeline_k.consumer_release(k_state)
-        k_state.advance()
         self.softmax_block(s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale, block, head, row0, window,
                            mods, prologue, masked)
         warpgroup.wait_group(0)
         pipeline_v.consumer_release(v_state)
-        v_state.advance()
         softmax.rescale_rows(o, rescale)
         convert(acc_s, p)
-        return tiled_mma_qk, k_state, v_state
 
     @cute.jit
     def mainloop(self, tiled_mma_qk, tiled_mma_pv, tSrQ, tSrK, tOrV, acc_s, acc_o, p, coords, row_max, row_sum,
@@ -452,25 +454,35 @@ class FlashFwdSm90:
                            window, mods, prologue)
         convert(acc_s, p)
         # Only the first blocks can need a mask: the highest (the seqlen_k tail, the causal diagonal), or a block
-        # list's partial ones. The others run a loop without the mask's branch, whose body ptxas schedules as one
-        # block. (Across the branch it hoists the wait for O += P V above the exps it was placed to overlap.)
+        # list's partial ones; the others skip the mask's branch. ptxas schedules a step without a branch inside
+        # as one block (across one, it hoists the wait for O += P V above the exps placed to overlap it).
+        step = functools.partial(self.mainloop_step, tiled_mma_qk, tiled_mma_pv, tSrQ, tSrK, tOrV, tOrP, acc_s,
+                                 acc_o, p, s, o, coords, row_max, row_sum, rescale, pipeline_k, pipeline_v,
+                                 scale_log2, tanh_scale, head, row0, n_block_max, blocks, window, mods, wg)
         mask_free = blocks is not None or not self.has_window_left
         n_masked = n_blocks
         if cutlass.const_expr(blocks is not None):
             n_masked = cutlass.max(n_partial, 1)
         elif cutlass.const_expr(mask_free):
             n_masked = cutlass.max(cutlass.min(n_block_max - window.unmasked_blocks(row0, cfg.tile_n), n_blocks), 1)
-        for i in cutlass.range(1, n_masked, unroll=1):
-            tiled_mma_qk, k_state, v_state = self.mainloop_step(
-                tiled_mma_qk, tiled_mma_pv, tSrQ, tSrK, tOrV, tOrP, acc_s, acc_o, p, s, o, coords, row_max, row_sum,
-                rescale, pipeline_k, pipeline_v, k_state, v_state, scale_log2, tanh_scale, head, row0, n_block_max, i,
-                blocks, window, mods, wg, True)
-        if cutlass.const_expr(mask_free):
-            for i in cutlass.range(n_masked, n_blocks, unroll=1):
-                tiled_mma_qk, k_state, v_state = self.mainloop_step(
-                    tiled_mma_qk, tiled_mma_pv, tSrQ, tSrK, tOrV, tOrP, acc_s, acc_o, p, s, o, coords, row_max,
-                    row_sum, rescale, pipeline_k, pipeline_v, k_state, v_state, scale_log2, tanh_scale, head, row0,
-                    n_block_max, i, blocks, window, mods, wg, False)
+        if cutlass.const_expr(not mask_free or cfg.masked_loop):
+            for i in cutlass.range(1, n_masked, unroll=1):
+                step(k_state, v_state, i, True)
+                k_state.advance()
+                v_state.advance()
+            if cutlass.const_expr(mask_free):
+                for i in cutlass.range(n_masked, n_blocks, unroll=1):
+                    step(k_state, v_state, i, False)
+                    k_state.advance()
+                    v_state.advance()
+        else:
+            for i in cutlass.range(1, n_blocks, unroll=1):
+                if i < n_masked:
+                    step(k_state, v_state, i, True)
+                else:
+                    step(k_state, v_state, i, False)
+                k_state.advance()
+                v_state.advance()
         pipeline_v.consumer_wait(v_state)
         self.wait_turn(wg)
         gemm(tiled_mma_pv, acc_o, tOrP, tOrV[None, None, None, v_state.index], False)
@@ -480,7 +492,7 @@ class FlashFwdSm90:
         pipeline_v.consumer_release(v_state)
 
     @cute.jit
-    def epilogue(self, tma_o, mO, mLSE, mSink, scale_log2, thr_pv, acc_o, o, coords, row_max, row_sum, sO, m_block,
+    def epilogue(self, tma_o, mO, mLSE, mSink, scale_log2, tiled_mma_pv, acc_o, o, coords, row_max, row_sum, sO, m_block,
                  head, batch, row0, seqlen_q, wg, wg_tidx):
         """Normalize O and write it (through shared memory, over this consumer's Q tile) and the rows' lse."""
         lse = cute.make_rmem_tensor_like(row_max)
@@ -496,7 +508,10 @@ class FlashFwdSm90:
 
         o_out = cute.make_rmem_tensor_like(acc_o, self.dtype)
         convert(acc_o, o_out)
-        cute.autovec_copy(o_out, thr_pv.partition_C(sO[None, None, wg]))
+        # stmatrix: a warp stores four 8x8 tiles an instruction (hdim 128: 8 stores a thread, against 32).
+        store_o = cute.make_tiled_copy_C(cute.make_copy_atom(StMatrix8x8x16bOp(False, 4), self.dtype), tiled_mma_pv)
+        thr_store = store_o.get_slice(wg_tidx)
+        cute.copy(store_o, thr_store.retile(o_out), thr_store.partition_D(sO[None, None, wg]))
         # The TMA engine reads sO through the async proxy: order the ordinary stores before it.
         cute.arch.fence_proxy("async.shared", space="cta")
         cute.arch.barrier(barrier_id=EPILOGUE_BARRIER + wg, number_of_threads=THREADS_PER_WARPGROUP)
