@@ -53,7 +53,7 @@ def backward_with(config):
         @staticmethod
         def backward(ctx, dout):
             q, k, v, out, lse = ctx.saved_tensors
-            variant = dataclasses.replace(default_config(q.shape[-1]), **config)
+            variant = dataclasses.replace(default_config(q.shape[-1], ctx.opts), **config)
             dq, dk, dv, _, _ = backward(q, k, v, out, dout, lse, ctx.opts, config=variant)
             return dq, dk, dv, None, None, None
 

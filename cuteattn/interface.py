@@ -71,13 +71,29 @@ class _KernelAttention(torch.autograd.Function):
         return dq, dk, dv, dsink, None, None, None, None, *dcaptured
 
 
+@functools.lru_cache(maxsize=None)
+def _sm90_modules():
+    """(forward, backward) of cuteattn.sm90, imported at the first GPU call (they import the CuTe DSL)."""
+    from cuteattn.sm90 import backward, forward
+
+    return forward, backward
+
+
 class _Sm90:
     """The sm90 kernels behind `_KernelAttention`."""
 
     @staticmethod
-    def unsupported(head_dim, head_dim_v, opts, needs_grad):
-        from cuteattn.sm90 import backward, forward
+    def prepared(q, k, v, opts):
+        return _sm90_modules()[0].prepared(q, k, v, opts)
 
+    @staticmethod
+    def config_entry(head_dim):
+        """The forward's configs of a head dim: a plan made under one entry is not used once it is replaced."""
+        return _sm90_modules()[0].CONFIGS.get(head_dim)
+
+    @staticmethod
+    def unsupported(head_dim, head_dim_v, opts, needs_grad):
+        forward, backward = _sm90_modules()
         missing = forward.unsupported(head_dim, head_dim_v, opts)
         if missing is None and needs_grad:
             missing = backward.unsupported(head_dim, head_dim_v, opts)
@@ -85,15 +101,11 @@ class _Sm90:
 
     @staticmethod
     def forward(q, k, v, opts, pack_gqa):
-        from cuteattn.sm90 import forward
-
-        return forward.forward(q, k, v, opts)  # pack_gqa: a hint the sm90 forward does not take yet
+        return _sm90_modules()[0].forward(q, k, v, opts)  # pack_gqa: a hint the sm90 forward does not take yet
 
     @staticmethod
     def backward(q, k, v, out, dout, lse, opts, deterministic):
-        from cuteattn.sm90 import backward
-
-        return backward.backward(q, k, v, out, dout, lse, opts, deterministic=deterministic)
+        return _sm90_modules()[1].backward(q, k, v, out, dout, lse, opts, deterministic=deterministic)
 
 
 def _captured_with_grad(opts) -> list:
@@ -145,6 +157,34 @@ def _check_common(fn, backend, q, k, v, learnable_sink, heads_q, head_dim_v, **o
         checks.check_layout(fn, name, t)
     checks.check_options(fn, **options)
     checks.check_sink(fn, learnable_sink, heads_q, q.device)
+
+
+# Plans of calls already made: a call without mods, sink, block mask or gradient whose layouts and options
+# match an earlier one (key: `_plan_key`) skips the checks and goes straight to the prepared launch.
+_plans: dict = {}
+PLANS_MAX = 1024
+
+
+def _typed(x):
+    """x with its type: a key must tell True from 1 and 1 from 1.0, which the checks treat differently."""
+    return type(x), x
+
+
+def _plan_key(q, k, v, softmax_scale, causal, window_size, softcap, learnable_sink, score_mod, mask_mod,
+              block_mask, return_lse, deterministic, pack_gqa, num_splits) -> Optional[tuple]:
+    """What decides a forward-only call's checks and launch, or None where the call cannot use a plan."""
+    if learnable_sink is not None or score_mod is not None or mask_mod is not None or block_mask is not None:
+        return None
+    if not isinstance(q, torch.Tensor) or not isinstance(k, torch.Tensor) or not isinstance(v, torch.Tensor):
+        return None
+    if type(window_size) is not tuple or len(window_size) != 2:
+        return None
+    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+        return None
+    return (q.shape, k.shape, v.shape, q.stride(), k.stride(), v.stride(), q.dtype, k.dtype, v.dtype, q.device,
+            k.device, v.device, q.data_ptr() % 16, k.data_ptr() % 16, v.data_ptr() % 16, _typed(softmax_scale),
+            _typed(causal), _typed(window_size[0]), _typed(window_size[1]), _typed(softcap), _typed(return_lse),
+            _typed(deterministic), _typed(pack_gqa), _typed(num_splits), os.environ.get(BACKEND_ENV))
 
 
 def _result(out: torch.Tensor, lse: torch.Tensor, dtype: torch.dtype, return_lse: bool):
@@ -201,6 +241,15 @@ def flash_attn_func(
         sink's logit when there is a sink), never NaN, and zero gradients.
     """
     fn = "flash_attn_func"
+    key = _plan_key(q, k, v, softmax_scale, causal, window_size, softcap, learnable_sink, score_mod, mask_mod,
+                    block_mask, return_lse, deterministic, pack_gqa, num_splits)
+    try:
+        plan = _plans.get(key) if key is not None else None
+    except TypeError:  # an unhashable option: the checks below name it
+        key = plan = None
+    if plan is not None and plan[0] is plan[1].config_entry(q.shape[-1]):
+        out, lse = plan[2](q, k, v)
+        return (out, lse) if return_lse else out
     for name, t in (("q", q), ("k", k), ("v", v)):
         checks.check_tensor(fn, name, t, 4, None if name == "q" else q.device)
     backend = select_backend(fn, q.device)
@@ -238,6 +287,10 @@ def flash_attn_func(
         out, lse = _KernelAttention.apply(*inputs, kernels, opts, pack_gqa, deterministic, *captured)
     else:
         out, lse = kernels.forward(q, k, v, opts, pack_gqa)
+        if key is not None and out.numel() > 0 and k.shape[1] > 0:
+            if len(_plans) >= PLANS_MAX:
+                _plans.clear()
+            _plans[key] = (kernels.config_entry(q.shape[-1]), kernels, kernels.prepared(q, k, v, opts))
     return (out, lse) if return_lse else out
 
 

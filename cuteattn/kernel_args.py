@@ -46,8 +46,8 @@ def launch(cta_body, grid, threads: int, stream, smem: int = 0, owner=None, **op
 def aligned_view(t: torch.Tensor) -> torch.Tensor:
     """`t` detached, with any size-1 dim given an aligned stride (it may carry any), as `fake_tensor` promises."""
     t = t.detach()
-    if 1 not in t.shape[:-1]:
-        return t
     elems = ALIGN_BYTES // t.element_size()
+    if 1 not in t.shape[:-1] or all(s % elems == 0 for s in t.stride()[:-1]):
+        return t
     return t.as_strided(t.shape, [elems if n == 1 and i < t.dim() - 1 else s
                                   for i, (n, s) in enumerate(zip(t.shape, t.stride()))])

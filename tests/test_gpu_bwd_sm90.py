@@ -158,12 +158,15 @@ def test_early_s(head_dim, features):
 
 
 # BwdConfig variants beside the defaults: the column split at head dims the key split also covers (128 keys or 128
-# query rows per step, tiled by wgmmas of 64 rows), and the key split over 64 query rows (hdim 64 takes 128).
+# query rows per step, tiled by wgmmas of 64 rows), the key split over the query rows the defaults do not take
+# (64 at hdim 64; 80 at hdim 128, dQ computed transposed), and without dQ's handover under the dK GEMM.
 CONFIG_VARIANTS = [(64, dict(split_columns=True, tile_n=128)), (64, dict(split_columns=True, tile_m=128)),
-                   (128, dict(split_columns=True, tile_n=128)), (64, dict(tile_m=64))]
+                   (128, dict(split_columns=True, tile_n=128)), (64, dict(tile_m=64)), (64, dict(overlap_dq=False)),
+                   (128, dict(overlap_dq=False)), (128, dict(tile_m=80)), (128, dict(tile_m=80, overlap_dq=False))]
 
 
-@pytest.mark.parametrize("head_dim,config", CONFIG_VARIANTS)
+@pytest.mark.parametrize("head_dim,config", CONFIG_VARIANTS, 
+                         ids=lambda x: "_".join(f"{k}{v}" for k, v in x.items()) if isinstance(x, dict) else None)
 @pytest.mark.parametrize("seqlen_q,seqlen_k", [(1, 17), (113, 4097), (1000, 333)])
 @pytest.mark.parametrize("features", [dict(), dict(causal=True), dict(window=(100, 30), softcap=30.0),
                                       dict(causal=True, deterministic=True)])

@@ -205,7 +205,8 @@ def test_equal_mods_share_a_kernel_and_constants_recompile():
 
 
 def dense_classes(mask_mod, window, batch, heads, seqlen_q, seqlen_k, tile_q, tile_k):
-    """(some visible, some hidden) per tile, (batch, heads, m_blocks, n_blocks), from the dense mask."""
+    """(some visible, some hidden) per tile, (batch, heads, m_blocks, n_blocks), from the dense mask; keys past
+    seqlen_k count as hidden (rows past seqlen_q as neither)."""
     b, h, i, j = grid(batch, heads, seqlen_q, seqlen_k, "cuda")
     visible = mask_mod(b, h, i, j).expand(batch, heads, seqlen_q, seqlen_k)
     if window[0] is not None:
@@ -214,7 +215,7 @@ def dense_classes(mask_mod, window, batch, heads, seqlen_q, seqlen_k, tile_q, ti
     padded = torch.zeros(batch, heads, m_blocks * tile_q, n_blocks * tile_k, dtype=torch.bool, device="cuda")
     inside = torch.zeros_like(padded)
     padded[..., :seqlen_q, :seqlen_k] = visible
-    inside[..., :seqlen_q, :seqlen_k] = True
+    inside[..., :seqlen_q, :] = True
     tiles = (batch, heads, m_blocks, tile_q, n_blocks, tile_k)
     return padded.view(tiles).any(dim=(3, 5)), (inside & ~padded).view(tiles).any(dim=(3, 5))
 
@@ -237,10 +238,12 @@ def test_block_lists(name, window):
     for bi in range(batch):
         for hi in range(heads):
             for m in range(m_blocks):
-                want = sorted((2 * n + int(some_hidden[bi, hi, m, n]) for n in range(n_blocks)
-                               if some_visible[bi, hi, m, n]), reverse=True)
-                got = blocks[bi, hi, m, :count[bi, hi, m]].tolist()
-                assert got == want, (bi, hi, m)
+                # The partial blocks first, each class from the last key block down.
+                listed = sorted(((int(some_hidden[bi, hi, m, n]), n) for n in range(n_blocks)
+                                 if some_visible[bi, hi, m, n]), reverse=True)
+                got = blocks[bi, hi, m, :count[bi, hi, m, 0]].tolist()
+                assert got == [2 * n + partial for partial, n in listed], (bi, hi, m)
+                assert count[bi, hi, m, 1] == sum(partial for partial, _ in listed), (bi, hi, m)
 
 
 @pytest.mark.parametrize("name", ["document", "block_sparse", "sliding_window"])

@@ -83,8 +83,10 @@ def test_block_lists_from_tile_classes(monkeypatch):
                              learnable_sink=None, score_mod=None, mask_mod=lambda b, h, q, kv: q >= kv,
                              block_mask=None)
     count, blocks = block_sparsity.forward_lists(opts, 3, 2, 200, 300, 128, 128, torch.device("cpu"))
-    assert count.shape == (3, 2, 2) and count[0].tolist() == [[2, 2], [0, 3]]
-    assert blocks[2, 0, 0, :2].tolist() == [2 * 2 + 1, 2 * 0]  # last key block first, partial flagged
+    # (listed, partial) per query block; the partial blocks first, each class from the last key block down.
+    assert count.shape == (3, 2, 2, 2) and count[0].tolist() == [[[2, 1], [2, 1]], [[0, 0], [3, 3]]]
+    assert blocks[2, 0, 0, :2].tolist() == [2 * 2 + 1, 2 * 0]
+    assert blocks[0, 0, 1, :2].tolist() == [2 * 1 + 1, 2 * 2]
     assert blocks[0, 1, 1, :3].tolist() == [5, 3, 1]
     count, blocks, turns = block_sparsity.backward_lists(opts, 1, 2, 1, 200, 300, 128, 128, torch.device("cpu"))
     # Key block n lists (g, m) over the group's two heads: entries 2 * (g * 2 + m) + partial, in order.

@@ -41,7 +41,7 @@ CACHE_ENTRIES = 32
 
 @dataclass(frozen=True)
 class TileClasses:
-    """For every tile: SOME_VISIBLE | SOME_HIDDEN over its elements inside both sequences."""
+    """For every tile: SOME_VISIBLE | SOME_HIDDEN over its rows inside seqlen_q (keys past seqlen_k hidden)."""
 
     mask_mod: TracedMod
     tile_q: int
@@ -72,6 +72,9 @@ class TileClasses:
             flat = i * THREADS + tidx
             q_idx = m_block * self.tile_q + flat // self.tile_k
             kv_idx = n_block * self.tile_k + flat % self.tile_k
+            # A key past seqlen_k counts as hidden: a full block then needs no mask at all, not even the tail's.
+            if (q_idx < seqlen_q) & (kv_idx >= seqlen_k):
+                some_hidden = Int32(SOME_HIDDEN)
             if (q_idx < seqlen_q) & (kv_idx < seqlen_k):
                 visible = kv_idx < window.end_key(q_idx)
                 if cutlass.const_expr(self.has_window_left):
@@ -134,19 +137,21 @@ def _cached(kind: str, opts, sizes: tuple, build):
 
 def forward_lists(opts, batch: int, heads: int, seqlen_q: int, seqlen_k: int, tile_q: int, tile_k: int,
                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(count, blocks) for the forward: count (batch, heads, query blocks) int32 and blocks (batch, heads,
-    query blocks, key blocks) int32, entries `2 * n_block + partial` from the last key block down; views
-    that broadcast over batch or heads where the mask_mod reads neither."""
+    """(counts, blocks) for the forward: counts (batch, heads, query blocks, 2) int32, the listed key blocks and
+    how many of them are partial, and blocks (batch, heads, query blocks, key blocks) int32, entries
+    `2 * n_block + partial`, the partial ones first, each class from the last key block down; views that
+    broadcast over batch or heads where the mask_mod reads neither."""
     def build():
         classes = _tile_classes(opts, batch, heads, seqlen_q, seqlen_k, tile_q, tile_k, device)
         m_blocks, n_blocks = classes.shape[2:]
         nonempty = (classes & SOME_VISIBLE) != 0
-        partial = classes == SOME_VISIBLE | SOME_HIDDEN
+        partial = (classes == SOME_VISIBLE | SOME_HIDDEN).int()
         n_block = torch.arange(n_blocks, device=device, dtype=torch.int32)
-        entries = torch.where(nonempty, 2 * n_block + partial.int(), -1)
-        blocks = entries.sort(dim=-1, descending=True).values.int()
-        count = nonempty.sum(dim=-1, dtype=torch.int32)
-        return count.expand(batch, heads, m_blocks), blocks.expand(batch, heads, m_blocks, n_blocks)
+        entries = torch.where(nonempty, 2 * n_block + partial, -1)
+        order = torch.where(nonempty, n_block + n_blocks * partial, -1).argsort(dim=-1, descending=True)
+        blocks = entries.gather(-1, order).int()
+        counts = torch.stack((nonempty.sum(dim=-1, dtype=torch.int32), partial.sum(dim=-1, dtype=torch.int32)), -1)
+        return counts.expand(batch, heads, m_blocks, 2), blocks.expand(batch, heads, m_blocks, n_blocks)
 
     return _cached("forward", opts, (batch, heads, seqlen_q, seqlen_k, tile_q, tile_k), build)
 

@@ -3,7 +3,8 @@
 deterministic=True makes the key blocks add into the dQ workspace in order (a counter per query block),
 so dq, dk, dv are bitwise reproducible; dk and dv always are (one CTA owns each key block).
 
-preprocess (dpsum, lse in log2 units) -> the main kernel (dK, dV, and dQ into an fp32 workspace) ->
+preprocess (dpsum, lse in log2 units, the fp32 dQ workspace zeroed) -> the main kernel (dK, dV, and dQ added
+into the workspace), a programmatic dependent launch: its CTAs load K and V while the preprocess ends ->
 postprocess (dQ in the input dtype). The learnable sink's gradient needs only lse and dpsum:
 d sink[h] = -sum over rows of exp(sink[h] - lse) * dpsum.
 """
@@ -35,12 +36,17 @@ from cuteattn.sm90.forward import scales
 HEAD_DIMS = (64, 96, 128, 192, 256)
 HEAD_DIM_PAIRS = ((192, 128),)  # head_dim_v != head_dim
 # Head dims over 128 run the split-d kernel, whose P^T and dS^T take shared memory: at 256 one Q and dO stage.
-# hdim 64: FA4's 128 query rows a step, 480 TFLOP/s against 402 over 64 rows (H100, 16k, notes-5).
-CONFIGS = {64: BwdConfig(tile_m=128), 256: BwdConfig(num_stages=1)}
+# (plain, causal) per head dim. hdim 64: FA4's 128 query rows a step, 480 TFLOP/s against 402 over 64 rows
+# (H100, 16k, notes-5). dQ's GEMM before dK's (overlap_dq) at hdims 64 and 128: 0 to +4% (notes-6).
+_DEFAULT = BwdConfig()
+_OVERLAP = BwdConfig(overlap_dq=True)
+CONFIGS = {64: (BwdConfig(tile_m=128, overlap_dq=True),) * 2, 128: (_OVERLAP,) * 2,
+           256: (BwdConfig(num_stages=1),) * 2}
 
 
-def default_config(head_dim: int) -> BwdConfig:
-    return CONFIGS.get(head_dim, BwdConfig())
+def default_config(head_dim: int, opts: reference.Options) -> BwdConfig:
+    plain, causal = CONFIGS.get(head_dim, (_DEFAULT, _DEFAULT))
+    return causal if opts.window_right is not None else plain
 
 
 def unsupported(head_dim: int, head_dim_v: int, opts: reference.Options) -> Optional[str]:
@@ -67,7 +73,7 @@ def kernel_for(dtype: torch.dtype, head_dim: int, head_dim_v: int, qhead_per_kvh
     """The kernel object of a request; `traced`: the call's `mods.traced(opts)`, when the caller has it."""
     return _kernel(dtype, head_dim, head_dim_v, qhead_per_kvhead, opts.window_left is not None,
                    opts.window_right is not None, opts.softcap > 0, deterministic,
-                   *(traced if traced is not None else mods.traced(opts)), config or default_config(head_dim))
+                   *(traced if traced is not None else mods.traced(opts)), config or default_config(head_dim, opts))
 
 
 def _compile(op: FlashBwdSm90):
@@ -101,7 +107,7 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
     a sink, dcaptured the gradients of score_mod's captured tensors that require grad (a list, maybe empty).
     dq, dk, dv are written into `grads` when given (contiguous, shaped like q, k, v)."""
     batch, seqlen_q, heads, head_dim = q.shape
-    cfg = config or default_config(head_dim)
+    cfg = config or default_config(head_dim, opts)
     traced = mods.traced(opts)
     op = kernel_for(q.dtype, head_dim, v.shape[-1], heads // k.shape[2], opts, deterministic, cfg, traced)
     dq, dk, dv = grads or (torch.empty(t.shape, dtype=t.dtype, device=t.device) for t in (q, k, v))
@@ -113,9 +119,10 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
     if q.numel() == 0 or k.shape[1] == 0:
         dsink = None if opts.learnable_sink is None else torch.zeros_like(opts.learnable_sink)
         return dq.zero_(), dk.zero_(), dv.zero_(), dsink, dcaptured
-    dout = _tma_ready(dout)
-    bwd_preprocess(_tma_ready(out), dout, lse, dpsum, lse_log2)
-    dq_accum = torch.zeros(batch, heads, m_blocks, cfg.tile_m * head_dim, dtype=torch.float32, device=q.device)
+    # The main kernel starts before the preprocess ends (programmatic dependent launch), so the preprocess must
+    # be the last work in the stream before it: every copy, memset and block list is made first.
+    q, k, v, out, dout = (_tma_ready(t) for t in (q, k, v, out, dout))
+    dq_accum = torch.empty(batch, heads, m_blocks, cfg.tile_m * head_dim, dtype=torch.float32, device=q.device)
     dq_turn = torch.zeros(batch, heads, m_blocks, 2, dtype=torch.int32, device=q.device) if deterministic else None
     scale_log2, tanh_scale, score_scale = scales(opts, op.score_mod is not None)
     left, right = window_args(opts)
@@ -124,10 +131,11 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
         count, blocks, turns = block_sparsity.backward_lists(opts, batch, heads, k.shape[2], seqlen_q, k.shape[1],
                                                              cfg.tile_m, op.tile_n, q.device)
         lists = (count, blocks, turns if deterministic else None)
+    mod_tensors, mod_grads = mods.tensor_args(traced, q.device), mods.grad_args(dcaptured)
     compiled = get_or_compile(("sm90.bwd", op), lambda: _compile(op))
-    compiled(_tma_ready(q), _tma_ready(k), _tma_ready(v), dout, lse_log2, dpsum, dq_accum, dq_turn, dk, dv,
-             scale_log2, tanh_scale, opts.softmax_scale, left, right, score_scale, mods.tensor_args(traced, q.device),
-             mods.grad_args(dcaptured), *lists)
+    bwd_preprocess(out, dout, lse, dpsum, lse_log2, dq_accum)
+    compiled(q, k, v, dout, lse_log2, dpsum, dq_accum, dq_turn, dk, dv, scale_log2, tanh_scale, opts.softmax_scale,
+             left, right, score_scale, mod_tensors, mod_grads, *lists)
     post = DqPostprocess(op.dtype, head_dim, cfg.tile_m)
     get_or_compile(("sm90.bwd_postprocess", post), lambda: _compile_postprocess(post))(
         dq_accum, dq, opts.softmax_scale)
@@ -146,13 +154,13 @@ def build() -> None:
     for head_dim, head_dim_v in [(d, d) for d in HEAD_DIMS] + list(HEAD_DIM_PAIRS):
         for opts in (plain, causal):
             _compile(kernel_for(torch.bfloat16, head_dim, head_dim_v, 1, opts))
-        _compile_postprocess(DqPostprocess(cutlass.BFloat16, head_dim, default_config(head_dim).tile_m))
+            _compile_postprocess(DqPostprocess(cutlass.BFloat16, head_dim, default_config(head_dim, opts).tile_m))
     for head_dim in (128, 256):
         for opts in (replace(causal, window_left=100, softcap=30.0), replace(plain, window_left=64)):
             _compile(kernel_for(torch.float16, head_dim, head_dim, 4, opts))
         _compile(kernel_for(torch.bfloat16, head_dim, head_dim, 2, replace(causal, window_left=100),
                             deterministic=True))
-    _compile_postprocess(DqPostprocess(cutlass.Float16, 128, default_config(128).tile_m))
+    _compile_postprocess(DqPostprocess(cutlass.Float16, 128, default_config(128, causal).tile_m))
     score_mod, mask_mod = sample_mods()
     for head_dim in (128, 192):
         _compile(kernel_for(torch.bfloat16, head_dim, head_dim, 1, replace(plain, score_mod=score_mod,

@@ -72,6 +72,9 @@ class BwdConfig:
     # The next step's S GEMM runs while this step's dQ goes to shared memory (the key-split kernel); off: it
     # timed 0-4% slower (benchmarks/results/2026-12-05-h100-sm90-notes-3.md).
     early_s: bool = False
+    # The dQ GEMM is issued before dK's, and dQ goes to shared memory while dK runs (FA4's order); off: every
+    # step waits for dK and dQ together, and its dQ handover runs with no GEMM in flight.
+    overlap_dq: bool = False
     # The consumers split dK, dV and dQ by columns, P^T and dS^T through shared memory (`bwd_kernel_split_d`),
     # over tile_n keys per CTA (a multiple of 64); always so where one consumer cannot hold dK and dV of its
     # keys (head_dim > 128 or head_dim_v != head_dim).
@@ -126,8 +129,17 @@ class FlashBwdSm90:
         assert self.covers(self.head_dim, self.head_dim_v), f"head dims {self.head_dim}, {self.head_dim_v}"
         # S^T, dP^T, dK and dV of 128 query rows fit the registers only at head_dim 64: past it ptxas serializes
         # every wgmma.
-        assert self.config.tile_m == 64 or (self.config.tile_m == 128 and self.head_dim <= 64), \
-            f"the key split takes tile_m 64, or 128 at head_dim 64 (given {self.config.tile_m} at {self.head_dim})"
+        assert self.config.tile_m == 64 or (self.config.tile_m == 128 and self.head_dim <= 64) or \
+            (self.config.tile_m == 80 and self.head_dim == 128), \
+            f"the key split takes tile_m 64, 128 at head_dim 64 or 80 at 128 (given {self.config.tile_m} at " \
+            f"{self.head_dim})"
+        assert not (self.config.overlap_dq and self.config.early_s), "overlap_dq and early_s both reorder the step"
+
+    @property
+    def row_stage(self) -> int:
+        """Floats between the stages of lse (and dpsum) in shared memory: a TMA writes to 128-byte aligned
+        addresses, which 80 rows are not."""
+        return -(-self.config.tile_m // 32) * 32
 
     @property
     def keys_per_consumer(self) -> int:
@@ -192,7 +204,7 @@ class FlashBwdSm90:
         mdO: cute.Tensor,  # (batch, seqlen_q, heads, head_dim_v)
         mLSElog2: cute.Tensor,  # (batch, heads, seqlen_q rounded up to tile_m) fp32, 0 past seqlen_q
         mdPsum: cute.Tensor,  # (batch, heads, seqlen_q rounded up to tile_m) fp32, 0 past seqlen_q
-        mdQaccum: cute.Tensor,  # (batch, heads, m_blocks, tile_m * head_dim) fp32, zeroed
+        mdQaccum: cute.Tensor,  # (batch, heads, m_blocks, tile_m * head_dim) fp32, zeroed by the preprocess
         mdQturn: Optional[cute.Tensor],  # with deterministic: (batch, heads, m_blocks, CONSUMERS) int32, zeroed
         mdK: cute.Tensor,  # (batch, seqlen_k, heads_kv, head_dim)
         mdV: cute.Tensor,  # (batch, seqlen_k, heads_kv, head_dim_v)
@@ -242,8 +254,8 @@ class FlashBwdSm90:
             sV: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sV_layout)], 1024]
             sdS: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sdS_layout)], 1024]
             sdQ: cute.struct.Align[cute.struct.MemRange[Float32, cfg.tile_m * d], 1024]
-            sLSElog2: cute.struct.Align[cute.struct.MemRange[Float32, cfg.tile_m * cfg.num_stages], 128]
-            sdPsum: cute.struct.Align[cute.struct.MemRange[Float32, cfg.tile_m * cfg.num_stages], 128]
+            sLSElog2: cute.struct.Align[cute.struct.MemRange[Float32, self.row_stage * cfg.num_stages], 128]
+            sdPsum: cute.struct.Align[cute.struct.MemRange[Float32, self.row_stage * cfg.num_stages], 128]
 
         seqlen_k, _, heads_kv, batch = mK.shape
         cta_body = self.cta_body(
@@ -253,7 +265,7 @@ class FlashBwdSm90:
             sQ_layout, sdO_layout, sK_layout, sV_layout, sdS_layout, SharedStorage)
         # min_blocks_per_mp pins the register count at entry; without it ptxas may drop setmaxnreg.
         launch(cta_body, (cute.ceil_div(seqlen_k, self.tile_n), heads_kv, batch), self.num_threads, stream,
-               smem=SharedStorage.size_in_bytes(), min_blocks_per_mp=1,
+               smem=SharedStorage.size_in_bytes(), min_blocks_per_mp=1, use_pdl=True,
                owner=f"{type(self).__name__}(head_dim {d}) with {cfg}")
 
     @cute.kernel
@@ -337,7 +349,7 @@ class FlashBwdSm90:
         sV = storage.sV.get_tensor(sV_layout.outer, swizzle=sV_layout.inner)  # (tile_n, dv, 1)
         sdS = storage.sdS.get_tensor(sdS_layout.outer, swizzle=sdS_layout.inner)  # (tile_m, tile_n, buffer)
         sdQ = storage.sdQ.get_tensor(cute.make_layout(cfg.tile_m * self.head_dim))  # one workspace chunk
-        rows = cute.make_layout((cfg.tile_m, cfg.num_stages))
+        rows = cute.make_layout((cfg.tile_m, cfg.num_stages), stride=(1, self.row_stage))
         sLSElog2, sdPsum = storage.sLSElog2.get_tensor(rows), storage.sdPsum.get_tensor(rows)  # (tile_m, stage)
 
         if warp_idx < THREADS_PER_WARPGROUP // cute.arch.WARP_SIZE:
@@ -365,6 +377,9 @@ class FlashBwdSm90:
             tXsX, tXgX = tma.partition(atom, smem, cute.local_tile(gmem[None, None, kv_head, batch],
                                                                    (self.tile_n, cols), (None, 0)))
             cute.copy(atom, tXgX[None, n_block], tXsX[None, 0], tma_bar_ptr=pipeline_kv.producer_get_barrier(kv_state))
+        # The preprocess (use_pdl) may still be writing lse_log2, dpsum and the zeroed dQ workspace. The consumers
+        # read them only from the stages loaded below, the writer warps add into dQ after their steps: all after this.
+        cute.arch.griddepcontrol_wait()
 
         q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
         do_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
@@ -552,10 +567,14 @@ class FlashBwdSm90:
         tdPrdO = tiled_mma_sdp.make_fragment_B(thr_sdp.partition_B(sdO))
         tdVrdO = tiled_mma_dkv.make_fragment_B(thr_dkv.partition_B(transposed(sdO)))
         tdKrQ = tiled_mma_dkv.make_fragment_B(thr_dkv.partition_B(transposed(sQ)))
-        tdQrdS = tiled_mma_dq.make_fragment_A(thr_dq.partition_A(sdS))
         half = d // dq_accum.WARPGROUPS
-        tdQrK = tiled_mma_dq.make_fragment_B(
-            thr_dq.partition_B(cute.local_tile(transposed(sK), (half, self.tile_n, 1), (wg, 0, 0))))
+        my_half_of_k = cute.local_tile(transposed(sK), (half, self.tile_n, 1), (wg, 0, 0))
+        if cutlass.const_expr(dq_accum.swapped(cfg.tile_m)):  # dQ^T = K^T dS^T
+            tdQrK = tiled_mma_dq.make_fragment_A(thr_dq.partition_A(my_half_of_k))
+            tdQrdS = tiled_mma_dq.make_fragment_B(thr_dq.partition_B(sdS))
+        else:
+            tdQrdS = tiled_mma_dq.make_fragment_A(thr_dq.partition_A(sdS))
+            tdQrK = tiled_mma_dq.make_fragment_B(thr_dq.partition_B(my_half_of_k))
         # This consumer's keys of dS^T.
         store_ds, thr_store_ds, tdSsdS = self.score_store(
             tiled_mma_sdp, wg_tidx,
@@ -572,7 +591,7 @@ class FlashBwdSm90:
         acc_dp = cute.make_rmem_tensor_like(acc_s)
         acc_dk = cute.make_rmem_tensor(thr_dkv.partition_shape_C((KEYS_PER_WARPGROUP, d)), Float32)
         acc_dv = cute.make_rmem_tensor_like(acc_dk)
-        acc_dq = cute.make_rmem_tensor(thr_dq.partition_shape_C((cfg.tile_m, half)), Float32)
+        acc_dq = cute.make_rmem_tensor(thr_dq.partition_shape_C(dq_accum.tile(cfg.tile_m, d)), Float32)
         acc_dk.fill(0.0)
         acc_dv.fill(0.0)
         tiled_mma_dkv.set(warpgroup.Field.ACCUMULATE, True)
@@ -580,7 +599,7 @@ class FlashBwdSm90:
         s, dp = rowcol(acc_s), rowcol(acc_dp)
         p, ds, deriv, scores = self.score_registers(acc_s)
         tdVrP, tdKrdS = as_a_operand(p), as_a_operand(ds)
-        # Over 128 query rows the registers hold little beside the accumulators (lean): the dV GEMM waits for
+        # Over more than 64 query rows the registers hold little beside the accumulators (lean): the dV GEMM waits for
         # dP^T, so that P^T and dS^T are computed in place in fp32 before either is packed (no fp32 copy of P^T
         # lives beside the packed one), and each thread's columns of dpsum are read from shared memory where used.
         # Over 64 the dV GEMM runs under the dS^T math.
@@ -590,7 +609,7 @@ class FlashBwdSm90:
         dpsum = cute.make_rmem_tensor((columns,), Float32)
         tDsD = thr_sdp.partition_C(cute.make_tensor(
             sdPsum.iterator, cute.make_layout((KEYS_PER_WARPGROUP, cfg.tile_m, cfg.num_stages),
-                                              stride=(0, 1, cfg.tile_m))))
+                                              stride=(0, 1, self.row_stage))))
 
         pipeline_kv.consumer_wait(pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, 1))
         q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, cfg.num_stages)
@@ -634,23 +653,32 @@ class FlashBwdSm90:
                 warpgroup.wait_group(1)
                 self.score_grads(dp, s, deriv, scores, dpsum_cols, coords, head, key0, query0, mods)
             ds.store(acc_dp.load().to(self.dtype))
-            gemm(tiled_mma_dkv, acc_dk, tdKrdS, tdKrQ[None, None, None, q_state.index], False)
+            if cutlass.const_expr(not cfg.overlap_dq):
+                gemm(tiled_mma_dkv, acc_dk, tdKrdS, tdKrQ[None, None, None, q_state.index], False)
 
             buffer = step % DS_BUFFERS
             cute.copy(store_ds, thr_store_ds.retile(ds), tdSsdS[None, None, None, buffer])
             # The dQ wgmma reads dS through the async proxy: order the ordinary stores before it.
             cute.arch.fence_proxy("async.shared", space="cta")
             cute.arch.barrier(barrier_id=DS_BARRIER, number_of_threads=CONSUMERS * THREADS_PER_WARPGROUP)
-            gemm(tiled_mma_dq, acc_dq, tdQrdS[None, None, None, buffer], tdQrK[None, None, None, 0], True)
+            if cutlass.const_expr(dq_accum.swapped(cfg.tile_m)):
+                gemm(tiled_mma_dq, acc_dq, tdQrK[None, None, None, 0], tdQrdS[None, None, None, buffer], True)
+            else:
+                gemm(tiled_mma_dq, acc_dq, tdQrdS[None, None, None, buffer], tdQrK[None, None, None, 0], True)
+            if cutlass.const_expr(cfg.overlap_dq):
+                gemm(tiled_mma_dkv, acc_dk, tdKrdS, tdKrQ[None, None, None, q_state.index], False)
+                warpgroup.wait_group(1)  # dV and dQ
+                self.hand_over_dq(acc_dq, sdQ, wg, wg_tidx, step)
             warpgroup.wait_group(0)
             pipeline_q.consumer_release(q_state)
             q_state.advance()
             pipeline_do.consumer_release(do_state)
             do_state.advance()
-            if cutlass.const_expr(cfg.early_s):
-                self.next_scores(tiled_mma_sdp, acc_s, tSrK, tSrQ, pipeline_q, q_state, step + 1 < steps.count)
-            self.hand_over_dq(acc_dq, sdQ, wg, wg_tidx, step)
-            if cutlass.const_expr(cfg.early_s):
-                warpgroup.wait_group(0)  # no wgmma may be in flight across the loop's back edge (ptxas C7514)
+            if cutlass.const_expr(not cfg.overlap_dq):
+                if cutlass.const_expr(cfg.early_s):
+                    self.next_scores(tiled_mma_sdp, acc_s, tSrK, tSrQ, pipeline_q, q_state, step + 1 < steps.count)
+                self.hand_over_dq(acc_dq, sdQ, wg, wg_tidx, step)
+                if cutlass.const_expr(cfg.early_s):
+                    warpgroup.wait_group(0)  # no wgmma may be in flight across the loop's back edge (ptxas C7514)
 
         self.write_dkv(acc_dk, acc_dv, dk_scale, tdKgdK, tdKcdK, tdVgdV, tdKcdK, window.seqlen_k)

@@ -17,6 +17,7 @@ from cutlass import Float32
 
 from cuteattn.kernel_args import launch
 from cuteattn.sm90 import dq_accum
+from cuteattn.sm90.smem import transposed
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class DqPostprocess:
         wg = tidx // dq_accum.THREADS_PER_WARPGROUP
         wg_tidx = tidx % dq_accum.THREADS_PER_WARPGROUP
         seqlen = mdQ.shape[1]
-        tile = (self.tile_m, self.head_dim // dq_accum.WARPGROUPS)
+        tile = dq_accum.tile(self.tile_m, self.head_dim)
 
         thr = tiled_mma.get_slice(wg_tidx)
         acc = cute.make_rmem_tensor(thr.partition_shape_C(tile), Float32)
@@ -53,9 +54,12 @@ class DqPostprocess:
                           dq_accum.vectors(acc))
         out = cute.make_rmem_tensor_like(acc, self.dtype)
         out.store((acc.load() * scale).to(self.dtype))
-        dst = thr.partition_C(cute.local_tile(mdQ[batch, None, head, None], tile, (m_block, wg)))
-        coords = thr.partition_C(cute.local_tile(cute.make_identity_tensor((seqlen, self.head_dim)), tile,
-                                                 (m_block, wg)))
+        dq, rows = mdQ[batch, None, head, None], cute.make_identity_tensor((seqlen, self.head_dim))
+        where = (m_block, wg)
+        if cutlass.const_expr(dq_accum.swapped(self.tile_m)):
+            dq, rows, where = transposed(dq), transposed(rows), (wg, m_block)
+        dst = thr.partition_C(cute.local_tile(dq, tile, where))
+        coords = thr.partition_C(cute.local_tile(rows, tile, where))  # (row, col) of dQ either way
         for i in cutlass.range_constexpr(cute.size(out)):
             if coords[i][0] < seqlen:
                 dst[i] = out[i]

@@ -1,7 +1,8 @@
 """The dQ workspace of the sm90 backward: fp32 partial sums of dQ, added by every key block's CTA.
 
 Each (batch, head, m_block) owns a contiguous chunk of tile_m * head_dim floats. Two consumer
-warpgroups each compute half of dQ's columns as a wgmma accumulator; the chunk holds their registers in
+warpgroups each compute half of dQ's columns as a wgmma accumulator (of dQ^T where tile_m is no multiple
+of 64); the chunk holds their registers in
 fragment order, four at a time: thread t's registers 4g..4g+3 sit at ((g * 128) + t) * 4 of its
 warpgroup's half. A consumer stores its half into shared memory in that order (neighbouring lanes write
 neighbouring 16 bytes, no bank conflicts), and a writer warp adds the whole half into the workspace with one
@@ -22,12 +23,23 @@ WARPGROUPS = 2  # each takes half of dQ's columns
 VECTOR = 4  # floats per 16-byte access
 
 
+def swapped(tile_m: int) -> bool:
+    """Whether dQ is computed transposed: a wgmma's M is a multiple of 64, and tile_m (80, say) may not be."""
+    return tile_m % 64 != 0
+
+
+def tile(tile_m: int, head_dim: int) -> tuple:
+    """(M, N) of a warpgroup's dQ accumulator: (tile_m, half), or (half, tile_m) when swapped."""
+    half = head_dim // WARPGROUPS
+    return (half, tile_m) if swapped(tile_m) else (tile_m, half)
+
+
 def tiled_mma(dtype, tile_m: int, head_dim: int) -> cute.TiledMma:
-    """dQ[:, half] = dS K[:, half]: dS (tile_m, keys) and K from shared memory, both MN-major; wgmmas of 64
-    rows tile a tile_m of 128."""
+    """dQ[:, half] = dS K[:, half], or swapped dQ[:, half]^T = K[:, half]^T dS^T: dS (tile_m, keys) and K from
+    shared memory, both MN-major either way; wgmmas of 64 rows tile a tile_m of 128."""
+    m, n = tile(tile_m, head_dim)
     return sm90_utils.make_trivial_tiled_mma(
-        dtype, dtype, OperandMajorMode.MN, OperandMajorMode.MN, Float32, (1, 1, 1),
-        tiler_mn=(min(tile_m, 64), head_dim // WARPGROUPS))
+        dtype, dtype, OperandMajorMode.MN, OperandMajorMode.MN, Float32, (1, 1, 1), tiler_mn=(min(m, 64), n))
 
 
 def half_size(tile_m: int, head_dim: int) -> int:

@@ -24,6 +24,7 @@ import cutlass.pipeline as pipeline
 import cutlass.utils.hopper_helpers as sm90_utils
 from cutlass import Float32, Int32
 from cutlass.cute.nvgpu import OperandMajorMode, cpasync, warpgroup
+from cutlass.cute.nvgpu.warp import StMatrix8x8x16bOp
 from cutlass.cute.nvgpu.warpgroup import OperandSource
 
 from cuteattn.fragments import as_a_operand, convert, rowcol
@@ -58,6 +59,11 @@ class FwdConfig:
     rescale_threshold: Optional[float] = 8.0  # log2 units the row max may grow before O is rescaled; None: always
     persistent: bool = False  # a grid of at most one CTA per SM, each walking many tiles
     l2_share_mb: int = 16  # under causal, the longest-first order goes over heads whose K and V fit this in L2
+    # The key blocks that may need the mask in a loop of their own, before the others'. False: one loop, the
+    # mask's branch around whole steps. ptxas keeps the second loop leaner where it keeps the pipeline's
+    # stages in uniform registers; under causal with two consumers it put them in vector registers, and every
+    # wgmma descriptor went through R2UR (hdim 128: 562 instructions a step, against 511 in one loop).
+    masked_loop: bool = True
 
     @property
     def tile_m(self) -> int:
@@ -108,8 +114,10 @@ class FlashFwdSm90:
         window_right: Int32,  # with has_window_right
         score_scale: Float32,  # with score_mod: held scores * score_scale are what the mod sees
         mod_tensors: Optional[list],  # the captured tensors of score_mod, then of mask_mod; None if none
-        mBlockCount: Optional[cute.Tensor],  # with mask_mod: (batch, heads, m_blocks) int32, key blocks to visit
-        mBlockList: Optional[cute.Tensor],  # with mask_mod: (batch, heads, m_blocks, n_blocks) 2 * n_block + partial
+        # with mask_mod: (batch, heads, m_blocks, 2) int32, the key blocks to visit and how many are partial
+        mBlockCount: Optional[cute.Tensor],
+        # with mask_mod: (batch, heads, m_blocks, n_blocks) 2 * n_block + partial, the partial blocks first
+        mBlockList: Optional[cute.Tensor],
         max_ctas: Int32,  # with config.persistent: the CTAs to launch at most (the SMs)
         stream: cuda.CUstream,
     ):
@@ -238,18 +246,19 @@ class FlashFwdSm90:
 
     @cute.jit
     def work(self, tiles, window, seqlen_q, mBlockCount, mBlockList, tile):
-        """Tile `tile`: (m_block, head, batch, n_block_max, n_blocks, blocks); `blocks` the key blocks to visit
-        from a mask_mod's block sparsity, or None: n_block_max - 1 down."""
+        """Tile `tile`: (m_block, head, batch, n_block_max, n_blocks, blocks, n_partial); `blocks` the key blocks
+        to visit from a mask_mod's block sparsity, its first n_partial partial, or None: n_block_max - 1 down."""
         m_block, head, batch = tiles.at(tile)
         first_row = m_block * self.config.tile_m
         n_block_min, n_block_max = window.block_range(
             first_row, cutlass.min(first_row + self.config.tile_m, seqlen_q) - 1, self.config.tile_n)
         n_blocks = n_block_max - n_block_min
-        blocks = None
+        blocks, n_partial = None, n_blocks
         if cutlass.const_expr(self.mask_mod is not None):
-            n_blocks = mBlockCount[batch, head, m_block]
+            n_blocks = mBlockCount[batch, head, m_block, 0]
+            n_partial = mBlockCount[batch, head, m_block, 1]
             blocks = mBlockList[batch, head, m_block, None]
-        return m_block, head, batch, n_block_max, n_blocks, blocks
+        return m_block, head, batch, n_block_max, n_blocks, blocks, n_partial
 
     @cute.jit
     def produce(self, tma_q, mQ, tma_k, mK, tma_v, mV, sQ, sK, sV, pipeline_q, pipeline_k, pipeline_v, tiles, work):
@@ -259,7 +268,7 @@ class FlashFwdSm90:
         v_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
         tile = cute.arch.block_idx()[0]
         while tile < tiles.count():
-            m_block, head, batch, n_block_max, n_blocks, blocks = work(tile)
+            m_block, head, batch, n_block_max, n_blocks, blocks, _ = work(tile)
             kv_head = head // self.qhead_per_kvhead
             tQsQ, tQgQ = tma.partition(tma_q, sQ, cute.local_tile(mQ[None, None, head, batch],
                                                               (ROWS_PER_WARPGROUP, self.head_dim), (None, 0)))
@@ -332,7 +341,7 @@ class FlashFwdSm90:
     def softmax_block(self, s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale, block, head, row0,
                       window, mods, prologue, masked: cutlass.Constexpr = True):
         """Softcap, score_mod, mask the score tile where it needs it (the seqlen_k tail, across a window edge;
-        not at all unless `masked`), mask_mod, softmax."""
+        the mask_mod's partial blocks; not at all unless `masked`), softmax."""
         if cutlass.const_expr(self.has_softcap):
             softmax.softcap(s, tanh_scale)
         n_block, partial = block
@@ -344,7 +353,7 @@ class FlashFwdSm90:
         if cutlass.const_expr(masked):
             if window.needs_mask(row0, row0 + ROWS_PER_WARPGROUP - 1, col0, self.config.tile_n):
                 mask_tile(s, coords, row0, col0, window)
-        if cutlass.const_expr(self.mask_mod is not None):
+        if cutlass.const_expr(self.mask_mod is not None and masked):
             if partial:  # full blocks of the block sparsity need no mask
                 mod_tile.apply_mask_mod(self.mask_mod, mask_tensors, s, coords, place)
         softmax.step(s, row_max, row_sum, scale_log2, rescale, self.config.rescale_threshold)
@@ -377,7 +386,7 @@ class FlashFwdSm90:
         v_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, cfg.num_stages)
         tile = cute.arch.block_idx()[0]
         while tile < tiles.count():
-            m_block, head, batch, n_block_max, n_blocks, blocks = work(tile)
+            m_block, head, batch, n_block_max, n_blocks, blocks, n_partial = work(tile)
             row0 = m_block * cfg.tile_m + wg * ROWS_PER_WARPGROUP
             mods = mod_tile.ModArgs(score_scale, mod_tensors, [], batch, seqlen_q, seqlen_k)
             acc_o.fill(0.0)
@@ -387,10 +396,10 @@ class FlashFwdSm90:
             if n_blocks > 0:  # (states advance outside the branch, which the DSL does not carry them out of)
                 self.mainloop(tiled_mma_qk, tiled_mma_pv, tSrQ, tSrK, tOrV, acc_s, acc_o, p, coords, row_max, row_sum,
                               rescale, pipeline_k, pipeline_v, k_state.clone(), v_state.clone(), scale_log2,
-                              tanh_scale, head, row0, n_block_max, n_blocks, blocks, window, mods, wg)
+                              tanh_scale, head, row0, n_block_max, n_blocks, blocks, n_partial, window, mods, wg)
             k_state.advance(n_blocks)
             v_state.advance(n_blocks)
-            self.epilogue(tma_o, mO, mLSE, mSink, scale_log2, thr_pv, acc_o, o, coords, row_max, row_sum, sO,
+            self.epilogue(tma_o, mO, mLSE, mSink, scale_log2, tiled_mma_pv, acc_o, o, coords, row_max, row_sum, sO,
                           m_block, head, batch, row0, seqlen_q, wg, wg_tidx)
             # Q's stage is free once every consumer warp is done: the warp that stored O waited for its read.
             pipeline_q.consumer_release(q_state)
@@ -399,12 +408,11 @@ class FlashFwdSm90:
 
     @cute.jit
     def mainloop_step(self, tiled_mma_qk, tiled_mma_pv, tSrQ, tSrK, tOrV, tOrP, acc_s, acc_o, p, s, o, coords,
-                      row_max, row_sum, rescale, pipeline_k, pipeline_v, k_state, v_state, scale_log2, tanh_scale,
-                      head, row0, n_block_max, i, blocks, window, mods, wg, masked: cutlass.Constexpr):
+                      row_max, row_sum, rescale, pipeline_k, pipeline_v, scale_log2, tanh_scale, head, row0,
+                      n_block_max, blocks, window, mods, wg, k_state, v_state, i, masked: cutlass.Constexpr):
         """Block i >= 1: within the warpgroup, its softmax runs while the tensor cores do O += P V of block
-        i - 1 (blocks go from the last one down); `masked`: the block may need the window's mask. Returns what it
-        changes beside registers, for the loop to carry (it carries what it rebinds): the S GEMM's accumulate
-        flag and the advanced pipeline states."""
+        i - 1 (blocks go from the last one down); `masked`: the block may need a mask. The caller advances the
+        pipeline states."""
         block = self.block_at(blocks, i, n_block_max)
         prologue = self.score_mod_prologue(s, coords, block, head, row0, mods)
         pipeline_k.consumer_wait(k_state)
@@ -415,20 +423,17 @@ class FlashFwdSm90:
         self.pass_turn(wg)
         warpgroup.wait_group(1)
         pipeline_k.consumer_release(k_state)
-        k_state.advance()
         self.softmax_block(s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale, block, head, row0, window,
                            mods, prologue, masked)
         warpgroup.wait_group(0)
         pipeline_v.consumer_release(v_state)
-        v_state.advance()
         softmax.rescale_rows(o, rescale)
         convert(acc_s, p)
-        return tiled_mma_qk, k_state, v_state
 
     @cute.jit
     def mainloop(self, tiled_mma_qk, tiled_mma_pv, tSrQ, tSrK, tOrV, acc_s, acc_o, p, coords, row_max, row_sum,
                  rescale, pipeline_k, pipeline_v, k_state, v_state, scale_log2, tanh_scale, head, row0, n_block_max,
-                 n_blocks, blocks, window, mods, wg):
+                 n_blocks, blocks, n_partial, window, mods, wg):
         """O and the softmax state of one tile's rows over its n_blocks key blocks (at least one)."""
         cfg = self.config
         s, o = rowcol(acc_s), rowcol(acc_o)
@@ -448,23 +453,36 @@ class FlashFwdSm90:
         self.softmax_block(s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale, block, head, row0,
                            window, mods, prologue)
         convert(acc_s, p)
-        # Only the first blocks (the highest) can cross the seqlen_k tail or the causal diagonal: the others run
-        # a loop without the mask's branch, whose body ptxas schedules as one block. (Across the branch it hoists
-        # the wait for O += P V above the exps it was placed to overlap.)
+        # Only the first blocks can need a mask: the highest (the seqlen_k tail, the causal diagonal), or a block
+        # list's partial ones; the others skip the mask's branch. ptxas schedules a step without a branch inside
+        # as one block (across one, it hoists the wait for O += P V above the exps placed to overlap it).
+        step = functools.partial(self.mainloop_step, tiled_mma_qk, tiled_mma_pv, tSrQ, tSrK, tOrV, tOrP, acc_s,
+                                 acc_o, p, s, o, coords, row_max, row_sum, rescale, pipeline_k, pipeline_v,
+                                 scale_log2, tanh_scale, head, row0, n_block_max, blocks, window, mods, wg)
+        mask_free = blocks is not None or not self.has_window_left
         n_masked = n_blocks
-        if cutlass.const_expr(blocks is None and not self.has_window_left):
+        if cutlass.const_expr(blocks is not None):
+            n_masked = cutlass.max(n_partial, 1)
+        elif cutlass.const_expr(mask_free):
             n_masked = cutlass.max(cutlass.min(n_block_max - window.unmasked_blocks(row0, cfg.tile_n), n_blocks), 1)
-        for i in cutlass.range(1, n_masked, unroll=1):
-            tiled_mma_qk, k_state, v_state = self.mainloop_step(
-                tiled_mma_qk, tiled_mma_pv, tSrQ, tSrK, tOrV, tOrP, acc_s, acc_o, p, s, o, coords, row_max, row_sum,
-                rescale, pipeline_k, pipeline_v, k_state, v_state, scale_log2, tanh_scale, head, row0, n_block_max, i,
-                blocks, window, mods, wg, True)
-        if cutlass.const_expr(blocks is None and not self.has_window_left):
-            for i in cutlass.range(n_masked, n_blocks, unroll=1):
-                tiled_mma_qk, k_state, v_state = self.mainloop_step(
-                    tiled_mma_qk, tiled_mma_pv, tSrQ, tSrK, tOrV, tOrP, acc_s, acc_o, p, s, o, coords, row_max,
-                    row_sum, rescale, pipeline_k, pipeline_v, k_state, v_state, scale_log2, tanh_scale, head, row0,
-                    n_block_max, i, blocks, window, mods, wg, False)
+        if cutlass.const_expr(not mask_free or cfg.masked_loop):
+            for i in cutlass.range(1, n_masked, unroll=1):
+                step(k_state, v_state, i, True)
+                k_state.advance()
+                v_state.advance()
+            if cutlass.const_expr(mask_free):
+                for i in cutlass.range(n_masked, n_blocks, unroll=1):
+                    step(k_state, v_state, i, False)
+                    k_state.advance()
+                    v_state.advance()
+        else:
+            for i in cutlass.range(1, n_blocks, unroll=1):
+                if i < n_masked:
+                    step(k_state, v_state, i, True)
+                else:
+                    step(k_state, v_state, i, False)
+                k_state.advance()
+                v_state.advance()
         pipeline_v.consumer_wait(v_state)
         self.wait_turn(wg)
         gemm(tiled_mma_pv, acc_o, tOrP, tOrV[None, None, None, v_state.index], False)
@@ -474,7 +492,7 @@ class FlashFwdSm90:
         pipeline_v.consumer_release(v_state)
 
     @cute.jit
-    def epilogue(self, tma_o, mO, mLSE, mSink, scale_log2, thr_pv, acc_o, o, coords, row_max, row_sum, sO, m_block,
+    def epilogue(self, tma_o, mO, mLSE, mSink, scale_log2, tiled_mma_pv, acc_o, o, coords, row_max, row_sum, sO, m_block,
                  head, batch, row0, seqlen_q, wg, wg_tidx):
         """Normalize O and write it (through shared memory, over this consumer's Q tile) and the rows' lse."""
         lse = cute.make_rmem_tensor_like(row_max)
@@ -490,7 +508,10 @@ class FlashFwdSm90:
 
         o_out = cute.make_rmem_tensor_like(acc_o, self.dtype)
         convert(acc_o, o_out)
-        cute.autovec_copy(o_out, thr_pv.partition_C(sO[None, None, wg]))
+        # stmatrix: a warp stores four 8x8 tiles an instruction (hdim 128: 8 stores a thread, against 32).
+        store_o = cute.make_tiled_copy_C(cute.make_copy_atom(StMatrix8x8x16bOp(False, 4), self.dtype), tiled_mma_pv)
+        thr_store = store_o.get_slice(wg_tidx)
+        cute.copy(store_o, thr_store.retile(o_out), thr_store.partition_D(sO[None, None, wg]))
         # The TMA engine reads sO through the async proxy: order the ordinary stores before it.
         cute.arch.fence_proxy("async.shared", space="cta")
         cute.arch.barrier(barrier_id=EPILOGUE_BARRIER + wg, number_of_threads=THREADS_PER_WARPGROUP)

@@ -11,11 +11,12 @@ def gemm(tiled_mma: cute.TiledMma, acc: cute.Tensor, a: cute.Tensor, b: cute.Ten
     """acc = a b (zero_init) or acc += a b, over the K blocks of the fragments a (M, K) and b (N, K).
 
     Asynchronous: the caller waits with `warpgroup.wait_group`, and leaves a register operand and acc alone
-    until then. zero_init rebinds the tiled MMA's accumulate field, which the DSL cannot carry out of a loop
-    or branch: a tiled MMA issued after one is either always zero_init or always accumulating, with the
-    field set to True once before.
+    until then. An accumulating call expects the tiled MMA's accumulate field set to True; zero_init sets the
+    field on a copy, so that the caller's tiled MMA stays as it was (the DSL cannot carry a field changed in a
+    loop or branch out of it).
     """
     if cutlass.const_expr(zero_init):
+        tiled_mma = tiled_mma.with_()
         tiled_mma.set(warpgroup.Field.ACCUMULATE, False)
     warpgroup.fence()
     for k in cutlass.range_constexpr(cute.size(a, mode=[2])):

@@ -1,0 +1,103 @@
+"""Plans of repeated forward-only calls (`interface._plans`): when a call may skip its checks, and that a call
+which differs in anything the checks or the launch read does not. The sm90 path runs on CPU tensors with the
+compiled kernel replaced by a recorder, so no GPU and no compile is needed."""
+
+import pytest
+import torch
+
+import cuteattn
+from cuteattn import interface
+
+pytest.importorskip("cutlass")
+
+
+@pytest.fixture
+def launches(monkeypatch):
+    """The kernel arguments of each launch; the sm90 path chosen for CPU tensors."""
+    from cuteattn import compile_cache
+    from cuteattn.sm90 import forward
+
+    calls = []
+    monkeypatch.setattr(compile_cache, "_cache", {})  # kernels "compiled" by other tests record elsewhere
+    monkeypatch.setattr(interface, "select_backend", lambda fn, device: "sm90")
+    monkeypatch.setattr(forward, "_compile", lambda op: (lambda *args: calls.append((op, args))))
+    monkeypatch.setattr(forward, "_sm_count", lambda index: 132)
+    monkeypatch.setattr(interface, "_plans", {})
+    return calls
+
+
+def qkv(*shape, dtype=torch.bfloat16):
+    return [torch.randn(*shape, dtype=dtype) for _ in range(3)]
+
+
+def test_second_call_uses_the_plan(launches, monkeypatch):
+    q, k, v = qkv(2, 100, 4, 64)
+    cuteattn.flash_attn_func(q, k, v, causal=True)
+    assert len(interface._plans) == 1
+
+    def checks_ran(*args):
+        raise AssertionError("the checks ran again")
+
+    monkeypatch.setattr(interface.checks, "check_layout", checks_ran)
+    q2, k2, v2 = qkv(2, 100, 4, 64)
+    out = cuteattn.flash_attn_func(q2, k2, v2, causal=True)
+    assert len(launches) == 2 and out.shape == (2, 100, 4, 64)
+    (op1, args1), (op2, args2) = launches
+    assert op1 is op2 and args2[0] is not q and torch.equal(args2[0], q2)
+    assert args1[5:] == args2[5:]  # sink, scales, window, mods, lists, SMs
+
+
+@pytest.mark.parametrize("change", [dict(causal=False), dict(softmax_scale=0.5), dict(window_size=(8, 0)),
+                                    dict(softcap=5.0), dict(return_lse=True)])
+def test_changed_options_make_a_new_plan(launches, change):
+    q, k, v = qkv(1, 64, 2, 64)
+    cuteattn.flash_attn_func(q, k, v, causal=True)
+    cuteattn.flash_attn_func(q, k, v, **{"causal": True, **change})
+    assert len(interface._plans) == 2
+
+
+def test_layouts_and_shapes_make_a_new_plan(launches):
+    q, k, v = qkv(1, 64, 2, 64)
+    cuteattn.flash_attn_func(q, k, v)
+    cuteattn.flash_attn_func(*qkv(1, 65, 2, 64))
+    big = torch.randn(1, 64, 3, 64, dtype=torch.bfloat16)
+    cuteattn.flash_attn_func(big[:, :, :2], k, v)  # another head stride
+    assert len(interface._plans) == 3
+
+
+def test_bad_input_is_still_refused(launches):
+    q, k, v = qkv(1, 64, 2, 64)
+    cuteattn.flash_attn_func(q, k, v, causal=True)
+    with pytest.raises(TypeError, match="causal must be a bool"):
+        cuteattn.flash_attn_func(q, k, v, causal=1)  # 1 == True, but not a bool
+    with pytest.raises(ValueError, match="softcap"):
+        cuteattn.flash_attn_func(q, k, v, causal=True, softcap=-1.0)
+    with pytest.raises(TypeError, match="softmax_scale"):
+        cuteattn.flash_attn_func(q, k, v, softmax_scale=[0.5])  # unhashable: no plan key, the checks answer
+
+
+def test_no_plan_for_mods_sink_or_gradients(launches):
+    q, k, v = qkv(1, 64, 2, 64)
+    assert interface._plan_key(q, k, v, None, False, (None, None), 0.0, torch.zeros(2), None, None, None,
+                               False, False, None, 1) is None
+    assert interface._plan_key(q, k, v, None, False, (None, None), 0.0, None, lambda s, b, h, i, j: s, None,
+                               None, False, False, None, 1) is None
+    assert interface._plan_key(q, k, v, None, False, [None, None], 0.0, None, None, None, None, False, False,
+                               None, 1) is None
+    q.requires_grad_(True)
+    assert interface._plan_key(q, k, v, None, False, (None, None), 0.0, None, None, None, None, False, False,
+                               None, 1) is None
+    with torch.no_grad():
+        assert interface._plan_key(q, k, v, None, False, (None, None), 0.0, None, None, None, None, False, False,
+                                   None, 1) is not None
+
+
+def test_a_replaced_config_entry_drops_the_plan(launches, monkeypatch):
+    from cuteattn.sm90 import forward
+
+    q, k, v = qkv(1, 64, 2, 64)
+    cuteattn.flash_attn_func(q, k, v)
+    monkeypatch.setitem(forward.CONFIGS, 64, (forward.FwdConfig(tile_n=64),) * 3)
+    cuteattn.flash_attn_func(q, k, v)
+    assert launches[0][0].config != launches[1][0].config
+    assert launches[1][0].config.tile_n == 64
