@@ -1,7 +1,9 @@
 """Attention backward postprocess for sm_90a: the fp32 dQ workspace -> dQ * softmax_scale in the input dtype.
 
 One CTA per (m_block, head, batch); each thread reads back the registers its twin in the backward added
-(see `dq_accum`), so the workspace's fragment order never needs decoding.
+(see `dq_accum`), so the workspace's fragment order never needs decoding. dQ goes out through shared memory,
+in 16-byte pieces of whole rows: from the registers, a store instruction of a warp would cover 8 rows by 16
+bytes, half of each 32-byte sector it touches.
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ import cutlass
 import cutlass.cute as cute
 from cutlass import Float32
 
-from cuteattn.kernel_args import launch
+from cuteattn.kernel_args import ALIGN_BYTES, launch
 from cuteattn.sm90 import dq_accum
 from cuteattn.sm90.smem import transposed
+
+
+ROW_PAD = 8  # elements after each row of the staged tile: 16 bytes, which put the 8 rows a warp stores on distinct banks
 
 
 @dataclass(frozen=True)
@@ -36,8 +41,17 @@ class DqPostprocess:
     ):
         batch, heads, m_blocks, _ = mdQaccum.shape
         tiled_mma = dq_accum.tiled_mma(self.dtype, self.tile_m, self.head_dim)
-        launch(self.cta_body(mdQaccum, mdQ, scale, tiled_mma), (m_blocks, heads, batch),
-               dq_accum.WARPGROUPS * dq_accum.THREADS_PER_WARPGROUP, stream)
+        launch(self.cta_body(mdQaccum, mdQ, scale, tiled_mma), (m_blocks, heads, batch), self.num_threads, stream,
+               smem=cute.cosize(self.staged_layout) * self.dtype.width // 8 + ALIGN_BYTES)
+
+    @property
+    def num_threads(self) -> int:
+        return dq_accum.WARPGROUPS * dq_accum.THREADS_PER_WARPGROUP
+
+    @property
+    def staged_layout(self):
+        """The tile of dQ in shared memory: (tile_m, head_dim), rows padded."""
+        return cute.make_layout((self.tile_m, self.head_dim), stride=(self.head_dim + ROW_PAD, 1))
 
     @cute.kernel
     def cta_body(self, mdQaccum: cute.Tensor, mdQ: cute.Tensor, scale: Float32, tiled_mma: cute.TiledMma):
@@ -54,12 +68,21 @@ class DqPostprocess:
                           dq_accum.vectors(acc))
         out = cute.make_rmem_tensor_like(acc, self.dtype)
         out.store((acc.load() * scale).to(self.dtype))
-        dq, rows = mdQ[batch, None, head, None], cute.make_identity_tensor((seqlen, self.head_dim))
-        where = (m_block, wg)
+        staged = cutlass.memory.SmemAllocator().allocate_tensor(self.dtype, self.staged_layout, ALIGN_BYTES)
+        view, where = staged, (0, wg)
         if cutlass.const_expr(dq_accum.swapped(self.tile_m)):
-            dq, rows, where = transposed(dq), transposed(rows), (wg, m_block)
-        dst = thr.partition_C(cute.local_tile(dq, tile, where))
-        coords = thr.partition_C(cute.local_tile(rows, tile, where))  # (row, col) of dQ either way
-        for i in cutlass.range_constexpr(cute.size(out)):
-            if coords[i][0] < seqlen:
-                dst[i] = out[i]
+            view, where = transposed(staged), (wg, 0)
+        cute.autovec_copy(out, thr.partition_C(cute.local_tile(view, tile, where)))
+        cute.arch.barrier()
+
+        vector = ALIGN_BYTES * 8 // self.dtype.width
+        pieces = cute.zipped_divide(staged, (1, vector))  # ((1, vector), (tile_m, head_dim / vector))
+        gdq = cute.local_tile(mdQ[batch, None, head, None], (self.tile_m, self.head_dim), (m_block, 0))
+        out_pieces = cute.zipped_divide(gdq, (1, vector))
+        per_row = self.head_dim // vector
+        count = self.tile_m * per_row
+        for k in cutlass.range_constexpr(-(-count // self.num_threads)):
+            piece = tidx + k * self.num_threads
+            row, col = piece // per_row, piece % per_row
+            if (row < self.tile_m) & (m_block * self.tile_m + row < seqlen):
+                out_pieces[None, (row, col)].store(pieces[None, (row, col)].load())
