@@ -59,6 +59,7 @@ CONSUMER_REGISTERS = 240
 DS_BARRIER = 1  # named barrier: both consumers have written their dS^T; 0 is __syncthreads
 DQ_FULL_BARRIER = 2  # + consumer index: the consumer's dQ is in shared memory
 DQ_EMPTY_BARRIER = 4  # + consumer index: its writer has read that dQ, the buffer is free
+DKV_BARRIER = 6  # + consumer index: the consumer's dK and dV are in shared memory
 DQ_WRITER_WARP = 1  # + consumer index: the producer warpgroup's warp that adds the consumer's dQ
 DS_BUFFERS = 2  # one consumer may write step i + 1's dS while the other still reads step i's
 
@@ -536,8 +537,9 @@ class FlashBwdSm90:
         cute.arch.barrier_arrive(barrier_id=DQ_FULL_BARRIER + wg, number_of_threads=handshake)
 
     @cute.jit
-    def write_dkv(self, acc_dk, acc_dv, dk_scale, tdKgdK, tdKcdK, tdVgdV, tdVcdV, seqlen_k):
-        """dK * dk_scale and dV in the input dtype, the rows of keys before seqlen_k."""
+    def write_dkv_from_registers(self, acc_dk, acc_dv, dk_scale, tdKgdK, tdKcdK, tdVgdV, tdVcdV, seqlen_k):
+        """dK * dk_scale and dV in the input dtype, the rows of keys before seqlen_k, stored from the
+        accumulators' registers (the column-split kernel's way: its shared memory has no room to stage them)."""
         acc_dk.store(acc_dk.load() * dk_scale)
         for acc, dst, coord in ((acc_dk, tdKgdK, tdKcdK), (acc_dv, tdVgdV, tdVcdV)):
             out = cute.make_rmem_tensor_like(acc, self.dtype)
@@ -545,6 +547,37 @@ class FlashBwdSm90:
             for i in cutlass.range_constexpr(cute.size(out)):
                 if coord[i][0] < seqlen_k:
                     dst[i] = out[i]
+
+    @cute.jit
+    def write_dkv(self, tiled_mma_dkv, acc_dk, acc_dv, dk_scale, sK, sV, mdK, mdV, kv_head, batch, key0, seqlen_k,
+                  wg, wg_tidx):
+        """dK * dk_scale and dV of this consumer's keys in the input dtype, the rows before seqlen_k. They go out
+        through its rows of sK and sV, in 16-byte pieces of whole rows: from the registers, a warp's store would
+        cover 8 rows by 4 bytes a lane, half of each 32-byte sector it touches."""
+        acc_dk.store(acc_dk.load() * dk_scale)
+        # Both consumers' dQ GEMMs read all of sK: the other one's last must be done before its rows change.
+        cute.arch.barrier(barrier_id=DS_BARRIER, number_of_threads=CONSUMERS * THREADS_PER_WARPGROUP)
+        store = cute.make_tiled_copy_C(cute.make_copy_atom(StMatrix8x8x16bOp(False, 4), self.dtype), tiled_mma_dkv)
+        thr = store.get_slice(wg_tidx)
+        staged = [cute.local_tile(s, (KEYS_PER_WARPGROUP, cute.size(s, mode=[1]), 1), (wg, 0, 0))[None, None, 0]
+                  for s in (sK, sV)]
+        for acc, tile in zip((acc_dk, acc_dv), staged):
+            out = cute.make_rmem_tensor_like(acc, self.dtype)
+            out.store(acc.load().to(self.dtype))
+            cute.copy(store, thr.retile(out), thr.partition_D(tile))
+        cute.arch.barrier(barrier_id=DKV_BARRIER + wg, number_of_threads=THREADS_PER_WARPGROUP)
+        vector = 128 // self.dtype.width
+        for tile, mX in zip(staged, (mdK, mdV)):
+            cols = cute.size(tile, mode=[1])
+            rows = cute.local_tile(mX[batch, None, kv_head, None], (KEYS_PER_WARPGROUP, cols),
+                                   (key0 // KEYS_PER_WARPGROUP, 0))
+            src, dst = cute.zipped_divide(tile, (1, vector)), cute.zipped_divide(rows, (1, vector))
+            per_row = cols // vector
+            for k in cutlass.range_constexpr(KEYS_PER_WARPGROUP * per_row // THREADS_PER_WARPGROUP):
+                piece = wg_tidx + k * THREADS_PER_WARPGROUP
+                row, col = piece // per_row, piece % per_row
+                if key0 + row < seqlen_k:
+                    dst[None, (row, col)].store(src[None, (row, col)].load())
 
     @cute.jit
     def consume(self, mdK, mdV, scale_log2, tanh_scale, dk_scale, tiled_mma_sdp, tiled_mma_dv, tiled_mma_dk,
@@ -579,13 +612,6 @@ class FlashBwdSm90:
         store_ds, thr_store_ds, tdSsdS = self.score_store(
             tiled_mma_sdp, wg_tidx,
             cute.local_tile(transposed(sdS), (KEYS_PER_WARPGROUP, cfg.tile_m, DS_BUFFERS), (wg, 0, 0)))
-
-        # Partitioned ahead: the wgmma issue below rebinds the tiled MMAs' accumulate field in the loop.
-        my_rows = (KEYS_PER_WARPGROUP, d)
-        tdKgdK, tdVgdV = (thr_dkv.partition_C(cute.local_tile(mX[batch, None, kv_head, None], my_rows,
-                                                               (key0 // KEYS_PER_WARPGROUP, 0))) for mX in (mdK, mdV))
-        tdKcdK = thr_dkv.partition_C(cute.local_tile(cute.make_identity_tensor((mdK.shape[1], d)), my_rows,
-                                                     (key0 // KEYS_PER_WARPGROUP, 0)))
 
         acc_s = cute.make_rmem_tensor(thr_sdp.partition_shape_C((KEYS_PER_WARPGROUP, cfg.tile_m)), Float32)
         acc_dp = cute.make_rmem_tensor_like(acc_s)
@@ -681,4 +707,5 @@ class FlashBwdSm90:
                 if cutlass.const_expr(cfg.early_s):
                     warpgroup.wait_group(0)  # no wgmma may be in flight across the loop's back edge (ptxas C7514)
 
-        self.write_dkv(acc_dk, acc_dv, dk_scale, tdKgdK, tdKcdK, tdVgdV, tdKcdK, window.seqlen_k)
+        self.write_dkv(tiled_mma_dkv, acc_dk, acc_dv, dk_scale, sK, sV, mdK, mdV, kv_head, batch, key0,
+                       window.seqlen_k, wg, wg_tidx)

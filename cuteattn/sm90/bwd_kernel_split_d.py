@@ -181,4 +181,4 @@ class FlashBwdSm90SplitD(FlashBwdSm90):
             do_state.advance()
             self.hand_over_dq(acc_dq, sdQ, wg, wg_tidx, step)
 
-        self.write_dkv(acc_dk, acc_dv, dk_scale, tdKgdK, tdKcdK, tdVgdV, tdVcdV, window.seqlen_k)
+        self.write_dkv_from_registers(acc_dk, acc_dv, dk_scale, tdKgdK, tdKcdK, tdVgdV, tdVcdV, window.seqlen_k)
