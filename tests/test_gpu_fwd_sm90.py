@@ -81,6 +81,9 @@ def check(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, causal, dtype, m
     from cuteattn.sm90 import forward
 
     head_dim_v = head_dim_v or head_dim
+    # Under 64 query rows, more batches: the rule compares two maxima, and over a few hundred outputs (one row
+    # that sees 4 keys) they swing enough to fail about 1% of fresh draws on a correct kernel (notes-7).
+    batch = max(batch, -(-64 // max(seqlen_q, 1)))
     make = make or (lambda *shape: torch.randn(*shape, device="cuda", dtype=dtype))
     q = make(batch, seqlen_q, heads, head_dim)
     k, v = make(batch, seqlen_k, heads_kv, head_dim), make(batch, seqlen_k, heads_kv, head_dim_v)
@@ -175,7 +178,7 @@ def test_sink_rows_that_see_no_key():
     assert torch.equal(out[:, :200], torch.zeros_like(out[:, :200]))
     torch.testing.assert_close(lse[:, :, :200], sink.view(1, 2, 1).expand(1, 2, 200), atol=1e-6, rtol=1e-6)
     _, lse = check(1, 5, 0, 2, 2, 64, False, torch.bfloat16, sink=sink)  # no key at all
-    torch.testing.assert_close(lse, sink.view(1, 2, 1).expand(1, 2, 5))
+    torch.testing.assert_close(lse, sink.view(1, 2, 1).expand_as(lse))
 
 
 def test_window_rows_that_see_no_key():  # seqlen_q > seqlen_k: the first 200 rows' windows end before key 0

@@ -6,7 +6,6 @@ disassemble it with nvdisasm (the nvidia-cuda-nvdisasm wheel of the `test` extra
 """
 
 import os
-import re
 import subprocess
 import sys
 from collections import Counter
@@ -14,12 +13,9 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from cuteattn.sass import innermost_loops, opcodes
 
-# "        /*0f70*/              @!P0 HGMMA.64x128x16.F32.BF16 R24, gdesc[UR28], RZ, !UPT ;" -> "HGMMA"
-INSTRUCTION = re.compile(r"^\s*/\*[0-9a-f]+\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)", re.MULTILINE)
-LABEL = re.compile(r"^(\.L_x_\d+):")
-BRANCH = re.compile(r"\bBRA\b.*`\((\.L_x_\d+)\)")
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 BUILD = """
 import sys, torch
@@ -35,11 +31,6 @@ if direction == "fwd":
 else:
     backward._compile(backward.kernel_for(torch.bfloat16, head_dim, head_dim, 1, opts, config=config))
 """
-
-
-def opcodes(sass: str) -> Counter:
-    """How often each opcode (without its modifiers) occurs in the disassembly."""
-    return Counter(INSTRUCTION.findall(sass))
 
 
 def compile_sass(direction: str, head_dim: int, mask: str, tmp_path, config: str = "") -> str:
@@ -63,24 +54,6 @@ def sass_of(direction: str, head_dim: int, mask: str, tmp_path, config: str = ""
     local = {op: counts[op] for op in ("STL", "LDL") if counts[op] > spills}
     assert not local, f"local-memory traffic (register spills) beyond {spills}: {local}"
     return counts
-
-
-def innermost_loops(sass: str) -> list:
-    """Opcode counts of each loop (a branch back to an earlier label) that holds no other loop."""
-    lines = sass.splitlines()
-    labels, position, loops = {}, 0, []
-    for line in lines:  # a label names the instruction after it
-        if LABEL.match(line):
-            labels[LABEL.match(line).group(1)] = position
-        elif INSTRUCTION.match(line):
-            position += 1
-    body = [line for line in lines if INSTRUCTION.match(line)]
-    for end, line in enumerate(body):
-        target = BRANCH.search(line)
-        if target and labels.get(target.group(1), end + 1) <= end:
-            loops.append((labels[target.group(1)], end))
-    inner = [(a, b) for a, b in loops if not any(a <= c and d <= b and (c, d) != (a, b) for c, d in loops)]
-    return [Counter(INSTRUCTION.match(line).group(1) for line in body[a:b + 1]) for a, b in inner]
 
 
 @pytest.mark.parametrize("mask", ["plain", "causal"])
