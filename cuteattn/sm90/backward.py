@@ -136,7 +136,7 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
     bwd_preprocess(out, dout, lse, dpsum, lse_log2, dq_accum)
     compiled(q, k, v, dout, lse_log2, dpsum, dq_accum, dq_turn, dk, dv, scale_log2, tanh_scale, opts.softmax_scale,
              left, right, score_scale, mod_tensors, mod_grads, *lists)
-    post = DqPostprocess(op.dtype, head_dim, cfg.tile_m)
+    post = DqPostprocess(op.dtype, head_dim, cfg.tile_m, op.dq_by_rows)
     get_or_compile(("sm90.bwd_postprocess", post), lambda: _compile_postprocess(post))(
         dq_accum, dq, opts.softmax_scale)
     dsink = None
@@ -153,8 +153,9 @@ def build() -> None:
     causal = replace(plain, window_right=0)
     for head_dim, head_dim_v in [(d, d) for d in HEAD_DIMS] + list(HEAD_DIM_PAIRS):
         for opts in (plain, causal):
-            _compile(kernel_for(torch.bfloat16, head_dim, head_dim_v, 1, opts))
-            _compile_postprocess(DqPostprocess(cutlass.BFloat16, head_dim, default_config(head_dim, opts).tile_m))
+            op = kernel_for(torch.bfloat16, head_dim, head_dim_v, 1, opts)
+            _compile(op)
+            _compile_postprocess(DqPostprocess(cutlass.BFloat16, head_dim, op.config.tile_m, op.dq_by_rows))
     for head_dim in (128, 256):
         for opts in (replace(causal, window_left=100, softcap=30.0), replace(plain, window_left=64)):
             _compile(kernel_for(torch.float16, head_dim, head_dim, 4, opts))

@@ -81,6 +81,11 @@ class BwdConfig:
     # keys (head_dim > 128 or head_dim_v != head_dim).
     split_columns: bool = False
     tile_n: int = 64  # keys per CTA under split_columns; the key split takes 64 per consumer
+    # With tile_m 128 (the key split): each consumer's dQ is its 64 queries' rows over all columns, not all
+    # rows over half the columns. Half the wgmmas, each twice as wide, so dS is read from shared memory half
+    # as often per FLOP (hdim 64: 32 wgmmas a step against 40, like FA4's); ptxas spills 7 words a step
+    # against 2. Not yet timed.
+    dq_by_rows: bool = False
 
 
 @dataclass(frozen=True)
@@ -135,6 +140,8 @@ class FlashBwdSm90:
             f"the key split takes tile_m 64, 128 at head_dim 64 or 80 at 128 (given {self.config.tile_m} at " \
             f"{self.head_dim})"
         assert not (self.config.overlap_dq and self.config.early_s), "overlap_dq and early_s both reorder the step"
+        assert not self.config.dq_by_rows or dq_accum.rows_split(self.config.tile_m), \
+            f"dq_by_rows splits 128 query rows in two (given tile_m {self.config.tile_m})"
 
     @property
     def row_stage(self) -> int:
@@ -175,6 +182,11 @@ class FlashBwdSm90:
         """Keys per CTA."""
         return TILE_N
 
+    @property
+    def dq_by_rows(self) -> bool:
+        """Whether each consumer computes dQ for half of the queries (all columns), not half of the columns."""
+        return self.config.dq_by_rows
+
     def tiled_mmas(self) -> tuple:
         """(S^T and dP^T, dV, dK, dQ): each consumer's 64 keys against all tile_m queries; P^T and dS^T are
         the register A operands of dV and dK, so one tiled MMA serves both."""
@@ -185,7 +197,7 @@ class FlashBwdSm90:
         dkv = sm90_utils.make_trivial_tiled_mma(
             self.dtype, self.dtype, OperandMajorMode.K, OperandMajorMode.MN, Float32, (1, 1, 1),
             tiler_mn=(KEYS_PER_WARPGROUP, d), a_source=OperandSource.RMEM)
-        return sdp, dkv, dkv, dq_accum.tiled_mma(self.dtype, cfg.tile_m, d)
+        return sdp, dkv, dkv, dq_accum.tiled_mma(self.dtype, cfg.tile_m, d, self.dq_by_rows)
 
     def smem_layouts(self) -> tuple:
         """(sQ, sdO, sK, sV, sdS): K's columns split in halves for dQ; dS^T in DS_BUFFERS buffers."""
@@ -605,6 +617,10 @@ class FlashBwdSm90:
         if cutlass.const_expr(dq_accum.swapped(cfg.tile_m)):  # dQ^T = K^T dS^T
             tdQrK = tiled_mma_dq.make_fragment_A(thr_dq.partition_A(my_half_of_k))
             tdQrdS = tiled_mma_dq.make_fragment_B(thr_dq.partition_B(sdS))
+        elif cutlass.const_expr(self.dq_by_rows):  # this consumer's queries of dS, all of K
+            my_rows_of_ds = cute.local_tile(sdS, (cfg.tile_m // CONSUMERS, self.tile_n, DS_BUFFERS), (wg, 0, 0))
+            tdQrdS = tiled_mma_dq.make_fragment_A(thr_dq.partition_A(my_rows_of_ds))
+            tdQrK = tiled_mma_dq.make_fragment_B(thr_dq.partition_B(transposed(sK)))
         else:
             tdQrdS = tiled_mma_dq.make_fragment_A(thr_dq.partition_A(sdS))
             tdQrK = tiled_mma_dq.make_fragment_B(thr_dq.partition_B(my_half_of_k))
@@ -617,7 +633,8 @@ class FlashBwdSm90:
         acc_dp = cute.make_rmem_tensor_like(acc_s)
         acc_dk = cute.make_rmem_tensor(thr_dkv.partition_shape_C((KEYS_PER_WARPGROUP, d)), Float32)
         acc_dv = cute.make_rmem_tensor_like(acc_dk)
-        acc_dq = cute.make_rmem_tensor(thr_dq.partition_shape_C(dq_accum.tile(cfg.tile_m, d)), Float32)
+        acc_dq = cute.make_rmem_tensor(thr_dq.partition_shape_C(dq_accum.tile(cfg.tile_m, d, self.dq_by_rows)),
+                                        Float32)
         acc_dk.fill(0.0)
         acc_dv.fill(0.0)
         tiled_mma_dkv.set(warpgroup.Field.ACCUMULATE, True)

@@ -30,6 +30,7 @@ class DqPostprocess:
     dtype: Type[cutlass.Numeric]
     head_dim: int
     tile_m: int
+    by_rows: bool = False  # the backward's consumers split dQ's rows, not its columns (`dq_accum`)
 
     @cute.jit
     def __call__(
@@ -40,7 +41,7 @@ class DqPostprocess:
         stream: cuda.CUstream,
     ):
         batch, heads, m_blocks, _ = mdQaccum.shape
-        tiled_mma = dq_accum.tiled_mma(self.dtype, self.tile_m, self.head_dim)
+        tiled_mma = dq_accum.tiled_mma(self.dtype, self.tile_m, self.head_dim, self.by_rows)
         launch(self.cta_body(mdQaccum, mdQ, scale, tiled_mma), (m_blocks, heads, batch), self.num_threads, stream,
                smem=cute.cosize(self.staged_layout) * self.dtype.width // 8 + ALIGN_BYTES)
 
@@ -60,7 +61,7 @@ class DqPostprocess:
         wg = tidx // dq_accum.THREADS_PER_WARPGROUP
         wg_tidx = tidx % dq_accum.THREADS_PER_WARPGROUP
         seqlen = mdQ.shape[1]
-        tile = dq_accum.tile(self.tile_m, self.head_dim)
+        tile = dq_accum.tile(self.tile_m, self.head_dim, self.by_rows)
 
         thr = tiled_mma.get_slice(wg_tidx)
         acc = cute.make_rmem_tensor(thr.partition_shape_C(tile), Float32)
@@ -69,7 +70,7 @@ class DqPostprocess:
         out = cute.make_rmem_tensor_like(acc, self.dtype)
         out.store((acc.load() * scale).to(self.dtype))
         staged = cutlass.memory.SmemAllocator().allocate_tensor(self.dtype, self.staged_layout, ALIGN_BYTES)
-        view, where = staged, (0, wg)
+        view, where = staged, (wg, 0) if self.by_rows else (0, wg)
         if cutlass.const_expr(dq_accum.swapped(self.tile_m)):
             view, where = transposed(staged), (wg, 0)
         cute.autovec_copy(out, thr.partition_C(cute.local_tile(view, tile, where)))

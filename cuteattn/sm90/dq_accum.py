@@ -2,7 +2,8 @@
 
 Each (batch, head, m_block) owns a contiguous chunk of tile_m * head_dim floats. Two consumer
 warpgroups each compute half of dQ's columns as a wgmma accumulator (of dQ^T where tile_m is no multiple
-of 64); the chunk holds their registers in
+of 64), or `by_rows` half of its rows (tile_m 128: 64-row wgmmas over all columns, N twice as wide, so the
+shared-memory operands are read half as often per FLOP); the chunk holds their registers in
 fragment order, four at a time: thread t's registers 4g..4g+3 sit at ((g * 128) + t) * 4 of its
 warpgroup's half. A consumer stores its half into shared memory in that order (neighbouring lanes write
 neighbouring 16 bytes, no bank conflicts), and a writer warp adds the whole half into the workspace with one
@@ -28,16 +29,25 @@ def swapped(tile_m: int) -> bool:
     return tile_m % 64 != 0
 
 
-def tile(tile_m: int, head_dim: int) -> tuple:
-    """(M, N) of a warpgroup's dQ accumulator: (tile_m, half), or (half, tile_m) when swapped."""
+def rows_split(tile_m: int) -> bool:
+    """Whether the warpgroups can split dQ's rows: one 64-row wgmma each."""
+    return tile_m == WARPGROUPS * 64
+
+
+def tile(tile_m: int, head_dim: int, by_rows: bool = False) -> tuple:
+    """(M, N) of a warpgroup's dQ accumulator: (tile_m, half), (half, tile_m) when swapped, (tile_m / 2,
+    head_dim) by rows."""
+    if by_rows:
+        return (tile_m // WARPGROUPS, head_dim)
     half = head_dim // WARPGROUPS
     return (half, tile_m) if swapped(tile_m) else (tile_m, half)
 
 
-def tiled_mma(dtype, tile_m: int, head_dim: int) -> cute.TiledMma:
-    """dQ[:, half] = dS K[:, half], or swapped dQ[:, half]^T = K[:, half]^T dS^T: dS (tile_m, keys) and K from
-    shared memory, both MN-major either way; wgmmas of 64 rows tile a tile_m of 128."""
-    m, n = tile(tile_m, head_dim)
+def tiled_mma(dtype, tile_m: int, head_dim: int, by_rows: bool = False) -> cute.TiledMma:
+    """dQ[:, half] = dS K[:, half], swapped dQ[:, half]^T = K[:, half]^T dS^T, or by rows dQ[half] = dS[half] K:
+    dS (tile_m, keys) and K from shared memory, both MN-major either way; wgmmas of 64 rows tile a tile_m of
+    128."""
+    m, n = tile(tile_m, head_dim, by_rows)
     return sm90_utils.make_trivial_tiled_mma(
         dtype, dtype, OperandMajorMode.MN, OperandMajorMode.MN, Float32, (1, 1, 1), tiler_mn=(min(m, 64), n))
 
