@@ -86,6 +86,10 @@ class BwdConfig:
     # as often per FLOP (hdim 64: 32 wgmmas a step against 40, like FA4's); ptxas spills 7 words a step
     # against 2. Not yet timed.
     dq_by_rows: bool = False
+    # dK and dV leave through shared memory in 16-byte pieces of whole rows (the key split); off: stored from
+    # the accumulators' registers, 4 bytes a lane. Not yet timed; at hdim 64 it moves ptxas's spills (2 words
+    # a step to 6).
+    stage_dkv: bool = True
 
 
 @dataclass(frozen=True)
@@ -551,7 +555,8 @@ class FlashBwdSm90:
     @cute.jit
     def write_dkv_from_registers(self, acc_dk, acc_dv, dk_scale, tdKgdK, tdKcdK, tdVgdV, tdVcdV, seqlen_k):
         """dK * dk_scale and dV in the input dtype, the rows of keys before seqlen_k, stored from the
-        accumulators' registers (the column-split kernel's way: its shared memory has no room to stage them)."""
+        accumulators' registers (always so in the column-split kernel: its shared memory has no room to stage
+        them)."""
         acc_dk.store(acc_dk.load() * dk_scale)
         for acc, dst, coord in ((acc_dk, tdKgdK, tdKcdK), (acc_dv, tdVgdV, tdVcdV)):
             out = cute.make_rmem_tensor_like(acc, self.dtype)
@@ -724,5 +729,15 @@ class FlashBwdSm90:
                 if cutlass.const_expr(cfg.early_s):
                     warpgroup.wait_group(0)  # no wgmma may be in flight across the loop's back edge (ptxas C7514)
 
-        self.write_dkv(tiled_mma_dkv, acc_dk, acc_dv, dk_scale, sK, sV, mdK, mdV, kv_head, batch, key0,
-                       window.seqlen_k, wg, wg_tidx)
+        if cutlass.const_expr(cfg.stage_dkv):
+            self.write_dkv(tiled_mma_dkv, acc_dk, acc_dv, dk_scale, sK, sV, mdK, mdV, kv_head, batch, key0,
+                           window.seqlen_k, wg, wg_tidx)
+        else:
+            mine = (KEYS_PER_WARPGROUP, d)
+            tdKgdK, tdVgdV = (thr_dkv.partition_C(cute.local_tile(mX[batch, None, kv_head, None], mine,
+                                                                   (key0 // KEYS_PER_WARPGROUP, 0)))
+                              for mX in (mdK, mdV))
+            tdKcdK = thr_dkv.partition_C(cute.local_tile(cute.make_identity_tensor((mdK.shape[1], d)), mine,
+                                                         (key0 // KEYS_PER_WARPGROUP, 0)))
+            self.write_dkv_from_registers(acc_dk, acc_dv, dk_scale, tdKgdK, tdKcdK, tdVgdV, tdKcdK,
+                                          window.seqlen_k)
