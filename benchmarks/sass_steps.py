@@ -105,7 +105,8 @@ def main():
     args = parser.parse_args()
     config = {key: eval(value) for key, value in (item.split("=") for item in args.config.split(",") if item)}
     case = [args.direction, str(args.head_dim), str(int(args.causal))]
-    report("cuteattn", compiled_sass(OURS, case + [repr(config)], "FlashFwd" if args.direction == "fwd" else "FlashBwd"))
+    ours = "FlashFwd" if args.direction == "fwd" else "FlashBwd"
+    report("cuteattn", compiled_sass(OURS, case + [repr(config)], ours))
     if args.fa4:
         report("FA4", compiled_sass(FA4, case, "flash_fwd_sm90" if args.direction == "fwd" else "flash_bwd_sm90"))
 

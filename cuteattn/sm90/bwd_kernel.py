@@ -35,7 +35,6 @@ import cutlass.cute as cute
 import cutlass.pipeline as pipeline
 import cutlass.utils.hopper_helpers as sm90_utils
 from cutlass import Float32, Int32
-from cutlass.cute.nvgpu.warp import StMatrix8x8x16bOp
 from cutlass.cute.nvgpu import OperandMajorMode, cpasync, warpgroup
 from cutlass.cute.nvgpu.warpgroup import OperandSource
 
@@ -47,7 +46,7 @@ from cuteattn.mods import tile as mod_tile
 from cuteattn.mods.trace import TracedMod
 from cuteattn.sm90 import dq_accum, tma
 from cuteattn.sm90.mma import gemm
-from cuteattn.sm90.smem import one_stage, operand_layout, transposed
+from cuteattn.sm90.smem import accumulator_store, one_stage, operand_layout, transposed
 
 KEYS_PER_WARPGROUP = 64  # the M of one wgmma
 CONSUMERS = 2
@@ -524,8 +523,7 @@ class FlashBwdSm90:
     def score_store(self, tiled_mma_sdp, wg_tidx, tile):
         """(copy, its thread slice, the slice's part of `tile`): P^T or dS^T from registers in the S^T
         accumulator's layout into shared memory by stmatrix, four 8x8 tiles a warp per instruction."""
-        store = cute.make_tiled_copy_C(cute.make_copy_atom(StMatrix8x8x16bOp(False, 4), self.dtype), tiled_mma_sdp)
-        thr = store.get_slice(wg_tidx)
+        store, thr = accumulator_store(self.dtype, tiled_mma_sdp, wg_tidx)
         return store, thr, thr.partition_D(tile)
 
     @cute.jit

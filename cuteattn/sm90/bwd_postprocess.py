@@ -22,7 +22,7 @@ from cuteattn.sm90 import dq_accum
 from cuteattn.sm90.smem import transposed
 
 
-ROW_PAD = 8  # elements after each row of the staged tile: 16 bytes, which put the 8 rows a warp stores on distinct banks
+ROW_PAD = 8  # elements after each row of the staged tile: 16 bytes, so the 8 rows a warp stores hit distinct banks
 
 
 @dataclass(frozen=True)

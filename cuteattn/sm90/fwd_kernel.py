@@ -24,7 +24,6 @@ import cutlass.pipeline as pipeline
 import cutlass.utils.hopper_helpers as sm90_utils
 from cutlass import Float32, Int32
 from cutlass.cute.nvgpu import OperandMajorMode, cpasync, warpgroup
-from cutlass.cute.nvgpu.warp import StMatrix8x8x16bOp
 from cutlass.cute.nvgpu.warpgroup import OperandSource
 
 from cuteattn.fragments import as_a_operand, convert, rowcol
@@ -35,7 +34,7 @@ from cuteattn import softmax
 from cuteattn.kernel_args import launch
 from cuteattn.sm90 import tma
 from cuteattn.sm90.mma import gemm
-from cuteattn.sm90.smem import one_stage, operand_layout
+from cuteattn.sm90.smem import accumulator_store, one_stage, operand_layout
 from cuteattn.tile_scheduler import TileOrder, grid_size, l2_group
 
 ROWS_PER_WARPGROUP = 64  # the M of one wgmma
@@ -492,8 +491,8 @@ class FlashFwdSm90:
         pipeline_v.consumer_release(v_state)
 
     @cute.jit
-    def epilogue(self, tma_o, mO, mLSE, mSink, scale_log2, tiled_mma_pv, acc_o, o, coords, row_max, row_sum, sO, m_block,
-                 head, batch, row0, seqlen_q, wg, wg_tidx):
+    def epilogue(self, tma_o, mO, mLSE, mSink, scale_log2, tiled_mma_pv, acc_o, o, coords, row_max, row_sum, sO,
+                 m_block, head, batch, row0, seqlen_q, wg, wg_tidx):
         """Normalize O and write it (through shared memory, over this consumer's Q tile) and the rows' lse."""
         lse = cute.make_rmem_tensor_like(row_max)
         sink_log2 = None
@@ -508,9 +507,7 @@ class FlashFwdSm90:
 
         o_out = cute.make_rmem_tensor_like(acc_o, self.dtype)
         convert(acc_o, o_out)
-        # stmatrix: a warp stores four 8x8 tiles an instruction (hdim 128: 8 stores a thread, against 32).
-        store_o = cute.make_tiled_copy_C(cute.make_copy_atom(StMatrix8x8x16bOp(False, 4), self.dtype), tiled_mma_pv)
-        thr_store = store_o.get_slice(wg_tidx)
+        store_o, thr_store = accumulator_store(self.dtype, tiled_mma_pv, wg_tidx)  # hdim 128: 8 stores, not 32
         cute.copy(store_o, thr_store.retile(o_out), thr_store.partition_D(sO[None, None, wg]))
         # The TMA engine reads sO through the async proxy: order the ordinary stores before it.
         cute.arch.fence_proxy("async.shared", space="cta")

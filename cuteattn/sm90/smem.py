@@ -1,8 +1,9 @@
-"""Swizzled shared-memory layouts for wgmma operands, and the transposed views that let one tile serve
-as a K-major operand of one GEMM and an MN-major operand of another."""
+"""Swizzled shared-memory layouts for wgmma operands, the transposed views that let one tile serve
+as a K-major operand of one GEMM and an MN-major operand of another, and stores of wgmma results into them."""
 
 import cutlass.cute as cute
 from cutlass.cute.nvgpu import warpgroup
+from cutlass.cute.nvgpu.warp import StMatrix8x8x16bOp
 from cutlass.cute.nvgpu.warpgroup import SmemLayoutAtomKind
 
 _ATOMS = {1024: "SW128", 512: "SW64", 256: "SW32", 128: "INTER"}
@@ -31,3 +32,10 @@ def transposed(t: cute.Tensor) -> cute.Tensor:
     modes = list(range(cute.rank(t)))
     modes[0], modes[1] = 1, 0
     return cute.make_tensor(t.iterator, cute.select(t.layout, mode=modes))
+
+
+def accumulator_store(dtype, tiled_mma: cute.TiledMma, tidx):
+    """(copy, its slice for thread `tidx`): a tile in `tiled_mma`'s accumulator layout, converted to `dtype`
+    (16-bit), into shared memory by stmatrix, four 8x8 tiles a warp per instruction."""
+    store = cute.make_tiled_copy_C(cute.make_copy_atom(StMatrix8x8x16bOp(False, 4), dtype), tiled_mma)
+    return store, store.get_slice(tidx)
