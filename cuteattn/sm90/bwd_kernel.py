@@ -572,8 +572,7 @@ class FlashBwdSm90:
         acc_dk.store(acc_dk.load() * dk_scale)
         # Both consumers' dQ GEMMs read all of sK: the other one's last must be done before its rows change.
         cute.arch.barrier(barrier_id=DS_BARRIER, number_of_threads=CONSUMERS * THREADS_PER_WARPGROUP)
-        store = cute.make_tiled_copy_C(cute.make_copy_atom(StMatrix8x8x16bOp(False, 4), self.dtype), tiled_mma_dkv)
-        thr = store.get_slice(wg_tidx)
+        store, thr = accumulator_store(self.dtype, tiled_mma_dkv, wg_tidx)
         staged = [cute.local_tile(s, (KEYS_PER_WARPGROUP, cute.size(s, mode=[1]), 1), (wg, 0, 0))[None, None, 0]
                   for s in (sK, sV)]
         for acc, tile in zip((acc_dk, acc_dv), staged):
