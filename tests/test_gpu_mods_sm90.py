@@ -118,7 +118,7 @@ def test_backward_strong_position_bias(head_dim, seqlen_q, seqlen_k):
     check_backward(2, seqlen_q, seqlen_k, 4, 2, head_dim, (toward_later_keys, None))
 
 
-@pytest.mark.parametrize("head_dim", [192, 256])
+@pytest.mark.parametrize("head_dim", [64, 192, 256])
 def test_gallery_backward_head_dims(head_dim):
     check_backward(2, 500, 500, 4, 2, head_dim, "rel_bias_document")
 

@@ -70,8 +70,8 @@ def test_fwd_sass(head_dim, mask, tmp_path):
 
 # The lean backward over more than 64 query rows holds 240 registers' worth at its softmax: ptxas spills a few
 # words a step, plus two pairs per tile (L1 hits). hdim 64 takes 128 rows (480 TFLOP/s against 402 over 64,
-# H100 16k), with dQ's GEMM before dK's.
-LEAN_SPILLS = {(64, "plain"): 7, (64, "causal"): 7}
+# H100 16k), with dQ's GEMM before dK's and dQ split by rows (483 against 463 with one more spill, H200 16k).
+LEAN_SPILLS = {(64, "plain"): 8, (64, "causal"): 8}
 
 
 @pytest.mark.parametrize("mask", ["plain", "causal"])

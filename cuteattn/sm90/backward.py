@@ -37,10 +37,11 @@ HEAD_DIMS = (64, 96, 128, 192, 256)
 HEAD_DIM_PAIRS = ((192, 128),)  # head_dim_v != head_dim
 # Head dims over 128 run the split-d kernel, whose P^T and dS^T take shared memory: at 256 one Q and dO stage.
 # (plain, causal) per head dim. hdim 64: FA4's 128 query rows a step, 480 TFLOP/s against 402 over 64 rows
-# (H100, 16k, notes-5). dQ's GEMM before dK's (overlap_dq) at hdims 64 and 128: 0 to +4% (notes-6).
+# (H100, 16k, notes-5), its dQ by rows: 483 against 463 (H200, 16k, notes-8). dQ's GEMM before dK's
+# (overlap_dq) at hdims 64 and 128: 0 to +4% (notes-6).
 _DEFAULT = BwdConfig()
 _OVERLAP = BwdConfig(overlap_dq=True)
-CONFIGS = {64: (BwdConfig(tile_m=128, overlap_dq=True),) * 2, 128: (_OVERLAP,) * 2,
+CONFIGS = {64: (BwdConfig(tile_m=128, overlap_dq=True, dq_by_rows=True),) * 2, 128: (_OVERLAP,) * 2,
            256: (BwdConfig(num_stages=1),) * 2}
 
 
