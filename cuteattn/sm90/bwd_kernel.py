@@ -713,11 +713,14 @@ class FlashBwdSm90:
             if cutlass.const_expr(cfg.overlap_dq):
                 gemm(tiled_mma_dkv, acc_dk, tdKrdS, tdKrQ[None, None, None, q_state.index], False)
                 warpgroup.wait_group(1)  # dV and dQ
+                # The dV GEMM was dO's last reader: its stage is free for the step after next while dK runs.
+                pipeline_do.consumer_release(do_state)
                 self.hand_over_dq(acc_dq, sdQ, wg, wg_tidx, step)
             warpgroup.wait_group(0)
             pipeline_q.consumer_release(q_state)
             q_state.advance()
-            pipeline_do.consumer_release(do_state)
+            if cutlass.const_expr(not cfg.overlap_dq):
+                pipeline_do.consumer_release(do_state)
             do_state.advance()
             if cutlass.const_expr(not cfg.overlap_dq):
                 if cutlass.const_expr(cfg.early_s):
