@@ -77,9 +77,13 @@ LEAN_SPILLS = {(64, "plain"): 8, (64, "causal"): 8}
 @pytest.mark.parametrize("mask", ["plain", "causal"])
 @pytest.mark.parametrize("head_dim", [64, 128, 192, 256])
 def test_bwd_sass(head_dim, mask, tmp_path):
-    counts = sass_of("bwd", head_dim, mask, tmp_path, spills=LEAN_SPILLS.get((head_dim, mask), 0))
+    sass = compile_sass("bwd", head_dim, mask, tmp_path)
+    counts = sass_of("bwd", head_dim, mask, tmp_path, spills=LEAN_SPILLS.get((head_dim, mask), 0), sass=sass)
     assert counts["UBLKRED"] == 1, f"dQ should leave in one bulk reduction; opcodes found: {dict(counts)}"
     assert not counts["REDG"] and not counts["ATOMG"], "the backward's consumers add dQ with atomics again"
+    steps = [(loop["R2UR"], loop["HGMMA"]) for loop in innermost_loops(sass) if loop["HGMMA"]]
+    assert steps, "no loop of wgmmas found"
+    assert all(r2ur < hgmma // 2 for r2ur, hgmma in steps), f"(R2UR, HGMMA) in the step loops: {steps}"
 
 
 @pytest.mark.parametrize("head_dim,config", [(64, "dict(split_columns=True, tile_n=128)"),

@@ -438,7 +438,9 @@ class FlashBwdSm90:
         cut = window.needs_mask(query0, last_query, key0, self.keys_per_consumer)
         if cutlass.const_expr(padding):
             cut = cut | (last_query >= window.seqlen_q)
-        if cut:
+        # Told the branch is warp-uniform, ptxas keeps the pipeline stages in uniform registers; else the
+        # column-split step at hdim 192 builds every wgmma descriptor through R2UR (545 instructions against 345).
+        if cute.arch.make_warp_uniform(cut) != 0:
             mask_tile_transposed(s, coords, key0, query0, window, padding_queries=padding)
         if cutlass.const_expr(self.mask_mod is not None):
             if partial:  # full blocks of the block sparsity need no mask
