@@ -137,7 +137,7 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
     bwd_preprocess(out, dout, lse, dpsum, lse_log2, dq_accum)
     compiled(q, k, v, dout, lse_log2, dpsum, dq_accum, dq_turn, dk, dv, scale_log2, tanh_scale, opts.softmax_scale,
              left, right, score_scale, mod_tensors, mod_grads, *lists)
-    post = DqPostprocess(op.dtype, head_dim, cfg.tile_m, op.dq_by_rows)
+    post = DqPostprocess(op.dtype, head_dim, cfg.tile_m, cfg.dq_by_rows)
     get_or_compile(("sm90.bwd_postprocess", post), lambda: _compile_postprocess(post))(
         dq_accum, dq, opts.softmax_scale)
     dsink = None
@@ -156,7 +156,7 @@ def build() -> None:
         for opts in (plain, causal):
             op = kernel_for(torch.bfloat16, head_dim, head_dim_v, 1, opts)
             _compile(op)
-            _compile_postprocess(DqPostprocess(cutlass.BFloat16, head_dim, op.config.tile_m, op.dq_by_rows))
+            _compile_postprocess(DqPostprocess(cutlass.BFloat16, head_dim, op.config.tile_m, op.config.dq_by_rows))
     for head_dim in (128, 256):
         for opts in (replace(causal, window_left=100, softcap=30.0), replace(plain, window_left=64)):
             _compile(kernel_for(torch.float16, head_dim, head_dim, 4, opts))

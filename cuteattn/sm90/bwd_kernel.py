@@ -185,11 +185,6 @@ class FlashBwdSm90:
         """Keys per CTA."""
         return TILE_N
 
-    @property
-    def dq_by_rows(self) -> bool:
-        """Whether each consumer computes dQ for half of the queries (all columns), not half of the columns."""
-        return self.config.dq_by_rows
-
     def tiled_mmas(self) -> tuple:
         """(S^T and dP^T, dV, dK, dQ): each consumer's 64 keys against all tile_m queries; P^T and dS^T are
         the register A operands of dV and dK, so one tiled MMA serves both."""
@@ -200,7 +195,7 @@ class FlashBwdSm90:
         dkv = sm90_utils.make_trivial_tiled_mma(
             self.dtype, self.dtype, OperandMajorMode.K, OperandMajorMode.MN, Float32, (1, 1, 1),
             tiler_mn=(KEYS_PER_WARPGROUP, d), a_source=OperandSource.RMEM)
-        return sdp, dkv, dkv, dq_accum.tiled_mma(self.dtype, cfg.tile_m, d, self.dq_by_rows)
+        return sdp, dkv, dkv, dq_accum.tiled_mma(self.dtype, cfg.tile_m, d, cfg.dq_by_rows)
 
     def smem_layouts(self) -> tuple:
         """(sQ, sdO, sK, sV, sdS): K's columns split in halves for dQ; dS^T in DS_BUFFERS buffers."""
@@ -621,7 +616,7 @@ class FlashBwdSm90:
         if cutlass.const_expr(dq_accum.swapped(cfg.tile_m)):  # dQ^T = K^T dS^T
             tdQrK = tiled_mma_dq.make_fragment_A(thr_dq.partition_A(my_half_of_k))
             tdQrdS = tiled_mma_dq.make_fragment_B(thr_dq.partition_B(sdS))
-        elif cutlass.const_expr(self.dq_by_rows):  # this consumer's queries of dS, all of K
+        elif cutlass.const_expr(cfg.dq_by_rows):  # this consumer's queries of dS, all of K
             my_rows_of_ds = cute.local_tile(sdS, (cfg.tile_m // CONSUMERS, self.tile_n, DS_BUFFERS), (wg, 0, 0))
             tdQrdS = tiled_mma_dq.make_fragment_A(thr_dq.partition_A(my_rows_of_ds))
             tdQrK = tiled_mma_dq.make_fragment_B(thr_dq.partition_B(transposed(sK)))
@@ -637,7 +632,7 @@ class FlashBwdSm90:
         acc_dp = cute.make_rmem_tensor_like(acc_s)
         acc_dk = cute.make_rmem_tensor(thr_dkv.partition_shape_C((KEYS_PER_WARPGROUP, d)), Float32)
         acc_dv = cute.make_rmem_tensor_like(acc_dk)
-        acc_dq = cute.make_rmem_tensor(thr_dq.partition_shape_C(dq_accum.tile(cfg.tile_m, d, self.dq_by_rows)),
+        acc_dq = cute.make_rmem_tensor(thr_dq.partition_shape_C(dq_accum.tile(cfg.tile_m, d, cfg.dq_by_rows)),
                                         Float32)
         acc_dk.fill(0.0)
         acc_dv.fill(0.0)
