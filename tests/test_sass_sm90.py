@@ -68,17 +68,14 @@ def test_fwd_sass(head_dim, mask, tmp_path):
     assert all(r2ur < hgmma // 2 for r2ur, hgmma in steps), f"(R2UR, HGMMA) in the mainloop's loops: {steps}"
 
 
-# The lean backward over more than 64 query rows holds 240 registers' worth at its softmax: ptxas spills a few
-# words a step, plus two pairs per tile (L1 hits). hdim 64 takes 128 rows (480 TFLOP/s against 402 over 64,
-# H100 16k), with dQ's GEMM before dK's and dQ split by rows (483 against 463 with one more spill, H200 16k).
-LEAN_SPILLS = {(64, "plain"): 8, (64, "causal"): 8}
-
-
 @pytest.mark.parametrize("mask", ["plain", "causal"])
 @pytest.mark.parametrize("head_dim", [64, 128, 192, 256])
 def test_bwd_sass(head_dim, mask, tmp_path):
     sass = compile_sass("bwd", head_dim, mask, tmp_path)
-    counts = sass_of("bwd", head_dim, mask, tmp_path, spills=LEAN_SPILLS.get((head_dim, mask), 0), sass=sass)
+    counts = sass_of("bwd", head_dim, mask, tmp_path, sass=sass)
+    # ptxas waits for every wgmma on its own when the registers do not allow one in flight: a group per
+    # instruction (advisory C7512).
+    assert counts["WARPGROUP"] < counts["HGMMA"] // 2, f"wgmmas serialized: {dict(counts)}"
     assert counts["UBLKRED"] == 1, f"dQ should leave in one bulk reduction; opcodes found: {dict(counts)}"
     assert not counts["REDG"] and not counts["ATOMG"], "the backward's consumers add dQ with atomics again"
     steps = [(loop["R2UR"], loop["HGMMA"]) for loop in innermost_loops(sass) if loop["HGMMA"]]

@@ -641,10 +641,12 @@ class FlashBwdSm90:
         s, dp = rowcol(acc_s), rowcol(acc_dp)
         p, ds, deriv, scores = self.score_registers(acc_s)
         tdVrP, tdKrdS = as_a_operand(p), as_a_operand(ds)
-        # Over more than 64 query rows the registers hold little beside the accumulators (lean): the dV GEMM waits for
-        # dP^T, so that P^T and dS^T are computed in place in fp32 before either is packed (no fp32 copy of P^T
-        # lives beside the packed one), and each thread's columns of dpsum are read from shared memory where used.
-        # Over 64 the dV GEMM runs under the dS^T math.
+        # Over more than 64 query rows the registers hold little beside the accumulators (lean): each thread's
+        # columns of lse and dpsum are read from shared memory where used, the exps run while the dP GEMM is in
+        # flight, P^T and dS^T are computed in place in fp32 before either is packed (no fp32 copy of P^T lives
+        # beside the packed one), and the dV GEMM waits until dS^T is in shared memory: issued before, its
+        # register operand beside S^T and dP^T makes ptxas serialize every wgmma (C7512). Over 64 the dV GEMM
+        # runs under the dS^T math.
         lean = cfg.tile_m > KEYS_PER_WARPGROUP
         columns = cute.size(s, mode=[1])
         lse_log2 = cute.make_rmem_tensor((columns,), Float32)
@@ -652,6 +654,9 @@ class FlashBwdSm90:
         tDsD = thr_sdp.partition_C(cute.make_tensor(
             sdPsum.iterator, cute.make_layout((KEYS_PER_WARPGROUP, cfg.tile_m, cfg.num_stages),
                                               stride=(0, 1, self.row_stage))))
+        tLsL = thr_sdp.partition_C(cute.make_tensor(
+            sLSElog2.iterator, cute.make_layout((KEYS_PER_WARPGROUP, cfg.tile_m, cfg.num_stages),
+                                                stride=(0, 1, self.row_stage))))
 
         pipeline_kv.consumer_wait(pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, 1))
         q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, cfg.num_stages)
@@ -677,21 +682,20 @@ class FlashBwdSm90:
                     dpsum[c] = sdPsum[coords[0, c][1], do_state.index]
             gemm(tiled_mma_sdp, acc_dp, tdPrV[None, None, None, 0], tdPrdO[None, None, None, do_state.index],
                  True)
-            dpsum_cols = dpsum
+            lse_cols, dpsum_cols = lse_log2, dpsum
             if cutlass.const_expr(lean):
-                for c in cutlass.range_constexpr(columns):
-                    lse_log2[c] = sLSElog2[coords[0, c][1], q_state.index]
+                lse_cols = rowcol(tLsL[None, None, None, q_state.index])[0, None]
                 dpsum_cols = rowcol(tDsD[None, None, None, do_state.index])[0, None]
-                warpgroup.wait_group(0)
-            elif cutlass.const_expr(not cfg.early_s):
-                warpgroup.wait_group(1)
-            self.probabilities(s, deriv, scores, coords, lse_log2, scale_log2, tanh_scale, head, key0, query0, window,
+            if cutlass.const_expr(not cfg.early_s):
+                warpgroup.wait_group(1)  # S^T
+            self.probabilities(s, deriv, scores, coords, lse_cols, scale_log2, tanh_scale, head, key0, query0, window,
                                mods, partial)
             if cutlass.const_expr(lean):
+                warpgroup.wait_group(0)  # dP^T
                 self.score_grads(dp, s, deriv, scores, dpsum_cols, coords, head, key0, query0, mods)
             p.store(acc_s.load().to(self.dtype))
-            gemm(tiled_mma_dkv, acc_dv, tdVrP, tdVrdO[None, None, None, do_state.index], False)
             if cutlass.const_expr(not lean):
+                gemm(tiled_mma_dkv, acc_dv, tdVrP, tdVrdO[None, None, None, do_state.index], False)
                 warpgroup.wait_group(1)
                 self.score_grads(dp, s, deriv, scores, dpsum_cols, coords, head, key0, query0, mods)
             ds.store(acc_dp.load().to(self.dtype))
@@ -702,6 +706,8 @@ class FlashBwdSm90:
             cute.copy(store_ds, thr_store_ds.retile(ds), tdSsdS[None, None, None, buffer])
             # The dQ wgmma reads dS through the async proxy: order the ordinary stores before it.
             cute.arch.fence_proxy("async.shared", space="cta")
+            if cutlass.const_expr(lean):
+                gemm(tiled_mma_dkv, acc_dv, tdVrP, tdVrdO[None, None, None, do_state.index], False)
             cute.arch.barrier(barrier_id=DS_BARRIER, number_of_threads=CONSUMERS * THREADS_PER_WARPGROUP)
             if cutlass.const_expr(dq_accum.swapped(cfg.tile_m)):
                 gemm(tiled_mma_dq, acc_dq, tdQrK[None, None, None, 0], tdQrdS[None, None, None, buffer], True)
