@@ -145,18 +145,6 @@ def test_deterministic(head_dim, causal, window):
             assert torch.equal(first, again)
 
 
-@pytest.mark.parametrize("head_dim", [64, 128])
-@pytest.mark.parametrize("features", [dict(), dict(causal=True), dict(window=(100, 30)), dict(softcap=30.0),
-                                      dict(causal=True, deterministic=True)])
-def test_early_s(head_dim, features):
-    """BwdConfig(early_s=True): the next step's S GEMM issued under this step's dQ store."""
-    from cuteattn.sm90.bwd_kernel import BwdConfig
-
-    features = dict(features)
-    causal = features.pop("causal", False)
-    check(2, 333, 1000, 8, 2, head_dim, causal, torch.bfloat16, config=BwdConfig(early_s=True), **features)
-
-
 # BwdConfig variants beside the defaults: the column split at head dims the key split also covers (128 keys or 128
 # query rows per step, tiled by wgmmas of 64 rows), the key split over the query rows the defaults do not take
 # (64 at hdim 64; 80 at hdim 128, dQ computed transposed), and without dQ's handover under the dK GEMM.

@@ -69,9 +69,6 @@ class BwdConfig:
 
     tile_m: int = 64  # query rows per step: the N of S^T
     num_stages: int = 2  # depth of the Q and dO pipelines
-    # The next step's S GEMM runs while this step's dQ goes to shared memory (the key-split kernel); off: it
-    # timed 0-4% slower (benchmarks/results/2026-12-05-h100-sm90-notes-3.md).
-    early_s: bool = False
     # The dQ GEMM is issued before dK's, and dQ goes to shared memory while dK runs (FA4's order); off: every
     # step waits for dK and dQ together, and its dQ handover runs with no GEMM in flight.
     overlap_dq: bool = False
@@ -142,7 +139,6 @@ class FlashBwdSm90:
             (self.config.tile_m == 80 and self.head_dim == 128), \
             f"the key split takes tile_m 64, 128 at head_dim 64 or 80 at 128 (given {self.config.tile_m} at " \
             f"{self.head_dim})"
-        assert not (self.config.overlap_dq and self.config.early_s), "overlap_dq and early_s both reorder the step"
         assert not self.config.dq_by_rows or dq_accum.rows_split(self.config.tile_m), \
             f"dq_by_rows splits 128 query rows in two (given tile_m {self.config.tile_m})"
 
@@ -445,15 +441,6 @@ class FlashBwdSm90:
                 s[r, c] = cute.math.exp2(s[r, c] * scale_log2 - lse_log2[c], fastmath=True)
 
     @cute.jit
-    def next_scores(self, tiled_mma_sdp, acc_s, tSrK, tSrQ, pipeline_q, q_state, has_next):
-        """Issue S^T = K Q^T of the step whose Q stage is `q_state`. Outside any branch (a zero_init there
-        rebinds the tiled MMA in a way the DSL cannot carry out): without a next step it multiplies a stage
-        the producer no longer writes, and the result is dropped."""
-        if has_next:
-            pipeline_q.consumer_wait(q_state)
-        gemm(tiled_mma_sdp, acc_s, tSrK[None, None, None, 0], tSrQ[None, None, None, q_state.index], True)
-
-    @cute.jit
     def score_grads(self, dp, p, deriv, scores, dpsum, coords, head, key0, query0, mods):
         """dP^T -> dS^T = P^T * (dP^T - dpsum) in place, through the score_mod and the softcap's tanh; the
         gradients of the score_mod's captured tensors are added on the way."""
@@ -661,21 +648,16 @@ class FlashBwdSm90:
         pipeline_kv.consumer_wait(pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, 1))
         q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, cfg.num_stages)
         do_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, cfg.num_stages)
-        if cutlass.const_expr(cfg.early_s):
-            self.next_scores(tiled_mma_sdp, acc_s, tSrK, tSrQ, pipeline_q, q_state, steps.count > 0)
-            warpgroup.wait_group(0)
         for step in cutlass.range(steps.count, unroll=1):
             head, m_block, partial = steps.at(step)
             query0 = m_block * cfg.tile_m
             # Over 64 rows, lse and dpsum are loaded ahead of the GEMM they follow, not behind its wgmmas in the
             # MIO queue (ncu, hdim 64: those loads were 13% of the consumers' stall samples).
-            if cutlass.const_expr(not cfg.early_s):
-                pipeline_q.consumer_wait(q_state)
+            pipeline_q.consumer_wait(q_state)
             if cutlass.const_expr(not lean):
                 for c in cutlass.range_constexpr(columns):
                     lse_log2[c] = sLSElog2[coords[0, c][1], q_state.index]
-            if cutlass.const_expr(not cfg.early_s):
-                gemm(tiled_mma_sdp, acc_s, tSrK[None, None, None, 0], tSrQ[None, None, None, q_state.index], True)
+            gemm(tiled_mma_sdp, acc_s, tSrK[None, None, None, 0], tSrQ[None, None, None, q_state.index], True)
             pipeline_do.consumer_wait(do_state)
             if cutlass.const_expr(not lean):
                 for c in cutlass.range_constexpr(columns):
@@ -686,8 +668,7 @@ class FlashBwdSm90:
             if cutlass.const_expr(lean):
                 lse_cols = rowcol(tLsL[None, None, None, q_state.index])[0, None]
                 dpsum_cols = rowcol(tDsD[None, None, None, do_state.index])[0, None]
-            if cutlass.const_expr(not cfg.early_s):
-                warpgroup.wait_group(1)  # S^T
+            warpgroup.wait_group(1)  # S^T
             self.probabilities(s, deriv, scores, coords, lse_cols, scale_log2, tanh_scale, head, key0, query0, window,
                                mods, partial)
             if cutlass.const_expr(lean):
@@ -726,11 +707,7 @@ class FlashBwdSm90:
                 pipeline_do.consumer_release(do_state)
             do_state.advance()
             if cutlass.const_expr(not cfg.overlap_dq):
-                if cutlass.const_expr(cfg.early_s):
-                    self.next_scores(tiled_mma_sdp, acc_s, tSrK, tSrQ, pipeline_q, q_state, step + 1 < steps.count)
                 self.hand_over_dq(acc_dq, sdQ, wg, wg_tidx, step)
-                if cutlass.const_expr(cfg.early_s):
-                    warpgroup.wait_group(0)  # no wgmma may be in flight across the loop's back edge (ptxas C7514)
 
         if cutlass.const_expr(cfg.stage_dkv):
             self.write_dkv(tiled_mma_dkv, acc_dk, acc_dv, dk_scale, sK, sV, mdK, mdV, kv_head, batch, key0,
