@@ -56,16 +56,26 @@ def sass_of(direction: str, head_dim: int, mask: str, tmp_path, config: str = ""
     return counts
 
 
+def assert_async_wgmmas(counts: Counter):
+    """ptxas waits for every wgmma on its own when the registers do not allow one in flight: a group per
+    instruction (advisory C7512)."""
+    assert counts["WARPGROUP"] < counts["HGMMA"] // 2, f"wgmmas serialized: {dict(counts)}"
+
+
+def assert_uniform_descriptors(sass: str):
+    """The step loops' wgmma descriptors come from uniform registers, not each through R2UR (two per wgmma when
+    ptxas keeps the pipeline's stage in a vector register)."""
+    steps = [(loop["R2UR"], loop["HGMMA"]) for loop in innermost_loops(sass) if loop["HGMMA"]]
+    assert steps, "no loop of wgmmas found"
+    assert all(r2ur < hgmma // 2 for r2ur, hgmma in steps), f"(R2UR, HGMMA) in the step loops: {steps}"
+
+
 @pytest.mark.parametrize("mask", ["plain", "causal"])
 @pytest.mark.parametrize("head_dim", [64, 96, 128, 192, 256])
 def test_fwd_sass(head_dim, mask, tmp_path):
     sass = compile_sass("fwd", head_dim, mask, tmp_path)
     sass_of("fwd", head_dim, mask, tmp_path, sass=sass)
-    # The mainloop's wgmma descriptors come from uniform registers, not each through R2UR (two per wgmma when
-    # ptxas keeps the pipeline's stage in a vector register).
-    steps = [(loop["R2UR"], loop["HGMMA"]) for loop in innermost_loops(sass) if loop["HGMMA"]]
-    assert steps, "no loop of wgmmas found"
-    assert all(r2ur < hgmma // 2 for r2ur, hgmma in steps), f"(R2UR, HGMMA) in the mainloop's loops: {steps}"
+    assert_uniform_descriptors(sass)
 
 
 @pytest.mark.parametrize("mask", ["plain", "causal"])
@@ -73,14 +83,10 @@ def test_fwd_sass(head_dim, mask, tmp_path):
 def test_bwd_sass(head_dim, mask, tmp_path):
     sass = compile_sass("bwd", head_dim, mask, tmp_path)
     counts = sass_of("bwd", head_dim, mask, tmp_path, sass=sass)
-    # ptxas waits for every wgmma on its own when the registers do not allow one in flight: a group per
-    # instruction (advisory C7512).
-    assert counts["WARPGROUP"] < counts["HGMMA"] // 2, f"wgmmas serialized: {dict(counts)}"
+    assert_async_wgmmas(counts)
     assert counts["UBLKRED"] == 1, f"dQ should leave in one bulk reduction; opcodes found: {dict(counts)}"
     assert not counts["REDG"] and not counts["ATOMG"], "the backward's consumers add dQ with atomics again"
-    steps = [(loop["R2UR"], loop["HGMMA"]) for loop in innermost_loops(sass) if loop["HGMMA"]]
-    assert steps, "no loop of wgmmas found"
-    assert all(r2ur < hgmma // 2 for r2ur, hgmma in steps), f"(R2UR, HGMMA) in the step loops: {steps}"
+    assert_uniform_descriptors(sass)
 
 
 @pytest.mark.parametrize("head_dim,config", [(64, "dict(split_columns=True, tile_n=128)"),
@@ -88,6 +94,4 @@ def test_bwd_sass(head_dim, mask, tmp_path):
                                              (128, "dict(split_columns=True, tile_n=128)"),
                                              (64, "dict(tile_m=64)")])
 def test_bwd_config_variants_sass(head_dim, config, tmp_path):
-    counts = sass_of("bwd", head_dim, "causal", tmp_path, config)
-    # ptxas waits for every wgmma on its own when the accumulators do not fit: a group per instruction.
-    assert counts["WARPGROUP"] < counts["HGMMA"] // 2, f"wgmmas serialized: {dict(counts)}"
+    assert_async_wgmmas(sass_of("bwd", head_dim, "causal", tmp_path, config))

@@ -638,12 +638,9 @@ class FlashBwdSm90:
         columns = cute.size(s, mode=[1])
         lse_log2 = cute.make_rmem_tensor((columns,), Float32)
         dpsum = cute.make_rmem_tensor((columns,), Float32)
-        tDsD = thr_sdp.partition_C(cute.make_tensor(
-            sdPsum.iterator, cute.make_layout((KEYS_PER_WARPGROUP, cfg.tile_m, cfg.num_stages),
-                                              stride=(0, 1, self.row_stage))))
-        tLsL = thr_sdp.partition_C(cute.make_tensor(
-            sLSElog2.iterator, cute.make_layout((KEYS_PER_WARPGROUP, cfg.tile_m, cfg.num_stages),
-                                                stride=(0, 1, self.row_stage))))
+        # lse or dpsum of each score's column (its query), per stage, in S^T's register layout.
+        by_column = cute.make_layout((KEYS_PER_WARPGROUP, cfg.tile_m, cfg.num_stages), stride=(0, 1, self.row_stage))
+        tLsL, tDsD = (thr_sdp.partition_C(cute.make_tensor(stat.iterator, by_column)) for stat in (sLSElog2, sdPsum))
 
         pipeline_kv.consumer_wait(pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, 1))
         q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, cfg.num_stages)
