@@ -191,6 +191,19 @@ def test_strided_captured_tensor():
     check_forward(1, 64, 64, 4, 4, 64, options(64, score_mod=lambda s, b, h, q, kv: s + table[h, q]))
 
 
+@pytest.mark.parametrize("head_dim", [64, 128])
+def test_negative_indices_and_the_padding(head_dim):
+    """A captured tensor indexed as torch does (a negative index counts from the end), by a score_mod that sees
+    the padding's positions: their indices fall past the table and are clamped, their scores masked."""
+    table = torch.randn(4, 128, device="cuda").requires_grad_()
+
+    def wrapped_bias(score, b, h, q_idx, kv_idx):
+        return score + table[h, (q_idx - kv_idx).clamp(-64, 63)]
+
+    check_forward(2, 113, 300, 4, 4, head_dim, options(head_dim, score_mod=wrapped_bias))
+    check_backward(2, 113, 300, 4, 2, head_dim, (wrapped_bias, None))
+
+
 def test_equal_mods_share_a_kernel_and_constants_recompile():
     from cuteattn import compile_cache
 

@@ -96,22 +96,3 @@ def test_block_lists_from_tile_classes(monkeypatch):
     assert blocks[0, 0, 2, :3].tolist() == [2 * 0 + 1, 2 * 1, 2 * 3 + 1]
     # A turn counts the earlier key blocks that list the same (head, query block).
     assert turns[0, 0, 2, :3].tolist() == [1, 1, 2]
-
-
-def test_gathers_by_position():
-    """Positions are clamped for the mods that index a captured tensor with them, not for the others."""
-    bias, slope, doc = torch.randn(2, 511), torch.randn(2), torch.zeros(1, 64, dtype=torch.int32)
-
-    def rel_bias(score, b, h, q_idx, kv_idx):
-        return score + bias[h, (q_idx - kv_idx).clamp(-255, 255) + 255]
-
-    def alibi(score, b, h, q_idx, kv_idx):
-        return score + slope[h] * (kv_idx - q_idx)
-
-    def document(b, h, q_idx, kv_idx):
-        return doc[b, q_idx] == doc[b, kv_idx]
-
-    assert trace.trace_score_mod(rel_bias).gathers_by_position
-    assert not trace.trace_score_mod(alibi).gathers_by_position
-    assert trace.trace_mask_mod(document).gathers_by_position
-    assert not trace.trace_mask_mod(lambda b, h, q_idx, kv_idx: q_idx >= kv_idx).gathers_by_position

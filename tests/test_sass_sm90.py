@@ -18,27 +18,38 @@ from cuteattn.sass import innermost_loops, opcodes
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 BUILD = """
-import sys, torch
+import math, sys, torch
 from cuteattn import reference
 from cuteattn.sm90 import backward, forward
 from cuteattn.sm90.bwd_kernel import BwdConfig
-direction, head_dim, causal = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "causal"
-config = BwdConfig(**eval(sys.argv[4])) if len(sys.argv) > 4 else None
+direction, head_dim, causal, config, mod = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "causal", *sys.argv[4:]
+bias, buckets = torch.randn(16, 511), torch.randn(32, 16)
+
+def rel_bias(score, b, h, q_idx, kv_idx):
+    return score + bias[h, (q_idx - kv_idx).clamp(-255, 255) + 255]
+
+def t5(score, b, h, q_idx, kv_idx):
+    rel = kv_idx - q_idx
+    distance = rel.abs()
+    far = 8 + (torch.log((distance.float() + 0.5) / 8) / math.log(16) * 8).to(torch.int32)
+    return score + buckets[torch.where(rel > 0, 16, 0) + torch.where(distance < 8, distance, far.clamp(max=15)), h]
+
 opts = reference.Options(softmax_scale=1.0, window_left=None, window_right=0 if causal else None, softcap=0.0,
-                         learnable_sink=None, score_mod=None, mask_mod=None, block_mask=None)
+                         learnable_sink=None, score_mod=eval(mod) if mod else None, mask_mod=None, block_mask=None)
 if direction == "fwd":
     forward._compile(forward.kernel_for(torch.bfloat16, head_dim, head_dim, 1, opts))
 else:
+    config = BwdConfig(**eval(config)) if config else None
     backward._compile(backward.kernel_for(torch.bfloat16, head_dim, head_dim, 1, opts, config=config))
 """
 
 
-def compile_sass(direction: str, head_dim: int, mask: str, tmp_path, config: str = "") -> str:
-    """The SASS of one kernel, compiled in a fresh process; `config`: BwdConfig keywords, as a dict literal."""
+def compile_sass(direction: str, head_dim: int, mask: str, tmp_path, config: str = "", mod: str = "") -> str:
+    """The SASS of one kernel, compiled in a fresh process; `config`: BwdConfig keywords, as a dict literal;
+    `mod`: a score_mod of BUILD's."""
     env = {**os.environ, "CUTE_DSL_ARCH": "sm_90a", "CUTE_DSL_KEEP": "sass", "CUTE_DSL_DUMP_DIR": str(tmp_path)}
-    args = [direction, str(head_dim), mask] + ([config] if config else [])
-    result = subprocess.run([sys.executable, "-c", BUILD, *args], cwd=REPO_ROOT, env=env,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run([sys.executable, "-c", BUILD, direction, str(head_dim), mask, config, mod],
+                            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"compile failed:\n{result.stderr}"
     sass_files = list(tmp_path.glob("*.sass"))
     assert len(sass_files) == 1, f"expected one SASS file in the dump dir, found {sass_files}"

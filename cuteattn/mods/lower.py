@@ -37,8 +37,15 @@ class _Scatter:
     adds: list  # [(indices, value)]
 
 
+def _within(indices, shape) -> tuple:
+    """Torch's indices into a tensor of `shape` (a negative one counts from the end), clamped into it: a
+    score_mod sees the padding's positions, which may index past either end (their scores are masked)."""
+    wrapped = (cutlass.select_(i < 0, i + n, i) for i, n in zip(indices, shape))
+    return tuple(cutlass.max(cutlass.min(i, n - 1), 0) for i, n in zip(wrapped, shape))
+
+
 def _load(t: _Captured, indices, kind):
-    value = t.tensor[tuple(indices)] if indices else t.tensor[0]
+    value = t.tensor[_within(indices, t.tensor.shape)] if indices else t.tensor[0]
     if t.dtype == torch.bool:
         return value != 0
     return cast(value, kind)
@@ -174,5 +181,5 @@ def add_captured_grads(traced: TracedMod, tensors, grad_tensors, score, b, h, q_
     for buffer, result in zip(grad_tensors, results):
         adds = result.adds if isinstance(result, _Scatter) else [([], cast(result, Float32))]
         for indices, value in adds:
-            offset = cute.crd2idx(tuple(indices), buffer.layout) if indices else 0
+            offset = cute.crd2idx(_within(indices, buffer.shape), buffer.layout) if indices else 0
             cute.arch.atomic_add((buffer.iterator + offset).llvm_ptr, value)

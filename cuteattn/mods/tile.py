@@ -2,10 +2,9 @@
 
 A tile is indexed (row, col) through `coords`, each register's position in the tile; row0 and col0 place
 the tile in the sequences. The forward holds queries on rows (`transposed=False`), the backward keys on
-rows. Indices past the sequence ends are clamped to the last position before a mask_mod, or a score_mod that
-indexes a captured tensor by q_idx or kv_idx, sees them, so it never reads past the tensor; other score_mods
-see the padding's own indices, which is cheaper (kv_idx - q_idx stays one offset per tile). The kernels mask
-those scores after the mod either way.
+rows. Indices past the sequence ends are clamped to the last position before a mask_mod sees them; a
+score_mod sees the padding's own indices, which is cheaper (kv_idx - q_idx stays one offset per tile), and
+its reads of captured tensors are clamped into them. The kernels mask those scores after the mod either way.
 """
 
 from __future__ import annotations
@@ -63,9 +62,11 @@ INT32_MAX = 2**31 - 1
 def _indices(traced, place: TilePlace, coords, r, c):
     row, col = coords[r, 0][0], coords[0, c][1]
     query, key = (col, row) if place.transposed else (row, col)
-    # A score_mod that gathers nothing by position sees the padding's own positions (its scores are masked
-    # after it). Mask mods keep the clamps: without them the backward's sliding window spilled (0 -> 20 lines).
-    if traced.kind == "score_mod" and not traced.gathers_by_position:
+    # A score_mod sees the padding's own positions (its scores are masked after it; an index into a captured
+    # tensor is clamped into the tensor where it is used), so q_idx - kv_idx is one offset per tile and a table
+    # read at it is loaded once per distinct offset. Mask mods keep the clamps: without them the backward's
+    # sliding window spilled (0 -> 20 lines).
+    if traced.kind == "score_mod":
         # Coordinate arithmetic stays a CuTe int tuple, whose // truncates: a min with INT32_MAX makes it a plain
         # Int32 (whose // floors, as torch's does) and folds away.
         return cutlass.min(place.query0 + query, INT32_MAX), cutlass.min(place.key0 + key, INT32_MAX)

@@ -11,7 +11,6 @@ A function is retraced when its closure cells change; the globals it reads are r
 
 from __future__ import annotations
 
-import functools
 import linecache
 import sys
 import weakref
@@ -26,8 +25,6 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from cuteattn.mods.ops import OP_NAMES, SUPPORTED, Unsupported
 
 INDEX_NAMES = ("b", "h", "q_idx", "kv_idx")
-GATHERS = (torch.ops.aten.index.Tensor, torch.ops.aten.index_put.default,
-           torch.ops.aten.index_put_.default)  # args[1]: the index tensors
 
 
 class _GetItemAsIndex(TorchFunctionMode):
@@ -113,20 +110,6 @@ class TracedMod:
         """Whether the gradients of captured tensors depend on the score (`score * scale[h]` does)."""
         score_in = next(n for n in self.grad_graph.graph.nodes if n.op == "placeholder")
         return score_in in needed_by(outputs_of(self.grad_graph)[1:])
-
-    @functools.cached_property
-    def gathers_by_position(self) -> bool:
-        """Whether the mod reads (or, for gradients, writes) a captured tensor at an index computed from q_idx or
-        kv_idx: the kernels then clamp the padding's positions to the sequences' last."""
-        graphs = [self.graph] + ([self.grad_graph] if self.grad_graph is not None else [])
-        for gm, trail in zip(graphs, (0, 1)):
-            inputs = [n for n in gm.graph.nodes if n.op == "placeholder"]
-            positional = set(inputs[len(inputs) - trail - 2:len(inputs) - trail])  # q_idx, kv_idx
-            for node in gm.graph.nodes:
-                if node.op == "call_function" and node.target in GATHERS:
-                    if positional & needed_by([i for i in node.args[1] if isinstance(i, torch.fx.Node)]):
-                        return True
-        return False
 
     def captured_args(self, device: torch.device) -> list[torch.Tensor]:
         """The captured tensors as the kernels take them: on `device`, at least 1-d, bool as uint8."""

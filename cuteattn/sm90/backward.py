@@ -36,18 +36,21 @@ from cuteattn.sm90.forward import scales
 HEAD_DIMS = (64, 96, 128, 192, 256)
 HEAD_DIM_PAIRS = ((192, 128),)  # head_dim_v != head_dim
 # Head dims over 128 run the split-d kernel, whose P^T and dS^T take shared memory: at 256 one Q and dO stage.
-# (plain, causal) per head dim. hdim 64: FA4's 128 query rows a step, 480 TFLOP/s against 402 over 64 rows
-# (H100, 16k, notes-5), its dQ by rows: 483 against 463 (H200, 16k, notes-8). dQ's GEMM before dK's
-# (overlap_dq) at hdims 64 and 128: 0 to +4% (notes-6).
+# (plain, other) per head dim; other: a window (causal too), softcap or mods. hdim 64: FA4's 128 query rows a
+# step, 480 TFLOP/s against 402 over 64 rows (H100, 16k, notes-5), its dQ by rows: 483 against 463 (H200, 16k,
+# notes-8). hdim 128 plain: FA4's 80 rows, the lean step (no spills); other keeps 64 (T5's backward spilled at
+# 80). dQ's GEMM before dK's (overlap_dq) at hdims 64 and 128: 0 to +4% (notes-6).
 _DEFAULT = BwdConfig()
 _OVERLAP = BwdConfig(overlap_dq=True)
-CONFIGS = {64: (BwdConfig(tile_m=128, overlap_dq=True, dq_by_rows=True),) * 2, 128: (_OVERLAP,) * 2,
+CONFIGS = {64: (BwdConfig(tile_m=128, overlap_dq=True, dq_by_rows=True),) * 2,
+           128: (BwdConfig(tile_m=80, overlap_dq=True), _OVERLAP),
            256: (BwdConfig(num_stages=1),) * 2}
 
 
 def default_config(head_dim: int, opts: reference.Options) -> BwdConfig:
-    plain, causal = CONFIGS.get(head_dim, (_DEFAULT, _DEFAULT))
-    return causal if opts.window_right is not None else plain
+    plain, other = CONFIGS.get(head_dim, (_DEFAULT, _DEFAULT))
+    features = (opts.window_left, opts.window_right, opts.score_mod, opts.mask_mod, opts.block_mask)
+    return other if features != (None,) * len(features) or opts.softcap > 0 else plain
 
 
 def unsupported(head_dim: int, head_dim_v: int, opts: reference.Options) -> Optional[str]:

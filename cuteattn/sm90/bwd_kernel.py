@@ -635,6 +635,9 @@ class FlashBwdSm90:
         # register operand beside S^T and dP^T makes ptxas serialize every wgmma (C7512). Over 64 the dV GEMM
         # runs under the dS^T math.
         lean = cfg.tile_m > KEYS_PER_WARPGROUP
+        # A score_mod's step holds its own values across the exps: lse and dpsum stay in shared memory there too
+        # (rel_bias at hdim 128: 853 instructions a step with 35 spilled words, read ahead; 764 and none).
+        stats_in_smem = lean or self.score_mod is not None
         columns = cute.size(s, mode=[1])
         lse_log2 = cute.make_rmem_tensor((columns,), Float32)
         dpsum = cute.make_rmem_tensor((columns,), Float32)
@@ -651,18 +654,18 @@ class FlashBwdSm90:
             # Over 64 rows, lse and dpsum are loaded ahead of the GEMM they follow, not behind its wgmmas in the
             # MIO queue (ncu, hdim 64: those loads were 13% of the consumers' stall samples).
             pipeline_q.consumer_wait(q_state)
-            if cutlass.const_expr(not lean):
+            if cutlass.const_expr(not stats_in_smem):
                 for c in cutlass.range_constexpr(columns):
                     lse_log2[c] = sLSElog2[coords[0, c][1], q_state.index]
             gemm(tiled_mma_sdp, acc_s, tSrK[None, None, None, 0], tSrQ[None, None, None, q_state.index], True)
             pipeline_do.consumer_wait(do_state)
-            if cutlass.const_expr(not lean):
+            if cutlass.const_expr(not stats_in_smem):
                 for c in cutlass.range_constexpr(columns):
                     dpsum[c] = sdPsum[coords[0, c][1], do_state.index]
             gemm(tiled_mma_sdp, acc_dp, tdPrV[None, None, None, 0], tdPrdO[None, None, None, do_state.index],
                  True)
             lse_cols, dpsum_cols = lse_log2, dpsum
-            if cutlass.const_expr(lean):
+            if cutlass.const_expr(stats_in_smem):
                 lse_cols = rowcol(tLsL[None, None, None, q_state.index])[0, None]
                 dpsum_cols = rowcol(tDsD[None, None, None, do_state.index])[0, None]
             warpgroup.wait_group(1)  # S^T
