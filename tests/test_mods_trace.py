@@ -96,3 +96,25 @@ def test_block_lists_from_tile_classes(monkeypatch):
     assert blocks[0, 0, 2, :3].tolist() == [2 * 0 + 1, 2 * 1, 2 * 3 + 1]
     # A turn counts the earlier key blocks that list the same (head, query block).
     assert turns[0, 0, 2, :3].tolist() == [1, 1, 2]
+
+
+def test_position_difference():
+    """The graphs that read the positions only through q_idx - kv_idx (or kv_idx - q_idx)."""
+    bias, slope = torch.randn(2, 511), torch.randn(2)
+
+    def rel_bias(score, b, h, q_idx, kv_idx):
+        return score + bias[h, (q_idx - kv_idx).clamp(-255, 255) + 255]
+
+    def alibi(score, b, h, q_idx, kv_idx):
+        return score + slope[h] * (kv_idx - q_idx)
+
+    def causal_bias(score, b, h, q_idx, kv_idx):
+        return score + (q_idx >= kv_idx).float()
+
+    def two_reads(score, b, h, q_idx, kv_idx):
+        return score + (q_idx - kv_idx) * 0.1 + q_idx * 0.01
+
+    for fn, found in [(rel_bias, True), (alibi, True), (causal_bias, False), (two_reads, False)]:
+        traced = trace.trace_score_mod(fn)
+        assert (trace.position_difference(traced.graph, 1) is not None) == found, fn.__name__
+        assert (trace.position_difference(traced.grad_graph, 1) is not None) == found, fn.__name__

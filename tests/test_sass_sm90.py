@@ -106,3 +106,16 @@ def test_bwd_sass(head_dim, mask, tmp_path):
                                              (64, "dict(tile_m=64)")])
 def test_bwd_config_variants_sass(head_dim, config, tmp_path):
     assert_async_wgmmas(sass_of("bwd", head_dim, "causal", tmp_path, config))
+
+
+# A thread's scores of one wgmma tile lie on 2 rows 8 apart and on column pairs 8 apart: 34 distinct
+# q_idx - kv_idx in the forward's 128 columns, 18 in the backward's 64 (its queries on columns).
+@pytest.mark.parametrize("mod", ["rel_bias", "t5"])
+@pytest.mark.parametrize("direction,loads", [("fwd", 34), ("bwd", 18)])
+def test_position_bias_sass(direction, loads, mod, tmp_path):
+    """A table read at q_idx - kv_idx (through T5's buckets too) is loaded once per distinct difference a
+    step, not once per score, and the step does not spill."""
+    sass = compile_sass(direction, 128, "plain", tmp_path, mod=mod)
+    sass_of(direction, 128, "plain", tmp_path, sass=sass)
+    steps = [loop["LDG"] for loop in innermost_loops(sass) if loop["HGMMA"]]
+    assert steps and max(steps) <= loads, f"table loads per step: {steps}, at most {loads} expected"

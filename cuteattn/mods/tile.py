@@ -16,7 +16,7 @@ import cutlass
 import cutlass.cute as cute
 from cutlass import Float32, Int32
 
-from cuteattn.mods import lower
+from cuteattn.mods import lower, trace
 
 
 @dataclass(frozen=True)
@@ -92,17 +92,43 @@ def _line_values(gm, traced, tensors, s, coords, place: TilePlace, lead: int, tr
     return rows, cols
 
 
+def _hoisted(gm, traced, tensors, s, coords, place: TilePlace, lead: int, trail: int):
+    """known(r, c): the nodes of `gm` evaluated ahead for score (r, c) of the tile. Per line (`_line_values`),
+    or, for a score_mod that reads q_idx and kv_idx only through their difference, once per distinct
+    difference: a thread's scores whose coordinates differ by the same constant offset in the wgmma layout
+    (`crd2idx` of the register) share one evaluation, a table read at q_idx - kv_idx is loaded once per offset
+    (the compiler does not regroup `(a + c1) - (b + c2)` to find equal ones)."""
+    if traced.kind != "score_mod" or trace.position_difference(gm, lead) is None:
+        rows, cols = _line_values(gm, traced, tensors, s, coords, place, lead, trail)
+        return lambda r, c: {**rows[r], **cols[c]}
+
+    def inputs(q_idx, kv_idx):
+        return [None] * lead + [place.batch, place.head, q_idx, kv_idx] + [None] * trail
+
+    per_head = lower.hoist(gm, traced, inputs(None, None), tensors)
+    by_offset = {}
+
+    def known(r, c):
+        row, col = cute.crd2idx((r, c), coords.layout)
+        if row - col not in by_offset:
+            by_offset[row - col] = lower.hoist(gm, traced, inputs(*_indices(traced, place, coords, r, c)), tensors,
+                                               per_head)
+        return by_offset[row - col]
+
+    return known
+
+
 def score_mod_prologue(traced, tensors, s: cute.Tensor, coords: cute.Tensor, place: TilePlace) -> list:
     """Per score of the tile, the part of score_mod that does not read the score (a table entry, say),
     evaluated now: called before waiting for the scores, its loads overlap the GEMM. Reads only s's shape."""
-    rows, cols = _line_values(traced.graph, traced, tensors, s, coords, place, 1, 0)
-    known = []
+    known = _hoisted(traced.graph, traced, tensors, s, coords, place, 1, 0)
+    prologue = []
     for r in range(cute.size(s, mode=[0])):
         for c in range(cute.size(s, mode=[1])):
             q_idx, kv_idx = _indices(traced, place, coords, r, c)
-            known.append(lower.hoist(traced.graph, traced, [None, place.batch, place.head, q_idx, kv_idx], tensors,
-                                     {**rows[r], **cols[c]}))
-    return known
+            prologue.append(lower.hoist(traced.graph, traced, [None, place.batch, place.head, q_idx, kv_idx],
+                                        tensors, known(r, c)))
+    return prologue
 
 
 @cute.jit
@@ -126,10 +152,10 @@ def score_mod_with_derivative(traced: cutlass.Constexpr, tensors, s: cute.Tensor
     """`apply_score_mod`, with d new_score / d score into `deriv` (a register tensor of s's shape), times
     what `deriv` holds with `chain`; the scores the mod saw into `scores` if given. Without
     `with_derivative` (it reads no score: `times_derivative` applies it later) `deriv` is left alone."""
-    rows, cols = _line_values(traced.graph, traced, tensors, s, coords, place, 1, 0)
+    known = _hoisted(traced.graph, traced, tensors, s, coords, place, 1, 0)
     derivative = with_derivative and not traced.score_grad_is_identity
     if cutlass.const_expr(derivative):
-        grad_rows, grad_cols = _line_values(traced.grad_graph, traced, tensors, s, coords, place, 1, 1)
+        grad_known = _hoisted(traced.grad_graph, traced, tensors, s, coords, place, 1, 1)
     for r in cutlass.range_constexpr(cute.size(s, mode=[0])):
         for c in cutlass.range_constexpr(cute.size(s, mode=[1])):
             q_idx, kv_idx = _indices(traced, place, coords, r, c)
@@ -138,24 +164,24 @@ def score_mod_with_derivative(traced: cutlass.Constexpr, tensors, s: cute.Tensor
                 scores[r, c] = score.to(scores.element_type)
             if cutlass.const_expr(derivative):
                 d = lower.score_mod_derivative(traced, tensors, score, place.batch, place.head, q_idx, kv_idx,
-                                               {**grad_rows[r], **grad_cols[c]})
+                                               grad_known(r, c))
                 if cutlass.const_expr(chain):
                     d = d * deriv[r, c].to(Float32)
                 deriv[r, c] = d.to(deriv.element_type)
             s[r, c] = lower.apply_score_mod(traced, tensors, score, place.batch, place.head, q_idx, kv_idx,
-                                            {**rows[r], **cols[c]})
+                                            known(r, c))
 
 
 @cute.jit
 def times_derivative(traced: cutlass.Constexpr, tensors, ds: cute.Tensor, coords: cute.Tensor, place: TilePlace):
     """ds *= d new_score / d score, for a score_mod whose derivative reads no score (`scale[h]`, say): computed
     here from the indices rather than kept in registers from the scores' pass."""
-    rows, cols = _line_values(traced.grad_graph, traced, tensors, ds, coords, place, 1, 1)
+    known = _hoisted(traced.grad_graph, traced, tensors, ds, coords, place, 1, 1)
     for r in cutlass.range_constexpr(cute.size(ds, mode=[0])):
         for c in cutlass.range_constexpr(cute.size(ds, mode=[1])):
             q_idx, kv_idx = _indices(traced, place, coords, r, c)
             ds[r, c] = ds[r, c] * lower.score_mod_derivative(traced, tensors, Float32(0.0), place.batch, place.head,
-                                                             q_idx, kv_idx, {**rows[r], **cols[c]})
+                                                             q_idx, kv_idx, known(r, c))
 
 
 @cute.jit

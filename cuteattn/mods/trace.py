@@ -145,6 +145,19 @@ def needed_by(outputs) -> set:
     return needed
 
 
+def position_difference(gm: torch.fx.GraphModule, lead: int) -> Optional[torch.fx.Node]:
+    """The node q_idx - kv_idx (or kv_idx - q_idx) when nothing else in `gm` reads either position, so that
+    the graph depends on the positions only through their difference; else None. `lead`: the inputs before b."""
+    inputs = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    q_idx, kv_idx = inputs[lead + 2], inputs[lead + 3]
+    readers = set(q_idx.users) | set(kv_idx.users)
+    if len(readers) != 1:
+        return None
+    (node,) = readers
+    is_difference = node.target is torch.ops.aten.sub.Tensor and set(node.args) == {q_idx, kv_idx}
+    return node if is_difference and not node.kwargs else None
+
+
 def _constants(gm: torch.fx.GraphModule) -> list[torch.Tensor]:
     return [getattr(gm, n.target) for n in gm.graph.nodes if n.op == "get_attr"]
 
