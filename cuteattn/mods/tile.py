@@ -135,8 +135,8 @@ def _line_values(gm, traced, tensors, s, coords, place: TilePlace, lead: int, tr
 
 
 def _as_int32(coordinate):
-    # Coordinate arithmetic stays a CuTe int tuple, whose // truncates: a min with INT32_MAX makes it a plain
-    # Int32 (whose // floors, as torch's does) and folds away.
+    # Coordinate and thread-index arithmetic stays a CuTe int tuple, whose // truncates: a min with INT32_MAX
+    # makes it a plain Int32 (whose // floors, as torch's does) and folds away.
     return cutlass.min(coordinate, INT32_MAX)
 
 
@@ -149,7 +149,7 @@ def _fill_table(gm, traced, tensors, place: TilePlace, frontier: list, per_head:
     cute.arch.barrier(barrier_id=table.barrier, number_of_threads=THREADS)  # the last tile's entries are read
     for i in range(cute.size(table.values, mode=[0]) // THREADS):
         entry = table.thread + i * THREADS
-        q_minus_kv = place.query0 - place.key0 + entry - (table.keys - 1)
+        q_minus_kv = _as_int32(place.query0 - place.key0 + entry - (table.keys - 1))
         known = {**per_head, difference: q_minus_kv if difference.args[0] is q_idx else -q_minus_kv}
         values = lower.hoist(gm, traced, inputs, tensors, known)
         for j, node in enumerate(frontier):
