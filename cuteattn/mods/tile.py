@@ -73,8 +73,7 @@ class DifferenceTable:
     values: cute.Tensor  # (table_entries, frontier nodes), fp32
     thread: Int32  # the thread's index in the warpgroup
     barrier: int  # a named barrier of the warpgroup's threads
-    queries: int  # the tile's extent in queries, and in keys
-    keys: int
+    keys: int  # the tile's extent in keys
 
 
 def table_entries(queries: int, keys: int) -> int:
@@ -101,6 +100,12 @@ def difference_frontier(traced) -> list:
     frontier = [n for n in gm.graph.nodes if n in needed and n in positional and n not in reads_score
                 and (n in outputs or any(u in reads_score and u in needed for u in n.users))]
     return frontier if all(kind_of(n.meta["val"].dtype) is Float32 for n in frontier) else []
+
+
+def _as_int32(coordinate):
+    # Coordinate and thread-index arithmetic stays a CuTe int tuple, whose // truncates: a min with INT32_MAX
+    # makes it a plain Int32 (whose // floors, as torch's does) and folds away.
+    return cutlass.min(coordinate, INT32_MAX)
 
 
 def _indices(traced, place: TilePlace, coords, r, c):
@@ -132,12 +137,6 @@ def _line_values(gm, traced, tensors, s, coords, place: TilePlace, lead: int, tr
         q_idx, kv_idx = _indices(traced, place, coords, 0, c)
         cols.append(known(q_idx, None) if place.transposed else known(None, kv_idx))
     return rows, cols
-
-
-def _as_int32(coordinate):
-    # Coordinate and thread-index arithmetic stays a CuTe int tuple, whose // truncates: a min with INT32_MAX
-    # makes it a plain Int32 (whose // floors, as torch's does) and folds away.
-    return cutlass.min(coordinate, INT32_MAX)
 
 
 def _fill_table(gm, traced, tensors, place: TilePlace, frontier: list, per_head: dict):

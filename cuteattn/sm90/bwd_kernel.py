@@ -192,7 +192,7 @@ class FlashBwdSm90:
         tidx, _, _ = cute.arch.thread_idx()
         wg = cute.arch.make_warp_uniform(tidx // THREADS_PER_WARPGROUP - 1)
         return mod_tile.DifferenceTable(sTable[None, None, wg], tidx % THREADS_PER_WARPGROUP, TABLE_BARRIER + wg,
-                                        self.config.tile_m, KEYS_PER_WARPGROUP)
+                                        KEYS_PER_WARPGROUP)
 
     @property
     def tile_n(self) -> int:

@@ -105,8 +105,7 @@ class FlashFwdSm90:
         threads)."""
         if self.table_shape == (1, 1, 1):
             return None
-        return mod_tile.DifferenceTable(sTable[None, None, wg], wg_tidx, EPILOGUE_BARRIER + wg, ROWS_PER_WARPGROUP,
-                                        self.config.tile_n)
+        return mod_tile.DifferenceTable(sTable[None, None, wg], wg_tidx, EPILOGUE_BARRIER + wg, self.config.tile_n)
 
     @property
     def consumer_registers(self) -> int:
