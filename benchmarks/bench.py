@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))  # measure the checkout's cuteattn, not some insta
 
 PROVIDERS = ("cuteattn", "fa4", "sdpa-flash", "sdpa-cudnn", "flex")
 # Attention variants (--variant): FlexAttention mods, with each provider's own way to run them.
-VARIANTS = ("none", "rel_bias", "alibi", "sliding_window", "document")
+VARIANTS = ("none", "rel_bias", "alibi", "t5", "sliding_window", "document")
 WINDOW = 1024  # sliding_window: each query sees itself and the 1024 keys before it
 DOCUMENT = 4096  # document: causal attention within documents of 4096 tokens
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -90,6 +90,16 @@ def variant_mods(variant: str, heads: int, seqlen: int, device="cuda"):
         def alibi(score, b, h, q_idx, kv_idx):
             return score + slope[h] * (kv_idx - q_idx)
         return alibi, None
+    if variant == "t5":  # T5's bidirectional buckets, 8 exact and 8 logarithmic per sign, one table per head
+        buckets = torch.randn(32, heads, device=device)
+
+        def t5(score, b, h, q_idx, kv_idx):
+            rel = kv_idx - q_idx
+            distance = rel.abs()
+            far = 8 + (torch.log((distance.float() + 0.5) / 8) / math.log(128 / 8) * 8).to(torch.int32)
+            return score + buckets[torch.where(rel > 0, 16, 0) + torch.where(distance < 8, distance, far.clamp(max=15)),
+                                   h]
+        return t5, None
     if variant == "sliding_window":
         def sliding_window(b, h, q_idx, kv_idx):
             return (q_idx >= kv_idx) & (q_idx - kv_idx <= WINDOW)
@@ -162,7 +172,7 @@ def load_fa4():
         return out[0] if isinstance(out, tuple) else out  # some versions return (out, lse)
 
     def prepare(q, k, v, case):
-        if case.variant in ("rel_bias", "alibi"):
+        if case.variant in ("rel_bias", "alibi", "t5"):
             raise NotImplementedError(f"{case.variant} needs a CuTe DSL score_mod written for FA4")
         if case.variant == "sliding_window":
             return lambda: first(flash_attn_func(q, k, v, causal=True, window_size=(WINDOW, 0)))
@@ -472,7 +482,7 @@ def parse_args(argv=None):
     p.add_argument("--dim", type=int, default=2048, help="model dim: heads = dim // hdim; default 2048")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
     p.add_argument("--variant", choices=VARIANTS, default="none",
-                   help="rel_bias (a score_mod), sliding_window or document (mask_mods); default none")
+                   help="rel_bias, alibi or t5 (score_mods), sliding_window or document (mask_mods); default none")
     p.add_argument("--rep-ms", type=int, default=100, help="do_bench's timing budget per measurement, ms")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results", help="results directory")
     p.add_argument("--config", type=config_pair, nargs="+", default=[], metavar="KEY=VALUE",
