@@ -70,15 +70,23 @@ class DifferenceTable:
     per thread, rather than once per distinct difference in every thread; each thread then reads its scores'
     entries at constant offsets from its own base."""
 
-    values: cute.Tensor  # (table_entries, frontier nodes), fp32
+    values: cute.Tensor  # (entries, frontier nodes), fp32: a consumer's slice of `table_shape`
     thread: Int32  # the thread's index in the warpgroup
     barrier: int  # a named barrier of the warpgroup's threads
     keys: int  # the tile's extent in keys
 
 
-def table_entries(queries: int, keys: int) -> int:
-    """Entries of a `DifferenceTable`: the differences a tile spans, padded to a whole number per thread."""
-    return -(-(queries + keys - 1) // THREADS) * THREADS
+NO_TABLE = (1, 1, 1)  # the shape a kernel allocates without a table: one unused float
+
+
+def table_shape(traced, queries: int, keys: int, consumers: int) -> tuple:
+    """(entries, values, consumers) of the `DifferenceTable`s of a score_mod (None: no mod) over tiles of
+    `queries` by `keys`, one per consumer warpgroup; NO_TABLE where it has none. The entries are the differences
+    a tile spans, padded to a whole number per thread."""
+    frontier = difference_frontier(traced) if traced is not None else []
+    if not frontier:
+        return NO_TABLE
+    return -(-(queries + keys - 1) // THREADS) * THREADS, len(frontier), consumers
 
 
 def difference_frontier(traced) -> list:

@@ -179,15 +179,11 @@ class FlashBwdSm90:
 
     @property
     def table_shape(self) -> tuple:
-        """(entries, values, consumers) of the score_mod's difference tables; one unused float without one."""
-        frontier = mod_tile.difference_frontier(self.score_mod) if self.score_mod is not None else []
-        if not frontier:
-            return (1, 1, 1)
-        return mod_tile.table_entries(self.config.tile_m, KEYS_PER_WARPGROUP), len(frontier), CONSUMERS
+        return mod_tile.table_shape(self.score_mod, self.config.tile_m, KEYS_PER_WARPGROUP, CONSUMERS)
 
     def difference_table(self, sTable) -> Optional[mod_tile.DifferenceTable]:
         """This consumer's difference table, if the score_mod has one."""
-        if self.table_shape == (1, 1, 1):
+        if self.table_shape == mod_tile.NO_TABLE:
             return None
         tidx, _, _ = cute.arch.thread_idx()
         wg = cute.arch.make_warp_uniform(tidx // THREADS_PER_WARPGROUP - 1)

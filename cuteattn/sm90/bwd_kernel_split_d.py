@@ -30,6 +30,7 @@ from cutlass import Float32
 from cutlass.cute.nvgpu import OperandMajorMode, warpgroup
 
 from cuteattn.fragments import rowcol
+from cuteattn.mods import tile as mod_tile
 from cuteattn.sm90 import dq_accum
 from cuteattn.sm90.bwd_kernel import (CONSUMERS, DS_BARRIER, DS_BUFFERS, KEYS_PER_WARPGROUP, THREADS_PER_WARPGROUP,
                                       FlashBwdSm90)
@@ -55,7 +56,7 @@ class FlashBwdSm90SplitD(FlashBwdSm90):
     @property
     def table_shape(self) -> tuple:
         """No difference table: the mods read their values in registers."""
-        return (1, 1, 1)
+        return mod_tile.NO_TABLE
 
     @property
     def tile_n(self) -> int:

@@ -93,17 +93,12 @@ class FlashFwdSm90:
 
     @property
     def table_shape(self) -> tuple:
-        """(entries, values, consumers) of the score_mod's difference tables; one unused float without one."""
-        frontier = mod_tile.difference_frontier(self.score_mod) if self.score_mod is not None else []
-        if not frontier:
-            return (1, 1, 1)
-        return (mod_tile.table_entries(ROWS_PER_WARPGROUP, self.config.tile_n), len(frontier),
-                self.config.num_consumers)
+        return mod_tile.table_shape(self.score_mod, ROWS_PER_WARPGROUP, self.config.tile_n, self.config.num_consumers)
 
     def difference_table(self, sTable, wg, wg_tidx) -> Optional[mod_tile.DifferenceTable]:
         """The consumer's difference table, if the score_mod has one; its barrier is the epilogue's (the same
         threads)."""
-        if self.table_shape == (1, 1, 1):
+        if self.table_shape == mod_tile.NO_TABLE:
             return None
         return mod_tile.DifferenceTable(sTable[None, None, wg], wg_tidx, EPILOGUE_BARRIER + wg, self.config.tile_n)
 
