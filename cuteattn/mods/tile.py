@@ -89,6 +89,13 @@ def table_shape(traced, queries: int, keys: int, consumers: int) -> tuple:
     return -(-(queries + keys - 1) // THREADS) * THREADS, len(frontier), consumers
 
 
+def difference_table(values: cute.Tensor, wg, thread, barrier: int, keys: int) -> Optional[DifferenceTable]:
+    """Consumer `wg`'s table, from the kernel's shared memory shaped by `table_shape`; None under NO_TABLE."""
+    if values.shape == NO_TABLE:
+        return None
+    return DifferenceTable(values[None, None, wg], thread, barrier, keys)
+
+
 def difference_frontier(traced) -> list:
     """What a `DifferenceTable` holds: the nodes of a score_mod's graph that depend on the positions (through
     q_idx - kv_idx only), not on the score, and that the graph returns or a node reading the score uses. Empty
@@ -147,10 +154,10 @@ def _line_values(gm, traced, tensors, s, coords, place: TilePlace, lead: int, tr
     return rows, cols
 
 
-def _fill_table(gm, traced, tensors, place: TilePlace, frontier: list, per_head: dict):
-    """Evaluate `frontier` for each difference of the tile into the warpgroup's table."""
+def _fill_table(gm, traced, tensors, place: TilePlace, difference, frontier: list, per_head: dict):
+    """Evaluate `frontier` for each `difference` (the graph's q_idx - kv_idx node) of the tile into the
+    warpgroup's table."""
     table = place.table
-    difference = trace.position_difference(gm, 1)
     q_idx = [n for n in gm.graph.nodes if n.op == "placeholder"][3]
     inputs = [None, place.batch, place.head, None, None]
     cute.arch.barrier(barrier_id=table.barrier, number_of_threads=THREADS)  # the last tile's entries are read
@@ -170,7 +177,8 @@ def _hoisted(gm, traced, tensors, s, coords, place: TilePlace, lead: int, trail:
     difference: a thread's scores whose coordinates differ by the same constant offset in the wgmma layout
     (`crd2idx` of the register) share one evaluation (the compiler does not regroup `(a + c1) - (b + c2)` to find
     equal ones), read from the warpgroup's `DifferenceTable` where the kernel gives one."""
-    if traced.kind != "score_mod" or trace.position_difference(gm, lead) is None:
+    difference = trace.position_difference(gm, lead) if traced.kind == "score_mod" else None
+    if difference is None:
         rows, cols = _line_values(gm, traced, tensors, s, coords, place, lead, trail)
         return lambda r, c: {**rows[r], **cols[c]}
 
@@ -183,7 +191,7 @@ def _hoisted(gm, traced, tensors, s, coords, place: TilePlace, lead: int, trail:
     per_head = lower.hoist(gm, traced, inputs(None, None), tensors)
     frontier = difference_frontier(traced) if place.table is not None and gm is traced.graph else []
     if frontier:
-        _fill_table(gm, traced, tensors, place, frontier, per_head)
+        _fill_table(gm, traced, tensors, place, difference, frontier, per_head)
         base = _as_int32(query_minus_key(*coords[0, 0])) + place.table.keys - 1  # this thread's entry of (0, 0)
     by_offset = {}
 

@@ -181,15 +181,6 @@ class FlashBwdSm90:
     def table_shape(self) -> tuple:
         return mod_tile.table_shape(self.score_mod, self.config.tile_m, KEYS_PER_WARPGROUP, CONSUMERS)
 
-    def difference_table(self, sTable) -> Optional[mod_tile.DifferenceTable]:
-        """This consumer's difference table, if the score_mod has one."""
-        if self.table_shape == mod_tile.NO_TABLE:
-            return None
-        tidx, _, _ = cute.arch.thread_idx()
-        wg = cute.arch.make_warp_uniform(tidx // THREADS_PER_WARPGROUP - 1)
-        return mod_tile.DifferenceTable(sTable[None, None, wg], tidx % THREADS_PER_WARPGROUP, TABLE_BARRIER + wg,
-                                        KEYS_PER_WARPGROUP)
-
     @property
     def tile_n(self) -> int:
         """Keys per CTA."""
@@ -384,7 +375,10 @@ class FlashBwdSm90:
                 self.write_dq(mdQaccum, mdQturn, sdQ, n_block, batch, steps, window, warp_idx - DQ_WRITER_WARP)
         else:
             cute.arch.setmaxregister_increase(CONSUMER_REGISTERS)
-            table = self.difference_table(storage.sTable.get_tensor(cute.make_layout(self.table_shape)))
+            tidx, _, _ = cute.arch.thread_idx()
+            wg = cute.arch.make_warp_uniform(tidx // THREADS_PER_WARPGROUP - 1)
+            table = mod_tile.difference_table(storage.sTable.get_tensor(cute.make_layout(self.table_shape)), wg,
+                                              tidx % THREADS_PER_WARPGROUP, TABLE_BARRIER + wg, KEYS_PER_WARPGROUP)
             mods = mod_tile.ModArgs(score_scale, mod_tensors, mod_grads, batch, seqlen_q, seqlen_k, table)
             self.consume(mdK, mdV, scale_log2, tanh_scale, dk_scale, tiled_mma_sdp, tiled_mma_dv, tiled_mma_dk,
                          tiled_mma_dq, sQ, sdO, sK, sV, sdS, sdQ, sLSElog2, sdPsum, pipeline_q, pipeline_do,

@@ -95,13 +95,6 @@ class FlashFwdSm90:
     def table_shape(self) -> tuple:
         return mod_tile.table_shape(self.score_mod, ROWS_PER_WARPGROUP, self.config.tile_n, self.config.num_consumers)
 
-    def difference_table(self, sTable, wg, wg_tidx) -> Optional[mod_tile.DifferenceTable]:
-        """The consumer's difference table, if the score_mod has one; its barrier is the epilogue's (the same
-        threads)."""
-        if self.table_shape == mod_tile.NO_TABLE:
-            return None
-        return mod_tile.DifferenceTable(sTable[None, None, wg], wg_tidx, EPILOGUE_BARRIER + wg, self.config.tile_n)
-
     @property
     def consumer_registers(self) -> int:
         """What the producer gives up, shared by the consumers (setmaxnreg takes multiples of 8)."""
@@ -378,7 +371,8 @@ class FlashFwdSm90:
         tidx, _, _ = cute.arch.thread_idx()
         wg = cute.arch.make_warp_uniform(tidx // THREADS_PER_WARPGROUP - 1)  # keeps its smem descriptors uniform
         wg_tidx = tidx % THREADS_PER_WARPGROUP
-        table = self.difference_table(sTable, wg, wg_tidx)
+        # The difference table's barrier is the epilogue's: the same threads.
+        table = mod_tile.difference_table(sTable, wg, wg_tidx, EPILOGUE_BARRIER + wg, cfg.tile_n)
 
         thr_qk = tiled_mma_qk.get_slice(wg_tidx)
         thr_pv = tiled_mma_pv.get_slice(wg_tidx)
