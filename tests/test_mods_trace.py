@@ -118,3 +118,28 @@ def test_position_difference():
         traced = trace.trace_score_mod(fn)
         assert (trace.position_difference(traced.graph, 1) is not None) == found, fn.__name__
         assert (trace.position_difference(traced.grad_graph, 1) is not None) == found, fn.__name__
+
+
+def test_difference_frontier():
+    """What a difference table holds: the values that read the positions through q_idx - kv_idx only and that
+    the score meets; nothing where a value is not a float or the positions are read otherwise."""
+    from cuteattn.mods.tile import difference_frontier
+
+    bias, slope = torch.randn(2, 511), torch.randn(2)
+
+    def rel_bias(score, b, h, q_idx, kv_idx):
+        return score + bias[h, (q_idx - kv_idx).clamp(-255, 255) + 255]
+
+    def alibi(score, b, h, q_idx, kv_idx):
+        return score * 0.5 + slope[h] * (kv_idx - q_idx)
+
+    def sign_flip(score, b, h, q_idx, kv_idx):
+        return torch.where(q_idx - kv_idx > 0, score, -score)
+
+    def two_reads(score, b, h, q_idx, kv_idx):
+        return score + (q_idx - kv_idx) * 0.1 + q_idx * 0.01
+
+    frontier = {fn.__name__: [n.target for n in difference_frontier(trace.trace_score_mod(fn))]
+                for fn in (rel_bias, alibi, sign_flip, two_reads)}
+    assert frontier == {"rel_bias": [torch.ops.aten.index.Tensor], "alibi": [torch.ops.aten.mul.Tensor],
+                        "sign_flip": [], "two_reads": []}

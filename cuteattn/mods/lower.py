@@ -82,11 +82,12 @@ def _evaluate(gm: torch.fx.GraphModule, traced: TracedMod, inputs, tensors, want
 def hoist(gm: torch.fx.GraphModule, traced: TracedMod, inputs, tensors, known=None) -> dict:
     """Evaluate the nodes of `gm` that need only the inputs given (None: not known yet), ahead of the rest:
     what depends on q_idx alone once per row, on kv_idx alone once per column, what does not depend on the
-    score before the score exists. `known`: nodes already evaluated; the result includes them."""
+    score before the score exists. `known`: nodes already evaluated (given, they count as known even where
+    their inputs are not); the result includes them."""
     missing = {n for n, value in zip((n for n in gm.graph.nodes if n.op == "placeholder"), inputs) if value is None}
     unknown = set(missing)
     for node in gm.graph.nodes:
-        if any(i in unknown for i in node.all_input_nodes):
+        if node not in (known or {}) and any(i in unknown for i in node.all_input_nodes):
             unknown.add(node)
     ready = {n for n in needed_by(outputs_of(gm)) if n not in unknown}
     env = _run(gm, traced, inputs, tensors, ready, dict(known or {}))

@@ -17,6 +17,7 @@ import cutlass.cute as cute
 from cutlass import Float32, Int32
 
 from cuteattn.mods import lower, trace
+from cuteattn.mods.ops import cast, kind_of
 
 
 @dataclass(frozen=True)
@@ -31,9 +32,10 @@ class ModArgs:
     batch: Int32
     seqlen_q: Int32
     seqlen_k: Int32
+    table: Optional["DifferenceTable"] = None  # the warpgroup's, where the kernel gives one
 
     def place(self, head, query0, key0, transposed: bool = False) -> "TilePlace":
-        return TilePlace(self.batch, head, query0, key0, self.seqlen_q, self.seqlen_k, transposed)
+        return TilePlace(self.batch, head, query0, key0, self.seqlen_q, self.seqlen_k, transposed, self.table)
 
     def split(self, score_mod) -> tuple:
         """(score_mod's tensors, mask_mod's tensors)."""
@@ -54,9 +56,71 @@ class TilePlace:
     seqlen_q: Int32
     seqlen_k: Int32
     transposed: bool = False  # keys on rows, queries on columns
+    table: Optional["DifferenceTable"] = None
 
 
 INT32_MAX = 2**31 - 1
+THREADS = 128  # a warpgroup
+
+
+@dataclass(frozen=True)
+class DifferenceTable:
+    """A warpgroup's shared memory for a score_mod that reads the positions only through q_idx - kv_idx: the
+    values of `difference_frontier` are evaluated once per difference that the warpgroup's tile spans, a few
+    per thread, rather than once per distinct difference in every thread; each thread then reads its scores'
+    entries at constant offsets from its own base."""
+
+    values: cute.Tensor  # (entries, frontier nodes), fp32: a consumer's slice of `table_shape`
+    thread: Int32  # the thread's index in the warpgroup
+    barrier: int  # a named barrier of the warpgroup's threads
+    keys: int  # the tile's extent in keys
+
+
+NO_TABLE = (1, 1, 1)  # the shape a kernel allocates without a table: one unused float
+
+
+def table_shape(traced, queries: int, keys: int, consumers: int) -> tuple:
+    """(entries, values, consumers) of the `DifferenceTable`s of a score_mod (None: no mod) over tiles of
+    `queries` by `keys`, one per consumer warpgroup; NO_TABLE where it has none. The entries are the differences
+    a tile spans, padded to a whole number per thread."""
+    frontier = difference_frontier(traced) if traced is not None else []
+    if not frontier:
+        return NO_TABLE
+    return -(-(queries + keys - 1) // THREADS) * THREADS, len(frontier), consumers
+
+
+def difference_table(values: cute.Tensor, wg, thread, barrier: int, keys: int) -> Optional[DifferenceTable]:
+    """Consumer `wg`'s table, from the kernel's shared memory shaped by `table_shape`; None under NO_TABLE."""
+    if values.shape == NO_TABLE:
+        return None
+    return DifferenceTable(values[None, None, wg], thread, barrier, keys)
+
+
+def difference_frontier(traced) -> list:
+    """What a `DifferenceTable` holds: the nodes of a score_mod's graph that depend on the positions (through
+    q_idx - kv_idx only), not on the score, and that the graph returns or a node reading the score uses. Empty
+    where the positions are read otherwise, there is nothing to hold, or a value is not a float."""
+    gm = traced.graph
+    difference = trace.position_difference(gm, 1) if traced.kind == "score_mod" else None
+    if difference is None:
+        return []
+    score = next(n for n in gm.graph.nodes if n.op == "placeholder")
+    positional, reads_score = {difference}, {score}
+    for node in gm.graph.nodes:
+        if any(i in positional for i in node.all_input_nodes):
+            positional.add(node)
+        if any(i in reads_score for i in node.all_input_nodes):
+            reads_score.add(node)
+    needed, outputs = trace.needed_by(trace.outputs_of(gm)), trace.outputs_of(gm)
+    frontier = [n for n in gm.graph.nodes if n in needed and n in positional and n not in reads_score
+                and (n in outputs or any(u in reads_score and u in needed for u in n.users))]
+    return frontier if all(kind_of(n.meta["val"].dtype) is Float32 for n in frontier) else []
+
+
+def _as_int32(coordinate):
+    # Coordinate and thread-index arithmetic stays a CuTe int tuple, whose // truncates: a min with INT32_MAX
+    # makes it a plain Int32 (whose // floors, as torch's does) and folds away.
+    return cutlass.min(coordinate, INT32_MAX)
 
 
 def _indices(traced, place: TilePlace, coords, r, c):
@@ -67,9 +131,7 @@ def _indices(traced, place: TilePlace, coords, r, c):
     # read at it is loaded once per distinct offset. Mask mods keep the clamps: without them the backward's
     # sliding window spilled (0 -> 20 lines).
     if traced.kind == "score_mod":
-        # Coordinate arithmetic stays a CuTe int tuple, whose // truncates: a min with INT32_MAX makes it a plain
-        # Int32 (whose // floors, as torch's does) and folds away.
-        return cutlass.min(place.query0 + query, INT32_MAX), cutlass.min(place.key0 + key, INT32_MAX)
+        return _as_int32(place.query0 + query), _as_int32(place.key0 + key)
     return (cutlass.min(place.query0 + query, place.seqlen_q - 1),
             cutlass.min(place.key0 + key, place.seqlen_k - 1))
 
@@ -92,28 +154,56 @@ def _line_values(gm, traced, tensors, s, coords, place: TilePlace, lead: int, tr
     return rows, cols
 
 
+def _fill_table(gm, traced, tensors, place: TilePlace, difference, frontier: list, per_head: dict):
+    """Evaluate `frontier` for each `difference` (the graph's q_idx - kv_idx node) of the tile into the
+    warpgroup's table."""
+    table = place.table
+    q_idx = [n for n in gm.graph.nodes if n.op == "placeholder"][3]
+    inputs = [None, place.batch, place.head, None, None]
+    cute.arch.barrier(barrier_id=table.barrier, number_of_threads=THREADS)  # the last tile's entries are read
+    for i in range(cute.size(table.values, mode=[0]) // THREADS):
+        entry = table.thread + i * THREADS
+        q_minus_kv = _as_int32(place.query0 - place.key0 + entry - (table.keys - 1))
+        known = {**per_head, difference: q_minus_kv if difference.args[0] is q_idx else -q_minus_kv}
+        values = lower.hoist(gm, traced, inputs, tensors, known)
+        for j, node in enumerate(frontier):
+            table.values[entry, j] = cast(values[node], Float32)
+    cute.arch.barrier(barrier_id=table.barrier, number_of_threads=THREADS)
+
+
 def _hoisted(gm, traced, tensors, s, coords, place: TilePlace, lead: int, trail: int):
     """known(r, c): the nodes of `gm` evaluated ahead for score (r, c) of the tile. Per line (`_line_values`),
     or, for a score_mod that reads q_idx and kv_idx only through their difference, once per distinct
     difference: a thread's scores whose coordinates differ by the same constant offset in the wgmma layout
-    (`crd2idx` of the register) share one evaluation, a table read at q_idx - kv_idx is loaded once per offset
-    (the compiler does not regroup `(a + c1) - (b + c2)` to find equal ones)."""
-    if traced.kind != "score_mod" or trace.position_difference(gm, lead) is None:
+    (`crd2idx` of the register) share one evaluation (the compiler does not regroup `(a + c1) - (b + c2)` to find
+    equal ones), read from the warpgroup's `DifferenceTable` where the kernel gives one."""
+    difference = trace.position_difference(gm, lead) if traced.kind == "score_mod" else None
+    if difference is None:
         rows, cols = _line_values(gm, traced, tensors, s, coords, place, lead, trail)
         return lambda r, c: {**rows[r], **cols[c]}
 
     def inputs(q_idx, kv_idx):
         return [None] * lead + [place.batch, place.head, q_idx, kv_idx] + [None] * trail
 
+    def query_minus_key(row, col):
+        return col - row if place.transposed else row - col
+
     per_head = lower.hoist(gm, traced, inputs(None, None), tensors)
+    frontier = difference_frontier(traced) if place.table is not None and gm is traced.graph else []
+    if frontier:
+        _fill_table(gm, traced, tensors, place, difference, frontier, per_head)
+        base = _as_int32(query_minus_key(*coords[0, 0])) + place.table.keys - 1  # this thread's entry of (0, 0)
     by_offset = {}
 
     def known(r, c):
-        row, col = cute.crd2idx((r, c), coords.layout)
-        if row - col not in by_offset:
-            by_offset[row - col] = lower.hoist(gm, traced, inputs(*_indices(traced, place, coords, r, c)), tensors,
-                                               per_head)
-        return by_offset[row - col]
+        offset = query_minus_key(*cute.crd2idx((r, c), coords.layout))
+        if offset not in by_offset:
+            if frontier:
+                by_offset[offset] = {n: place.table.values[base + offset, j] for j, n in enumerate(frontier)}
+            else:
+                by_offset[offset] = lower.hoist(gm, traced, inputs(*_indices(traced, place, coords, r, c)), tensors,
+                                                per_head)
+        return by_offset[offset]
 
     return known
 

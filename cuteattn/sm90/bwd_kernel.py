@@ -59,6 +59,7 @@ DS_BARRIER = 1  # named barrier: both consumers have written their dS^T; 0 is __
 DQ_FULL_BARRIER = 2  # + consumer index: the consumer's dQ is in shared memory
 DQ_EMPTY_BARRIER = 4  # + consumer index: its writer has read that dQ, the buffer is free
 DKV_BARRIER = 6  # + consumer index: the consumer's dK and dV are in shared memory
+TABLE_BARRIER = 8  # + consumer index: the consumer's difference table (`mods.tile.DifferenceTable`)
 DQ_WRITER_WARP = 1  # + consumer index: the producer warpgroup's warp that adds the consumer's dQ
 DS_BUFFERS = 2  # one consumer may write step i + 1's dS while the other still reads step i's
 
@@ -177,6 +178,10 @@ class FlashBwdSm90:
         return THREADS_PER_WARPGROUP * (1 + CONSUMERS)
 
     @property
+    def table_shape(self) -> tuple:
+        return mod_tile.table_shape(self.score_mod, self.config.tile_m, KEYS_PER_WARPGROUP, CONSUMERS)
+
+    @property
     def tile_n(self) -> int:
         """Keys per CTA."""
         return TILE_N
@@ -263,6 +268,7 @@ class FlashBwdSm90:
             sdQ: cute.struct.Align[cute.struct.MemRange[Float32, cfg.tile_m * d], 1024]
             sLSElog2: cute.struct.Align[cute.struct.MemRange[Float32, self.row_stage * cfg.num_stages], 128]
             sdPsum: cute.struct.Align[cute.struct.MemRange[Float32, self.row_stage * cfg.num_stages], 128]
+            sTable: cute.struct.MemRange[Float32, cute.size(self.table_shape)]
 
         seqlen_k, _, heads_kv, batch = mK.shape
         cta_body = self.cta_body(
@@ -369,7 +375,11 @@ class FlashBwdSm90:
                 self.write_dq(mdQaccum, mdQturn, sdQ, n_block, batch, steps, window, warp_idx - DQ_WRITER_WARP)
         else:
             cute.arch.setmaxregister_increase(CONSUMER_REGISTERS)
-            mods = mod_tile.ModArgs(score_scale, mod_tensors, mod_grads, batch, seqlen_q, seqlen_k)
+            tidx, _, _ = cute.arch.thread_idx()
+            wg = cute.arch.make_warp_uniform(tidx // THREADS_PER_WARPGROUP - 1)
+            table = mod_tile.difference_table(storage.sTable.get_tensor(cute.make_layout(self.table_shape)), wg,
+                                              tidx % THREADS_PER_WARPGROUP, TABLE_BARRIER + wg, KEYS_PER_WARPGROUP)
+            mods = mod_tile.ModArgs(score_scale, mod_tensors, mod_grads, batch, seqlen_q, seqlen_k, table)
             self.consume(mdK, mdV, scale_log2, tanh_scale, dk_scale, tiled_mma_sdp, tiled_mma_dv, tiled_mma_dk,
                          tiled_mma_dq, sQ, sdO, sK, sV, sdS, sdQ, sLSElog2, sdPsum, pipeline_q, pipeline_do,
                          pipeline_kv, n_block, kv_head, batch, steps, window, mods)

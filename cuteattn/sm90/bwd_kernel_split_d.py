@@ -30,6 +30,7 @@ from cutlass import Float32
 from cutlass.cute.nvgpu import OperandMajorMode, warpgroup
 
 from cuteattn.fragments import rowcol
+from cuteattn.mods import tile as mod_tile
 from cuteattn.sm90 import dq_accum
 from cuteattn.sm90.bwd_kernel import (CONSUMERS, DS_BARRIER, DS_BUFFERS, KEYS_PER_WARPGROUP, THREADS_PER_WARPGROUP,
                                       FlashBwdSm90)
@@ -51,6 +52,11 @@ class FlashBwdSm90SplitD(FlashBwdSm90):
         assert not cfg.dq_by_rows, "the split-d kernel splits dQ by columns: dq_by_rows=False"
         assert cfg.tile_n % KEYS_PER_WARPGROUP == 0 and cfg.tile_m in (64, 128), \
             f"tile_n {cfg.tile_n} (a multiple of 64), tile_m {cfg.tile_m} (64 or 128)"
+
+    @property
+    def table_shape(self) -> tuple:
+        """No difference table: the mods read their values in registers."""
+        return mod_tile.NO_TABLE
 
     @property
     def tile_n(self) -> int:

@@ -92,6 +92,10 @@ class FlashFwdSm90:
         return THREADS_PER_WARPGROUP * (1 + self.config.num_consumers)
 
     @property
+    def table_shape(self) -> tuple:
+        return mod_tile.table_shape(self.score_mod, ROWS_PER_WARPGROUP, self.config.tile_n, self.config.num_consumers)
+
+    @property
     def consumer_registers(self) -> int:
         """What the producer gives up, shared by the consumers (setmaxnreg takes multiples of 8)."""
         per_thread = (REGISTERS_PER_SM - PRODUCER_REGISTERS * THREADS_PER_WARPGROUP) // (
@@ -158,6 +162,7 @@ class FlashFwdSm90:
             sQ: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sQ_layout)], 1024]
             sK: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sK_layout)], 1024]
             sV: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sV_layout)], 1024]
+            sTable: cute.struct.MemRange[Float32, cute.size(self.table_shape)]
 
         cta_body = self.cta_body(
             tma_q, mQ, tma_k, mK, tma_v, mV, tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, window_left,
@@ -223,6 +228,7 @@ class FlashFwdSm90:
         sV = storage.sV.get_tensor(sV_layout.outer, swizzle=sV_layout.inner)  # (dv, n, stage)
         # Each consumer writes its O tile over its own Q tile, which its last GEMM has finished reading.
         sO = storage.sQ.get_tensor(sO_layout.outer, swizzle=sO_layout.inner)  # (64, dv, consumer)
+        sTable = storage.sTable.get_tensor(cute.make_layout(self.table_shape))
 
         if warp_idx < THREADS_PER_WARPGROUP // cute.arch.WARP_SIZE:
             cute.arch.setmaxregister_decrease(PRODUCER_REGISTERS)
@@ -232,8 +238,8 @@ class FlashFwdSm90:
         else:
             cute.arch.setmaxregister_increase(self.consumer_registers)
             self.consume(tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, score_scale, mod_tensors, tiled_mma_qk,
-                         tiled_mma_pv, sQ, sK, sV, sO, pipeline_q, pipeline_k, pipeline_v, tiles, work, window,
-                         seqlen_q, seqlen_k)
+                         tiled_mma_pv, sQ, sK, sV, sO, sTable, pipeline_q, pipeline_k, pipeline_v, tiles, work,
+                         window, seqlen_q, seqlen_k)
 
     def tile_order(self, mQ, mK):
         """The tiles of the launch; mQ (seqlen, head_dim, heads, batch), mK (seqlen, head_dim, heads, batch)."""
@@ -359,12 +365,14 @@ class FlashFwdSm90:
 
     @cute.jit
     def consume(self, tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, score_scale, mod_tensors, tiled_mma_qk,
-                tiled_mma_pv, sQ, sK, sV, sO, pipeline_q, pipeline_k, pipeline_v, tiles, work, window, seqlen_q,
-                seqlen_k):
+                tiled_mma_pv, sQ, sK, sV, sO, sTable, pipeline_q, pipeline_k, pipeline_v, tiles, work, window,
+                seqlen_q, seqlen_k):
         cfg = self.config
         tidx, _, _ = cute.arch.thread_idx()
         wg = cute.arch.make_warp_uniform(tidx // THREADS_PER_WARPGROUP - 1)  # keeps its smem descriptors uniform
         wg_tidx = tidx % THREADS_PER_WARPGROUP
+        # The difference table's barrier is the epilogue's: the same threads.
+        table = mod_tile.difference_table(sTable, wg, wg_tidx, EPILOGUE_BARRIER + wg, cfg.tile_n)
 
         thr_qk = tiled_mma_qk.get_slice(wg_tidx)
         thr_pv = tiled_mma_pv.get_slice(wg_tidx)
@@ -387,7 +395,7 @@ class FlashFwdSm90:
         while tile < tiles.count():
             m_block, head, batch, n_block_max, n_blocks, blocks, n_partial = work(tile)
             row0 = m_block * cfg.tile_m + wg * ROWS_PER_WARPGROUP
-            mods = mod_tile.ModArgs(score_scale, mod_tensors, [], batch, seqlen_q, seqlen_k)
+            mods = mod_tile.ModArgs(score_scale, mod_tensors, [], batch, seqlen_q, seqlen_k, table)
             acc_o.fill(0.0)
             row_max.fill(-Float32.inf)
             row_sum.fill(0.0)
