@@ -18,24 +18,16 @@ from cuteattn.sass import innermost_loops, opcodes
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 BUILD = """
-import math, sys, torch
+import sys, torch
+sys.path.insert(0, "examples")
+from gallery import gallery
 from cuteattn import reference
 from cuteattn.sm90 import backward, forward
 from cuteattn.sm90.bwd_kernel import BwdConfig
 direction, head_dim, causal, config, mod = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "causal", *sys.argv[4:]
-bias, buckets = torch.randn(16, 511), torch.randn(32, 16)
-
-def rel_bias(score, b, h, q_idx, kv_idx):
-    return score + bias[h, (q_idx - kv_idx).clamp(-255, 255) + 255]
-
-def t5(score, b, h, q_idx, kv_idx):
-    rel = kv_idx - q_idx
-    distance = rel.abs()
-    far = 8 + (torch.log((distance.float() + 0.5) / 8) / math.log(16) * 8).to(torch.int32)
-    return score + buckets[torch.where(rel > 0, 16, 0) + torch.where(distance < 8, distance, far.clamp(max=15)), h]
-
+score_mod = gallery(1, 16, 1024, 1024, device="cpu")[mod][0] if mod else None
 opts = reference.Options(softmax_scale=1.0, window_left=None, window_right=0 if causal else None, softcap=0.0,
-                         learnable_sink=None, score_mod=eval(mod) if mod else None, mask_mod=None, block_mask=None)
+                         learnable_sink=None, score_mod=score_mod, mask_mod=None, block_mask=None)
 if direction == "fwd":
     forward._compile(forward.kernel_for(torch.bfloat16, head_dim, head_dim, 1, opts))
 else:
@@ -46,7 +38,7 @@ else:
 
 def compile_sass(direction: str, head_dim: int, mask: str, tmp_path, config: str = "", mod: str = "") -> str:
     """The SASS of one kernel, compiled in a fresh process; `config`: BwdConfig keywords, as a dict literal;
-    `mod`: a score_mod of BUILD's."""
+    `mod`: the name of a score_mod of the gallery (`examples/gallery.py`)."""
     env = {**os.environ, "CUTE_DSL_ARCH": "sm_90a", "CUTE_DSL_KEEP": "sass", "CUTE_DSL_DUMP_DIR": str(tmp_path)}
     result = subprocess.run([sys.executable, "-c", BUILD, direction, str(head_dim), mask, config, mod],
                             cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
@@ -110,7 +102,7 @@ def test_bwd_config_variants_sass(head_dim, config, tmp_path):
 
 # A warpgroup evaluates the table read at q_idx - kv_idx once per difference its tile spans (a few per thread),
 # into shared memory: 191 differences in the forward (64 queries, 128 keys), 127 in the backward (64 and 64).
-@pytest.mark.parametrize("mod", ["rel_bias", "t5"])
+@pytest.mark.parametrize("mod", ["rel_bias", "t5_bias"])
 @pytest.mark.parametrize("direction,loads,instructions", [("fwd", 2, 900), ("bwd", 1, 700)])
 def test_position_bias_sass(direction, loads, instructions, mod, tmp_path):
     """A table read at q_idx - kv_idx (through T5's buckets too) is loaded for the warpgroup's differences, not
