@@ -42,7 +42,7 @@ def main():
                        score_mod=None, mask_mod=mask_mod, block_mask=None)
 
         def lists():
-            return block_sparsity.forward_lists(opts, 1, args.heads, args.seqlen, args.seqlen, 128, 128,
+            return block_sparsity.forward_lists(opts, 1, args.heads, args.seqlen, args.seqlen, 128, 128, 2,
                                                 torch.device("cuda"))
 
         lists()  # compiles the classification kernel

@@ -3,13 +3,20 @@
 The tiles of a launch, (m_block, head, batch), are numbered 0 .. count - 1; a CTA takes tiles block_idx.x,
 block_idx.x + grid, ... until they run out. With a grid of one CTA per tile each takes one; a persistent grid
 (at most one CTA per SM) walks many, so that a CTA's epilogue overlaps the loads of its next tile.
+
+Where the work per tile is known only at run time (a mask_mod's block counts), `by_work` orders the tiles on
+the GPU, longest first, and the kernel reads its tile from that order: the short tiles fill the end of the launch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
+
+import torch
 
 import cutlass
+import cutlass.cute as cute
 from cutlass import Int32
 
 
@@ -29,11 +36,15 @@ class TileOrder:
     batch: Int32
     longest_first: bool = False
     group: Int32 = 1  # (head, batch) pairs per group under longest_first
+    by_work: Optional[cute.Tensor] = None  # tile t is by_work[t] of the plain order (`by_work`)
 
     def count(self):
         return self.m_blocks * self.heads * self.batch
 
     def at(self, t):
+        if self.by_work is not None:
+            t = self.by_work[t]
+            return t % self.m_blocks, t // self.m_blocks % self.heads, t // self.m_blocks // self.heads
         if self.longest_first:
             group_tiles = self.group * self.m_blocks
             first = t // group_tiles * self.group
@@ -57,3 +68,23 @@ def l2_group(seqlen_k, key_bytes: int, qhead_per_kvhead: int, l2_share_mb: int):
 def grid_size(count, max_ctas, persistent: bool):
     """The CTAs to launch for `count` tiles: one per tile, or, persistent, at most `max_ctas`."""
     return cutlass.min(count, max_ctas) if persistent else count
+
+
+def by_work(work: torch.Tensor, group: int) -> torch.Tensor:
+    """The tiles in launch order, as their indices in the plain order (the last mode of `work` fastest, then
+    head, then batch): groups of `group` (head, batch) pairs one after another, as in `TileOrder`, each from its
+    most work to its least. work: (batch, heads, blocks), the steps of each tile."""
+    work = work.reshape(-1, work.shape[-1]).to(torch.int64)
+    pair_group = torch.arange(work.shape[0], device=work.device) // group
+    key = (pair_group[:, None] << 32) - work  # needs no bound on the work: reading one back would wait for the GPU
+    return key.flatten().argsort(stable=True).to(torch.int32)
+
+
+@cute.jit
+def cta_tile(by_work: Optional[cute.Tensor], shape: tuple):
+    """(x, y, z) of this CTA's tile in a grid of `shape`: its block index, or, with an order from `by_work`
+    (the kernel launched as a 1-D grid), that order's tile at its place."""
+    if cutlass.const_expr(by_work is None):
+        return cute.arch.block_idx()
+    t = by_work[cute.arch.block_idx()[0]]
+    return t % shape[0], t // shape[0] % shape[1], t // shape[0] // shape[1]

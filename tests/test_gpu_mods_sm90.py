@@ -10,6 +10,7 @@ import torch
 
 import cuteattn
 from cuteattn import reference
+from cuteattn.tile_scheduler import by_work
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "examples"))
 from gallery import gallery  # noqa: E402
@@ -243,10 +244,11 @@ def test_block_lists(name, window):
     m_blocks, n_blocks = -(-seqlen_q // tile_q), -(-seqlen_k // tile_k)
     _, mask_mod = gallery(batch, heads, seqlen_q, seqlen_k)[name]
     opts = options(128, mask_mod=mask_mod, window=window)
-    count, blocks = block_sparsity.forward_lists(opts, batch, heads, seqlen_q, seqlen_k, tile_q, tile_k,
-                                                 torch.device("cuda"))
-    assert block_sparsity.forward_lists(opts, batch, heads, seqlen_q, seqlen_k, tile_q, tile_k,
+    count, blocks, order = block_sparsity.forward_lists(opts, batch, heads, seqlen_q, seqlen_k, tile_q, tile_k, 3,
+                                                        torch.device("cuda"))
+    assert block_sparsity.forward_lists(opts, batch, heads, seqlen_q, seqlen_k, tile_q, tile_k, 3,
                                         torch.device("cuda"))[1] is blocks
+    assert order.tolist() == by_work(count[..., 0].cpu(), 3).tolist()
     some_visible, some_hidden = dense_classes(mask_mod, window, batch, heads, seqlen_q, seqlen_k, tile_q, tile_k)
     for bi in range(batch):
         for hi in range(heads):
@@ -268,8 +270,9 @@ def test_backward_block_lists(name):
     group, m_blocks, n_blocks = heads // heads_kv, -(-seqlen_q // tile_q), -(-seqlen_k // tile_k)
     _, mask_mod = gallery(batch, heads, seqlen_q, seqlen_k)[name]
     opts = options(128, mask_mod=mask_mod)
-    count, blocks, turns = block_sparsity.backward_lists(opts, batch, heads, heads_kv, seqlen_q, seqlen_k, tile_q,
-                                                         tile_k, torch.device("cuda"))
+    count, blocks, turns, order = block_sparsity.backward_lists(opts, batch, heads, heads_kv, seqlen_q, seqlen_k,
+                                                                tile_q, tile_k, 1, torch.device("cuda"))
+    assert order.tolist() == by_work(count.cpu(), 1).tolist()
     visible, hidden = dense_classes(mask_mod, (None, None), batch, heads, seqlen_q, seqlen_k, tile_q, tile_k)
     for bi in range(batch):
         for kv in range(heads_kv):

@@ -1,8 +1,9 @@
 """The tile order, on the host (its arithmetic is the kernel's, on Python integers)."""
 
 import pytest
+import torch
 
-from cuteattn.tile_scheduler import TileOrder, l2_group
+from cuteattn.tile_scheduler import TileOrder, by_work, l2_group
 
 
 @pytest.mark.parametrize("longest_first", [False, True])
@@ -38,3 +39,18 @@ def test_l2_group():
     assert l2_group(1024, 512, 1, 16) == 16 * mb // (1024 * 512)
     assert l2_group(1 << 20, 512, 1, 16) == 1  # one head's K and V exceed the share: groups of one
     assert l2_group(16384, 256, 4, 16) == 4 * l2_group(16384, 256, 1, 16)  # 4 query heads read one KV head
+
+
+def test_by_work():
+    """A mask_mod's order: each tile once, groups of (head, batch) pairs in turn, each group's tiles from the most
+    work to the least (ties in the plain order), and TileOrder walks it."""
+    batch, heads, m_blocks, group = 2, 3, 5, 4
+    work = torch.randint(0, 9, (batch, heads, m_blocks))
+    order = by_work(work, group)
+    assert sorted(order.tolist()) == list(range(batch * heads * m_blocks))
+    flat = work.flatten()
+    keys = [(t // m_blocks // group, -flat[t].item(), t) for t in order.tolist()]
+    assert keys == sorted(keys)
+    tiles = TileOrder(m_blocks, heads, batch, by_work=order.tolist())
+    assert [tiles.at(t) for t in range(tiles.count())] == \
+        [(t % m_blocks, t // m_blocks % heads, t // m_blocks // heads) for t in order.tolist()]

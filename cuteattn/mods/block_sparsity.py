@@ -10,7 +10,8 @@ The forward's list, per (batch, head, query block): the key blocks to visit, las
 `2 * n_block + partial`, and their count. The backward's, per (batch, KV head, key block): the (query head
 of the group, query block) pairs to visit, head by head and blocks in order, each entry
 `2 * (g * m_blocks + m_block) + partial`, their count, and for the deterministic backward each entry's
-turn: how many earlier key blocks add into the same query block's dQ.
+turn: how many earlier key blocks add into the same query block's dQ. With each list, the order of the kernel's
+tiles (CTAs) by their counts, longest first (`tile_scheduler.by_work`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from cuteattn.masking import Window, window_args
 from cuteattn.registry import compile_target
 from cuteattn.mods import fake_captured, lower, tensor_args
 from cuteattn.mods.trace import TracedMod, trace_mask_mod
+from cuteattn.tile_scheduler import by_work
 
 THREADS = 128
 SOME_VISIBLE, SOME_HIDDEN = 1, 2  # the bits of a tile's class
@@ -136,11 +138,12 @@ def _cached(kind: str, opts, sizes: tuple, build):
 
 
 def forward_lists(opts, batch: int, heads: int, seqlen_q: int, seqlen_k: int, tile_q: int, tile_k: int,
-                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(counts, blocks) for the forward: counts (batch, heads, query blocks, 2) int32, the listed key blocks and
-    how many of them are partial, and blocks (batch, heads, query blocks, key blocks) int32, entries
+                  group: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(counts, blocks, tile order) for the forward: counts (batch, heads, query blocks, 2) int32, the listed key
+    blocks and how many of them are partial, and blocks (batch, heads, query blocks, key blocks) int32, entries
     `2 * n_block + partial`, the partial ones first, each class from the last key block down; views that
-    broadcast over batch or heads where the mask_mod reads neither."""
+    broadcast over batch or heads where the mask_mod reads neither. The (query block, head, batch) tiles in
+    groups of `group` (head, batch) pairs, each group's longest first."""
     def build():
         classes = _tile_classes(opts, batch, heads, seqlen_q, seqlen_k, tile_q, tile_k, device)
         m_blocks, n_blocks = classes.shape[2:]
@@ -151,15 +154,17 @@ def forward_lists(opts, batch: int, heads: int, seqlen_q: int, seqlen_k: int, ti
         order = torch.where(nonempty, n_block + n_blocks * partial, -1).argsort(dim=-1, descending=True)
         blocks = entries.gather(-1, order).int()
         counts = torch.stack((nonempty.sum(dim=-1, dtype=torch.int32), partial.sum(dim=-1, dtype=torch.int32)), -1)
-        return counts.expand(batch, heads, m_blocks, 2), blocks.expand(batch, heads, m_blocks, n_blocks)
+        counts = counts.expand(batch, heads, m_blocks, 2)
+        return counts, blocks.expand(batch, heads, m_blocks, n_blocks), by_work(counts[..., 0], group)
 
-    return _cached("forward", opts, (batch, heads, seqlen_q, seqlen_k, tile_q, tile_k), build)
+    return _cached("forward", opts, (batch, heads, seqlen_q, seqlen_k, tile_q, tile_k, group), build)
 
 
 def backward_lists(opts, batch: int, heads: int, heads_kv: int, seqlen_q: int, seqlen_k: int, tile_q: int,
-                   tile_k: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(count, blocks, turns) for the backward: count (batch, heads_kv, key blocks) int32, blocks and turns
-    (batch, heads_kv, key blocks, group * query blocks) int32."""
+                   tile_k: int, l2_group: int, device: torch.device) -> tuple:
+    """(count, blocks, turns, tile order) for the backward: count (batch, heads_kv, key blocks) int32, blocks and
+    turns (batch, heads_kv, key blocks, group * query blocks) int32; the (key block, KV head, batch) tiles in
+    groups of `l2_group` (KV head, batch) pairs, each group's longest first."""
     def build():
         classes = _tile_classes(opts, batch, heads, seqlen_q, seqlen_k, tile_q, tile_k, device)
         m_blocks, n_blocks = classes.shape[2:]
@@ -179,9 +184,10 @@ def backward_lists(opts, batch: int, heads: int, heads_kv: int, seqlen_q: int, s
         blocks, order = entries.sort(dim=-1)
         turns = per_key_block(turns).gather(-1, order)
         count = nonempty_t.sum(dim=-1, dtype=torch.int32)
-        return tuple(t.contiguous().expand(batch, *t.shape[1:]) for t in (count, blocks.int(), turns))
+        lists = tuple(t.contiguous().expand(batch, *t.shape[1:]) for t in (count, blocks.int(), turns))
+        return (*lists, by_work(lists[0], l2_group))
 
-    return _cached("backward", opts, (batch, heads, heads_kv, seqlen_q, seqlen_k, tile_q, tile_k), build)
+    return _cached("backward", opts, (batch, heads, heads_kv, seqlen_q, seqlen_k, tile_q, tile_k, l2_group), build)
 
 
 def sample_mods() -> tuple:

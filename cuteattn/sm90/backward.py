@@ -86,10 +86,11 @@ def _compile(op: FlashBwdSm90):
     dq_accum = fake_tensor(cutlass.Float32, 4)
     dq_turn = fake_tensor(cutlass.Int32, 4, aligned=False) if op.deterministic else None
     scalars = (cutlass.Float32(1.0),) * 3 + (cutlass.Int32(0),) * 2 + (cutlass.Float32(1.0),)
-    lists = (None,) * 3
+    lists = (None,) * 4
     if op.mask_mod is not None:
         lists = (fake_tensor(cutlass.Int32, 3, aligned=False), fake_tensor(cutlass.Int32, 4, aligned=False),
-                 fake_tensor(cutlass.Int32, 4, aligned=False) if op.deterministic else None)
+                 *((fake_tensor(cutlass.Int32, 4, aligned=False), None) if op.deterministic else
+                   (None, fake_tensor(cutlass.Int32, 1, aligned=False))))
     return compile_kernel(op, q, k, v, do, lse_log2, dpsum, dq_accum, dq_turn, dk, dv, *scalars,
                           mods.fake_captured([op.score_mod, op.mask_mod]), mods.fake_captured_grads(op), *lists)
 
@@ -130,11 +131,12 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
     dq_turn = torch.zeros(batch, heads, m_blocks, 2, dtype=torch.int32, device=q.device) if deterministic else None
     scale_log2, tanh_scale, score_scale = scales(opts, op.score_mod is not None)
     left, right = window_args(opts)
-    lists = (None,) * 3
+    lists = (None,) * 4
     if op.mask_mod is not None:
-        count, blocks, turns = block_sparsity.backward_lists(opts, batch, heads, k.shape[2], seqlen_q, k.shape[1],
-                                                             cfg.tile_m, op.tile_n, q.device)
-        lists = (count, blocks, turns if deterministic else None)
+        count, blocks, turns, order = block_sparsity.backward_lists(
+            opts, batch, heads, k.shape[2], seqlen_q, k.shape[1], cfg.tile_m, op.tile_n, op.l2_group(seqlen_q),
+            q.device)
+        lists = (count, blocks, *((turns, None) if deterministic else (None, order)))
     mod_tensors, mod_grads = mods.tensor_args(traced, q.device), mods.grad_args(dcaptured)
     compiled = get_or_compile(("sm90.bwd", op), lambda: _compile(op))
     bwd_preprocess(out, dout, lse, dpsum, lse_log2, dq_accum)

@@ -47,6 +47,7 @@ from cuteattn.mods.trace import TracedMod
 from cuteattn.sm90 import dq_accum, tma
 from cuteattn.sm90.mma import gemm
 from cuteattn.sm90.smem import accumulator_store, one_stage, operand_layout, transposed
+from cuteattn.tile_scheduler import cta_tile, l2_group
 
 KEYS_PER_WARPGROUP = 64  # the M of one wgmma
 CONSUMERS = 2
@@ -62,6 +63,7 @@ DKV_BARRIER = 6  # + consumer index: the consumer's dK and dV are in shared memo
 TABLE_BARRIER = 8  # + consumer index: the consumer's difference table (`mods.tile.DifferenceTable`)
 DQ_WRITER_WARP = 1  # + consumer index: the producer warpgroup's warp that adds the consumer's dQ
 DS_BUFFERS = 2  # one consumer may write step i + 1's dS while the other still reads step i's
+L2_SHARE_MB = 16  # under a mask_mod's tile order, the L2 that one group of KV heads' Q and dO may take
 
 
 @dataclass(frozen=True)
@@ -186,6 +188,11 @@ class FlashBwdSm90:
         """Keys per CTA."""
         return TILE_N
 
+    def l2_group(self, seqlen_q: int) -> int:
+        """The (KV head, batch) pairs whose queries' Q and dO, read by every key block of the pair, share the L2."""
+        query_bytes = (self.head_dim + self.head_dim_v) * self.dtype.width // 8
+        return l2_group(seqlen_q * self.qhead_per_kvhead, query_bytes, 1, L2_SHARE_MB)
+
     def tiled_mmas(self) -> tuple:
         """(S^T and dP^T, dV, dK, dQ): each consumer's 64 keys against all tile_m queries; P^T and dS^T are
         the register A operands of dV and dK, so one tiled MMA serves both."""
@@ -231,6 +238,9 @@ class FlashBwdSm90:
         mBlockCount: Optional[cute.Tensor],  # with mask_mod: (batch, heads_kv, n_blocks) int32, steps to take
         mBlockList: Optional[cute.Tensor],  # with mask_mod: (batch, heads_kv, n_blocks, group * m_blocks) int32
         mBlockTurn: Optional[cute.Tensor],  # with mask_mod and deterministic: each entry's dQ turn, same shape
+        # with mask_mod, not deterministic: (tiles,) int32, the launch order (`tile_scheduler.by_work`); the
+        # deterministic turns need each key block launched after those before it
+        mTileOrder: Optional[cute.Tensor],
         stream: cuda.CUstream,
     ):
         cfg, d, dv = self.config, self.head_dim, self.head_dim_v
@@ -274,10 +284,13 @@ class FlashBwdSm90:
         cta_body = self.cta_body(
             tma_q, mQ, tma_do, mdO, tma_k, mK, tma_v, mV, tma_lse, mLSElog2, tma_dpsum, mdPsum, mdQaccum, mdQturn,
             mdK, mdV, scale_log2, tanh_scale, dk_scale, window_left, window_right, score_scale, mod_tensors,
-            mod_grads, mBlockCount, mBlockList, mBlockTurn, tiled_mma_sdp, tiled_mma_dv, tiled_mma_dk, tiled_mma_dq,
-            sQ_layout, sdO_layout, sK_layout, sV_layout, sdS_layout, SharedStorage)
+            mod_grads, mBlockCount, mBlockList, mBlockTurn, mTileOrder, tiled_mma_sdp, tiled_mma_dv, tiled_mma_dk,
+            tiled_mma_dq, sQ_layout, sdO_layout, sK_layout, sV_layout, sdS_layout, SharedStorage)
+        grid = (cute.ceil_div(seqlen_k, self.tile_n), heads_kv, batch)
+        if cutlass.const_expr(mTileOrder is not None):
+            grid = (cute.size(mTileOrder), 1, 1)
         # min_blocks_per_mp pins the register count at entry; without it ptxas may drop setmaxnreg.
-        launch(cta_body, (cute.ceil_div(seqlen_k, self.tile_n), heads_kv, batch), self.num_threads, stream,
+        launch(cta_body, grid, self.num_threads, stream,
                smem=SharedStorage.size_in_bytes(), min_blocks_per_mp=1, use_pdl=True,
                owner=f"{type(self).__name__}(head_dim {d}) with {cfg}")
 
@@ -311,6 +324,7 @@ class FlashBwdSm90:
         mBlockCount: Optional[cute.Tensor],
         mBlockList: Optional[cute.Tensor],
         mBlockTurn: Optional[cute.Tensor],
+        mTileOrder: Optional[cute.Tensor],
         tiled_mma_sdp: cute.TiledMma,
         tiled_mma_dv: cute.TiledMma,
         tiled_mma_dk: cute.TiledMma,
@@ -324,8 +338,8 @@ class FlashBwdSm90:
     ):
         cfg = self.config
         warp_idx = cute.arch.make_warp_uniform(cute.arch.warp_idx())
-        n_block, kv_head, batch = cute.arch.block_idx()
         seqlen_q, seqlen_k = mQ.shape[0], mK.shape[0]
+        n_block, kv_head, batch = cta_tile(mTileOrder, (cute.ceil_div(seqlen_k, self.tile_n), *mK.shape[2:]))
         window = Window.of(seqlen_q, seqlen_k, window_left, window_right, self.has_window_left,
                            self.has_window_right)
         first_key = n_block * self.tile_n

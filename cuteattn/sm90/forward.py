@@ -96,8 +96,8 @@ def _sm_count(device_index: int) -> int:
 
 def _fake_launch_args(op: FlashFwdSm90) -> tuple:
     sink = fake_tensor(cutlass.Float32, 1, aligned=False) if op.has_sink else None
-    lists = (fake_tensor(cutlass.Int32, 4, aligned=False), fake_tensor(cutlass.Int32, 4, aligned=False)) \
-        if op.mask_mod is not None else (None, None)
+    lists = (fake_tensor(cutlass.Int32, 4, aligned=False), fake_tensor(cutlass.Int32, 4, aligned=False),
+             fake_tensor(cutlass.Int32, 1, aligned=False)) if op.mask_mod is not None else (None,) * 3
     return (sink, cutlass.Float32(1.0), cutlass.Float32(1.0), cutlass.Int32(0), cutlass.Int32(0),
             cutlass.Float32(1.0), mods.fake_captured([op.score_mod, op.mask_mod]), *lists, cutlass.Int32(1))
 
@@ -133,10 +133,10 @@ def _compiled_and_args(op: FlashFwdSm90, q: torch.Tensor, k: torch.Tensor, opts:
     """The compiled kernel of `op` and its arguments after lse, for a call of non-empty q and k."""
     batch, seqlen_q, heads, _ = q.shape
     compiled = get_or_compile(("sm90.fwd", op), lambda: _compile(op))
-    lists = (None, None)
+    lists = (None,) * 3
     if op.mask_mod is not None:
         lists = block_sparsity.forward_lists(opts, batch, heads, seqlen_q, k.shape[1], op.config.tile_m,
-                                             op.config.tile_n, q.device)
+                                             op.config.tile_n, op.l2_group(k.shape[1]), q.device)
     return compiled, (*launch_args(op, opts, mods.tensor_args(traced, q.device)), *lists, _sm_count(q.device.index))
 
 

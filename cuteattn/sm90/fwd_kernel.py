@@ -121,6 +121,7 @@ class FlashFwdSm90:
         mBlockCount: Optional[cute.Tensor],
         # with mask_mod: (batch, heads, m_blocks, n_blocks) 2 * n_block + partial, the partial blocks first
         mBlockList: Optional[cute.Tensor],
+        mTileOrder: Optional[cute.Tensor],  # with mask_mod: (tiles,) int32, the launch order (`tile_scheduler.by_work`)
         max_ctas: Int32,  # with config.persistent: the CTAs to launch at most (the SMs)
         stream: cuda.CUstream,
     ):
@@ -166,9 +167,9 @@ class FlashFwdSm90:
 
         cta_body = self.cta_body(
             tma_q, mQ, tma_k, mK, tma_v, mV, tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, window_left,
-            window_right, score_scale, mod_tensors, mBlockCount, mBlockList, tiled_mma_qk, tiled_mma_pv, sQ_layout,
-            sK_layout, sV_layout, sO_layout, SharedStorage)
-        launch(cta_body, (grid_size(self.tile_order(mQ, mK).count(), max_ctas, cfg.persistent), 1, 1), self.num_threads,
+            window_right, score_scale, mod_tensors, mBlockCount, mBlockList, mTileOrder, tiled_mma_qk, tiled_mma_pv,
+            sQ_layout, sK_layout, sV_layout, sO_layout, SharedStorage)
+        launch(cta_body, (grid_size(self.tile_order(mQ, mK, mTileOrder).count(), max_ctas, cfg.persistent), 1, 1), self.num_threads,
                stream, smem=SharedStorage.size_in_bytes(),
                owner=f"{type(self).__name__}(head_dim {self.head_dim}) with {cfg}")
 
@@ -193,6 +194,7 @@ class FlashFwdSm90:
         mod_tensors: Optional[list],
         mBlockCount: Optional[cute.Tensor],
         mBlockList: Optional[cute.Tensor],
+        mTileOrder: Optional[cute.Tensor],
         tiled_mma_qk: cute.TiledMma,
         tiled_mma_pv: cute.TiledMma,
         sQ_layout: cute.ComposedLayout,
@@ -203,7 +205,7 @@ class FlashFwdSm90:
     ):
         cfg = self.config
         warp_idx = cute.arch.make_warp_uniform(cute.arch.warp_idx())
-        tiles = self.tile_order(mQ, mK)
+        tiles = self.tile_order(mQ, mK, mTileOrder)
         seqlen_q, seqlen_k = mQ.shape[0], mK.shape[0]
         window = Window.of(seqlen_q, seqlen_k, window_left, window_right, self.has_window_left,
                            self.has_window_right)
@@ -241,13 +243,17 @@ class FlashFwdSm90:
                          tiled_mma_pv, sQ, sK, sV, sO, sTable, pipeline_q, pipeline_k, pipeline_v, tiles, work,
                          window, seqlen_q, seqlen_k)
 
-    def tile_order(self, mQ, mK):
-        """The tiles of the launch; mQ (seqlen, head_dim, heads, batch), mK (seqlen, head_dim, heads, batch)."""
+    def tile_order(self, mQ, mK, by_work):
+        """The tiles of the launch; mQ (seqlen, head_dim, heads, batch), mK (seqlen, head_dim, heads, batch);
+        by_work: a mask_mod's order of them, or None."""
         seqlen_q, _, heads, batch = mQ.shape
-        key_bytes = (self.head_dim + self.head_dim_v) * self.dtype.width // 8
-        group = l2_group(mK.shape[0], key_bytes, self.qhead_per_kvhead, self.config.l2_share_mb)
         return TileOrder(cute.ceil_div(seqlen_q, self.config.tile_m), heads, batch,
-                         longest_first=self.has_window_right, group=group)
+                         longest_first=self.has_window_right, group=self.l2_group(mK.shape[0]), by_work=by_work)
+
+    def l2_group(self, seqlen_k):
+        """The (head, batch) pairs whose K and V share the L2, by the tile order."""
+        key_bytes = (self.head_dim + self.head_dim_v) * self.dtype.width // 8
+        return l2_group(seqlen_k, key_bytes, self.qhead_per_kvhead, self.config.l2_share_mb)
 
     @cute.jit
     def work(self, tiles, window, seqlen_q, mBlockCount, mBlockList, tile):
