@@ -154,19 +154,12 @@ def _line_values(gm, traced, tensors, s, coords, place: TilePlace, lead: int, tr
     return rows, cols
 
 
-def fill_difference_table(traced, tensors, place: TilePlace):
-    """Evaluate the values of `difference_frontier` for each q_idx - kv_idx of the tile into the warpgroup's
-    `DifferenceTable`, where the kernel gives one and the score_mod reads the positions only through it (else
-    nothing). Every thread of the warpgroup calls it once per tile, before the score_mod's other calls read the
-    table: best while a GEMM runs, whose wait then hides the loads and the barriers."""
-    frontier = difference_frontier(traced) if place.table is not None else []
-    if not frontier:
-        return
-    gm, table = traced.graph, place.table
-    difference = trace.position_difference(gm, 1)
+def _fill_table(gm, traced, tensors, place: TilePlace, difference, frontier: list, per_head: dict):
+    """Evaluate `frontier` for each `difference` (the graph's q_idx - kv_idx node) of the tile into the
+    warpgroup's table."""
+    table = place.table
     q_idx = [n for n in gm.graph.nodes if n.op == "placeholder"][3]
     inputs = [None, place.batch, place.head, None, None]
-    per_head = lower.hoist(gm, traced, inputs, tensors)
     cute.arch.barrier(barrier_id=table.barrier, number_of_threads=THREADS)  # the last tile's entries are read
     for i in range(cute.size(table.values, mode=[0]) // THREADS):
         entry = table.thread + i * THREADS
@@ -197,7 +190,8 @@ def _hoisted(gm, traced, tensors, s, coords, place: TilePlace, lead: int, trail:
 
     per_head = lower.hoist(gm, traced, inputs(None, None), tensors)
     frontier = difference_frontier(traced) if place.table is not None and gm is traced.graph else []
-    if frontier:  # filled by `fill_difference_table`
+    if frontier:
+        _fill_table(gm, traced, tensors, place, difference, frontier, per_head)
         base = _as_int32(query_minus_key(*coords[0, 0])) + place.table.keys - 1  # this thread's entry of (0, 0)
     by_offset = {}
 
@@ -216,8 +210,7 @@ def _hoisted(gm, traced, tensors, s, coords, place: TilePlace, lead: int, trail:
 
 def score_mod_prologue(traced, tensors, s: cute.Tensor, coords: cute.Tensor, place: TilePlace) -> list:
     """Per score of the tile, the part of score_mod that does not read the score (a table entry, say),
-    evaluated now (after `fill_difference_table`): called before waiting for the scores, its loads overlap the
-    GEMM. Reads only s's shape."""
+    evaluated now: called before waiting for the scores, its loads overlap the GEMM. Reads only s's shape."""
     known = _hoisted(traced.graph, traced, tensors, s, coords, place, 1, 0)
     prologue = []
     for r in range(cute.size(s, mode=[0])):

@@ -688,9 +688,6 @@ class FlashBwdSm90:
                     dpsum[c] = sdPsum[coords[0, c][1], do_state.index]
             gemm(tiled_mma_sdp, acc_dp, tdPrV[None, None, None, 0], tdPrdO[None, None, None, do_state.index],
                  True)
-            if cutlass.const_expr(self.score_mod is not None):  # under the GEMMs
-                mod_tile.fill_difference_table(self.score_mod, mods.split(self.score_mod)[0],
-                                               mods.place(head, query0, key0, transposed=True))
             lse_cols, dpsum_cols = lse_log2, dpsum
             if cutlass.const_expr(stats_in_smem):
                 lse_cols = rowcol(tLsL[None, None, None, q_state.index])[0, None]

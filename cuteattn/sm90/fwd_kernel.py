@@ -340,13 +340,12 @@ class FlashFwdSm90:
                                      number_of_threads=2 * THREADS_PER_WARPGROUP)
 
     def score_mod_prologue(self, s, coords, block, head, row0, mods):
-        """The score-independent part of the score_mod for a block, or None: issued between the block's GEMM and
-        the wait for it, so its loads (and the difference table's barriers) overlap the GEMM."""
+        """The score-independent part of the score_mod for a block, or None: issued before the wait for the
+        block's scores, so its table loads overlap the GEMM."""
         if self.score_mod is None:
             return None
         score_tensors, _ = mods.split(self.score_mod)
         place = mods.place(head, row0, block[0] * self.config.tile_n)
-        mod_tile.fill_difference_table(self.score_mod, score_tensors, place)
         return mod_tile.score_mod_prologue(self.score_mod, score_tensors, s, coords, place)
 
     @cute.jit
@@ -428,13 +427,13 @@ class FlashFwdSm90:
         i - 1 (blocks go from the last one down); `masked`: the block may need a mask. The caller advances the
         pipeline states."""
         block = self.block_at(blocks, i, n_block_max)
+        prologue = self.score_mod_prologue(s, coords, block, head, row0, mods)
         pipeline_k.consumer_wait(k_state)
         self.wait_turn(wg)
         gemm(tiled_mma_qk, acc_s, tSrQ, tSrK[None, None, None, k_state.index], True)
         pipeline_v.consumer_wait(v_state)
         gemm(tiled_mma_pv, acc_o, tOrP, tOrV[None, None, None, v_state.index], False)
         self.pass_turn(wg)
-        prologue = self.score_mod_prologue(s, coords, block, head, row0, mods)
         warpgroup.wait_group(1)
         pipeline_k.consumer_release(k_state)
         self.softmax_block(s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale, block, head, row0, window,
@@ -456,11 +455,11 @@ class FlashFwdSm90:
         if wg == last_wg:  # consumer 0 issues first
             self.pass_turn(wg)
         block = self.block_at(blocks, 0, n_block_max)
+        prologue = self.score_mod_prologue(s, coords, block, head, row0, mods)
         pipeline_k.consumer_wait(k_state)
         self.wait_turn(wg)
         gemm(tiled_mma_qk, acc_s, tSrQ, tSrK[None, None, None, k_state.index], True)
         self.pass_turn(wg)
-        prologue = self.score_mod_prologue(s, coords, block, head, row0, mods)
         warpgroup.wait_group(0)
         pipeline_k.consumer_release(k_state)
         k_state.advance()
