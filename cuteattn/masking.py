@@ -77,6 +77,11 @@ class Window:
         """How many blocks of `tile_n` keys from key 0 up rows first_row... see whole (no left bound)."""
         return cutlass.max(self.end_key(first_row), 0) // tile_n
 
+    def left_cut_blocks(self, last_row, tile_n: int):
+        """How many blocks of `tile_n` keys from key 0 up the window's left edge cuts for some row up to
+        last_row (with a left bound)."""
+        return cute.ceil_div(cutlass.max(self.first_key(last_row), 0), tile_n)
+
     def needs_mask(self, first_row, last_row, col0, tile_n: int):
         """Whether some row of first_row..last_row does not see some key of the block col0..col0 + tile_n."""
         cut = col0 + tile_n > self.end_key(first_row)

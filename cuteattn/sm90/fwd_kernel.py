@@ -466,31 +466,38 @@ class FlashFwdSm90:
         self.softmax_block(s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale, block, head, row0,
                            window, mods, prologue)
         convert(acc_s, p)
-        # Only the first blocks can need a mask: the highest (the seqlen_k tail, the causal diagonal), or a block
-        # list's partial ones; the others skip the mask's branch. ptxas schedules a step without a branch inside
-        # as one block (across one, it hoists the wait for O += P V above the exps placed to overlap it).
+        # Only the first blocks can need a mask: the highest (the seqlen_k tail, the causal diagonal) and, under a
+        # left window edge, the lowest; or a block list's partial ones. The others skip the mask's branch. ptxas
+        # schedules a step without a branch inside as one block (across one, it hoists the wait for O += P V
+        # above the exps placed to overlap it).
         step = functools.partial(self.mainloop_step, tiled_mma_qk, tiled_mma_pv, tSrQ, tSrK, tOrV, tOrP, acc_s,
                                  acc_o, p, s, o, coords, row_max, row_sum, rescale, pipeline_k, pipeline_v,
                                  scale_log2, tanh_scale, head, row0, n_block_max, blocks, window, mods, wg)
-        mask_free = blocks is not None or not self.has_window_left
-        n_masked = n_blocks
-        if cutlass.const_expr(blocks is not None):
-            n_masked = cutlass.max(n_partial, 1)
-        elif cutlass.const_expr(mask_free):
+        left_cut = blocks is None and self.has_window_left
+        n_masked, unmasked_end = cutlass.max(n_partial, 1), n_blocks
+        if cutlass.const_expr(blocks is None):
             n_masked = cutlass.max(cutlass.min(n_block_max - window.unmasked_blocks(row0, cfg.tile_n), n_blocks), 1)
-        if cutlass.const_expr(not mask_free or cfg.masked_loop):
+        if cutlass.const_expr(left_cut):
+            last_row = row0 + ROWS_PER_WARPGROUP - 1
+            unmasked_end = cutlass.max(cutlass.min(n_block_max - window.left_cut_blocks(last_row, cfg.tile_n),
+                                                   n_blocks), n_masked)
+        if cutlass.const_expr(cfg.masked_loop):
             for i in cutlass.range(1, n_masked, unroll=1):
                 step(k_state, v_state, i, True)
                 k_state.advance()
                 v_state.advance()
-            if cutlass.const_expr(mask_free):
-                for i in cutlass.range(n_masked, n_blocks, unroll=1):
-                    step(k_state, v_state, i, False)
+            for i in cutlass.range(n_masked, unmasked_end, unroll=1):
+                step(k_state, v_state, i, False)
+                k_state.advance()
+                v_state.advance()
+            if cutlass.const_expr(left_cut):
+                for i in cutlass.range(unmasked_end, n_blocks, unroll=1):
+                    step(k_state, v_state, i, True)
                     k_state.advance()
                     v_state.advance()
         else:
             for i in cutlass.range(1, n_blocks, unroll=1):
-                if i < n_masked:
+                if i < n_masked or i >= unmasked_end:
                     step(k_state, v_state, i, True)
                 else:
                     step(k_state, v_state, i, False)
