@@ -68,39 +68,32 @@ class DifferenceTable:
     """A warpgroup's shared memory for a score_mod that reads the positions only through q_idx - kv_idx: the
     values of `difference_frontier` are evaluated once per difference that the warpgroup's tile spans, a few
     per thread, rather than once per distinct difference in every thread; each thread then reads its scores'
-    entries at constant offsets from its own base. Two copies, the second shifted by one entry: a thread's two
-    scores of adjacent keys read adjacent entries, which one 8-byte load takes from the copy where the pair
-    starts at an even index."""
+    entries at constant offsets from its own base."""
 
-    values: cute.Tensor  # (entries + 2, copies, frontier nodes), fp32: a consumer's slice of `table_shape`
+    values: cute.Tensor  # (entries, frontier nodes), fp32: a consumer's slice of `table_shape`
     thread: Int32  # the thread's index in the warpgroup
     barrier: int  # a named barrier of the warpgroup's threads
     keys: int  # the tile's extent in keys
 
-    @property
-    def entries(self) -> int:
-        return cute.size(self.values, mode=[0]) - 2
 
-
-NO_TABLE = (1, 1, 1, 1)  # the shape a kernel allocates without a table: one unused float
-COPIES = 2
+NO_TABLE = (1, 1, 1)  # the shape a kernel allocates without a table: one unused float
 
 
 def table_shape(traced, queries: int, keys: int, consumers: int) -> tuple:
-    """(entries + 2, copies, values, consumers) of the `DifferenceTable`s of a score_mod (None: no mod) over tiles
-    of `queries` by `keys`, one per consumer warpgroup; NO_TABLE where it has none. The entries are the
-    differences a tile spans, padded to a whole number per thread; the two more keep every copy's start even."""
+    """(entries, values, consumers) of the `DifferenceTable`s of a score_mod (None: no mod) over tiles of
+    `queries` by `keys`, one per consumer warpgroup; NO_TABLE where it has none. The entries are the differences
+    a tile spans, padded to a whole number per thread."""
     frontier = difference_frontier(traced) if traced is not None else []
     if not frontier:
         return NO_TABLE
-    return -(-(queries + keys - 1) // THREADS) * THREADS + 2, COPIES, len(frontier), consumers
+    return -(-(queries + keys - 1) // THREADS) * THREADS, len(frontier), consumers
 
 
 def difference_table(values: cute.Tensor, wg, thread, barrier: int, keys: int) -> Optional[DifferenceTable]:
     """Consumer `wg`'s table, from the kernel's shared memory shaped by `table_shape`; None under NO_TABLE."""
     if values.shape == NO_TABLE:
         return None
-    return DifferenceTable(values[None, None, None, wg], thread, barrier, keys)
+    return DifferenceTable(values[None, None, wg], thread, barrier, keys)
 
 
 def difference_frontier(traced) -> list:
@@ -168,15 +161,13 @@ def _fill_table(gm, traced, tensors, place: TilePlace, difference, frontier: lis
     q_idx = [n for n in gm.graph.nodes if n.op == "placeholder"][3]
     inputs = [None, place.batch, place.head, None, None]
     cute.arch.barrier(barrier_id=table.barrier, number_of_threads=THREADS)  # the last tile's entries are read
-    for i in range(table.entries // THREADS):
+    for i in range(cute.size(table.values, mode=[0]) // THREADS):
         entry = table.thread + i * THREADS
         q_minus_kv = _as_int32(place.query0 - place.key0 + entry - (table.keys - 1))
         known = {**per_head, difference: q_minus_kv if difference.args[0] is q_idx else -q_minus_kv}
         values = lower.hoist(gm, traced, inputs, tensors, known)
         for j, node in enumerate(frontier):
-            value = cast(values[node], Float32)
-            table.values[entry, 0, j] = value
-            table.values[entry + 1, 1, j] = value
+            table.values[entry, j] = cast(values[node], Float32)
     cute.arch.barrier(barrier_id=table.barrier, number_of_threads=THREADS)
 
 
@@ -201,47 +192,20 @@ def _hoisted(gm, traced, tensors, s, coords, place: TilePlace, lead: int, trail:
     frontier = difference_frontier(traced) if place.table is not None and gm is traced.graph else []
     if frontier:
         _fill_table(gm, traced, tensors, place, difference, frontier, per_head)
-        first = _as_int32(query_minus_key(*coords[0, 0])) + place.table.keys - 1  # this thread's entry of (0, 0)
-        read = _paired_reads(place.table, frontier, first, lambda r, c: query_minus_key(
-            *cute.crd2idx((r, c), coords.layout)))
+        base = _as_int32(query_minus_key(*coords[0, 0])) + place.table.keys - 1  # this thread's entry of (0, 0)
     by_offset = {}
 
     def known(r, c):
         offset = query_minus_key(*cute.crd2idx((r, c), coords.layout))
         if offset not in by_offset:
             if frontier:
-                by_offset.update(read(r, c))
+                by_offset[offset] = {n: place.table.values[base + offset, j] for j, n in enumerate(frontier)}
             else:
                 by_offset[offset] = lower.hoist(gm, traced, inputs(*_indices(traced, place, coords, r, c)), tensors,
                                                 per_head)
         return by_offset[offset]
 
     return known
-
-
-def _paired_reads(table: DifferenceTable, frontier: list, first, offset_of):
-    """read(r, c): {offset: the frontier's values} for score (r, c) of the tile and its neighbour of the
-    adjacent key, registers (r, 2k) and (r, 2k + 1), whose entries `first` + offset are adjacent: one 8-byte
-    load per node. The thread's pairs all start at entries of one parity, so it reads them from the copy where
-    they start at even indices (the second copy holds entry e at e + 1)."""
-    def lowest(r, c):
-        return min(offset_of(r, c - c % 2), offset_of(r, c - c % 2 + 1))
-
-    lower0 = lowest(0, 0)
-    shift = (first + lower0) & 1
-    node_stride = COPIES * (table.entries + 2)
-    start = cute.assume(first + lower0 + shift + shift * (table.entries + 2), divby=2)
-
-    def read(r, c):
-        pair = offset_of(r, c - c % 2), offset_of(r, c - c % 2 + 1)
-        lower = min(pair)
-        assert abs(pair[0] - pair[1]) == 1 and (lower - lower0) % 2 == 0, \
-            f"registers {(r, c - c % 2)} and its neighbour: offsets {pair}, the first pair's {lower0}"
-        loaded = [cute.make_tensor(table.values.iterator + start + (lower - lower0) + j * node_stride,
-                                   cute.make_layout(2)).load() for j in range(len(frontier))]
-        return {lower + i: {n: loaded[j][i] for j, n in enumerate(frontier)} for i in range(2)}
-
-    return read
 
 
 def score_mod_prologue(traced, tensors, s: cute.Tensor, coords: cute.Tensor, place: TilePlace) -> list:

@@ -278,7 +278,7 @@ class FlashBwdSm90:
             sdQ: cute.struct.Align[cute.struct.MemRange[Float32, cfg.tile_m * d], 1024]
             sLSElog2: cute.struct.Align[cute.struct.MemRange[Float32, self.row_stage * cfg.num_stages], 128]
             sdPsum: cute.struct.Align[cute.struct.MemRange[Float32, self.row_stage * cfg.num_stages], 128]
-            sTable: cute.struct.Align[cute.struct.MemRange[Float32, cute.size(self.table_shape)], 16]
+            sTable: cute.struct.MemRange[Float32, cute.size(self.table_shape)]
 
         seqlen_k, _, heads_kv, batch = mK.shape
         cta_body = self.cta_body(
