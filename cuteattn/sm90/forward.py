@@ -176,4 +176,7 @@ def build() -> None:
                  replace(causal, window_left=100, softcap=30.0, learnable_sink=torch.zeros(4))):
         _compile(kernel_for(torch.bfloat16, 128, 128, 4, opts))
     score_mod, mask_mod = block_sparsity.sample_mods()
-    _compile(kernel_for(torch.bfloat16, 128, 128, 1, replace(plain, score_mod=score_mod, mask_mod=mask_mod)))
+    # At hdim 256 the tiles leave little shared memory: a mod's difference table must still fit (launch checks).
+    for head_dim in (128, 256):
+        _compile(kernel_for(torch.bfloat16, head_dim, head_dim, 1, replace(plain, score_mod=score_mod,
+                                                                          mask_mod=mask_mod)))
