@@ -169,8 +169,9 @@ class FlashFwdSm90:
             tma_q, mQ, tma_k, mK, tma_v, mV, tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, window_left,
             window_right, score_scale, mod_tensors, mBlockCount, mBlockList, mTileOrder, tiled_mma_qk, tiled_mma_pv,
             sQ_layout, sK_layout, sV_layout, sO_layout, SharedStorage)
-        launch(cta_body, (grid_size(self.tile_order(mQ, mK, mTileOrder).count(), max_ctas, cfg.persistent), 1, 1), self.num_threads,
-               stream, smem=SharedStorage.size_in_bytes(),
+        tiles = self.tile_order(mQ, mK, mTileOrder).count()
+        launch(cta_body, (grid_size(tiles, max_ctas, cfg.persistent), 1, 1), self.num_threads, stream,
+               smem=SharedStorage.size_in_bytes(),
                owner=f"{type(self).__name__}(head_dim {self.head_dim}) with {cfg}")
 
     @cute.kernel
