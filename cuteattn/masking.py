@@ -82,6 +82,16 @@ class Window:
         last_row (with a left bound)."""
         return cute.ceil_div(cutlass.max(self.first_key(last_row), 0), tile_n)
 
+    def masked_steps(self, first_row, rows: int, n_block_max, n_blocks, tile_n: int):
+        """(n_masked, unmasked_end) for rows first_row.. first_row + rows - 1 visiting n_blocks blocks of
+        `tile_n` keys from block n_block_max - 1 down: only steps before n_masked (the seqlen_k tail, the right
+        edge) and from unmasked_end on (the left edge) can cut a row's keys; step 0 counts as masked."""
+        n_masked = cutlass.max(cutlass.min(n_block_max - self.unmasked_blocks(first_row, tile_n), n_blocks), 1)
+        if self.left is None:
+            return n_masked, n_blocks
+        left_cut = self.left_cut_blocks(first_row + rows - 1, tile_n)
+        return n_masked, cutlass.max(cutlass.min(n_block_max - left_cut, n_blocks), n_masked)
+
     def needs_mask(self, first_row, last_row, col0, tile_n: int):
         """Whether some row of first_row..last_row does not see some key of the block col0..col0 + tile_n."""
         cut = col0 + tile_n > self.end_key(first_row)

@@ -477,11 +477,7 @@ class FlashFwdSm90:
         left_cut = blocks is None and self.has_window_left
         n_masked, unmasked_end = cutlass.max(n_partial, 1), n_blocks
         if cutlass.const_expr(blocks is None):
-            n_masked = cutlass.max(cutlass.min(n_block_max - window.unmasked_blocks(row0, cfg.tile_n), n_blocks), 1)
-        if cutlass.const_expr(left_cut):
-            last_row = row0 + ROWS_PER_WARPGROUP - 1
-            unmasked_end = cutlass.max(cutlass.min(n_block_max - window.left_cut_blocks(last_row, cfg.tile_n),
-                                                   n_blocks), n_masked)
+            n_masked, unmasked_end = window.masked_steps(row0, ROWS_PER_WARPGROUP, n_block_max, n_blocks, cfg.tile_n)
         if cutlass.const_expr(cfg.masked_loop):
             for i in cutlass.range(1, n_masked, unroll=1):
                 step(k_state, v_state, i, True)
