@@ -46,3 +46,34 @@ def test_masked_steps(left, right, tile_n):
                     cut = [(row, key) for row in range(row0, row0 + ROWS) for key in keys
                            if not visible(window, row, key)]
                     assert not cut, (seqlen_q, seqlen_k, row0, step, cut[:3])
+
+
+WINDOWS = [(None, None), (None, 0), (100, 0), (3, 200), (0, 0), (64, None), (0, None)]
+SEQLENS = (1, 17, 113, 300)
+
+
+@pytest.mark.parametrize("left,right", WINDOWS)
+def test_query_block_range(left, right):
+    """The backward's query blocks for a block of keys hold every row that sees one of its keys."""
+    tile_m, tile_n = 64, 128
+    for seqlen_q, seqlen_k in itertools.product(SEQLENS, SEQLENS):
+        window = Window(seqlen_k, seqlen_k - seqlen_q, left, right)
+        for first_key in range(0, seqlen_k, tile_n):
+            last_key = min(first_key + tile_n, seqlen_k) - 1
+            m_block_min, m_block_max = window.query_block_range(first_key, last_key, seqlen_q, tile_m)
+            assert 0 <= m_block_min <= m_block_max <= -(-seqlen_q // tile_m)
+            rows = {row for row in range(seqlen_q) for key in range(first_key, last_key + 1)
+                    if visible(window, row, key)}
+            assert all(m_block_min * tile_m <= row < m_block_max * tile_m for row in rows)
+
+
+@pytest.mark.parametrize("left,right", WINDOWS)
+def test_needs_mask(left, right):
+    """A block that needs_mask calls whole is whole: every row of the range sees every key of the block."""
+    rows, tile_n = 64, 32
+    for seqlen_q, seqlen_k in itertools.product(SEQLENS, SEQLENS):
+        window = Window(seqlen_k, seqlen_k - seqlen_q, left, right)
+        for first_row, col0 in itertools.product(range(0, seqlen_q, 16), range(0, seqlen_k, tile_n)):
+            if not window.needs_mask(first_row, first_row + rows - 1, col0, tile_n):
+                assert all(visible(window, row, key) for row in range(first_row, first_row + rows)
+                           for key in range(col0, col0 + tile_n))
