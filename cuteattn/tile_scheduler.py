@@ -43,8 +43,7 @@ class TileOrder:
 
     def at(self, t):
         if self.by_work is not None:
-            t = self.by_work[t]
-            return t % self.m_blocks, t // self.m_blocks % self.heads, t // self.m_blocks // self.heads
+            return unflatten(self.by_work[t], (self.m_blocks, self.heads))
         if self.longest_first:
             group_tiles = self.group * self.m_blocks
             first = t // group_tiles * self.group
@@ -52,10 +51,13 @@ class TileOrder:
             within = t % group_tiles
             head_batch = first + within % size
             m_block = self.m_blocks - 1 - within // size
-        else:
-            head_batch = t // self.m_blocks
-            m_block = t % self.m_blocks
-        return m_block, head_batch % self.heads, head_batch // self.heads
+            return m_block, head_batch % self.heads, head_batch // self.heads
+        return unflatten(t, (self.m_blocks, self.heads))
+
+
+def unflatten(t, extents: tuple):
+    """(x, y, z) of index t = x + extents[0] * (y + extents[1] * z)."""
+    return t % extents[0], t // extents[0] % extents[1], t // extents[0] // extents[1]
 
 
 def l2_group(seqlen_k, key_bytes: int, qhead_per_kvhead: int, l2_share_mb: int):
@@ -86,5 +88,4 @@ def cta_tile(by_work: Optional[cute.Tensor], shape: tuple):
     (the kernel launched as a 1-D grid), that order's tile at its place."""
     if cutlass.const_expr(by_work is None):
         return cute.arch.block_idx()
-    t = by_work[cute.arch.block_idx()[0]]
-    return t % shape[0], t // shape[0] % shape[1], t // shape[0] // shape[1]
+    return unflatten(by_work[cute.arch.block_idx()[0]], shape)
