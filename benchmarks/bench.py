@@ -33,8 +33,9 @@ sys.path.insert(0, str(REPO))  # measure the checkout's cuteattn, not some insta
 
 PROVIDERS = ("cuteattn", "fa4", "sdpa-flash", "sdpa-cudnn", "flex")
 # Attention variants (--variant): FlexAttention mods, with each provider's own way to run them.
-VARIANTS = ("none", "rel_bias", "alibi", "t5", "sliding_window", "document")
-WINDOW = 1024  # sliding_window: each query sees itself and the 1024 keys before it
+# window: the sliding window through each provider's own window option (flex: its mask_mod).
+VARIANTS = ("none", "rel_bias", "alibi", "t5", "sliding_window", "window", "document")
+WINDOW = 1024  # sliding_window, window: each query sees itself and the 1024 keys before it
 DOCUMENT = 4096  # document: causal attention within documents of 4096 tokens
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 WARMUP_MS = 25
@@ -54,7 +55,7 @@ class Case:
     variant: str = "none"
 
     def flops(self) -> float:
-        if self.variant in ("sliding_window", "document"):  # the visible pairs of the mask
+        if self.variant in ("sliding_window", "window", "document"):  # the visible pairs of the mask
             pairs = variant_pairs(self.variant, self.seqlen)
             fwd = 2 * self.batch * self.heads * pairs * 2 * self.hdim
         else:
@@ -70,7 +71,7 @@ class Case:
 
 def variant_pairs(variant: str, seqlen: int) -> float:
     """Visible (query, key) pairs of a masked variant, the diagonal counted in full."""
-    if variant == "sliding_window":
+    if variant in ("sliding_window", "window"):
         return sum(min(i + 1, WINDOW + 1) for i in range(seqlen))
     docs, last = divmod(seqlen, DOCUMENT)
     return docs * DOCUMENT * (DOCUMENT + 1) / 2 + last * (last + 1) / 2
@@ -100,7 +101,7 @@ def variant_mods(variant: str, heads: int, seqlen: int, device="cuda"):
             return score + buckets[torch.where(rel > 0, 16, 0) + torch.where(distance < 8, distance, far.clamp(max=15)),
                                    h]
         return t5, None
-    if variant == "sliding_window":
+    if variant in ("sliding_window", "window"):
         def sliding_window(b, h, q_idx, kv_idx):
             return (q_idx >= kv_idx) & (q_idx - kv_idx <= WINDOW)
         return None, sliding_window
@@ -141,15 +142,16 @@ def make_cases(args) -> list[Case]:
 # attention output (batch, seqlen, heads, hdim); whatever prepare does is outside the timed region.
 # A provider without a way to run a case's variant raises NotImplementedError from prepare.
 
-def cuteattn_call(cuteattn, q, k, v, causal, config, mods=(None, None)):
+def cuteattn_call(cuteattn, q, k, v, causal, config, mods=(None, None), window_left=None):
     """The one call into cuteattn: the public API, or, with --config KEY=VALUE pairs, the sm90 forward
     kernel under the head dim's default FwdConfig with those fields replaced (forward only)."""
     if not config:
-        return cuteattn.flash_attn_func(q, k, v, causal=causal, score_mod=mods[0], mask_mod=mods[1])
+        return cuteattn.flash_attn_func(q, k, v, causal=causal, window_size=(window_left, None), score_mod=mods[0],
+                                        mask_mod=mods[1])
     from cuteattn.reference import Options
     from cuteattn.sm90.forward import default_config, forward
 
-    opts = Options(softmax_scale=q.shape[-1] ** -0.5, window_left=None, window_right=0 if causal else None,
+    opts = Options(softmax_scale=q.shape[-1] ** -0.5, window_left=window_left, window_right=0 if causal else None,
                    softcap=0.0, learnable_sink=None, score_mod=mods[0], mask_mod=mods[1], block_mask=None)
     return forward(q, k, v, opts, config=replace(default_config(q.shape[-1], opts), **config))[0]
 
@@ -158,6 +160,8 @@ def load_cuteattn(config):
     import cuteattn
 
     def prepare(q, k, v, case):
+        if case.variant == "window":
+            return lambda: cuteattn_call(cuteattn, q, k, v, True, config, window_left=WINDOW)
         mods = variant_mods(case.variant, case.heads, case.seqlen)
         return lambda: cuteattn_call(cuteattn, q, k, v, case.causal, config, mods)
 
@@ -174,7 +178,7 @@ def load_fa4():
     def prepare(q, k, v, case):
         if case.variant in ("rel_bias", "alibi", "t5"):
             raise NotImplementedError(f"{case.variant} needs a CuTe DSL score_mod written for FA4")
-        if case.variant == "sliding_window":
+        if case.variant in ("sliding_window", "window"):
             return lambda: first(flash_attn_func(q, k, v, causal=True, window_size=(WINDOW, 0)))
         if case.variant == "document":
             total = case.batch * case.seqlen
