@@ -22,8 +22,8 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from cuteattn.sass import innermost_loops, opcodes  # noqa: E402
 
-SHOWN = ("S2R", "S2UR", "HGMMA", "MUFU", "FFMA", "FMUL", "FADD", "FMNMX", "F2FP", "FSEL", "ISETP", "IMAD", "R2UR", "UIADD3", "UMOV",
-         "SHFL", "BAR", "SYNCS", "STSM", "LDS", "STS", "STL", "LDL")
+SHOWN = ("S2R", "S2UR", "HGMMA", "MUFU", "FFMA", "FMUL", "FADD", "FMNMX", "F2FP", "FSEL", "ISETP", "IMAD", "R2UR",
+         "UIADD3", "UMOV", "SHFL", "BAR", "SYNCS", "STSM", "LDS", "STS", "STL", "LDL")
 
 OURS = """
 import sys, torch
