@@ -101,20 +101,26 @@ class Window:
 
 
 @cute.jit
-def mask_tile(s: cute.Tensor, coords: cute.Tensor, row0: Int32, col0: Int32, window: Window):
+def mask_tile(s: cute.Tensor, coords: cute.Tensor, row0: Int32, col0: Int32, window: Window, keys: cutlass.Constexpr):
     """Set to -inf the scores (rows, cols) whose key the row does not see. `coords` holds each register's
-    (row, col) in the tile; row0 and col0 place the tile in the sequence."""
+    (row, col) in the tile of `keys` keys; row0 and col0 place the tile in the sequence. The window's edges are
+    compared as key - query, which differs from register (0, 0)'s by a constant per register: one threshold a
+    tile, one compare per distinct constant; the seqlen_k tail only in the tile that crosses it."""
+    base_row, base_col = coords[0, 0]
+    shift = row0 + base_row - col0 - base_col  # query - key of register (0, 0)
     for r in cutlass.range_constexpr(cute.size(s, mode=[0])):
-        row = coords[r, 0][0] + row0
-        end = window.end_key(row)
-        # Compare col0 + col, not col against a per-row end - col0: that form compiles to chains of selects.
         for c in cutlass.range_constexpr(cute.size(s, mode=[1])):
-            if coords[0, c][1] + col0 >= end:
-                s[r, c] = -Float32.inf
-        if cutlass.const_expr(window.left is not None):
-            first = window.first_key(row)
-            for c in cutlass.range_constexpr(cute.size(s, mode=[1])):
-                if coords[0, c][1] + col0 < first:
+            row, col = cute.crd2idx((r, c), coords.layout)
+            if cutlass.const_expr(window.right is not None):
+                if col - row > window.diagonal + window.right + shift:
+                    s[r, c] = -Float32.inf
+            if cutlass.const_expr(window.left is not None):
+                if col - row < window.diagonal - window.left + shift:
+                    s[r, c] = -Float32.inf
+    if cute.arch.make_warp_uniform(col0 + keys > window.seqlen_k) != 0:
+        for c in cutlass.range_constexpr(cute.size(s, mode=[1])):
+            if coords[0, c][1] + col0 >= window.seqlen_k:
+                for r in cutlass.range_constexpr(cute.size(s, mode=[0])):
                     s[r, c] = -Float32.inf
 
 

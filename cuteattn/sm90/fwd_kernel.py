@@ -364,7 +364,7 @@ class FlashFwdSm90:
             mod_tile.apply_score_mod(self.score_mod, score_tensors, s, coords, place, mods.score_scale, prologue)
         if cutlass.const_expr(masked):
             if window.needs_mask(row0, row0 + ROWS_PER_WARPGROUP - 1, col0, self.config.tile_n):
-                mask_tile(s, coords, row0, col0, window)
+                mask_tile(s, coords, row0, col0, window, self.config.tile_n)
         if cutlass.const_expr(self.mask_mod is not None and masked):
             if partial:  # full blocks of the block sparsity need no mask
                 mod_tile.apply_mask_mod(self.mask_mod, mask_tensors, s, coords, place)
