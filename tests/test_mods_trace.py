@@ -124,6 +124,31 @@ def test_position_difference():
         assert (trace.position_difference(traced.grad_graph, 1) is not None) == found, fn.__name__
 
 
+def test_mask_comparisons_by_difference():
+    """A mask_mod's comparisons of q_idx with kv_idx are rewritten to read their difference: a sliding window
+    then reads the positions only through q_idx - kv_idx; the graph still computes the user's mask."""
+    doc = torch.tensor([0] * 20 + [1] * 20, dtype=torch.int32)
+
+    def sliding_window(b, h, q_idx, kv_idx):
+        return (q_idx >= kv_idx) & (q_idx - kv_idx <= 5)
+
+    def flipped(b, h, q_idx, kv_idx):
+        return (kv_idx < q_idx) | (kv_idx == q_idx) | ((kv_idx - q_idx) > 30)
+
+    def banded(b, h, q_idx, kv_idx):
+        return (q_idx - kv_idx).abs() <= 3
+
+    def document(b, h, q_idx, kv_idx):
+        return (doc[q_idx] == doc[kv_idx]) & (q_idx >= kv_idx)
+
+    q_idx, kv_idx = torch.arange(40, dtype=torch.int32).view(-1, 1), torch.arange(40, dtype=torch.int32).view(1, -1)
+    zero = torch.zeros((), dtype=torch.int32)
+    for fn, found in [(sliding_window, True), (flipped, False), (banded, True), (document, False)]:
+        traced = trace.trace_mask_mod(fn)
+        assert (trace.position_difference(traced.graph, 0) is not None) == found, fn.__name__
+        assert torch.equal(traced.graph(zero, zero, q_idx, kv_idx), fn(zero, zero, q_idx, kv_idx)), fn.__name__
+
+
 def test_difference_frontier():
     """What a difference table holds: the values that read the positions through q_idx - kv_idx only and that
     the score meets; nothing where a value is not a float or the positions are read otherwise."""

@@ -3,8 +3,9 @@
 A tile is indexed (row, col) through `coords`, each register's position in the tile; row0 and col0 place
 the tile in the sequences. The forward holds queries on rows (`transposed=False`), the backward keys on
 rows. Indices past the sequence ends are clamped to the last position before a mask_mod sees them; a
-score_mod sees the padding's own indices, which is cheaper (kv_idx - q_idx stays one offset per tile), and
-its reads of captured tensors are clamped into them. The kernels mask those scores after the mod either way.
+score_mod, and a mask_mod that reads the positions only through q_idx - kv_idx, see the padding's own indices,
+which is cheaper (kv_idx - q_idx stays one offset per tile), and their reads of captured tensors are clamped
+into them. The kernels mask those scores after the mod either way.
 """
 
 from __future__ import annotations
@@ -128,12 +129,18 @@ def _indices(traced, place: TilePlace, coords, r, c):
     query, key = (col, row) if place.transposed else (row, col)
     # A score_mod sees the padding's own positions (its scores are masked after it; an index into a captured
     # tensor is clamped into the tensor where it is used), so q_idx - kv_idx is one offset per tile and a table
-    # read at it is loaded once per distinct offset. Mask mods keep the clamps: without them the backward's
-    # sliding window spilled (0 -> 20 lines).
-    if traced.kind == "score_mod":
+    # read at it is loaded once per distinct offset; so for a mask_mod that reads the positions only through
+    # q_idx - kv_idx (the comparisons of a sliding window, `trace._compare_by_difference`). Other mask mods keep
+    # the clamps: without them the backward's sliding window, evaluated per score, spilled (0 -> 20 lines).
+    if traced.kind == "score_mod" or _by_difference(traced):
         return _as_int32(place.query0 + query), _as_int32(place.key0 + key)
     return (cutlass.min(place.query0 + query, place.seqlen_q - 1),
             cutlass.min(place.key0 + key, place.seqlen_k - 1))
+
+
+def _by_difference(traced) -> bool:
+    """Whether a mod's graph reads q_idx and kv_idx only through their difference."""
+    return trace.position_difference(traced.graph, 1 if traced.kind == "score_mod" else 0) is not None
 
 
 def _line_values(gm, traced, tensors, s, coords, place: TilePlace, lead: int, trail: int):
@@ -177,7 +184,7 @@ def _hoisted(gm, traced, tensors, s, coords, place: TilePlace, lead: int, trail:
     difference: a thread's scores whose coordinates differ by the same constant offset in the wgmma layout
     (`crd2idx` of the register) share one evaluation (the compiler does not regroup `(a + c1) - (b + c2)` to find
     equal ones), read from the warpgroup's `DifferenceTable` where the kernel gives one."""
-    difference = trace.position_difference(gm, lead) if traced.kind == "score_mod" else None
+    difference = trace.position_difference(gm, lead)
     if difference is None:
         rows, cols = _line_values(gm, traced, tensors, s, coords, place, lead, trail)
         return lambda r, c: {**rows[r], **cols[c]}
@@ -291,10 +298,9 @@ def add_captured_grads(traced: cutlass.Constexpr, tensors, grads, dmod: cute.Ten
 @cute.jit
 def apply_mask_mod(traced: cutlass.Constexpr, tensors, s: cute.Tensor, coords: cute.Tensor, place: TilePlace):
     """Scores whose key mask_mod hides become -inf."""
-    rows, cols = _line_values(traced.graph, traced, tensors, s, coords, place, 0, 0)
+    known = _hoisted(traced.graph, traced, tensors, s, coords, place, 0, 0)
     for r in cutlass.range_constexpr(cute.size(s, mode=[0])):
         for c in cutlass.range_constexpr(cute.size(s, mode=[1])):
             q_idx, kv_idx = _indices(traced, place, coords, r, c)
-            visible = lower.apply_mask_mod(traced, tensors, place.batch, place.head, q_idx, kv_idx,
-                                           {**rows[r], **cols[c]})
+            visible = lower.apply_mask_mod(traced, tensors, place.batch, place.head, q_idx, kv_idx, known(r, c))
             s[r, c] = Float32(cutlass.select_(visible, s[r, c], -Float32.inf))

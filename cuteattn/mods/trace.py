@@ -24,6 +24,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from cuteattn.mods.ops import OP_NAMES, SUPPORTED, Unsupported
 
+aten = torch.ops.aten
+
 INDEX_NAMES = ("b", "h", "q_idx", "kv_idx")
 
 
@@ -158,6 +160,44 @@ def position_difference(gm: torch.fx.GraphModule, lead: int) -> Optional[torch.f
     return node if is_difference and not node.kwargs else None
 
 
+_FLIPPED = {aten.ge.Tensor: (aten.ge.Scalar, aten.le.Scalar), aten.gt.Tensor: (aten.gt.Scalar, aten.lt.Scalar),
+            aten.le.Tensor: (aten.le.Scalar, aten.ge.Scalar), aten.lt.Tensor: (aten.lt.Scalar, aten.gt.Scalar),
+            aten.eq.Tensor: (aten.eq.Scalar, aten.eq.Scalar), aten.ne.Tensor: (aten.ne.Scalar, aten.ne.Scalar)}
+
+
+def _compare_by_difference(gm: torch.fx.GraphModule, lead: int):
+    """Rewrite each comparison of q_idx with kv_idx (either way round) as one of q_idx - kv_idx with 0, sharing
+    one subtraction, where the positions are read by nothing else: a mask such as
+    `(q_idx >= kv_idx) & (q_idx - kv_idx <= w)` then reads them only through their difference
+    (`position_difference`). Elsewhere (a document mask also reads doc[q_idx]) the graph stays as it is: the
+    subtraction would cost one more instruction per score."""
+    inputs = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    q_idx, kv_idx = inputs[lead + 2], inputs[lead + 3]
+    for reader in set(q_idx.users) | set(kv_idx.users):
+        compares = reader.target in _FLIPPED and set(reader.args) == {q_idx, kv_idx}
+        subtracts = reader.target is aten.sub.Tensor and reader.args == (q_idx, kv_idx)
+        if reader.kwargs or not (compares or subtracts):
+            return
+    difference = next((n for n in q_idx.users if n.target is aten.sub.Tensor and n.args == (q_idx, kv_idx)
+                       and not n.kwargs), None)
+    if difference is not None:
+        inputs[-1].append(difference)  # ahead of every comparison that will read it
+    for node in list(gm.graph.nodes):
+        if node.target not in _FLIPPED or set(node.args) != {q_idx, kv_idx} or node.kwargs:
+            continue
+        if difference is None:
+            with gm.graph.inserting_after(inputs[-1]):
+                difference = gm.graph.call_function(aten.sub.Tensor, (q_idx, kv_idx))
+            difference.meta["val"] = torch.zeros((), dtype=torch.int32)
+        same, flipped = _FLIPPED[node.target]
+        with gm.graph.inserting_before(node):
+            compare = gm.graph.call_function(same if node.args[0] is q_idx else flipped, (difference, 0))
+        compare.meta["val"] = node.meta["val"]
+        node.replace_all_uses_with(compare)
+        gm.graph.erase_node(node)
+    gm.recompile()
+
+
 def _constants(gm: torch.fx.GraphModule) -> list[torch.Tensor]:
     return [getattr(gm, n.target) for n in gm.graph.nodes if n.op == "get_attr"]
 
@@ -250,6 +290,8 @@ def _build(fn: Callable, kind: str) -> TracedMod:
     score = kind == "score_mod"
     gm = _trace(fn, _scalar_inputs(score), kind, fn)
     _check_result(gm, kind, score)
+    if not score:
+        _compare_by_difference(gm, 0)
     captured = []
     _add_constants(captured, gm)
     grad_gm, grads_of = _grad_graph(fn, captured) if score else (None, ())
