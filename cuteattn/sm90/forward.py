@@ -25,15 +25,16 @@ LOG2_E = math.log2(math.e)
 
 # Per head dim, the configs measured fastest on the GPU: (plain, causal, other). Other: a left window edge,
 # softcap, a sink or mods, which keep the two-consumer 128-key tile (their registers spill wider ones).
-# Causal's one loop (masked_loop=False) at hdims 128 to 256: 9 to 11% fewer instructions a step, where two loops
-# put every wgmma descriptor through R2UR; hdim 192 causal 8k 751 TFLOP/s against 678 (H100, notes-7).
+# Causal in two loops (masked_loop=True) since the mask compares key - query against one threshold a tile: hdim 128
+# 16k 664 TFLOP/s against 572 in one loop, hdim 256 747 against 715; hdim 192 level at 16k, one loop 2% ahead at
+# 1k (H100, notes-12).
 _N128 = FwdConfig(tile_n=128)
 _THREE = FwdConfig(tile_n=128, num_consumers=3)
 CONFIGS = {64: (_THREE, _THREE, _N128),
            96: (FwdConfig(tile_n=112, num_consumers=3),) * 2 + (_N128,),
-           128: (FwdConfig(tile_n=176), FwdConfig(masked_loop=False), _N128),
+           128: (FwdConfig(tile_n=176), _N128, _N128),
            192: (FwdConfig(tile_n=96), FwdConfig(tile_n=96, masked_loop=False), FwdConfig(tile_n=96)),
-           256: (FwdConfig(tile_n=80), FwdConfig(tile_n=80, masked_loop=False), FwdConfig(tile_n=80))}
+           256: (FwdConfig(tile_n=80),) * 3}
 
 
 def default_config(head_dim: int, opts: reference.Options) -> FwdConfig:
