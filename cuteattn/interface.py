@@ -226,7 +226,9 @@ def flash_attn_func(
         score_mod: FlexAttention's `score_mod(score, b, h, q_idx, kv_idx) -> score`, applied to the
             scaled (and softcapped) score. It may read tensors it captures; gradients reach those that
             require grad.
-        mask_mod: FlexAttention's `mask_mod(b, h, q_idx, kv_idx) -> bool`; False hides the key.
+        mask_mod: FlexAttention's `mask_mod(b, h, q_idx, kv_idx) -> bool`; False hides the key. One that
+            reads only q_idx - kv_idx and shows a band of diagonals holding the bottom-right one (causal, a
+            sliding window) runs as the kernels' window.
         block_mask: a `torch.nn.attention.flex_attention.BlockMask` (from `create_block_mask`), made for
             (seqlen_q, seqlen_k). Its own mask_mod applies inside its partial blocks; a `mask_mod`
             given here applies everywhere as well.
@@ -272,6 +274,10 @@ def flash_attn_func(
     if kernels is None:
         _no_kernel(fn, backend, "the attention forward", q.device)
     captured = _captured_with_grad(opts)
+    if opts.mask_mod is not None:
+        from cuteattn.mods import band
+
+        opts = band.as_window(opts, seqlen_q, k.shape[1])
     if opts.block_mask is not None:
         from cuteattn.mods import block_mask as folding
 
