@@ -126,29 +126,19 @@ def mask_tile(s: cute.Tensor, coords: cute.Tensor, row0: Int32, col0: Int32, win
 
 @cute.jit
 def mask_tile_transposed(s: cute.Tensor, coords: cute.Tensor, key0: Int32, query0: Int32, window: Window,
-                         keys: cutlass.Constexpr, padding_queries: cutlass.Constexpr = False):
-    """`mask_tile` for a transposed score tile of `keys` keys on the rows, queries on the columns; with
-    `padding_queries`, also the columns of queries past seqlen_q. The window's edges are compared as key - query,
-    which differs from register (0, 0)'s by a constant per register: one threshold a tile, one compare per
-    distinct constant; the seqlen_k tail only in the tile that crosses it."""
-    base_key, base_query = coords[0, 0]
-    shift = key0 + base_key - query0 - base_query  # key - query of register (0, 0)
+                         padding_queries: cutlass.Constexpr = False):
+    """`mask_tile` for a transposed score tile: keys on the rows, queries on the columns; with
+    `padding_queries`, also the columns of queries past seqlen_q."""
     for c in cutlass.range_constexpr(cute.size(s, mode=[1])):
+        query = coords[0, c][1] + query0
+        end = window.end_key(query)
+        if cutlass.const_expr(padding_queries):
+            end = cutlass.select_(query < window.seqlen_q, end, Int32(0))
         for r in cutlass.range_constexpr(cute.size(s, mode=[0])):
-            key, query = cute.crd2idx((r, c), coords.layout)
-            if cutlass.const_expr(window.right is not None):
-                if key - query > window.diagonal + window.right - shift:
-                    s[r, c] = -Float32.inf
-            if cutlass.const_expr(window.left is not None):
-                if key - query < window.diagonal - window.left - shift:
-                    s[r, c] = -Float32.inf
-    if cute.arch.make_warp_uniform(key0 + keys > window.seqlen_k) != 0:  # as the caller's branch: see there
-        for r in cutlass.range_constexpr(cute.size(s, mode=[0])):
-            if coords[r, 0][0] + key0 >= window.seqlen_k:
-                for c in cutlass.range_constexpr(cute.size(s, mode=[1])):
-                    s[r, c] = -Float32.inf
-    if cutlass.const_expr(padding_queries):
-        for c in cutlass.range_constexpr(cute.size(s, mode=[1])):
-            if coords[0, c][1] + query0 >= window.seqlen_q:
-                for r in cutlass.range_constexpr(cute.size(s, mode=[0])):
+            if coords[r, 0][0] + key0 >= end:
+                s[r, c] = -Float32.inf
+        if cutlass.const_expr(window.left is not None):
+            first = window.first_key(query)
+            for r in cutlass.range_constexpr(cute.size(s, mode=[0])):
+                if coords[r, 0][0] + key0 < first:
                     s[r, c] = -Float32.inf

@@ -456,7 +456,7 @@ class FlashBwdSm90:
         # Told the branch is warp-uniform, ptxas keeps the pipeline stages in uniform registers; else the
         # column-split step at hdim 192 builds every wgmma descriptor through R2UR (545 instructions against 345).
         if cute.arch.make_warp_uniform(cut) != 0:
-            mask_tile_transposed(s, coords, key0, query0, window, self.keys_per_consumer, padding_queries=padding)
+            mask_tile_transposed(s, coords, key0, query0, window, padding_queries=padding)
         if cutlass.const_expr(self.mask_mod is not None):
             if partial:  # full blocks of the block sparsity need no mask
                 mod_tile.apply_mask_mod(self.mask_mod, mask_tensors, s, coords, place)
