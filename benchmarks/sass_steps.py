@@ -3,7 +3,7 @@
 wgmmas, with its opcode counts (what one warp issues per key block, forward, or query block, backward). A
 loop that branches between a masked and an unmasked step (`masked_loop=False`) counts both branches.
 
-    python benchmarks/sass_steps.py fwd 128 --causal [--config tile_n=128,masked_loop=False] [--fa4]
+    python benchmarks/sass_steps.py fwd 128 --causal [--config tile_n=128,masked_loop=False] [--variant document] [--fa4]
 
 --fa4 compiles FA4's kernel for the same case too, through its own CPU path (fake tensors), where
 `flash_attn.cute` imports: install its wheel (GPU bundle, `peers/`) into a scratch folder on PYTHONPATH. Nothing
@@ -28,11 +28,14 @@ SHOWN = ("S2R", "S2UR", "HGMMA", "MUFU", "FFMA", "FMUL", "FADD", "FMNMX", "F2FP"
 OURS = """
 import sys, torch
 from dataclasses import replace
+sys.path.insert(0, "benchmarks")
+from bench import variant_mods
 from cuteattn import reference
 from cuteattn.sm90 import backward, forward
 direction, head_dim, causal, config = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1", eval(sys.argv[4])
+score_mod, mask_mod = variant_mods(sys.argv[5], 2048 // head_dim, 16384, device="cpu")
 opts = reference.Options(softmax_scale=1.0, window_left=None, window_right=0 if causal else None, softcap=0.0,
-                         learnable_sink=None, score_mod=None, mask_mod=None, block_mask=None)
+                         learnable_sink=None, score_mod=score_mod, mask_mod=mask_mod, block_mask=None)
 side = forward if direction == "fwd" else backward
 cfg = replace(side.default_config(head_dim, opts), **config)
 kernel = (forward.kernel_for(torch.bfloat16, head_dim, head_dim, 1, opts, config=cfg) if direction == "fwd" else
@@ -101,12 +104,13 @@ def main():
     parser.add_argument("head_dim", type=int)
     parser.add_argument("--causal", action="store_true")
     parser.add_argument("--config", default="", help="fields of the default config, e.g. tile_n=128,masked_loop=False")
+    parser.add_argument("--variant", default="none", help="a mod of bench.py's, e.g. rel_bias or document")
     parser.add_argument("--fa4", action="store_true")
     args = parser.parse_args()
     config = {key: eval(value) for key, value in (item.split("=") for item in args.config.split(",") if item)}
     case = [args.direction, str(args.head_dim), str(int(args.causal))]
     ours = "FlashFwd" if args.direction == "fwd" else "FlashBwd"
-    report("cuteattn", compiled_sass(OURS, case + [repr(config)], ours))
+    report("cuteattn", compiled_sass(OURS, case + [repr(config), args.variant], ours))
     if args.fa4:
         report("FA4", compiled_sass(FA4, case, "flash_fwd_sm90" if args.direction == "fwd" else "flash_bwd_sm90"))
 
