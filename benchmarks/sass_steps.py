@@ -3,7 +3,8 @@
 wgmmas, with its opcode counts (what one warp issues per key block, forward, or query block, backward). A
 loop that branches between a masked and an unmasked step (`masked_loop=False`) counts both branches.
 
-    python benchmarks/sass_steps.py fwd 128 --causal [--config tile_n=128,masked_loop=False] [--variant document] [--fa4]
+    python benchmarks/sass_steps.py fwd 128 --causal [--config tile_n=128,masked_loop=False] [--variant document]
+                                    [--fa4]
 
 --fa4 compiles FA4's kernel for the same case too, through its own CPU path (fake tensors), where
 `flash_attn.cute` imports: install its wheel (GPU bundle, `peers/`) into a scratch folder on PYTHONPATH. Nothing

@@ -26,8 +26,8 @@ LOG2_E = math.log2(math.e)
 # Per head dim, the configs measured fastest on the GPU: (plain, causal, other). Other: a left window edge,
 # softcap, a sink or mods, which keep the two-consumer 128-key tile (their registers spill wider ones).
 # Causal in two loops (masked_loop=True) since the mask compares key - query against one threshold a tile: hdim 128
-# 16k 664 TFLOP/s against 572 in one loop, hdim 256 747 against 715; hdim 192 level at 16k, one loop 2% ahead at
-# 1k (H100, notes-12).
+# 16k 664 TFLOP/s against 572 in one loop, hdim 256 747 against 715-722; hdim 192 level at 16k, one loop 2% ahead
+# at 1k (H100, notes-12).
 _N128 = FwdConfig(tile_n=128)
 _THREE = FwdConfig(tile_n=128, num_consumers=3)
 CONFIGS = {64: (_THREE, _THREE, _N128),
