@@ -16,6 +16,9 @@ BANDS = {
     "symmetric": lambda b, h, q_idx, kv_idx: (q_idx - kv_idx).abs() <= W,
     "ahead": lambda b, h, q_idx, kv_idx: (q_idx - kv_idx <= -2) & (q_idx - kv_idx >= -8),
     "everything": lambda b, h, q_idx, kv_idx: q_idx - kv_idx > -(1 << 20),
+    "shifted causal": lambda b, h, q_idx, kv_idx: q_idx + 3 >= kv_idx,
+    "shifted window": lambda b, h, q_idx, kv_idx: (q_idx + 2 >= kv_idx) & (q_idx + 2 - kv_idx <= W),
+    "negated": lambda b, h, q_idx, kv_idx: -(kv_idx - q_idx) + 1 > 0,
 }
 NOT_BANDS = {
     "dilated": lambda b, h, q_idx, kv_idx: (q_idx - kv_idx) % 2 == 0,
@@ -23,6 +26,10 @@ NOT_BANDS = {
     "nothing": lambda b, h, q_idx, kv_idx: q_idx < kv_idx - (1 << 20),
     "per head": lambda b, h, q_idx, kv_idx: q_idx - kv_idx <= h,
     "prefix": lambda b, h, q_idx, kv_idx: (q_idx >= kv_idx) | (kv_idx < 4),
+    "scaled": lambda b, h, q_idx, kv_idx: q_idx * 2 >= kv_idx,
+    "sum": lambda b, h, q_idx, kv_idx: q_idx + kv_idx <= 30,
+    "query only": lambda b, h, q_idx, kv_idx: q_idx >= 3,
+    "select": lambda b, h, q_idx, kv_idx: torch.where(q_idx - kv_idx > 0, q_idx, kv_idx) > 5,
 }
 SHAPES = list(itertools.product((1, 7, 17, 40), (1, 9, 17, 40)))
 
@@ -75,6 +82,8 @@ def test_windows_found():
     assert window("ahead", 40, 40) is None
     assert window("ahead", 7, 9) == (0, None)  # keys 2 to 8 ahead of the query: from the bottom-right diagonal on
     assert window("everything", 17, 40) == (None, None)
+    assert window("shifted causal", 40, 40) == (None, 3)
+    assert window("shifted window", 40, 40) == (W - 2, 2)
 
 
 def test_captured_tensor_keeps_the_mask():

@@ -14,15 +14,54 @@ from typing import Optional
 
 import torch
 
-from cuteattn.mods.trace import TracedMod, trace_mask_mod
+from cuteattn.mods.trace import TracedMod, outputs_of, trace_mask_mod
+
+
+aten = torch.ops.aten
+_SIGN = {aten.add.Tensor: 1, aten.add.Scalar: 1, aten.sub.Tensor: -1, aten.sub.Scalar: -1}
+_COMPARES = {getattr(aten, op).Tensor for op in ("ge", "gt", "le", "lt", "eq", "ne")} | {
+    getattr(aten, op).Scalar for op in ("ge", "gt", "le", "lt", "eq", "ne")}
+DIFFERENCE = "difference"  # a node that is some function of q_idx - kv_idx alone
 
 
 def _reads_only_difference(gm: torch.fx.GraphModule) -> bool:
-    """Whether the graph reads neither b nor h, and q_idx and kv_idx only through their difference (either way)."""
+    """Whether the graph's result depends on the positions only through q_idx - kv_idx. Each node's dependence
+    is tracked as the coefficients (of q_idx, of kv_idx) of an affine form, through additions and subtractions,
+    and a comparison of two forms whose difference is a multiple of q_idx - kv_idx, or any op on such a form, is
+    a function of the difference alone; any other reading of the positions (q_idx * kv_idx, doc[q_idx], b, h)
+    says no. `q_idx + offset >= kv_idx` qualifies."""
     b, h, q_idx, kv_idx = [n for n in gm.graph.nodes if n.op == "placeholder"]
-    readers = set(q_idx.users) | set(kv_idx.users)
-    return not b.users and not h.users and all(
-        r.target is torch.ops.aten.sub.Tensor and set(r.args) == {q_idx, kv_idx} and not r.kwargs for r in readers)
+    if b.users or h.users:
+        return False
+    forms = {q_idx: (1, 0), kv_idx: (0, 1)}
+
+    def of_difference(form) -> bool:
+        return form == DIFFERENCE or form[0] == -form[1]
+
+    for node in gm.graph.nodes:
+        if node.op != "call_function":
+            continue
+        inputs = [forms.get(a, (0, 0)) for a in node.all_input_nodes]
+        if all(f == (0, 0) for f in inputs):
+            continue
+        affine = DIFFERENCE not in inputs and not node.kwargs
+        if affine and node.target in _SIGN:
+            first, second = (forms.get(a, (0, 0)) if isinstance(a, torch.fx.Node) else (0, 0) for a in node.args)
+            sign = _SIGN[node.target]
+            forms[node] = (first[0] + sign * second[0], first[1] + sign * second[1])
+        elif affine and node.target is aten.neg.default:
+            forms[node] = (-inputs[0][0], -inputs[0][1])
+        elif affine and node.target in _COMPARES and len(inputs) <= 2:
+            first, second = (forms.get(a, (0, 0)) if isinstance(a, torch.fx.Node) else (0, 0) for a in node.args)
+            if (first[0] - second[0]) != -(first[1] - second[1]):
+                return False
+            forms[node] = DIFFERENCE
+        elif all(of_difference(f) for f in inputs):
+            forms[node] = DIFFERENCE
+        else:
+            return False
+    result = outputs_of(gm)[0]
+    return not isinstance(result, torch.fx.Node) or of_difference(forms.get(result, (0, 0)))
 
 
 @functools.lru_cache(maxsize=256)
