@@ -101,3 +101,19 @@ def test_a_replaced_config_entry_drops_the_plan(launches, monkeypatch):
     cuteattn.flash_attn_func(q, k, v)
     assert launches[0][0].config != launches[1][0].config
     assert launches[1][0].config.tile_n == 64
+
+
+@pytest.mark.parametrize("head_dim, causal", [(64, True), (128, False)])
+def test_short_key_ranges_launch_their_own_config(launches, head_dim, causal):
+    """`forward.SHORT`: up to `longest` keys the call launches the short config, one key more the long one;
+    a second, planned call launches what the first did."""
+    from cuteattn.sm90 import forward
+
+    longest, short = forward.SHORT[(head_dim, causal)]
+    for seqlen_k, expected in ((longest, short), (longest + 1, None)):
+        q, (k, v) = qkv(1, 64, 2, head_dim)[0], qkv(1, seqlen_k, 2, head_dim)[1:]
+        for _ in range(2):
+            cuteattn.flash_attn_func(q, k, v, causal=causal)
+        first, second = launches[-2][0].config, launches[-1][0].config
+        assert first == second
+        assert (first == short) == (expected is not None)
