@@ -88,8 +88,8 @@ class _Sm90:
 
     @staticmethod
     def config_entry(head_dim):
-        """The forward's configs of a head dim: a plan made under one entry is not used once it is replaced."""
-        return _sm90_modules()[0].CONFIGS.get(head_dim)
+        """The forward's configs of a head dim: a plan made under them is not used once one is replaced."""
+        return _sm90_modules()[0].config_entry(head_dim)
 
     @staticmethod
     def unsupported(head_dim, head_dim_v, opts, needs_grad):
@@ -249,7 +249,7 @@ def flash_attn_func(
         plan = _plans.get(key) if key is not None else None
     except TypeError:  # an unhashable option: the checks below name it
         key = plan = None
-    if plan is not None and plan[0] is plan[1].config_entry(q.shape[-1]):
+    if plan is not None and plan[0] == plan[1].config_entry(q.shape[-1]):  # identical entries compare at once
         out, lse = plan[2](q, k, v)
         return (out, lse) if return_lse else out
     for name, t in (("q", q), ("k", k), ("v", v)):

@@ -103,6 +103,17 @@ def test_a_replaced_config_entry_drops_the_plan(launches, monkeypatch):
     assert launches[1][0].config.tile_n == 64
 
 
+def test_a_replaced_short_entry_drops_the_plan(launches, monkeypatch):
+    from cuteattn.sm90 import forward
+
+    q, k, v = qkv(1, 64, 2, 128)
+    cuteattn.flash_attn_func(q, k, v)
+    monkeypatch.setitem(forward.SHORT, (128, False), (2048, forward.FwdConfig(tile_n=64)))
+    cuteattn.flash_attn_func(q, k, v)
+    assert launches[0][0].config != launches[1][0].config
+    assert launches[1][0].config.tile_n == 64
+
+
 @pytest.mark.parametrize("head_dim, causal", [(64, True), (128, False)])
 def test_short_key_ranges_launch_their_own_config(launches, head_dim, causal):
     """`forward.SHORT`: up to `longest` keys the call launches the short config, one key more the long one;

@@ -42,6 +42,11 @@ CONFIGS = {64: (_THREE, _THREE, _N128),
 SHORT = {(64, True): (1024, _N128), (128, False): (2048, _N128)}  # (head_dim, causal): (longest, config)
 
 
+def config_entry(head_dim: int) -> tuple:
+    """What `default_config` reads for a head dim: its CONFIGS entry and its SHORT ones."""
+    return CONFIGS.get(head_dim), SHORT.get((head_dim, False)), SHORT.get((head_dim, True))
+
+
 def default_config(head_dim: int, opts: reference.Options, seqlen_k: Optional[int] = None) -> FwdConfig:
     """The measured config of a request; seqlen_k None: the one for long sequences."""
     plain, causal, other = CONFIGS[head_dim]
