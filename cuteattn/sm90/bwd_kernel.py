@@ -45,7 +45,7 @@ from cuteattn.masking import Window, mask_tile_transposed
 from cuteattn.mods import tile as mod_tile
 from cuteattn.mods.trace import TracedMod
 from cuteattn.sm90 import dq_accum, tma
-from cuteattn.sm90.mma import gemm
+from cuteattn.sm90.mma import gemm, pinned
 from cuteattn.sm90.smem import accumulator_store, one_stage, operand_layout, transposed
 from cuteattn.tile_scheduler import cta_tile, l2_group
 
@@ -634,6 +634,9 @@ class FlashBwdSm90:
         else:
             tdQrdS = tiled_mma_dq.make_fragment_A(thr_dq.partition_A(sdS))
             tdQrK = tiled_mma_dq.make_fragment_B(thr_dq.partition_B(my_half_of_k))
+        # (K blocks pinned one by one outnumber the uniform registers here: 14 words spilled at hdim 128.)
+        tSrK, tdPrV, tdQrK = (pinned(t[None, None, None, 0]) for t in (tSrK, tdPrV, tdQrK))
+        tSrQ, tdPrdO, tdVrdO, tdKrQ, tdQrdS = (pinned(t) for t in (tSrQ, tdPrdO, tdVrdO, tdKrQ, tdQrdS))
         # This consumer's keys of dS^T.
         store_ds, thr_store_ds, tdSsdS = self.score_store(
             tiled_mma_sdp, wg_tidx,
@@ -681,12 +684,12 @@ class FlashBwdSm90:
             if cutlass.const_expr(not stats_in_smem):
                 for c in cutlass.range_constexpr(columns):
                     lse_log2[c] = sLSElog2[coords[0, c][1], q_state.index]
-            gemm(tiled_mma_sdp, acc_s, tSrK[None, None, None, 0], tSrQ[None, None, None, q_state.index], True)
+            gemm(tiled_mma_sdp, acc_s, tSrK, tSrQ[None, None, None, q_state.index], True)
             pipeline_do.consumer_wait(do_state)
             if cutlass.const_expr(not stats_in_smem):
                 for c in cutlass.range_constexpr(columns):
                     dpsum[c] = sdPsum[coords[0, c][1], do_state.index]
-            gemm(tiled_mma_sdp, acc_dp, tdPrV[None, None, None, 0], tdPrdO[None, None, None, do_state.index],
+            gemm(tiled_mma_sdp, acc_dp, tdPrV, tdPrdO[None, None, None, do_state.index],
                  True)
             lse_cols, dpsum_cols = lse_log2, dpsum
             if cutlass.const_expr(stats_in_smem):
@@ -715,9 +718,9 @@ class FlashBwdSm90:
                 gemm(tiled_mma_dkv, acc_dv, tdVrP, tdVrdO[None, None, None, do_state.index], False)
             cute.arch.barrier(barrier_id=DS_BARRIER, number_of_threads=CONSUMERS * THREADS_PER_WARPGROUP)
             if cutlass.const_expr(dq_accum.swapped(cfg.tile_m)):
-                gemm(tiled_mma_dq, acc_dq, tdQrK[None, None, None, 0], tdQrdS[None, None, None, buffer], True)
+                gemm(tiled_mma_dq, acc_dq, tdQrK, tdQrdS[None, None, None, buffer], True)
             else:
-                gemm(tiled_mma_dq, acc_dq, tdQrdS[None, None, None, buffer], tdQrK[None, None, None, 0], True)
+                gemm(tiled_mma_dq, acc_dq, tdQrdS[None, None, None, buffer], tdQrK, True)
             if cutlass.const_expr(cfg.overlap_dq):
                 gemm(tiled_mma_dkv, acc_dk, tdKrdS, tdKrQ[None, None, None, q_state.index], False)
                 warpgroup.wait_group(1)  # dV and dQ

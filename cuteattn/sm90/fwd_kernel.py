@@ -33,7 +33,7 @@ from cuteattn.mods.trace import TracedMod
 from cuteattn import softmax
 from cuteattn.kernel_args import launch
 from cuteattn.sm90 import tma
-from cuteattn.sm90.mma import gemm
+from cuteattn.sm90.mma import gemm, pinned, pinned_k_blocks
 from cuteattn.sm90.smem import accumulator_store, one_stage, operand_layout
 from cuteattn.tile_scheduler import TileOrder, grid_size, l2_group
 
@@ -45,6 +45,7 @@ MAX_REGISTERS = 240
 MAX_CONSUMERS = 3
 EPILOGUE_BARRIER = 1  # named barriers: + consumer index; 0 is __syncthreads
 SCHEDULER_BARRIER = EPILOGUE_BARRIER + MAX_CONSUMERS
+Q_PINNED_HEAD_DIM = 128
 
 
 @dataclass(frozen=True)
@@ -385,6 +386,10 @@ class FlashFwdSm90:
         tSrQ = tiled_mma_qk.make_fragment_A(thr_qk.partition_A(sQ[None, None, wg]))
         tSrK = tiled_mma_qk.make_fragment_B(thr_qk.partition_B(sK))
         tOrV = tiled_mma_pv.make_fragment_B(thr_pv.partition_B(sV))
+        # Q's K blocks in uniform registers up to head_dim 128; past it they outnumber those, go to vector
+        # registers and reach each wgmma through R2UR.
+        tSrQ = pinned_k_blocks(tSrQ) if self.head_dim <= Q_PINNED_HEAD_DIM else pinned(tSrQ)
+        tSrK, tOrV = pinned(tSrK), pinned(tOrV)
         acc_s = cute.make_rmem_tensor(thr_qk.partition_shape_C((ROWS_PER_WARPGROUP, cfg.tile_n)), Float32)
         acc_o = cute.make_rmem_tensor(thr_pv.partition_shape_C((ROWS_PER_WARPGROUP, self.head_dim_v)), Float32)
         tiled_mma_pv.set(warpgroup.Field.ACCUMULATE, True)
