@@ -34,7 +34,7 @@ from cuteattn.mods import tile as mod_tile
 from cuteattn.sm90 import dq_accum
 from cuteattn.sm90.bwd_kernel import (CONSUMERS, DS_BARRIER, DS_BUFFERS, KEYS_PER_WARPGROUP, THREADS_PER_WARPGROUP,
                                       FlashBwdSm90)
-from cuteattn.sm90.mma import gemm, pinned
+from cuteattn.sm90.mma import gemm
 from cuteattn.sm90.smem import operand_layout, transposed
 
 P_BUFFER, DS_BUFFER = 0, DS_BUFFERS  # shared memory holds P^T in buffers 0, 1 and dS^T in buffers 2, 3
@@ -120,8 +120,6 @@ class FlashBwdSm90SplitD(FlashBwdSm90):
         tdQrdS = tiled_mma_dq.make_fragment_A(thr_dq.partition_A(sdS))
         tdQrK = tiled_mma_dq.make_fragment_B(
             thr_dq.partition_B(cute.local_tile(transposed(sK), (d // CONSUMERS, self.tile_n, 1), (wg, 0, 0))))
-        # The staged operands pinned too outnumber the uniform registers at hdim 192 (91 R2UR a step).
-        tSrK, tdPrV, tdQrK = (pinned(t[None, None, None, 0]) for t in (tSrK, tdPrV, tdQrK))
         # This consumer's queries of P^T and dS^T, as its S^T accumulator holds them.
         store, thr_store, tPsP = self.score_store(
             tiled_mma_sdp, wg_tidx, cute.local_tile(sPdS_t, (self.tile_n, rows, buffers), (0, wg, 0)))
@@ -158,9 +156,9 @@ class FlashBwdSm90SplitD(FlashBwdSm90):
             head, m_block, partial = steps.at(step)
             query0 = m_block * cfg.tile_m + wg * rows
             pipeline_q.consumer_wait(q_state)
-            gemm(tiled_mma_sdp, acc_s, tSrK, tSrQ[None, None, None, q_state.index], True)
+            gemm(tiled_mma_sdp, acc_s, tSrK[None, None, None, 0], tSrQ[None, None, None, q_state.index], True)
             pipeline_do.consumer_wait(do_state)
-            gemm(tiled_mma_sdp, acc_dp, tdPrV, tdPrdO[None, None, None, do_state.index], True)
+            gemm(tiled_mma_sdp, acc_dp, tdPrV[None, None, None, 0], tdPrdO[None, None, None, do_state.index], True)
             for c in cutlass.range_constexpr(columns):
                 lse_log2[c] = sLSElog2[coords[0, c][1] + wg * rows, q_state.index]
                 dpsum[c] = sdPsum[coords[0, c][1] + wg * rows, do_state.index]
@@ -181,7 +179,7 @@ class FlashBwdSm90SplitD(FlashBwdSm90):
                  tdVrdO[None, None, None, do_state.index], False)
             gemm(tiled_mma_dk, acc_dk, tdKrdS[None, None, None, DS_BUFFER + buffer],
                  tdKrQ[None, None, None, q_state.index], False)
-            gemm(tiled_mma_dq, acc_dq, tdQrdS[None, None, None, DS_BUFFER + buffer], tdQrK, True)
+            gemm(tiled_mma_dq, acc_dq, tdQrdS[None, None, None, DS_BUFFER + buffer], tdQrK[None, None, None, 0], True)
             warpgroup.wait_group(0)
             pipeline_q.consumer_release(q_state)
             q_state.advance()

@@ -27,19 +27,19 @@ LOG2_E = math.log2(math.e)
 # softcap, a sink or mods, which keep the two-consumer 128-key tile (their registers spill wider ones).
 # Causal in two loops (masked_loop=True) since the mask compares key - query against one threshold a tile: hdim 128
 # 16k 664 TFLOP/s against 572 in one loop, hdim 256 747 against 715-722; hdim 192 level at 16k, one loop 2% ahead
-# at 1k (H100, notes-12).
+# at 1k (H100, notes-12). hdim 128 plain: 128-key blocks since the pinned descriptors, 698-712 TFLOP/s at 16k
+# against 176-key blocks' 597-695 in the same four runs, level at 4k and 8k (H100, notes-14).
 _N128 = FwdConfig(tile_n=128)
 _THREE = FwdConfig(tile_n=128, num_consumers=3)
 CONFIGS = {64: (_THREE, _THREE, _N128),
            96: (FwdConfig(tile_n=112, num_consumers=3),) * 2 + (_N128,),
-           128: (FwdConfig(tile_n=176), _N128, _N128),
+           128: (_N128, _N128, _N128),
            192: (FwdConfig(tile_n=96), FwdConfig(tile_n=96, masked_loop=False), FwdConfig(tile_n=96)),
            256: (FwdConfig(tile_n=80),) * 3}
 # Over at most `longest` keys, a config of its own per (head dim, plain or causal), where it measured faster
 # (H100, notes-13). hdim 64 causal: two consumers compute less of their tile above the diagonal than three (1k
-# 263.7 TFLOP/s against 252.1; 2k 341.7 against 368.3). hdim 128 plain: 128-key blocks (1k 564.3 against 536.9;
-# 2k 589.1 against 580.4; 4k 602.3 against 610.6).
-SHORT = {(64, True): (1024, _N128), (128, False): (2048, _N128)}  # (head_dim, causal): (longest, config)
+# 263.7 TFLOP/s against 252.1; 2k 341.7 against 368.3).
+SHORT = {(64, True): (1024, _N128)}  # (head_dim, causal): (longest, config)
 
 
 def config_entry(head_dim: int) -> tuple:
