@@ -33,7 +33,7 @@ def check(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, causal, dtype, l
     from cuteattn.sm90 import backward, forward
 
     # Under 64 query rows, more batches, as in the forward's `check`: one query row over 17 keys failed the rule
-    # on dK once in 301 fresh draws, on either tree of an A/B (notes-14).
+    # on dK once in 301 fresh draws (notes-14).
     batch = max(batch, -(-64 // max(seqlen_q, 1)))
     make = lambda *shape: torch.randn(*shape, device="cuda", dtype=dtype)
     q, k, v = make(batch, seqlen_q, heads, head_dim), make(batch, seqlen_k, heads_kv, head_dim), \
