@@ -6,10 +6,16 @@
 
 Each variant replaces fields of the head dim's default FwdConfig, e.g. `n176=tile_n:176` or
 `flat=pingpong:False`, or with --direction bwd of its default BwdConfig (the forward keeps its default).
+
+With --rounds N, each case measures FA4 and every variant N times, the order reversed on odd rounds, and reports
+the median: whatever runs first after a pause runs on a cooler GPU (notes-14: FA4, always first, read 722-728
+TFLOP/s at hdim 128 4k there against 632-644 in whole-grid runs).
 """
 
 import argparse
 import ast
+import functools
+import statistics
 import sys
 from pathlib import Path
 
@@ -83,6 +89,7 @@ def main():
     p.add_argument("--variant", choices=bench.VARIANTS, default="none", help="a FlexAttention mod (bench.py's)")
     p.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS)
     p.add_argument("--rep-ms", type=int, default=100)
+    p.add_argument("--rounds", type=int, default=1, help="measurements per cell, alternating the order; the median")
     args = p.parse_args()
     import cuteattn
     import torch
@@ -95,16 +102,20 @@ def main():
             for seqlen in bench.sizes(args.seqlens):
                 case = bench.Case(args.direction, hdim, bool(causal), seqlen, 16384 // seqlen, 2048 // hdim,
                                   args.variant)
-                row = {"case": case.label(), "fa4": bench.measure_cell("fa4", case, fa4, torch.bfloat16, args.rep_ms)}
-                for name, config in variants.items():
-                    if args.direction == "bwd":
-                        prepare = backward_with(config)
-                    else:
-                        prepare = forward_with(cuteattn, config)
-                    try:
-                        row[name] = bench.measure_cell("variant", case, prepare, torch.bfloat16, args.rep_ms)
-                    except Exception as e:  # a variant that does not compile or launch is reported, not fatal
-                        row[name] = {"error": bench.one_line(e)}
+                with_config = backward_with if args.direction == "bwd" else functools.partial(forward_with, cuteattn)
+                prepares = {"fa4": fa4, **{name: with_config(config) for name, config in variants.items()}}
+                cells = {name: [] for name in prepares}
+                for r in range(args.rounds):
+                    for name in (list(prepares) if r % 2 == 0 else list(prepares)[::-1]):
+                        try:
+                            cells[name].append(bench.measure_cell("variant", case, prepares[name], torch.bfloat16,
+                                                                  args.rep_ms))
+                        except Exception as e:  # a variant that does not compile or launch is reported, not fatal
+                            cells[name].append({"error": bench.one_line(e)})
+                row = {"case": case.label()}
+                for name, measured in cells.items():
+                    rates = [c["tflops"] for c in measured if "tflops" in c]
+                    row[name] = {"tflops": statistics.median(rates)} if rates else measured[0]
                 rows.append(row)
                 print(row["case"], {n: round(c.get("tflops", 0), 1) for n, c in row.items() if n != "case"},
                       flush=True)
