@@ -689,8 +689,7 @@ class FlashBwdSm90:
             if cutlass.const_expr(not stats_in_smem):
                 for c in cutlass.range_constexpr(columns):
                     dpsum[c] = sdPsum[coords[0, c][1], do_state.index]
-            gemm(tiled_mma_sdp, acc_dp, tdPrV, tdPrdO[None, None, None, do_state.index],
-                 True)
+            gemm(tiled_mma_sdp, acc_dp, tdPrV, tdPrdO[None, None, None, do_state.index], True)
             lse_cols, dpsum_cols = lse_log2, dpsum
             if cutlass.const_expr(stats_in_smem):
                 lse_cols = rowcol(tLsL[None, None, None, q_state.index])[0, None]

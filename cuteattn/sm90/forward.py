@@ -33,7 +33,7 @@ _N128 = FwdConfig(tile_n=128)
 _THREE = FwdConfig(tile_n=128, num_consumers=3)
 CONFIGS = {64: (_THREE, _THREE, _N128),
            96: (FwdConfig(tile_n=112, num_consumers=3),) * 2 + (_N128,),
-           128: (_N128, _N128, _N128),
+           128: (_N128,) * 3,
            192: (FwdConfig(tile_n=96), FwdConfig(tile_n=96, masked_loop=False), FwdConfig(tile_n=96)),
            256: (FwdConfig(tile_n=80),) * 3}
 # Over at most `longest` keys, a config of its own per (head dim, plain or causal), where it measured faster
