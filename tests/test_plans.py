@@ -106,10 +106,10 @@ def test_a_replaced_config_entry_drops_the_plan(launches, monkeypatch):
 def test_a_replaced_short_entry_drops_the_plan(launches, monkeypatch):
     from cuteattn.sm90 import forward
 
-    q, k, v = qkv(1, 64, 2, 128)
-    cuteattn.flash_attn_func(q, k, v)
-    monkeypatch.setitem(forward.SHORT, (128, False), (2048, forward.FwdConfig(tile_n=64)))
-    cuteattn.flash_attn_func(q, k, v)
+    q, k, v = qkv(1, 64, 2, 64)
+    cuteattn.flash_attn_func(q, k, v, causal=True)
+    monkeypatch.setitem(forward.SHORT, (64, True), (1024, forward.FwdConfig(tile_n=64)))
+    cuteattn.flash_attn_func(q, k, v, causal=True)
     assert launches[0][0].config != launches[1][0].config
     assert launches[1][0].config.tile_n == 64
 
