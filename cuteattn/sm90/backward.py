@@ -38,9 +38,9 @@ HEAD_DIM_PAIRS = ((192, 128),)  # head_dim_v != head_dim
 # Head dims over 128 run the split-d kernel, whose P^T and dS^T take shared memory: at 256 one Q and dO stage.
 # (plain, other) per head dim; other: a window (causal too), softcap or mods. hdim 64: FA4's 128 query rows a
 # step, 480 TFLOP/s against 402 over 64 rows (H100, 16k, notes-5), its dQ by rows: 483 against 463 (H200, 16k,
-# notes-8). hdim 128: 64 rows since the pinned descriptors; FA4's 80 (the lean step) measured 555-570 TFLOP/s at 4k
-# against 579-590, 604-620 at 16k against 623 (H100, notes-14). dQ's GEMM before dK's (overlap_dq) at hdims 64 and
-# 128: 0 to +4% (notes-6).
+# notes-8). hdim 128: 64 rows since the pinned descriptors; our 80-row lean step (FA4's choice) measured 555-570
+# TFLOP/s at 4k against 579-590, 604-620 at 16k against 623 (H100, notes-14). dQ's GEMM before dK's (overlap_dq)
+# at hdims 64 and 128: 0 to +4% (notes-6).
 _DEFAULT = BwdConfig()
 _OVERLAP = BwdConfig(overlap_dq=True)
 CONFIGS = {64: (BwdConfig(tile_m=128, overlap_dq=True, dq_by_rows=True),) * 2,
