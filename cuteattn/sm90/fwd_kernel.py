@@ -436,6 +436,7 @@ class FlashFwdSm90:
         pipeline_k.consumer_wait(k_state)
         self.wait_turn(wg)
         gemm(tiled_mma_qk, acc_s, tSrQ, tSrK[None, None, None, k_state.index], True)
+        softmax.rescale_rows(o, rescale)  # to block i - 1's max, while the S GEMM runs
         pipeline_v.consumer_wait(v_state)
         gemm(tiled_mma_pv, acc_o, tOrP, tOrV[None, None, None, v_state.index], False)
         self.pass_turn(wg)
@@ -445,7 +446,6 @@ class FlashFwdSm90:
                            mods, prologue, masked)
         warpgroup.wait_group(0)
         pipeline_v.consumer_release(v_state)
-        softmax.rescale_rows(o, rescale)
         convert(acc_s, p)
 
     @cute.jit
@@ -504,6 +504,7 @@ class FlashFwdSm90:
                     step(k_state, v_state, i, False)
                 k_state.advance()
                 v_state.advance()
+        softmax.rescale_rows(o, rescale)
         pipeline_v.consumer_wait(v_state)
         self.wait_turn(wg)
         gemm(tiled_mma_pv, acc_o, tOrP, tOrV[None, None, None, v_state.index], False)
