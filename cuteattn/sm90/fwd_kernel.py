@@ -70,6 +70,63 @@ class FwdConfig:
 
 
 @dataclass(frozen=True)
+class Gemms:
+    """A consumer's GEMMs, S = Q K^T and O += P V, over their shared-memory operands: Q's fragment (or its K
+    blocks one by one), K's and V's with their stage mode last, and the pipelines that fill those stages."""
+
+    mma_qk: cute.TiledMma
+    mma_pv: cute.TiledMma
+    q: object
+    k: cute.Tensor
+    v: cute.Tensor
+    pipeline_k: pipeline.PipelineAsync
+    pipeline_v: pipeline.PipelineAsync
+
+    def scores(self, acc_s, k_state):
+        gemm(self.mma_qk, acc_s, self.q, self.k[None, None, None, k_state.index], True)
+
+    def accumulate(self, rows, v_state):
+        gemm(self.mma_pv, rows.acc_o, as_a_operand(rows.p), self.v[None, None, None, v_state.index], False)
+
+
+@dataclass(frozen=True)
+class Rows:
+    """A consumer's registers for its 64 rows: S's and O's accumulators, P in the input dtype, each score's
+    (row, column) in the tile, and the online softmax's running max and sum and O's pending rescale."""
+
+    acc_s: cute.Tensor
+    acc_o: cute.Tensor
+    p: cute.Tensor
+    coords: cute.Tensor
+    row_max: cute.Tensor
+    row_sum: cute.Tensor
+    rescale: cute.Tensor
+
+    @property
+    def s(self) -> cute.Tensor:
+        return rowcol(self.acc_s)
+
+    @property
+    def o(self) -> cute.Tensor:
+        return rowcol(self.acc_o)
+
+
+@dataclass(frozen=True)
+class TileRows:
+    """What a consumer's rows of one tile visit: their head and first row, the key blocks (n_block_max - 1 down,
+    or a mask_mod's list), the window, the mods' arguments, and the softmax's scales."""
+
+    head: Int32
+    row0: Int32
+    n_block_max: Int32
+    blocks: Optional[cute.Tensor]
+    window: Window
+    mods: mod_tile.ModArgs
+    scale_log2: Float32
+    tanh_scale: Float32
+
+
+@dataclass(frozen=True)
 class FlashFwdSm90:
     dtype: Type[cutlass.Numeric]
     head_dim: int
@@ -340,25 +397,25 @@ class FlashFwdSm90:
             cute.arch.barrier_arrive(barrier_id=SCHEDULER_BARRIER + (wg + 1) % self.config.num_consumers,
                                      number_of_threads=2 * THREADS_PER_WARPGROUP)
 
-    def score_mod_prologue(self, s, coords, block, head, row0, mods):
+    def score_mod_prologue(self, rows, tile, block):
         """The score-independent part of the score_mod for a block, or None: issued before the wait for the
         block's scores, so its table loads overlap the GEMM."""
         if self.score_mod is None:
             return None
-        score_tensors, _ = mods.split(self.score_mod)
-        place = mods.place(head, row0, block[0] * self.config.tile_n)
-        return mod_tile.score_mod_prologue(self.score_mod, score_tensors, s, coords, place)
+        score_tensors, _ = tile.mods.split(self.score_mod)
+        place = tile.mods.place(tile.head, tile.row0, block[0] * self.config.tile_n)
+        return mod_tile.score_mod_prologue(self.score_mod, score_tensors, rows.s, rows.coords, place)
 
     @cute.jit
-    def softmax_block(self, s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale, block, head, row0,
-                      window, mods, prologue, masked: cutlass.Constexpr = True):
+    def softmax_block(self, rows, tile, block, prologue, masked: cutlass.Constexpr = True):
         """Softcap, score_mod, mask the score tile where it needs it (the seqlen_k tail, across a window edge;
         the mask_mod's partial blocks; not at all unless `masked`), softmax."""
+        s, coords, row0, window, mods = rows.s, rows.coords, tile.row0, tile.window, tile.mods
         if cutlass.const_expr(self.has_softcap):
-            softmax.softcap(s, tanh_scale)
+            softmax.softcap(s, tile.tanh_scale)
         n_block, partial = block
         col0 = n_block * self.config.tile_n
-        place = mods.place(head, row0, col0)
+        place = mods.place(tile.head, row0, col0)
         score_tensors, mask_tensors = mods.split(self.score_mod)
         if cutlass.const_expr(self.score_mod is not None):
             mod_tile.apply_score_mod(self.score_mod, score_tensors, s, coords, place, mods.score_scale, prologue)
@@ -368,7 +425,7 @@ class FlashFwdSm90:
         if cutlass.const_expr(self.mask_mod is not None and masked):
             if partial:  # full blocks of the block sparsity need no mask
                 mod_tile.apply_mask_mod(self.mask_mod, mask_tensors, s, coords, place)
-        softmax.step(s, row_max, row_sum, scale_log2, rescale, self.config.rescale_threshold)
+        softmax.step(s, rows.row_max, rows.row_sum, tile.scale_log2, rows.rescale, self.config.rescale_threshold)
 
     @cute.jit
     def consume(self, tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, score_scale, mod_tensors, tiled_mma_qk,
@@ -389,99 +446,88 @@ class FlashFwdSm90:
         # Q's K blocks in uniform registers up to head_dim 128; past it they outnumber those, go to vector
         # registers and reach each wgmma through R2UR.
         tSrQ = pinned_k_blocks(tSrQ) if self.head_dim <= Q_PINNED_HEAD_DIM else pinned(tSrQ)
-        tSrK, tOrV = pinned(tSrK), pinned(tOrV)
+        gemms = Gemms(tiled_mma_qk, tiled_mma_pv, tSrQ, pinned(tSrK), pinned(tOrV), pipeline_k, pipeline_v)
         acc_s = cute.make_rmem_tensor(thr_qk.partition_shape_C((ROWS_PER_WARPGROUP, cfg.tile_n)), Float32)
         acc_o = cute.make_rmem_tensor(thr_pv.partition_shape_C((ROWS_PER_WARPGROUP, self.head_dim_v)), Float32)
         tiled_mma_pv.set(warpgroup.Field.ACCUMULATE, True)
         coords = rowcol(thr_qk.partition_C(cute.make_identity_tensor((ROWS_PER_WARPGROUP, cfg.tile_n))))
-        s, o = rowcol(acc_s), rowcol(acc_o)
-        row_max, row_sum = softmax.init_state(cute.size(s, mode=[0]))
-        rescale = cute.make_rmem_tensor_like(row_max)
-        p = cute.make_rmem_tensor_like(acc_s, self.dtype)
+        row_max, row_sum = softmax.init_state(cute.size(rowcol(acc_s), mode=[0]))
+        rows = Rows(acc_s, acc_o, cute.make_rmem_tensor_like(acc_s, self.dtype), coords, row_max, row_sum,
+                    cute.make_rmem_tensor_like(row_max))
 
         q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, 1)
         k_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, cfg.num_stages)
         v_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, cfg.num_stages)
-        tile = cute.arch.block_idx()[0]
-        while tile < tiles.count():
-            m_block, head, batch, n_block_max, n_blocks, blocks, n_partial = work(tile)
+        tile_idx = cute.arch.block_idx()[0]
+        while tile_idx < tiles.count():
+            m_block, head, batch, n_block_max, n_blocks, blocks, n_partial = work(tile_idx)
             row0 = m_block * cfg.tile_m + wg * ROWS_PER_WARPGROUP
             mods = mod_tile.ModArgs(score_scale, mod_tensors, [], batch, seqlen_q, seqlen_k, table)
+            tile = TileRows(head, row0, n_block_max, blocks, window, mods, scale_log2, tanh_scale)
             acc_o.fill(0.0)
             row_max.fill(-Float32.inf)
             row_sum.fill(0.0)
             pipeline_q.consumer_wait(q_state)
             if n_blocks > 0:  # (states advance outside the branch, which the DSL does not carry them out of)
-                self.mainloop(tiled_mma_qk, tiled_mma_pv, tSrQ, tSrK, tOrV, acc_s, acc_o, p, coords, row_max, row_sum,
-                              rescale, pipeline_k, pipeline_v, k_state.clone(), v_state.clone(), scale_log2,
-                              tanh_scale, head, row0, n_block_max, n_blocks, blocks, n_partial, window, mods, wg)
+                self.mainloop(gemms, rows, tile, k_state.clone(), v_state.clone(), n_blocks, n_partial, wg)
             k_state.advance(n_blocks)
             v_state.advance(n_blocks)
-            self.epilogue(tma_o, mO, mLSE, mSink, scale_log2, tiled_mma_pv, acc_o, o, coords, row_max, row_sum, sO,
-                          m_block, head, batch, row0, seqlen_q, wg, wg_tidx)
+            self.epilogue(tma_o, mO, mLSE, mSink, tiled_mma_pv, rows, tile, sO, m_block, batch, seqlen_q, wg,
+                          wg_tidx)
             # Q's stage is free once every consumer warp is done: the warp that stored O waited for its read.
             pipeline_q.consumer_release(q_state)
             q_state.advance()
-            tile += cute.arch.grid_dim()[0]
+            tile_idx += cute.arch.grid_dim()[0]
 
     @cute.jit
-    def mainloop_step(self, tiled_mma_qk, tiled_mma_pv, tSrQ, tSrK, tOrV, tOrP, acc_s, acc_o, p, s, o, coords,
-                      row_max, row_sum, rescale, pipeline_k, pipeline_v, scale_log2, tanh_scale, head, row0,
-                      n_block_max, blocks, window, mods, wg, k_state, v_state, i, masked: cutlass.Constexpr):
+    def mainloop_step(self, gemms, rows, tile, wg, k_state, v_state, i, masked: cutlass.Constexpr):
         """Block i >= 1: within the warpgroup, its softmax runs while the tensor cores do O += P V of block
         i - 1 (blocks go from the last one down); `masked`: the block may need a mask. The caller advances the
         pipeline states."""
-        block = self.block_at(blocks, i, n_block_max)
-        prologue = self.score_mod_prologue(s, coords, block, head, row0, mods)
-        pipeline_k.consumer_wait(k_state)
+        block = self.block_at(tile.blocks, i, tile.n_block_max)
+        prologue = self.score_mod_prologue(rows, tile, block)
+        gemms.pipeline_k.consumer_wait(k_state)
         self.wait_turn(wg)
-        gemm(tiled_mma_qk, acc_s, tSrQ, tSrK[None, None, None, k_state.index], True)
-        softmax.rescale_rows(o, rescale)  # to block i - 1's max, while the S GEMM runs
-        pipeline_v.consumer_wait(v_state)
-        gemm(tiled_mma_pv, acc_o, tOrP, tOrV[None, None, None, v_state.index], False)
+        gemms.scores(rows.acc_s, k_state)
+        softmax.rescale_rows(rows.o, rows.rescale)  # to block i - 1's max, while the S GEMM runs
+        gemms.pipeline_v.consumer_wait(v_state)
+        gemms.accumulate(rows, v_state)
         self.pass_turn(wg)
         warpgroup.wait_group(1)
-        pipeline_k.consumer_release(k_state)
-        self.softmax_block(s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale, block, head, row0, window,
-                           mods, prologue, masked)
+        gemms.pipeline_k.consumer_release(k_state)
+        self.softmax_block(rows, tile, block, prologue, masked)
         warpgroup.wait_group(0)
-        pipeline_v.consumer_release(v_state)
-        convert(acc_s, p)
+        gemms.pipeline_v.consumer_release(v_state)
+        convert(rows.acc_s, rows.p)
 
     @cute.jit
-    def mainloop(self, tiled_mma_qk, tiled_mma_pv, tSrQ, tSrK, tOrV, acc_s, acc_o, p, coords, row_max, row_sum,
-                 rescale, pipeline_k, pipeline_v, k_state, v_state, scale_log2, tanh_scale, head, row0, n_block_max,
-                 n_blocks, blocks, n_partial, window, mods, wg):
+    def mainloop(self, gemms, rows, tile, k_state, v_state, n_blocks, n_partial, wg):
         """O and the softmax state of one tile's rows over its n_blocks key blocks (at least one)."""
         cfg = self.config
-        s, o = rowcol(acc_s), rowcol(acc_o)
-        tOrP = as_a_operand(p)
         last_wg = cfg.num_consumers - 1
         if wg == last_wg:  # consumer 0 issues first
             self.pass_turn(wg)
-        block = self.block_at(blocks, 0, n_block_max)
-        prologue = self.score_mod_prologue(s, coords, block, head, row0, mods)
-        pipeline_k.consumer_wait(k_state)
+        block = self.block_at(tile.blocks, 0, tile.n_block_max)
+        prologue = self.score_mod_prologue(rows, tile, block)
+        gemms.pipeline_k.consumer_wait(k_state)
         self.wait_turn(wg)
-        gemm(tiled_mma_qk, acc_s, tSrQ, tSrK[None, None, None, k_state.index], True)
+        gemms.scores(rows.acc_s, k_state)
         self.pass_turn(wg)
         warpgroup.wait_group(0)
-        pipeline_k.consumer_release(k_state)
+        gemms.pipeline_k.consumer_release(k_state)
         k_state.advance()
-        self.softmax_block(s, coords, row_max, row_sum, rescale, scale_log2, tanh_scale, block, head, row0,
-                           window, mods, prologue)
-        convert(acc_s, p)
+        self.softmax_block(rows, tile, block, prologue)
+        convert(rows.acc_s, rows.p)
         # Only the first blocks can need a mask: the highest (the seqlen_k tail, the causal diagonal) and, under a
         # left window edge, the lowest; or a block list's partial ones. The others skip the mask's branch. ptxas
         # schedules a step without a branch inside as one block (across one, it hoists the wait for O += P V
         # above the exps placed to overlap it).
-        step = functools.partial(self.mainloop_step, tiled_mma_qk, tiled_mma_pv, tSrQ, tSrK, tOrV, tOrP, acc_s,
-                                 acc_o, p, s, o, coords, row_max, row_sum, rescale, pipeline_k, pipeline_v,
-                                 scale_log2, tanh_scale, head, row0, n_block_max, blocks, window, mods, wg)
-        left_cut = blocks is None and self.has_window_left
+        step = functools.partial(self.mainloop_step, gemms, rows, tile, wg)
+        left_cut = tile.blocks is None and self.has_window_left
         n_masked, unmasked_end = cutlass.max(n_partial, 1), n_blocks
-        if cutlass.const_expr(blocks is None):
-            n_masked, unmasked_end = window.masked_steps(row0, ROWS_PER_WARPGROUP, n_block_max, n_blocks, cfg.tile_n)
+        if cutlass.const_expr(tile.blocks is None):
+            n_masked, unmasked_end = tile.window.masked_steps(tile.row0, ROWS_PER_WARPGROUP, tile.n_block_max,
+                                                              n_blocks, cfg.tile_n)
         if cutlass.const_expr(cfg.masked_loop):
             for i in cutlass.range(1, n_masked, unroll=1):
                 step(k_state, v_state, i, True)
@@ -504,24 +550,25 @@ class FlashFwdSm90:
                     step(k_state, v_state, i, False)
                 k_state.advance()
                 v_state.advance()
-        softmax.rescale_rows(o, rescale)
-        pipeline_v.consumer_wait(v_state)
+        softmax.rescale_rows(rows.o, rows.rescale)
+        gemms.pipeline_v.consumer_wait(v_state)
         self.wait_turn(wg)
-        gemm(tiled_mma_pv, acc_o, tOrP, tOrV[None, None, None, v_state.index], False)
+        gemms.accumulate(rows, v_state)
         if wg != last_wg:  # the turns balance: the last consumer passed the first turn, not this one
             self.pass_turn(wg)
         warpgroup.wait_group(0)
-        pipeline_v.consumer_release(v_state)
+        gemms.pipeline_v.consumer_release(v_state)
 
     @cute.jit
-    def epilogue(self, tma_o, mO, mLSE, mSink, scale_log2, tiled_mma_pv, acc_o, o, coords, row_max, row_sum, sO,
-                 m_block, head, batch, row0, seqlen_q, wg, wg_tidx):
+    def epilogue(self, tma_o, mO, mLSE, mSink, tiled_mma_pv, rows, tile, sO, m_block, batch, seqlen_q, wg,
+                 wg_tidx):
         """Normalize O and write it (through shared memory, over this consumer's Q tile) and the rows' lse."""
+        acc_o, o, coords, row_max, head, row0 = rows.acc_o, rows.o, rows.coords, rows.row_max, tile.head, tile.row0
         lse = cute.make_rmem_tensor_like(row_max)
         sink_log2 = None
         if cutlass.const_expr(self.has_sink):
             sink_log2 = mSink[head] * softmax.LOG2_E
-        softmax.finish(o, row_max, row_sum, scale_log2, lse, sink_log2)
+        softmax.finish(o, row_max, rows.row_sum, tile.scale_log2, lse, sink_log2)
         if wg_tidx % 4 == 0:  # the first of the four lanes that share a row
             for r in cutlass.range_constexpr(cute.size(lse)):
                 row = row0 + coords[r, 0][0]
