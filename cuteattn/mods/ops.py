@@ -76,10 +76,6 @@ def _clamp(x, lo=None, hi=None):
     return x
 
 
-def _select(cond, a, b):
-    return type(a)(cutlass.select_(cond, a, b))
-
-
 def _sigmoid(x):
     return 1.0 / (1.0 + cute.math.exp(-x))
 
