@@ -200,8 +200,7 @@ def test_features_with_gqa(heads, heads_kv, causal, window, softcap, sink):
                                     dict(num_consumers=3, pingpong=False), dict(num_consumers=1),
                                     dict(rescale_threshold=None), dict(persistent=True),
                                     dict(persistent=True, num_consumers=3), dict(masked_loop=False),
-                                    dict(masked_loop=False, num_consumers=3), dict(persistent=True, q_stages=2),
-                                    dict(persistent=True, q_stages=2, num_consumers=3)])
+                                    dict(masked_loop=False, num_consumers=3)])
 @pytest.mark.parametrize("head_dim", [64, 128])
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("seqlen_q,seqlen_k", [(17, 17), (113, 4097), (1000, 333), (1000, 1000)])

@@ -66,21 +66,14 @@ DS_BUFFERS = 2  # one consumer may write step i + 1's dS while the other still r
 L2_SHARE_MB = 16  # under a mask_mod's tile order, the L2 that one group of KV heads' Q and dO may take
 
 
-def previous(state):
-    """The pipeline state one stage before `state`: what releasing that stage needs (its index)."""
-    return pipeline.PipelineState(state.stages, state.count - 1, (state.index + state.stages - 1) % state.stages,
-                                  state.phase)
-
-
 @dataclass(frozen=True)
 class BwdConfig:
     """The kernel's tunable choices."""
 
     tile_m: int = 64  # query rows per step: the N of S^T
     num_stages: int = 2  # depth of the Q and dO pipelines
-    # The dQ GEMM is issued before dK's, and dQ goes to shared memory while dK runs (FA4's order); dK, reading
-    # dS^T from shared memory, runs on under the next step's S GEMM. Off: every step waits for dK and dQ
-    # together, and its dQ handover runs with no GEMM in flight.
+    # The dQ GEMM is issued before dK's, and dQ goes to shared memory while dK runs (FA4's order); off: every
+    # step waits for dK and dQ together, and its dQ handover runs with no GEMM in flight.
     overlap_dq: bool = False
     # The consumers split dK, dV and dQ by columns, P^T and dS^T through shared memory (`bwd_kernel_split_d`),
     # over tile_n keys per CTA (a multiple of 64); always so where one consumer cannot hold dK and dV of its
@@ -151,8 +144,6 @@ class FlashBwdSm90:
             f"{self.head_dim})"
         assert not self.config.dq_by_rows or dq_accum.rows_split(self.config.tile_m), \
             f"dq_by_rows splits 128 query rows in two (given tile_m {self.config.tile_m})"
-        # Step i's dK frees Q's stage i only after step i + 1 has waited for its own Q.
-        assert not self.config.overlap_dq or self.config.num_stages > 1, "overlap_dq takes at least 2 Q stages"
 
     @property
     def row_stage(self) -> int:
@@ -212,11 +203,7 @@ class FlashBwdSm90:
         dkv = sm90_utils.make_trivial_tiled_mma(
             self.dtype, self.dtype, OperandMajorMode.K, OperandMajorMode.MN, Float32, (1, 1, 1),
             tiler_mn=(KEYS_PER_WARPGROUP, d), a_source=OperandSource.RMEM)
-        # With overlap_dq, dK's wgmmas run on into the next step: dS^T from shared memory, no registers in flight.
-        dk = (sm90_utils.make_trivial_tiled_mma(
-            self.dtype, self.dtype, OperandMajorMode.K, OperandMajorMode.MN, Float32, (1, 1, 1),
-            tiler_mn=(KEYS_PER_WARPGROUP, d)) if cfg.overlap_dq else dkv)
-        return sdp, dkv, dk, dq_accum.tiled_mma(self.dtype, cfg.tile_m, d, cfg.dq_by_rows)
+        return sdp, dkv, dkv, dq_accum.tiled_mma(self.dtype, cfg.tile_m, d, cfg.dq_by_rows)
 
     def smem_layouts(self) -> tuple:
         """(sQ, sdO, sK, sV, sdS): K's columns split in halves for dQ; dS^T in DS_BUFFERS buffers."""
@@ -619,7 +606,7 @@ class FlashBwdSm90:
                 tiled_mma_dq, sQ, sdO, sK, sV, sdS, sdQ, sLSElog2, sdPsum, pipeline_q, pipeline_do, pipeline_kv,
                 n_block, kv_head, batch, steps, window, mods):
         cfg, d = self.config, self.head_dim
-        tiled_mma_dkv = tiled_mma_dv  # dV's and dK's accumulators alike: equal head dims
+        tiled_mma_dkv = tiled_mma_dk  # the same MMA as dV's: equal head dims
         tidx, _, _ = cute.arch.thread_idx()
         wg = cute.arch.make_warp_uniform(tidx // THREADS_PER_WARPGROUP - 1)  # keeps its smem descriptors uniform
         wg_tidx = tidx % THREADS_PER_WARPGROUP
@@ -647,15 +634,13 @@ class FlashBwdSm90:
         else:
             tdQrdS = tiled_mma_dq.make_fragment_A(thr_dq.partition_A(sdS))
             tdQrK = tiled_mma_dq.make_fragment_B(thr_dq.partition_B(my_half_of_k))
-        my_keys_of_ds = cute.local_tile(transposed(sdS), (KEYS_PER_WARPGROUP, cfg.tile_m, DS_BUFFERS), (wg, 0, 0))
         # (K blocks pinned one by one outnumber the uniform registers here: 14 words spilled at hdim 128.)
         tSrK, tdPrV, tdQrK = (pinned(t[None, None, None, 0]) for t in (tSrK, tdPrV, tdQrK))
         tSrQ, tdPrdO, tdVrdO, tdKrQ, tdQrdS = (pinned(t) for t in (tSrQ, tdPrdO, tdVrdO, tdKrQ, tdQrdS))
-        tdKsdS = None
-        if cutlass.const_expr(cfg.overlap_dq):
-            tdKsdS = pinned(tiled_mma_dk.make_fragment_A(tiled_mma_dk.get_slice(wg_tidx).partition_A(my_keys_of_ds)))
         # This consumer's keys of dS^T.
-        store_ds, thr_store_ds, tdSsdS = self.score_store(tiled_mma_sdp, wg_tidx, my_keys_of_ds)
+        store_ds, thr_store_ds, tdSsdS = self.score_store(
+            tiled_mma_sdp, wg_tidx,
+            cute.local_tile(transposed(sdS), (KEYS_PER_WARPGROUP, cfg.tile_m, DS_BUFFERS), (wg, 0, 0)))
 
         acc_s = cute.make_rmem_tensor(thr_sdp.partition_shape_C((KEYS_PER_WARPGROUP, cfg.tile_m)), Float32)
         acc_dp = cute.make_rmem_tensor_like(acc_s)
@@ -666,7 +651,6 @@ class FlashBwdSm90:
         acc_dk.fill(0.0)
         acc_dv.fill(0.0)
         tiled_mma_dkv.set(warpgroup.Field.ACCUMULATE, True)
-        tiled_mma_dk.set(warpgroup.Field.ACCUMULATE, True)
         coords = rowcol(thr_sdp.partition_C(cute.make_identity_tensor((KEYS_PER_WARPGROUP, cfg.tile_m))))
         s, dp = rowcol(acc_s), rowcol(acc_dp)
         p, ds, deriv, scores = self.score_registers(acc_s)
@@ -710,10 +694,7 @@ class FlashBwdSm90:
             if cutlass.const_expr(stats_in_smem):
                 lse_cols = rowcol(tLsL[None, None, None, q_state.index])[0, None]
                 dpsum_cols = rowcol(tDsD[None, None, None, do_state.index])[0, None]
-            warpgroup.wait_group(1)  # S^T, and with overlap_dq the last step's dK: its Q stage is free
-            if cutlass.const_expr(cfg.overlap_dq):
-                if step > 0:
-                    pipeline_q.consumer_release(previous(q_state))
+            warpgroup.wait_group(1)  # S^T
             self.probabilities(s, deriv, scores, coords, lse_cols, scale_log2, tanh_scale, head, key0, query0, window,
                                mods, partial)
             if cutlass.const_expr(lean):
@@ -740,23 +721,19 @@ class FlashBwdSm90:
             else:
                 gemm(tiled_mma_dq, acc_dq, tdQrdS[None, None, None, buffer], tdQrK, True)
             if cutlass.const_expr(cfg.overlap_dq):
-                gemm(tiled_mma_dk, acc_dk, tdKsdS[None, None, None, buffer], tdKrQ[None, None, None, q_state.index],
-                     False)
+                gemm(tiled_mma_dkv, acc_dk, tdKrdS, tdKrQ[None, None, None, q_state.index], False)
                 warpgroup.wait_group(1)  # dV and dQ
                 # The dV GEMM was dO's last reader: its stage is free for the step after next while dK runs.
                 pipeline_do.consumer_release(do_state)
                 self.hand_over_dq(acc_dq, sdQ, wg, wg_tidx, step)
-            else:
-                warpgroup.wait_group(0)
-                pipeline_q.consumer_release(q_state)
-                pipeline_do.consumer_release(do_state)
-                self.hand_over_dq(acc_dq, sdQ, wg, wg_tidx, step)
-            q_state.advance()
-            do_state.advance()
-        if cutlass.const_expr(cfg.overlap_dq):  # the last step's dK runs on past the loop
             warpgroup.wait_group(0)
-            if steps.count > 0:
-                pipeline_q.consumer_release(previous(q_state))
+            pipeline_q.consumer_release(q_state)
+            q_state.advance()
+            if cutlass.const_expr(not cfg.overlap_dq):
+                pipeline_do.consumer_release(do_state)
+            do_state.advance()
+            if cutlass.const_expr(not cfg.overlap_dq):
+                self.hand_over_dq(acc_dq, sdQ, wg, wg_tidx, step)
 
         if cutlass.const_expr(cfg.stage_dkv):
             self.write_dkv(tiled_mma_dkv, acc_dk, acc_dv, dk_scale, sK, sV, mdK, mdV, kv_head, batch, key0,

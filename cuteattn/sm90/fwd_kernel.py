@@ -13,7 +13,7 @@ row's sum in the epilogue. Each feature is a compile-time flag: a kernel without
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Optional, Type
 
 import cuda.bindings.driver as cuda
@@ -58,7 +58,6 @@ class FwdConfig:
     pingpong: bool = True  # consumers take turns on the tensor cores, one's softmax under the others' GEMMs
     rescale_threshold: Optional[float] = 8.0  # log2 units the row max may grow before O is rescaled; None: always
     persistent: bool = False  # a grid of at most one CTA per SM, each walking many tiles
-    q_stages: int = 1  # Q's buffers; 2 lets a persistent CTA load its next tile's Q while this one's runs
     l2_share_mb: int = 16  # under causal, the longest-first order goes over heads whose K and V fit this in L2
     # The key blocks that may need the mask in a loop of their own, before the others'. False: one loop, the
     # mask's branch around whole steps (ptxas once kept the second loop's stages in vector registers, and every
@@ -196,8 +195,7 @@ class FlashFwdSm90:
             self.dtype, self.dtype, OperandMajorMode.K, OperandMajorMode.MN, Float32, (1, 1, 1),
             tiler_mn=(ROWS_PER_WARPGROUP, self.head_dim_v), a_source=OperandSource.RMEM)
 
-        q_slots = cfg.num_consumers * cfg.q_stages  # one 64-row tile per consumer and stage
-        sQ_layout = operand_layout(self.dtype, ROWS_PER_WARPGROUP, self.head_dim, q_slots, True)
+        sQ_layout = operand_layout(self.dtype, ROWS_PER_WARPGROUP, self.head_dim, cfg.num_consumers, True)
         sK_layout = operand_layout(self.dtype, cfg.tile_n, self.head_dim, cfg.num_stages, True)
         sV_layout = operand_layout(self.dtype, self.head_dim_v, cfg.tile_n, cfg.num_stages, False)
 
@@ -205,7 +203,7 @@ class FlashFwdSm90:
         o_tile = one_stage(operand_layout(self.dtype, ROWS_PER_WARPGROUP, self.head_dim_v, 1, True))
         q_tile_elems = cute.cosize(one_stage(sQ_layout))
         sO_layout = cute.make_composed_layout(
-            o_tile.inner, 0, cute.append(o_tile.outer, cute.make_layout(q_slots, stride=q_tile_elems)))
+            o_tile.inner, 0, cute.append(o_tile.outer, cute.make_layout(cfg.num_consumers, stride=q_tile_elems)))
 
         load = cpasync.CopyBulkTensorTileG2SOp()
         tma_q, mQ = cpasync.make_tiled_tma_atom(load, mQ, one_stage(sQ_layout), (ROWS_PER_WARPGROUP, self.head_dim))
@@ -216,7 +214,7 @@ class FlashFwdSm90:
 
         @cute.struct
         class SharedStorage:
-            q_barriers: cute.struct.MemRange[cutlass.Int64, 2 * cfg.q_stages]
+            q_barriers: cute.struct.MemRange[cutlass.Int64, 2]
             k_barriers: cute.struct.MemRange[cutlass.Int64, 2 * cfg.num_stages]
             v_barriers: cute.struct.MemRange[cutlass.Int64, 2 * cfg.num_stages]
             sQ: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sQ_layout)], 1024]
@@ -279,18 +277,17 @@ class FlashFwdSm90:
         storage = smem.allocate(SharedStorage)
         consumer_warps = cfg.num_consumers * THREADS_PER_WARPGROUP // cute.arch.WARP_SIZE
         tile_bytes = [cute.size_in_bytes(self.dtype, one_stage(layout)) for layout in (sQ_layout, sK_layout, sV_layout)]
-        pipeline_q = tma.make_pipeline(storage.q_barriers, cfg.q_stages, tile_bytes[0] * cfg.num_consumers,
-                                       consumer_warps)
+        pipeline_q = tma.make_pipeline(storage.q_barriers, 1, tile_bytes[0] * cfg.num_consumers, consumer_warps)
         pipeline_k = tma.make_pipeline(storage.k_barriers, cfg.num_stages, tile_bytes[1], consumer_warps)
         pipeline_v = tma.make_pipeline(storage.v_barriers, cfg.num_stages, tile_bytes[2], consumer_warps)
         pipeline.pipeline_init_arrive(cluster_shape_mn=(1, 1), is_relaxed=True)
         pipeline.pipeline_init_wait(cluster_shape_mn=(1, 1))
 
-        sQ = storage.sQ.get_tensor(sQ_layout.outer, swizzle=sQ_layout.inner)  # (64, d, stage * consumers + wg)
+        sQ = storage.sQ.get_tensor(sQ_layout.outer, swizzle=sQ_layout.inner)  # (64, d, consumer)
         sK = storage.sK.get_tensor(sK_layout.outer, swizzle=sK_layout.inner)  # (n, d, stage)
         sV = storage.sV.get_tensor(sV_layout.outer, swizzle=sV_layout.inner)  # (dv, n, stage)
         # Each consumer writes its O tile over its own Q tile, which its last GEMM has finished reading.
-        sO = storage.sQ.get_tensor(sO_layout.outer, swizzle=sO_layout.inner)  # (64, dv, stage * consumers + wg)
+        sO = storage.sQ.get_tensor(sO_layout.outer, swizzle=sO_layout.inner)  # (64, dv, consumer)
         sTable = storage.sTable.get_tensor(cute.make_layout(self.table_shape))
 
         if warp_idx < THREADS_PER_WARPGROUP // cute.arch.WARP_SIZE:
@@ -335,7 +332,7 @@ class FlashFwdSm90:
     @cute.jit
     def produce(self, tma_q, mQ, tma_k, mK, tma_v, mV, sQ, sK, sV, pipeline_q, pipeline_k, pipeline_v, tiles, work):
         cfg = self.config
-        q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.q_stages)
+        q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, 1)
         k_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
         v_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
         tile = cute.arch.block_idx()[0]
@@ -355,8 +352,7 @@ class FlashFwdSm90:
                 tma.load(tma_k, pipeline_k, k_state.clone(), tKgK[None, n_block_first], tKsK)
             pipeline_q.producer_acquire(q_state)
             for wg in cutlass.range_constexpr(cfg.num_consumers):
-                cute.copy(tma_q, tQgQ[None, m_block * cfg.num_consumers + wg],
-                          tQsQ[None, q_state.index * cfg.num_consumers + wg],
+                cute.copy(tma_q, tQgQ[None, m_block * cfg.num_consumers + wg], tQsQ[None, wg],
                           tma_bar_ptr=pipeline_q.producer_get_barrier(q_state))
             q_state.advance()
             if n_blocks > 0:
@@ -444,10 +440,12 @@ class FlashFwdSm90:
 
         thr_qk = tiled_mma_qk.get_slice(wg_tidx)
         thr_pv = tiled_mma_pv.get_slice(wg_tidx)
-        # With one Q stage, Q's operand is the same for every tile.
-        tSrQ = self.q_operand(tiled_mma_qk, thr_qk, sQ, wg) if cfg.q_stages == 1 else None
+        tSrQ = tiled_mma_qk.make_fragment_A(thr_qk.partition_A(sQ[None, None, wg]))
         tSrK = tiled_mma_qk.make_fragment_B(thr_qk.partition_B(sK))
         tOrV = tiled_mma_pv.make_fragment_B(thr_pv.partition_B(sV))
+        # Q's K blocks in uniform registers up to head_dim 128; past it they outnumber those, go to vector
+        # registers and reach each wgmma through R2UR.
+        tSrQ = pinned_k_blocks(tSrQ) if self.head_dim <= Q_PINNED_HEAD_DIM else pinned(tSrQ)
         gemms = Gemms(tiled_mma_qk, tiled_mma_pv, tSrQ, pinned(tSrK), pinned(tOrV), pipeline_k, pipeline_v)
         acc_s = cute.make_rmem_tensor(thr_qk.partition_shape_C((ROWS_PER_WARPGROUP, cfg.tile_n)), Float32)
         acc_o = cute.make_rmem_tensor(thr_pv.partition_shape_C((ROWS_PER_WARPGROUP, self.head_dim_v)), Float32)
@@ -457,7 +455,7 @@ class FlashFwdSm90:
         rows = Rows(acc_s, acc_o, cute.make_rmem_tensor_like(acc_s, self.dtype), coords, row_max, row_sum,
                     cute.make_rmem_tensor_like(row_max))
 
-        q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, cfg.q_stages)
+        q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, 1)
         k_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, cfg.num_stages)
         v_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, cfg.num_stages)
         tile_idx = cute.arch.block_idx()[0]
@@ -465,46 +463,21 @@ class FlashFwdSm90:
             m_block, head, batch, n_block_max, n_blocks, blocks, n_partial = work(tile_idx)
             row0 = m_block * cfg.tile_m + wg * ROWS_PER_WARPGROUP
             mods = mod_tile.ModArgs(score_scale, mod_tensors, [], batch, seqlen_q, seqlen_k, table)
-            # Under causal or a right window a tile reaches further than its first consumers' rows: each
-            # consumer starts from its own last key block, passing the turns of the blocks above it.
-            own_max = n_block_max
-            if cutlass.const_expr(self.mask_mod is None and self.has_window_right):
-                last_row = cutlass.min(row0 + ROWS_PER_WARPGROUP, seqlen_q) - 1
-                own_max = cutlass.min(n_block_max, window.block_range(row0, last_row, cfg.tile_n)[1])
-            skip = n_block_max - own_max
-            tile = TileRows(head, row0, own_max, blocks, window, mods, scale_log2, tanh_scale)
+            tile = TileRows(head, row0, n_block_max, blocks, window, mods, scale_log2, tanh_scale)
             acc_o.fill(0.0)
             row_max.fill(-Float32.inf)
             row_sum.fill(0.0)
-            slot = q_state.index * cfg.num_consumers + wg
-            tile_gemms = gemms if cfg.q_stages == 1 else replace(gemms, q=self.q_operand(tiled_mma_qk, thr_qk, sQ,
-                                                                                           slot))
             pipeline_q.consumer_wait(q_state)
-            # A consumer whose rows all lie past seqlen_q (in the last tile, where tile_m does not divide it)
-            # computes nothing: at hdim 64's 192 rows and seqlen 1k, a ninth of the rows. Nor one whose rows see
-            # none of the tile's keys: its O and lse are those of rows with every key masked.
-            has_rows = row0 < seqlen_q
             if n_blocks > 0:  # (states advance outside the branch, which the DSL does not carry them out of)
-                if has_rows and skip < n_blocks:
-                    self.mainloop(tile_gemms, rows, tile, k_state.clone(), v_state.clone(), n_blocks, n_partial,
-                                  skip, wg)
-                else:
-                    self.pass_blocks(tile_gemms, k_state.clone(), v_state.clone(), n_blocks, wg)
+                self.mainloop(gemms, rows, tile, k_state.clone(), v_state.clone(), n_blocks, n_partial, wg)
             k_state.advance(n_blocks)
             v_state.advance(n_blocks)
-            if has_rows:
-                self.epilogue(tma_o, mO, mLSE, mSink, tiled_mma_pv, rows, tile, sO, m_block, batch, seqlen_q, wg,
-                              slot, wg_tidx)
+            self.epilogue(tma_o, mO, mLSE, mSink, tiled_mma_pv, rows, tile, sO, m_block, batch, seqlen_q, wg,
+                          wg_tidx)
             # Q's stage is free once every consumer warp is done: the warp that stored O waited for its read.
             pipeline_q.consumer_release(q_state)
             q_state.advance()
             tile_idx += cute.arch.grid_dim()[0]
-
-    def q_operand(self, tiled_mma_qk, thr_qk, sQ, slot):
-        """The S GEMM's Q operand from `slot` of sQ: its K blocks in uniform registers up to head_dim 128; past it
-        they outnumber those, go to vector registers and reach each wgmma through R2UR."""
-        tSrQ = tiled_mma_qk.make_fragment_A(thr_qk.partition_A(sQ[None, None, slot]))
-        return pinned_k_blocks(tSrQ) if self.head_dim <= Q_PINNED_HEAD_DIM else pinned(tSrQ)
 
     @cute.jit
     def mainloop_step(self, gemms, rows, tile, wg, k_state, v_state, i, masked: cutlass.Constexpr):
@@ -528,15 +501,12 @@ class FlashFwdSm90:
         convert(rows.acc_s, rows.p)
 
     @cute.jit
-    def mainloop(self, gemms, rows, tile, k_state, v_state, n_blocks, n_partial, skip, wg):
-        """O and the softmax state of one tile's rows over its n_blocks key blocks, the first `skip` of them
-        above these rows (passed), at least one not."""
+    def mainloop(self, gemms, rows, tile, k_state, v_state, n_blocks, n_partial, wg):
+        """O and the softmax state of one tile's rows over its n_blocks key blocks (at least one)."""
         cfg = self.config
         last_wg = cfg.num_consumers - 1
         if wg == last_wg:  # consumer 0 issues first
             self.pass_turn(wg)
-        self.pass_turns(gemms, k_state, v_state, skip, wg)
-        n_blocks = n_blocks - skip
         block = self.block_at(tile.blocks, 0, tile.n_block_max)
         prologue = self.score_mod_prologue(rows, tile, block)
         gemms.pipeline_k.consumer_wait(k_state)
@@ -590,36 +560,9 @@ class FlashFwdSm90:
         gemms.pipeline_v.consumer_release(v_state)
 
     @cute.jit
-    def pass_turns(self, gemms, k_state, v_state, count, wg):
-        """`count` key blocks that this consumer's rows do not see: each one's turn taken and passed at once, its
-        K and V stages freed, no GEMM."""
-        for i in cutlass.range(count, unroll=1):
-            gemms.pipeline_k.consumer_wait(k_state)
-            self.wait_turn(wg)
-            self.pass_turn(wg)
-            gemms.pipeline_k.consumer_release(k_state)
-            k_state.advance()
-            gemms.pipeline_v.consumer_wait(v_state)
-            gemms.pipeline_v.consumer_release(v_state)
-            v_state.advance()
-
-    @cute.jit
-    def pass_blocks(self, gemms, k_state, v_state, n_blocks, wg):
-        """The mainloop of a consumer whose rows see none of the tile's blocks: every turn `mainloop` takes,
-        taken and passed at once, and every K and V stage freed, with no GEMM."""
-        last_wg = self.config.num_consumers - 1
-        if wg == last_wg:
-            self.pass_turn(wg)
-        self.pass_turns(gemms, k_state, v_state, n_blocks, wg)
-        self.wait_turn(wg)  # the last P V's turn
-        if wg != last_wg:
-            self.pass_turn(wg)
-
-    @cute.jit
-    def epilogue(self, tma_o, mO, mLSE, mSink, tiled_mma_pv, rows, tile, sO, m_block, batch, seqlen_q, wg, slot,
+    def epilogue(self, tma_o, mO, mLSE, mSink, tiled_mma_pv, rows, tile, sO, m_block, batch, seqlen_q, wg,
                  wg_tidx):
-        """Normalize O and write it (through shared memory, over this consumer's Q tile, `slot` of sO) and the
-        rows' lse."""
+        """Normalize O and write it (through shared memory, over this consumer's Q tile) and the rows' lse."""
         acc_o, o, coords, row_max, head, row0 = rows.acc_o, rows.o, rows.coords, rows.row_max, tile.head, tile.row0
         lse = cute.make_rmem_tensor_like(row_max)
         sink_log2 = None
@@ -635,13 +578,13 @@ class FlashFwdSm90:
         o_out = cute.make_rmem_tensor_like(acc_o, self.dtype)
         convert(acc_o, o_out)
         store_o, thr_store = accumulator_store(self.dtype, tiled_mma_pv, wg_tidx)  # hdim 128: 8 stores, not 32
-        cute.copy(store_o, thr_store.retile(o_out), thr_store.partition_D(sO[None, None, slot]))
+        cute.copy(store_o, thr_store.retile(o_out), thr_store.partition_D(sO[None, None, wg]))
         # The TMA engine reads sO through the async proxy: order the ordinary stores before it.
         cute.arch.fence_proxy("async.shared", space="cta")
         cute.arch.barrier(barrier_id=EPILOGUE_BARRIER + wg, number_of_threads=THREADS_PER_WARPGROUP)
         if wg_tidx < cute.arch.WARP_SIZE:
             gO = cute.local_tile(mO[None, None, head, batch], (ROWS_PER_WARPGROUP, self.head_dim_v), (None, 0))
             tOsO, tOgO = tma.partition(tma_o, sO, gO)
-            cute.copy(tma_o, tOsO[None, slot], tOgO[None, m_block * self.config.num_consumers + wg])
+            cute.copy(tma_o, tOsO[None, wg], tOgO[None, m_block * self.config.num_consumers + wg])
             cute.arch.cp_async_bulk_commit_group()
             cute.arch.cp_async_bulk_wait_group(0, read=True)
