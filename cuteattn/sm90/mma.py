@@ -4,10 +4,9 @@ descriptor."""
 import cutlass
 import cutlass.cute as cute
 from cutlass import Int64
-from cutlass._mlir.dialects import builtin
+from cutlass._mlir.dialects import builtin, llvm
+from cutlass.cutlass_dsl import T, dsl_user_op
 from cutlass.cute.nvgpu import warpgroup
-
-from cuteattn.sm90.opaque import opaque
 
 
 @cute.jit
@@ -35,15 +34,24 @@ def _k_block(fragment, k: int):
     return fragment[k] if isinstance(fragment, tuple) else fragment[None, None, k]
 
 
+@dsl_user_op
+def _opaque(x: Int64, *, loc=None, ip=None) -> Int64:
+    """x through an inline-asm move: NVVM cannot see into it, so cannot recompute the value past it; ptxas still
+    does (a uniform value stays uniform)."""
+    return Int64(llvm.inline_asm(T.i64(), [x.ir_value(loc=loc, ip=ip)], "mov.b64 $0, $1;", "=l,l",
+                                 has_side_effects=False, is_align_stack=False, asm_dialect=llvm.AsmDialect.AD_ATT,
+                                 loc=loc, ip=ip))
+
+
 def pinned(fragment: cute.Tensor) -> cute.Tensor:
     """A shared-memory operand fragment whose descriptor is computed here, once: the loops add only stage and
     K-block offsets to it.
 
     NVVM rematerializes a descriptor at each use from the shared-memory base (add, shift, mask, or: about
-    three uniform instructions per operand per step of a mainloop); an `opaque` copy is a value it must keep.
+    three uniform instructions per operand per step of a mainloop); an `_opaque` copy is a value it must keep.
     """
     as_int = Int64(builtin.unrealized_conversion_cast([Int64.mlir_type], [fragment.iterator]))
-    desc = builtin.unrealized_conversion_cast([fragment.iterator.type], [opaque(as_int).ir_value()])
+    desc = builtin.unrealized_conversion_cast([fragment.iterator.type], [_opaque(as_int).ir_value()])
     return cute.make_tensor(desc, fragment.layout)
 
 
