@@ -12,11 +12,13 @@ medians. A case is direction:hdim:causal:seqlen with bench.py's shapes (16k toke
 
 import argparse
 import importlib
+import os
 import re
 import shutil
 import statistics
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -49,6 +51,19 @@ def timed_calls(case, q, k, v, providers: dict) -> dict:
     return calls
 
 
+def hang_watchdog(spec: str, seconds: float) -> threading.Timer:
+    """A started timer that, unless cancelled, says which case hung and ends the process: a kernel whose
+    pipeline is out of step never returns, and would hold the GPU call until its limit."""
+    def expire():
+        print(f"{spec:<22} still running after {seconds:.0f} s: a hung kernel", flush=True)
+        os._exit(70)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--old", type=Path, required=True, help="a directory holding the old tree's cuteattn package")
@@ -56,6 +71,8 @@ def main():
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--rep-ms", type=int, default=60)
     p.add_argument("--fa4", action="store_true", help="FA4 in the same rounds")
+    p.add_argument("--case-seconds", type=float, default=120,
+                   help="a case still running after this long has a hung kernel: name it and exit")
     args = p.parse_args()
     import torch
     from triton.testing import do_bench
@@ -68,6 +85,7 @@ def main():
         names = ["new", "old"] + (["fa4"] if fa4 else [])
         print(f"{'case':<22} " + " ".join(f"{n:>8}" for n in names) + "   new/old")
         for spec in args.cases:
+            watchdog = hang_watchdog(spec, args.case_seconds)
             direction, hdim, causal, seqlen = spec.split(":")
             hdim, causal, seqlen = int(hdim), causal == "1", bench.size(seqlen)
             case = bench.Case(direction, hdim, causal, seqlen, 16384 // seqlen, 2048 // hdim, "none")
@@ -86,6 +104,7 @@ def main():
             rate = {name: case.flops() / (statistics.median(t) * 1e-3) / 1e12 for name, t in times.items()}
             print(f"{spec:<22} " + " ".join(f"{rate[n]:8.1f}" for n in names) + f"   {rate['new'] / rate['old']:.3f}",
                   flush=True)
+            watchdog.cancel()
 
 
 if __name__ == "__main__":
