@@ -27,13 +27,6 @@ BATCH = 16
 SEQLENS_K = (128, 256, 512, 1024, 2048)
 
 
-def fit(xs, ys):
-    """(intercept, slope) of the least-squares line through (xs, ys)."""
-    mx, my = statistics.fmean(xs), statistics.fmean(ys)
-    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
-    return my - slope * mx, slope
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--hdims", type=bench.sizes, default=[64, 128])
@@ -71,7 +64,7 @@ def main():
                                                           return_mode="median") * 1e3)
         for name in names:
             us = [statistics.median(times[name, n]) for n in SEQLENS_K]
-            intercept, slope = fit(SEQLENS_K, us)
+            slope, intercept = statistics.linear_regression(SEQLENS_K, us)
             print(f"| {hdim} | {name} | " + " | ".join(f"{t:.1f}" for t in us) +
                   f" | {intercept:.1f} | {slope * 1024:.1f} |")
 

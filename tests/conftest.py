@@ -22,7 +22,6 @@ def _default_backend(monkeypatch):
     monkeypatch.delenv(cuteattn.interface.BACKEND_ENV, raising=False)
 
 
-
 # A GPU test still running after this long has a hung kernel: a pipeline out of step never returns.
 HANG_SECONDS = float(os.environ.get("CUTEATTN_TEST_HANG_SECONDS", 300))
 
