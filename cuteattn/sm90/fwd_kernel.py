@@ -463,17 +463,33 @@ class FlashFwdSm90:
             m_block, head, batch, n_block_max, n_blocks, blocks, n_partial = work(tile_idx)
             row0 = m_block * cfg.tile_m + wg * ROWS_PER_WARPGROUP
             mods = mod_tile.ModArgs(score_scale, mod_tensors, [], batch, seqlen_q, seqlen_k, table)
-            tile = TileRows(head, row0, n_block_max, blocks, window, mods, scale_log2, tanh_scale)
+            # Under causal or a right window a tile reaches further than its first consumers' rows: each
+            # consumer starts from its own last key block, passing the turns of the blocks above it.
+            own_max = n_block_max
+            if cutlass.const_expr(self.mask_mod is None and self.has_window_right):
+                last_row = cutlass.min(row0 + ROWS_PER_WARPGROUP, seqlen_q) - 1
+                own_max = cutlass.min(n_block_max, window.block_range(row0, last_row, cfg.tile_n)[1])
+            skip = n_block_max - own_max
+            tile = TileRows(head, row0, own_max, blocks, window, mods, scale_log2, tanh_scale)
             acc_o.fill(0.0)
             row_max.fill(-Float32.inf)
             row_sum.fill(0.0)
             pipeline_q.consumer_wait(q_state)
+            # A consumer whose rows all lie past seqlen_q (in the last tile, where tile_m does not divide it)
+            # computes nothing: at hdim 64's 192 rows and seqlen 1k, a ninth of the rows. Nor one whose rows see
+            # none of the tile's keys: its O and lse are those of rows with every key masked.
+            has_rows = row0 < seqlen_q
             if n_blocks > 0:  # (states advance outside the branch, which the DSL does not carry them out of)
-                self.mainloop(gemms, rows, tile, k_state.clone(), v_state.clone(), n_blocks, n_partial, wg)
+                if has_rows and skip < n_blocks:
+                    self.mainloop(gemms, rows, tile, k_state.clone(), v_state.clone(), n_blocks, n_partial,
+                                  skip, wg)
+                else:
+                    self.pass_blocks(gemms, k_state.clone(), v_state.clone(), n_blocks, wg)
             k_state.advance(n_blocks)
             v_state.advance(n_blocks)
-            self.epilogue(tma_o, mO, mLSE, mSink, tiled_mma_pv, rows, tile, sO, m_block, batch, seqlen_q, wg,
-                          wg_tidx)
+            if has_rows:
+                self.epilogue(tma_o, mO, mLSE, mSink, tiled_mma_pv, rows, tile, sO, m_block, batch, seqlen_q, wg,
+                              wg_tidx)
             # Q's stage is free once every consumer warp is done: the warp that stored O waited for its read.
             pipeline_q.consumer_release(q_state)
             q_state.advance()
@@ -501,12 +517,17 @@ class FlashFwdSm90:
         convert(rows.acc_s, rows.p)
 
     @cute.jit
-    def mainloop(self, gemms, rows, tile, k_state, v_state, n_blocks, n_partial, wg):
-        """O and the softmax state of one tile's rows over its n_blocks key blocks (at least one)."""
+    def mainloop(self, gemms, rows, tile, k_state, v_state, n_blocks, n_partial, skip, wg):
+        """O and the softmax state of one tile's rows over its n_blocks key blocks, the first `skip` of them
+        above these rows (passed), at least one not."""
         cfg = self.config
         last_wg = cfg.num_consumers - 1
         if wg == last_wg:  # consumer 0 issues first
             self.pass_turn(wg)
+        self.pass_turns(gemms, k_state.clone(), v_state.clone(), skip, wg)
+        k_state.advance(skip)
+        v_state.advance(skip)
+        n_blocks = n_blocks - skip
         block = self.block_at(tile.blocks, 0, tile.n_block_max)
         prologue = self.score_mod_prologue(rows, tile, block)
         gemms.pipeline_k.consumer_wait(k_state)
@@ -558,6 +579,33 @@ class FlashFwdSm90:
             self.pass_turn(wg)
         warpgroup.wait_group(0)
         gemms.pipeline_v.consumer_release(v_state)
+
+    @cute.jit
+    def pass_turns(self, gemms, k_state, v_state, count, wg):
+        """`count` key blocks that this consumer's rows do not see: each one's turn taken and passed at once, its
+        K and V stages freed, no GEMM. The caller advances its pipeline states: a state advanced in a callee's
+        dynamic loop comes back to the caller unchanged (the DSL carries loop values by rebinding names)."""
+        for i in cutlass.range(count, unroll=1):
+            gemms.pipeline_k.consumer_wait(k_state)
+            self.wait_turn(wg)
+            self.pass_turn(wg)
+            gemms.pipeline_k.consumer_release(k_state)
+            k_state.advance()
+            gemms.pipeline_v.consumer_wait(v_state)
+            gemms.pipeline_v.consumer_release(v_state)
+            v_state.advance()
+
+    @cute.jit
+    def pass_blocks(self, gemms, k_state, v_state, n_blocks, wg):
+        """The mainloop of a consumer whose rows see none of the tile's blocks: every turn `mainloop` takes,
+        taken and passed at once, and every K and V stage freed, with no GEMM."""
+        last_wg = self.config.num_consumers - 1
+        if wg == last_wg:
+            self.pass_turn(wg)
+        self.pass_turns(gemms, k_state, v_state, n_blocks, wg)
+        self.wait_turn(wg)  # the last P V's turn
+        if wg != last_wg:
+            self.pass_turn(wg)
 
     @cute.jit
     def epilogue(self, tma_o, mO, mLSE, mSink, tiled_mma_pv, rows, tile, sO, m_block, batch, seqlen_q, wg,
