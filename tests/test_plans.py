@@ -103,28 +103,3 @@ def test_a_replaced_config_entry_drops_the_plan(launches, monkeypatch):
     assert launches[1][0].config.tile_n == 64
 
 
-def test_a_replaced_short_entry_drops_the_plan(launches, monkeypatch):
-    from cuteattn.sm90 import forward
-
-    q, k, v = qkv(1, 64, 2, 64)
-    cuteattn.flash_attn_func(q, k, v, causal=True)
-    monkeypatch.setitem(forward.SHORT, (64, True), (1024, forward.FwdConfig(tile_n=64)))
-    cuteattn.flash_attn_func(q, k, v, causal=True)
-    assert launches[0][0].config != launches[1][0].config
-    assert launches[1][0].config.tile_n == 64
-
-
-@pytest.mark.parametrize("head_dim, causal", [(64, True)])
-def test_short_key_ranges_launch_their_own_config(launches, head_dim, causal):
-    """`forward.SHORT`: up to `longest` keys the call launches the short config, one key more the long one;
-    a second, planned call launches what the first did."""
-    from cuteattn.sm90 import forward
-
-    longest, short = forward.SHORT[(head_dim, causal)]
-    for seqlen_k, expected in ((longest, short), (longest + 1, None)):
-        q, (k, v) = qkv(1, 64, 2, head_dim)[0], qkv(1, seqlen_k, 2, head_dim)[1:]
-        for _ in range(2):
-            cuteattn.flash_attn_func(q, k, v, causal=causal)
-        first, second = launches[-2][0].config, launches[-1][0].config
-        assert first == second
-        assert (first == short) == (expected is not None)

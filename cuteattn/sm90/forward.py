@@ -36,28 +36,18 @@ CONFIGS = {64: (_THREE, _THREE, _N128),
            128: (_N128,) * 3,
            192: (FwdConfig(tile_n=96), FwdConfig(tile_n=96, masked_loop=False), FwdConfig(tile_n=96)),
            256: (FwdConfig(tile_n=80),) * 3}
-# Over at most `longest` keys, a config of its own per (head dim, plain or causal), where it measured faster
-# (H100, notes-13). hdim 64 causal: two consumers compute less of their tile above the diagonal than three (1k
-# 263.7 TFLOP/s against 252.1; 2k 341.7 against 368.3).
-SHORT = {(64, True): (1024, _N128)}  # (head_dim, causal): (longest, config)
-
-
 def config_entry(head_dim: int) -> tuple:
-    """What `default_config` reads for a head dim: its CONFIGS entry and its SHORT ones."""
-    return CONFIGS.get(head_dim), SHORT.get((head_dim, False)), SHORT.get((head_dim, True))
+    """What `default_config` reads for a head dim: its CONFIGS entry."""
+    return CONFIGS.get(head_dim)
 
 
-def default_config(head_dim: int, opts: reference.Options, seqlen_k: Optional[int] = None) -> FwdConfig:
-    """The measured config of a request; seqlen_k None: the one for long sequences."""
+def default_config(head_dim: int, opts: reference.Options) -> FwdConfig:
+    """The measured config of a request."""
     plain, causal, other = CONFIGS[head_dim]
     features = (opts.window_left, opts.learnable_sink, opts.score_mod, opts.mask_mod, opts.block_mask)
     if features != (None,) * len(features) or opts.softcap > 0:
         return other
-    is_causal = opts.window_right is not None
-    longest, short = SHORT.get((head_dim, is_causal), (0, None))
-    if seqlen_k is not None and seqlen_k <= longest:
-        return short
-    return causal if is_causal else plain
+    return causal if opts.window_right is not None else plain
 
 
 def unsupported(head_dim: int, head_dim_v: int, opts) -> Optional[str]:
@@ -131,7 +121,7 @@ def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, opts: reference.O
     into `out` and `lse` when given (contiguous)."""
     batch, seqlen_q, heads, head_dim = q.shape
     traced = mods.traced(opts)
-    config = config or default_config(head_dim, opts, k.shape[1])
+    config = config or default_config(head_dim, opts)
     op = kernel_for(q.dtype, head_dim, v.shape[-1], heads // k.shape[2], opts, config, traced)
     if out is None:
         out = torch.empty(batch, seqlen_q, heads, v.shape[-1], dtype=q.dtype, device=q.device)
@@ -163,7 +153,7 @@ def prepared(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, opts: reference.
     (q, k, v) only allocates out and lse and launches."""
     batch, seqlen_q, heads, head_dim = q.shape
     traced = (None, None)
-    config = default_config(head_dim, opts, k.shape[1])
+    config = default_config(head_dim, opts)
     op = kernel_for(q.dtype, head_dim, v.shape[-1], heads // k.shape[2], opts, config, traced)
     compiled, args = _compiled_and_args(op, q, k, opts, traced)
     out_shape, lse_shape = (batch, seqlen_q, heads, v.shape[-1]), (batch, heads, seqlen_q)
@@ -188,8 +178,6 @@ def build() -> None:
     for head_dim, head_dim_v in (*((d, d) for d in HEAD_DIMS), *HEAD_DIM_PAIRS):
         for opts in (plain, causal):
             _compile(kernel_for(torch.bfloat16, head_dim, head_dim_v, 1, opts))
-    for (head_dim, is_causal), (_, short) in SHORT.items():
-        _compile(kernel_for(torch.bfloat16, head_dim, head_dim, 1, causal if is_causal else plain, short))
     _compile(kernel_for(torch.float16, 128, 128, 4, causal, FwdConfig(tile_n=64, num_stages=3)))
     for opts in (replace(plain, window_left=256, window_right=0), replace(plain, window_left=64),
                  replace(plain, softcap=30.0), replace(plain, learnable_sink=torch.zeros(4)),
