@@ -180,7 +180,6 @@ class FlashFwdSm90:
         mBlockList: Optional[cute.Tensor],
         mTileOrder: Optional[cute.Tensor],  # with mask_mod: (tiles,) int32, the launch order (`tile_scheduler.by_work`)
         max_ctas: Int32,  # with config.persistent: the CTAs to launch at most (the SMs)
-        mTrace: Optional[cute.Tensor],
         stream: cuda.CUstream,
     ):
         cfg = self.config
@@ -225,7 +224,7 @@ class FlashFwdSm90:
 
         cta_body = self.cta_body(
             tma_q, mQ, tma_k, mK, tma_v, mV, tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, window_left,
-            window_right, score_scale, mod_tensors, mBlockCount, mBlockList, mTileOrder, mTrace, tiled_mma_qk, tiled_mma_pv,
+            window_right, score_scale, mod_tensors, mBlockCount, mBlockList, mTileOrder, tiled_mma_qk, tiled_mma_pv,
             sQ_layout, sK_layout, sV_layout, sO_layout, SharedStorage)
         tiles = self.tile_order(mQ, mK, mTileOrder).count()
         launch(cta_body, (grid_size(tiles, max_ctas, cfg.persistent), 1, 1), self.num_threads, stream,
@@ -254,7 +253,6 @@ class FlashFwdSm90:
         mBlockCount: Optional[cute.Tensor],
         mBlockList: Optional[cute.Tensor],
         mTileOrder: Optional[cute.Tensor],
-        mTrace: Optional[cute.Tensor],
         tiled_mma_qk: cute.TiledMma,
         tiled_mma_pv: cute.TiledMma,
         sQ_layout: cute.ComposedLayout,
@@ -270,11 +268,6 @@ class FlashFwdSm90:
         window = Window.of(seqlen_q, seqlen_k, window_left, window_right, self.has_window_left,
                            self.has_window_right)
         work = functools.partial(self.work, tiles, window, seqlen_q, mBlockCount, mBlockList)
-        tid0, _, _ = cute.arch.thread_idx()
-        if tid0 == 0:
-            mTrace[cute.arch.block_idx()[0], 0, 0, 0] = cute.arch.globaltimer()
-            mTrace[cute.arch.block_idx()[0], 0, 0, 1] = cute.arch.clock64()
-            mTrace[cute.arch.block_idx()[0], 0, 7, 0] = cutlass.Int64(cute.arch.smid())
 
         if warp_idx == 0:
             for atom in (tma_q, tma_k, tma_v, tma_o):
@@ -289,9 +282,6 @@ class FlashFwdSm90:
         pipeline_v = tma.make_pipeline(storage.v_barriers, cfg.num_stages, tile_bytes[2], consumer_warps)
         pipeline.pipeline_init_arrive(cluster_shape_mn=(1, 1), is_relaxed=True)
         pipeline.pipeline_init_wait(cluster_shape_mn=(1, 1))
-        if tid0 == 0:
-            mTrace[cute.arch.block_idx()[0], 0, 1, 0] = cute.arch.globaltimer()
-            mTrace[cute.arch.block_idx()[0], 0, 1, 1] = cute.arch.clock64()
 
         sQ = storage.sQ.get_tensor(sQ_layout.outer, swizzle=sQ_layout.inner)  # (64, d, consumer)
         sK = storage.sK.get_tensor(sK_layout.outer, swizzle=sK_layout.inner)  # (n, d, stage)
@@ -304,20 +294,12 @@ class FlashFwdSm90:
             cute.arch.setmaxregister_decrease(PRODUCER_REGISTERS)
             if warp_idx == 0:
                 self.produce(tma_q, mQ, tma_k, mK, tma_v, mV, sQ, sK, sV, pipeline_q, pipeline_k, pipeline_v, tiles,
-                             work, mTrace)
+                             work)
         else:
             cute.arch.setmaxregister_increase(self.consumer_registers)
             self.consume(tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, score_scale, mod_tensors, tiled_mma_qk,
                          tiled_mma_pv, sQ, sK, sV, sO, sTable, pipeline_q, pipeline_k, pipeline_v, tiles, work,
-                         window, seqlen_q, seqlen_k, mTrace)
-
-    @cute.jit
-    def mark(self, mTrace, ev: cutlass.Constexpr):
-        tidx, _, _ = cute.arch.thread_idx()
-        if tidx % THREADS_PER_WARPGROUP == 0:
-            wg = tidx // THREADS_PER_WARPGROUP
-            mTrace[cute.arch.block_idx()[0], wg, ev, 0] = cute.arch.globaltimer()
-            mTrace[cute.arch.block_idx()[0], wg, ev, 1] = cute.arch.clock64()
+                         window, seqlen_q, seqlen_k)
 
     def tile_order(self, mQ, mK, by_work):
         """The tiles of the launch; mQ (seqlen, head_dim, heads, batch), mK (seqlen, head_dim, heads, batch);
@@ -348,8 +330,7 @@ class FlashFwdSm90:
         return m_block, head, batch, n_block_max, n_blocks, blocks, n_partial
 
     @cute.jit
-    def produce(self, tma_q, mQ, tma_k, mK, tma_v, mV, sQ, sK, sV, pipeline_q, pipeline_k, pipeline_v, tiles, work,
-                mTrace):
+    def produce(self, tma_q, mQ, tma_k, mK, tma_v, mV, sQ, sK, sV, pipeline_q, pipeline_k, pipeline_v, tiles, work):
         cfg = self.config
         q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, 1)
         k_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
@@ -369,14 +350,11 @@ class FlashFwdSm90:
             if n_blocks > 0:
                 n_block_first, _ = self.block_at(blocks, 0, n_block_max)
                 tma.load(tma_k, pipeline_k, k_state.clone(), tKgK[None, n_block_first], tKsK)
-            self.mark(mTrace, 2)
             pipeline_q.producer_acquire(q_state)
-            self.mark(mTrace, 3)
             for wg in cutlass.range_constexpr(cfg.num_consumers):
                 cute.copy(tma_q, tQgQ[None, m_block * cfg.num_consumers + wg], tQsQ[None, wg],
                           tma_bar_ptr=pipeline_q.producer_get_barrier(q_state))
             q_state.advance()
-            self.mark(mTrace, 4)
             if n_blocks > 0:
                 self.load_kv(tma_k, tKgK, tKsK, tma_v, tVgV, tVsV, pipeline_k, pipeline_v, k_state.clone(),
                              v_state.clone(), n_block_max, n_blocks, blocks)
@@ -452,13 +430,11 @@ class FlashFwdSm90:
     @cute.jit
     def consume(self, tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, score_scale, mod_tensors, tiled_mma_qk,
                 tiled_mma_pv, sQ, sK, sV, sO, sTable, pipeline_q, pipeline_k, pipeline_v, tiles, work, window,
-                seqlen_q, seqlen_k, mTrace):
+                seqlen_q, seqlen_k):
         cfg = self.config
         tidx, _, _ = cute.arch.thread_idx()
         wg = cute.arch.make_warp_uniform(tidx // THREADS_PER_WARPGROUP - 1)  # keeps its smem descriptors uniform
         wg_tidx = tidx % THREADS_PER_WARPGROUP
-        mark = functools.partial(self.mark, mTrace)
-        mark(0)
         # The difference table's barrier is the epilogue's: the same threads.
         table = mod_tile.difference_table(sTable, wg, wg_tidx, EPILOGUE_BARRIER + wg, cfg.tile_n)
 
@@ -498,9 +474,7 @@ class FlashFwdSm90:
             acc_o.fill(0.0)
             row_max.fill(-Float32.inf)
             row_sum.fill(0.0)
-            mark(1)
             pipeline_q.consumer_wait(q_state)
-            mark(2)
             # A consumer whose rows all lie past seqlen_q (in the last tile, where tile_m does not divide it)
             # computes nothing: at hdim 64's 192 rows and seqlen 1k, a ninth of the rows. Nor one whose rows see
             # none of the tile's keys: its O and lse are those of rows with every key masked.
@@ -508,16 +482,14 @@ class FlashFwdSm90:
             if n_blocks > 0:  # (states advance outside the branch, which the DSL does not carry them out of)
                 if has_rows and skip < n_blocks:
                     self.mainloop(gemms, rows, tile, k_state.clone(), v_state.clone(), n_blocks, n_partial,
-                                  skip, wg, mark)
+                                  skip, wg)
                 else:
                     self.pass_blocks(gemms, k_state.clone(), v_state.clone(), n_blocks, wg)
             k_state.advance(n_blocks)
             v_state.advance(n_blocks)
-            mark(5)
             if has_rows:
                 self.epilogue(tma_o, mO, mLSE, mSink, tiled_mma_pv, rows, tile, sO, m_block, batch, seqlen_q, wg,
                               wg_tidx)
-            mark(6)
             # Q's stage is free once every consumer warp is done: the warp that stored O waited for its read.
             pipeline_q.consumer_release(q_state)
             q_state.advance()
@@ -545,7 +517,7 @@ class FlashFwdSm90:
         convert(rows.acc_s, rows.p)
 
     @cute.jit
-    def mainloop(self, gemms, rows, tile, k_state, v_state, n_blocks, n_partial, skip, wg, mark):
+    def mainloop(self, gemms, rows, tile, k_state, v_state, n_blocks, n_partial, skip, wg):
         """O and the softmax state of one tile's rows over its n_blocks key blocks, the first `skip` of them
         above these rows (passed), at least one not."""
         cfg = self.config
@@ -559,7 +531,6 @@ class FlashFwdSm90:
         block = self.block_at(tile.blocks, 0, tile.n_block_max)
         prologue = self.score_mod_prologue(rows, tile, block)
         gemms.pipeline_k.consumer_wait(k_state)
-        mark(3)
         self.wait_turn(wg)
         gemms.scores(rows.acc_s, k_state)
         self.pass_turn(wg)
@@ -568,7 +539,6 @@ class FlashFwdSm90:
         k_state.advance()
         self.softmax_block(rows, tile, block, prologue)
         convert(rows.acc_s, rows.p)
-        mark(4)
         # Only the first blocks can need a mask: the highest (the seqlen_k tail, the causal diagonal) and, under a
         # left window edge, the lowest; or a block list's partial ones. The others skip the mask's branch. ptxas
         # schedules a step without a branch inside as one block (across one, it hoists the wait for O += P V
