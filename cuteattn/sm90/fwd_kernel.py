@@ -57,9 +57,7 @@ class FwdConfig:
     num_consumers: int = 2  # consumer warpgroups; tile_m = 64 * num_consumers
     pingpong: bool = True  # consumers take turns on the tensor cores, one's softmax under the others' GEMMs
     rescale_threshold: Optional[float] = 8.0  # log2 units the row max may grow before O is rescaled; None: always
-    # A grid of at most one CTA per SM, each walking many tiles. O then has shared memory of its own, so a tile
-    # frees Q's buffer after its mainloop and the producer loads the next tile's Q under this tile's epilogue.
-    persistent: bool = False
+    persistent: bool = False  # a grid of at most one CTA per SM, each walking many tiles
     l2_share_mb: int = 16  # under causal, the longest-first order goes over heads whose K and V fit this in L2
     # The key blocks that may need the mask in a loop of their own, before the others'. False: one loop, the
     # mask's branch around whole steps (ptxas once kept the second loop's stages in vector registers, and every
@@ -201,13 +199,11 @@ class FlashFwdSm90:
         sK_layout = operand_layout(self.dtype, cfg.tile_n, self.head_dim, cfg.num_stages, True)
         sV_layout = operand_layout(self.dtype, self.head_dim_v, cfg.tile_n, cfg.num_stages, False)
 
-        # Each consumer's O tile sits over its own Q tile (O's stages stride like Q's), or, persistent, in O's own
-        # buffer.
+        # Each consumer's O tile sits over its own Q tile: O's stages stride like Q's.
         o_tile = one_stage(operand_layout(self.dtype, ROWS_PER_WARPGROUP, self.head_dim_v, 1, True))
-        o_stride = cute.cosize(o_tile) if cfg.persistent else cute.cosize(one_stage(sQ_layout))
+        q_tile_elems = cute.cosize(one_stage(sQ_layout))
         sO_layout = cute.make_composed_layout(
-            o_tile.inner, 0, cute.append(o_tile.outer, cute.make_layout(cfg.num_consumers, stride=o_stride)))
-        o_elems = cute.cosize(sO_layout) if cfg.persistent else 0
+            o_tile.inner, 0, cute.append(o_tile.outer, cute.make_layout(cfg.num_consumers, stride=q_tile_elems)))
 
         load = cpasync.CopyBulkTensorTileG2SOp()
         tma_q, mQ = cpasync.make_tiled_tma_atom(load, mQ, one_stage(sQ_layout), (ROWS_PER_WARPGROUP, self.head_dim))
@@ -224,7 +220,6 @@ class FlashFwdSm90:
             sQ: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sQ_layout)], 1024]
             sK: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sK_layout)], 1024]
             sV: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sV_layout)], 1024]
-            sO: cute.struct.Align[cute.struct.MemRange[self.dtype, o_elems], 1024]
             sTable: cute.struct.MemRange[Float32, cute.size(self.table_shape)]
 
         cta_body = self.cta_body(
@@ -292,8 +287,7 @@ class FlashFwdSm90:
         sK = storage.sK.get_tensor(sK_layout.outer, swizzle=sK_layout.inner)  # (n, d, stage)
         sV = storage.sV.get_tensor(sV_layout.outer, swizzle=sV_layout.inner)  # (dv, n, stage)
         # Each consumer writes its O tile over its own Q tile, which its last GEMM has finished reading.
-        o_storage = storage.sO if cutlass.const_expr(cfg.persistent) else storage.sQ
-        sO = o_storage.get_tensor(sO_layout.outer, swizzle=sO_layout.inner)  # (64, dv, consumer)
+        sO = storage.sQ.get_tensor(sO_layout.outer, swizzle=sO_layout.inner)  # (64, dv, consumer)
         sTable = storage.sTable.get_tensor(cute.make_layout(self.table_shape))
 
         if warp_idx < THREADS_PER_WARPGROUP // cute.arch.WARP_SIZE:
@@ -493,14 +487,11 @@ class FlashFwdSm90:
                     self.pass_blocks(gemms, k_state.clone(), v_state.clone(), n_blocks, wg)
             k_state.advance(n_blocks)
             v_state.advance(n_blocks)
-            if cutlass.const_expr(cfg.persistent):
-                pipeline_q.consumer_release(q_state)  # O has its own buffer: the next Q loads under the epilogue
             if has_rows:
                 self.epilogue(tma_o, mO, mLSE, mSink, tiled_mma_pv, rows, tile, sO, m_block, batch, seqlen_q, wg,
                               wg_tidx)
-            if cutlass.const_expr(not cfg.persistent):
-                # Q's stage is free once every consumer warp is done: the warp that stored O waited for its read.
-                pipeline_q.consumer_release(q_state)
+            # Q's stage is free once every consumer warp is done: the warp that stored O waited for its read.
+            pipeline_q.consumer_release(q_state)
             q_state.advance()
             tile_idx += cute.arch.grid_dim()[0]
 
@@ -634,8 +625,6 @@ class FlashFwdSm90:
 
         o_out = cute.make_rmem_tensor_like(acc_o, self.dtype)
         convert(acc_o, o_out)
-        if cutlass.const_expr(self.config.persistent):  # the last tile's O store has been read (by its warp 0)
-            cute.arch.barrier(barrier_id=EPILOGUE_BARRIER + wg, number_of_threads=THREADS_PER_WARPGROUP)
         store_o, thr_store = accumulator_store(self.dtype, tiled_mma_pv, wg_tidx)  # hdim 128: 8 stores, not 32
         cute.copy(store_o, thr_store.retile(o_out), thr_store.partition_D(sO[None, None, wg]))
         # The TMA engine reads sO through the async proxy: order the ordinary stores before it.
