@@ -42,19 +42,20 @@ run(300, 300, heads_kv=2, mask_mod=document, deterministic=True)
 
 
 def persistent(seqlen_q, seqlen_k, causal, **config):
-    """The forward alone under a persistent grid: a CTA walks several tiles, reusing its pipelines."""
+    """The forward alone under a persistent grid: more tiles than SMs (16 heads, batch 12), so a CTA walks
+    several, reusing its pipelines."""
     from cuteattn.reference import Options
     from cuteattn.sm90.forward import forward
     from cuteattn.sm90.fwd_kernel import FwdConfig
 
-    q = torch.randn(3, seqlen_q, 4, 128, device="cuda", dtype=torch.bfloat16)
-    k, v = (torch.randn(3, seqlen_k, 2, 128, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+    q = torch.randn(12, seqlen_q, 16, 128, device="cuda", dtype=torch.bfloat16)
+    k, v = (torch.randn(12, seqlen_k, 4, 128, device="cuda", dtype=torch.bfloat16) for _ in range(2))
     opts = Options(softmax_scale=128 ** -0.5, window_left=None, window_right=0 if causal else None, softcap=0.0,
                    learnable_sink=None, score_mod=None, mask_mod=None, block_mask=None)
     forward(q, k, v, opts, config=FwdConfig(persistent=True, **config))
 
 
-persistent(1000, 333, causal=False)
-persistent(1000, 1000, causal=True, num_consumers=3)
+persistent(200, 333, causal=False)
+persistent(300, 300, causal=True, num_consumers=3)
 torch.cuda.synchronize()
 print("sanitize cases ran")

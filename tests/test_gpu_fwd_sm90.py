@@ -210,6 +210,19 @@ def test_config_variants(config, head_dim, causal, seqlen_q, seqlen_k):
     check(2, seqlen_q, seqlen_k, 4, 2, head_dim, causal, torch.bfloat16, config=FwdConfig(**config))
 
 
+@pytest.mark.parametrize("num_consumers", [2, 3])
+@pytest.mark.parametrize("head_dim", [64, 128])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("seqlen_k", [333, 1000])
+def test_persistent_ctas_walk_several_tiles(num_consumers, head_dim, causal, seqlen_k):
+    """More tiles than an H100 or H200 has SMs (132), so each persistent CTA walks two or more, reusing its
+    pipelines (test_config_variants' shapes have fewer tiles than SMs: one each)."""
+    from cuteattn.sm90.fwd_kernel import FwdConfig
+
+    check(6, 1000, seqlen_k, 8, 2, head_dim, causal, torch.bfloat16,
+          config=FwdConfig(persistent=True, num_consumers=num_consumers))
+
+
 @pytest.mark.parametrize("threshold", [8.0, 0.0, None])
 @pytest.mark.parametrize("causal", [False, True])
 def test_row_max_grows(threshold, causal):
