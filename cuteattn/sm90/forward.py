@@ -22,7 +22,6 @@ from cuteattn.sm90.fwd_kernel import FlashFwdSm90, FwdConfig
 HEAD_DIMS = (64, 96, 128, 192, 256)
 HEAD_DIM_PAIRS = ((192, 128),)  # head_dim_v != head_dim
 LOG2_E = math.log2(math.e)
-TRACE = None  # experiment: (ctas, 4, 8, 2) int64
 
 # Per head dim, the configs measured fastest on the GPU: (plain, causal, other). Other: a left window edge,
 # softcap, a sink or mods, which keep the two-consumer 128-key tile (their registers spill wider ones).
@@ -106,8 +105,7 @@ def _fake_launch_args(op: FlashFwdSm90) -> tuple:
     lists = (fake_tensor(cutlass.Int32, 4, aligned=False), fake_tensor(cutlass.Int32, 4, aligned=False),
              fake_tensor(cutlass.Int32, 1, aligned=False)) if op.mask_mod is not None else (None,) * 3
     return (sink, cutlass.Float32(1.0), cutlass.Float32(1.0), cutlass.Int32(0), cutlass.Int32(0),
-            cutlass.Float32(1.0), mods.fake_captured([op.score_mod, op.mask_mod]), *lists, cutlass.Int32(1),
-            None if TRACE is None else fake_tensor(cutlass.Int64, 4, aligned=False))
+            cutlass.Float32(1.0), mods.fake_captured([op.score_mod, op.mask_mod]), *lists, cutlass.Int32(1))
 
 
 def _compile(op: FlashFwdSm90):
@@ -146,7 +144,7 @@ def _compiled_and_args(op: FlashFwdSm90, q: torch.Tensor, k: torch.Tensor, opts:
     if op.mask_mod is not None:
         lists = block_sparsity.forward_lists(opts, batch, heads, seqlen_q, k.shape[1], op.config.tile_m,
                                              op.config.tile_n, op.l2_group(k.shape[1]), q.device)
-    return compiled, (*launch_args(op, opts, mods.tensor_args(traced, q.device)), *lists, _sm_count(q.device.index), TRACE)
+    return compiled, (*launch_args(op, opts, mods.tensor_args(traced, q.device)), *lists, _sm_count(q.device.index))
 
 
 def prepared(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, opts: reference.Options):

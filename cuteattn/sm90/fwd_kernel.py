@@ -57,10 +57,7 @@ class FwdConfig:
     num_consumers: int = 2  # consumer warpgroups; tile_m = 64 * num_consumers
     pingpong: bool = True  # consumers take turns on the tensor cores, one's softmax under the others' GEMMs
     rescale_threshold: Optional[float] = 8.0  # log2 units the row max may grow before O is rescaled; None: always
-    # A grid of at most one CTA per SM, each walking many tiles. O then has shared memory of its own, so a tile
-    # frees Q's buffer after its last S GEMM and the producer loads the next tile's Q under its last P V and
-    # epilogue.
-    persistent: bool = False
+    persistent: bool = False  # a grid of at most one CTA per SM, each walking many tiles
     l2_share_mb: int = 16  # under causal, the longest-first order goes over heads whose K and V fit this in L2
     # The key blocks that may need the mask in a loop of their own, before the others'. False: one loop, the
     # mask's branch around whole steps (ptxas once kept the second loop's stages in vector registers, and every
@@ -183,7 +180,6 @@ class FlashFwdSm90:
         mBlockList: Optional[cute.Tensor],
         mTileOrder: Optional[cute.Tensor],  # with mask_mod: (tiles,) int32, the launch order (`tile_scheduler.by_work`)
         max_ctas: Int32,  # with config.persistent: the CTAs to launch at most (the SMs)
-        mTrace: Optional[cute.Tensor],
         stream: cuda.CUstream,
     ):
         cfg = self.config
@@ -203,13 +199,11 @@ class FlashFwdSm90:
         sK_layout = operand_layout(self.dtype, cfg.tile_n, self.head_dim, cfg.num_stages, True)
         sV_layout = operand_layout(self.dtype, self.head_dim_v, cfg.tile_n, cfg.num_stages, False)
 
-        # Each consumer's O tile sits over its own Q tile (O's stages stride like Q's), or, persistent, in O's own
-        # buffer.
+        # Each consumer's O tile sits over its own Q tile: O's stages stride like Q's.
         o_tile = one_stage(operand_layout(self.dtype, ROWS_PER_WARPGROUP, self.head_dim_v, 1, True))
-        o_stride = cute.cosize(o_tile) if cfg.persistent else cute.cosize(one_stage(sQ_layout))
+        q_tile_elems = cute.cosize(one_stage(sQ_layout))
         sO_layout = cute.make_composed_layout(
-            o_tile.inner, 0, cute.append(o_tile.outer, cute.make_layout(cfg.num_consumers, stride=o_stride)))
-        o_elems = cute.cosize(sO_layout) if cfg.persistent else 0
+            o_tile.inner, 0, cute.append(o_tile.outer, cute.make_layout(cfg.num_consumers, stride=q_tile_elems)))
 
         load = cpasync.CopyBulkTensorTileG2SOp()
         tma_q, mQ = cpasync.make_tiled_tma_atom(load, mQ, one_stage(sQ_layout), (ROWS_PER_WARPGROUP, self.head_dim))
@@ -226,12 +220,11 @@ class FlashFwdSm90:
             sQ: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sQ_layout)], 1024]
             sK: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sK_layout)], 1024]
             sV: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sV_layout)], 1024]
-            sO: cute.struct.Align[cute.struct.MemRange[self.dtype, o_elems], 1024]
             sTable: cute.struct.MemRange[Float32, cute.size(self.table_shape)]
 
         cta_body = self.cta_body(
             tma_q, mQ, tma_k, mK, tma_v, mV, tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, window_left,
-            window_right, score_scale, mod_tensors, mBlockCount, mBlockList, mTileOrder, mTrace, tiled_mma_qk, tiled_mma_pv,
+            window_right, score_scale, mod_tensors, mBlockCount, mBlockList, mTileOrder, tiled_mma_qk, tiled_mma_pv,
             sQ_layout, sK_layout, sV_layout, sO_layout, SharedStorage)
         tiles = self.tile_order(mQ, mK, mTileOrder).count()
         launch(cta_body, (grid_size(tiles, max_ctas, cfg.persistent), 1, 1), self.num_threads, stream,
@@ -260,7 +253,6 @@ class FlashFwdSm90:
         mBlockCount: Optional[cute.Tensor],
         mBlockList: Optional[cute.Tensor],
         mTileOrder: Optional[cute.Tensor],
-        mTrace: Optional[cute.Tensor],
         tiled_mma_qk: cute.TiledMma,
         tiled_mma_pv: cute.TiledMma,
         sQ_layout: cute.ComposedLayout,
@@ -294,34 +286,20 @@ class FlashFwdSm90:
         sQ = storage.sQ.get_tensor(sQ_layout.outer, swizzle=sQ_layout.inner)  # (64, d, consumer)
         sK = storage.sK.get_tensor(sK_layout.outer, swizzle=sK_layout.inner)  # (n, d, stage)
         sV = storage.sV.get_tensor(sV_layout.outer, swizzle=sV_layout.inner)  # (dv, n, stage)
-        # Each consumer writes its O tile over its own Q tile, which its last GEMM has finished reading (or,
-        # persistent, into O's own buffer).
-        o_storage = storage.sO if cutlass.const_expr(cfg.persistent) else storage.sQ
-        sO = o_storage.get_tensor(sO_layout.outer, swizzle=sO_layout.inner)  # (64, dv, consumer)
+        # Each consumer writes its O tile over its own Q tile, which its last GEMM has finished reading.
+        sO = storage.sQ.get_tensor(sO_layout.outer, swizzle=sO_layout.inner)  # (64, dv, consumer)
         sTable = storage.sTable.get_tensor(cute.make_layout(self.table_shape))
 
         if warp_idx < THREADS_PER_WARPGROUP // cute.arch.WARP_SIZE:
             cute.arch.setmaxregister_decrease(PRODUCER_REGISTERS)
             if warp_idx == 0:
                 self.produce(tma_q, mQ, tma_k, mK, tma_v, mV, sQ, sK, sV, pipeline_q, pipeline_k, pipeline_v, tiles,
-                             work, mTrace)
+                             work)
         else:
             cute.arch.setmaxregister_increase(self.consumer_registers)
             self.consume(tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, score_scale, mod_tensors, tiled_mma_qk,
                          tiled_mma_pv, sQ, sK, sV, sO, sTable, pipeline_q, pipeline_k, pipeline_v, tiles, work,
-                         window, seqlen_q, seqlen_k, mTrace)
-
-    @cute.jit
-    def mark(self, mTrace, slot, ev: cutlass.Constexpr):
-        """Experiment: warpgroup wg's clock at event ev of tile `slot` into mTrace[slot, wg, ev]."""
-        if cutlass.const_expr(mTrace is not None):
-            tidx, _, _ = cute.arch.thread_idx()
-            if tidx % THREADS_PER_WARPGROUP == 0:
-                wg = tidx // THREADS_PER_WARPGROUP
-                mTrace[slot, wg, ev, 0] = cute.arch.globaltimer()
-                mTrace[slot, wg, ev, 1] = cute.arch.clock64()
-                if cutlass.const_expr(ev == 7):
-                    mTrace[slot, wg, ev, 0] = cutlass.Int64(cute.arch.smid())
+                         window, seqlen_q, seqlen_k)
 
     def tile_order(self, mQ, mK, by_work):
         """The tiles of the launch; mQ (seqlen, head_dim, heads, batch), mK (seqlen, head_dim, heads, batch);
@@ -352,8 +330,7 @@ class FlashFwdSm90:
         return m_block, head, batch, n_block_max, n_blocks, blocks, n_partial
 
     @cute.jit
-    def produce(self, tma_q, mQ, tma_k, mK, tma_v, mV, sQ, sK, sV, pipeline_q, pipeline_k, pipeline_v, tiles, work,
-                mTrace):
+    def produce(self, tma_q, mQ, tma_k, mK, tma_v, mV, sQ, sK, sV, pipeline_q, pipeline_k, pipeline_v, tiles, work):
         cfg = self.config
         q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, 1)
         k_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
@@ -361,7 +338,6 @@ class FlashFwdSm90:
         tile = cute.arch.block_idx()[0]
         while tile < tiles.count():
             m_block, head, batch, n_block_max, n_blocks, blocks, _ = work(tile)
-            self.mark(mTrace, tile, 7)
             kv_head = head // self.qhead_per_kvhead
             tQsQ, tQgQ = tma.partition(tma_q, sQ, cute.local_tile(mQ[None, None, head, batch],
                                                               (ROWS_PER_WARPGROUP, self.head_dim), (None, 0)))
@@ -374,14 +350,11 @@ class FlashFwdSm90:
             if n_blocks > 0:
                 n_block_first, _ = self.block_at(blocks, 0, n_block_max)
                 tma.load(tma_k, pipeline_k, k_state.clone(), tKgK[None, n_block_first], tKsK)
-            self.mark(mTrace, tile, 2)
             pipeline_q.producer_acquire(q_state)
-            self.mark(mTrace, tile, 3)
             for wg in cutlass.range_constexpr(cfg.num_consumers):
                 cute.copy(tma_q, tQgQ[None, m_block * cfg.num_consumers + wg], tQsQ[None, wg],
                           tma_bar_ptr=pipeline_q.producer_get_barrier(q_state))
             q_state.advance()
-            self.mark(mTrace, tile, 4)
             if n_blocks > 0:
                 self.load_kv(tma_k, tKgK, tKsK, tma_v, tVgV, tVsV, pipeline_k, pipeline_v, k_state.clone(),
                              v_state.clone(), n_block_max, n_blocks, blocks)
@@ -457,12 +430,11 @@ class FlashFwdSm90:
     @cute.jit
     def consume(self, tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, score_scale, mod_tensors, tiled_mma_qk,
                 tiled_mma_pv, sQ, sK, sV, sO, sTable, pipeline_q, pipeline_k, pipeline_v, tiles, work, window,
-                seqlen_q, seqlen_k, mTrace):
+                seqlen_q, seqlen_k):
         cfg = self.config
         tidx, _, _ = cute.arch.thread_idx()
         wg = cute.arch.make_warp_uniform(tidx // THREADS_PER_WARPGROUP - 1)  # keeps its smem descriptors uniform
         wg_tidx = tidx % THREADS_PER_WARPGROUP
-        self.mark(mTrace, cute.arch.block_idx()[0], 0)
         # The difference table's barrier is the epilogue's: the same threads.
         table = mod_tile.difference_table(sTable, wg, wg_tidx, EPILOGUE_BARRIER + wg, cfg.tile_n)
 
@@ -502,36 +474,24 @@ class FlashFwdSm90:
             acc_o.fill(0.0)
             row_max.fill(-Float32.inf)
             row_sum.fill(0.0)
-            mark = functools.partial(self.mark, mTrace, tile_idx)
-            mark(1)
             pipeline_q.consumer_wait(q_state)
-            mark(2)
             # A consumer whose rows all lie past seqlen_q (in the last tile, where tile_m does not divide it)
             # computes nothing: at hdim 64's 192 rows and seqlen 1k, a ninth of the rows. Nor one whose rows see
             # none of the tile's keys: its O and lse are those of rows with every key masked.
             has_rows = row0 < seqlen_q
-            # Persistent, O has its own buffer: Q is free after the tile's last S GEMM, and the next tile's Q loads
-            # under this tile's last P V and epilogue.
-            free_q = functools.partial(pipeline_q.consumer_release, q_state) if cfg.persistent else None
             if n_blocks > 0:  # (states advance outside the branch, which the DSL does not carry them out of)
                 if has_rows and skip < n_blocks:
                     self.mainloop(gemms, rows, tile, k_state.clone(), v_state.clone(), n_blocks, n_partial,
-                                  skip, wg, free_q, mark)
+                                  skip, wg)
                 else:
                     self.pass_blocks(gemms, k_state.clone(), v_state.clone(), n_blocks, wg)
             k_state.advance(n_blocks)
             v_state.advance(n_blocks)
-            if cutlass.const_expr(cfg.persistent):
-                if n_blocks == 0 or not has_rows or skip >= n_blocks:  # no mainloop freed it
-                    pipeline_q.consumer_release(q_state)
-            mark(5)
             if has_rows:
                 self.epilogue(tma_o, mO, mLSE, mSink, tiled_mma_pv, rows, tile, sO, m_block, batch, seqlen_q, wg,
                               wg_tidx)
-            mark(6)
-            if cutlass.const_expr(not cfg.persistent):
-                # Q's stage is free once every consumer warp is done: the warp that stored O waited for its read.
-                pipeline_q.consumer_release(q_state)
+            # Q's stage is free once every consumer warp is done: the warp that stored O waited for its read.
+            pipeline_q.consumer_release(q_state)
             q_state.advance()
             tile_idx += cute.arch.grid_dim()[0]
 
@@ -557,9 +517,9 @@ class FlashFwdSm90:
         convert(rows.acc_s, rows.p)
 
     @cute.jit
-    def mainloop(self, gemms, rows, tile, k_state, v_state, n_blocks, n_partial, skip, wg, free_q=None, mark=None):
+    def mainloop(self, gemms, rows, tile, k_state, v_state, n_blocks, n_partial, skip, wg):
         """O and the softmax state of one tile's rows over its n_blocks key blocks, the first `skip` of them
-        above these rows (passed), at least one not; `free_q` (or None) is called once the last S GEMM is done."""
+        above these rows (passed), at least one not."""
         cfg = self.config
         last_wg = cfg.num_consumers - 1
         if wg == last_wg:  # consumer 0 issues first
@@ -571,7 +531,6 @@ class FlashFwdSm90:
         block = self.block_at(tile.blocks, 0, tile.n_block_max)
         prologue = self.score_mod_prologue(rows, tile, block)
         gemms.pipeline_k.consumer_wait(k_state)
-        mark(3)
         self.wait_turn(wg)
         gemms.scores(rows.acc_s, k_state)
         self.pass_turn(wg)
@@ -580,7 +539,6 @@ class FlashFwdSm90:
         k_state.advance()
         self.softmax_block(rows, tile, block, prologue)
         convert(rows.acc_s, rows.p)
-        mark(4)
         # Only the first blocks can need a mask: the highest (the seqlen_k tail, the causal diagonal) and, under a
         # left window edge, the lowest; or a block list's partial ones. The others skip the mask's branch. ptxas
         # schedules a step without a branch inside as one block (across one, it hoists the wait for O += P V
@@ -613,8 +571,6 @@ class FlashFwdSm90:
                     step(k_state, v_state, i, False)
                 k_state.advance()
                 v_state.advance()
-        if cutlass.const_expr(free_q is not None):
-            free_q()
         softmax.rescale_rows(rows.o, rows.rescale)
         gemms.pipeline_v.consumer_wait(v_state)
         self.wait_turn(wg)
@@ -669,8 +625,6 @@ class FlashFwdSm90:
 
         o_out = cute.make_rmem_tensor_like(acc_o, self.dtype)
         convert(acc_o, o_out)
-        if cutlass.const_expr(self.config.persistent):  # the last tile's O store has been read (by its warp 0)
-            cute.arch.barrier(barrier_id=EPILOGUE_BARRIER + wg, number_of_threads=THREADS_PER_WARPGROUP)
         store_o, thr_store = accumulator_store(self.dtype, tiled_mma_pv, wg_tidx)  # hdim 128: 8 stores, not 32
         cute.copy(store_o, thr_store.retile(o_out), thr_store.partition_D(sO[None, None, wg]))
         # The TMA engine reads sO through the async proxy: order the ordinary stores before it.
