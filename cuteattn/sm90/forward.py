@@ -36,6 +36,8 @@ CONFIGS = {64: (_THREE, _THREE, _N128),
            128: (_N128,) * 3,
            192: (FwdConfig(tile_n=96), FwdConfig(tile_n=96, masked_loop=False), FwdConfig(tile_n=96)),
            256: (FwdConfig(tile_n=80),) * 3}
+
+
 def config_entry(head_dim: int) -> tuple:
     """What `default_config` reads for a head dim: its CONFIGS entry."""
     return CONFIGS.get(head_dim)
