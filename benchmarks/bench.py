@@ -153,7 +153,7 @@ def cuteattn_call(cuteattn, q, k, v, causal, config, mods=(None, None), window_l
 
     opts = Options(softmax_scale=q.shape[-1] ** -0.5, window_left=window_left, window_right=0 if causal else None,
                    softcap=0.0, learnable_sink=None, score_mod=mods[0], mask_mod=mods[1], block_mask=None)
-    return forward(q, k, v, opts, config=replace(default_config(q.shape[-1], opts), **config))[0]
+    return forward(q, k, v, opts, config=replace(default_config(q.shape[-1], opts, k.shape[1]), **config))[0]
 
 
 def load_cuteattn(config):

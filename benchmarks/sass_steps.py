@@ -38,7 +38,8 @@ score_mod, mask_mod = variant_mods(sys.argv[5], 2048 // head_dim, 16384, device=
 opts = reference.Options(softmax_scale=1.0, window_left=None, window_right=0 if causal else None, softcap=0.0,
                          learnable_sink=None, score_mod=score_mod, mask_mod=mask_mod, block_mask=None)
 side = forward if direction == "fwd" else backward
-cfg = replace(side.default_config(head_dim, opts), **config)
+seqlen_k = (1024,) if direction == "fwd" else ()  # the case of FA4's, below
+cfg = replace(side.default_config(head_dim, opts, *seqlen_k), **config)
 kernel = (forward.kernel_for(torch.bfloat16, head_dim, head_dim, 1, opts, config=cfg) if direction == "fwd" else
           backward.kernel_for(torch.bfloat16, head_dim, head_dim, 1, opts, config=cfg))
 side._compile(kernel)

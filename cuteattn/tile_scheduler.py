@@ -6,17 +6,24 @@ block_idx.x + grid, ... until they run out. With a grid of one CTA per tile each
 
 Where the work per tile is known only at run time (a mask_mod's block counts), `by_work` orders the tiles on
 the GPU, longest first, and the kernel reads its tile from that order: the short tiles fill the end of the launch.
+
+Round robin deals a persistent CTA its tiles before any has run, which suits tiles of equal work. Where they
+differ (causal: longest first, then shorter and shorter), a CTA's next tile is instead `claim`ed when it needs
+one, from a counter the whole launch shares, so a CTA that drew short tiles takes more, as the hardware does
+with a grid of one CTA per tile.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+import functools
 from typing import Optional
 
 import torch
 
 import cutlass
 import cutlass.cute as cute
+import cutlass.pipeline as pipeline
 from cutlass import Int32
 
 
@@ -89,3 +96,92 @@ def cta_tile(by_work: Optional[cute.Tensor], shape: tuple):
     if cutlass.const_expr(by_work is None):
         return cute.arch.block_idx()
     return unflatten(by_work[cute.arch.block_idx()[0]], shape)
+
+
+@cute.jit
+def claim(counter: cute.Tensor, count, grid):
+    """A persistent CTA's next tile, from `counter` (one int32 shared by the launch, 0 at its start): the first
+    `grid` tiles are the CTAs' own, each later one goes to the CTA that asks first, and `count` or more means
+    none is left. Every CTA asks once more than it is given a tile, so the launch asks `count` times in all; the
+    last to ask sets the counter back to 0 for the next launch on the stream, which spares a memset per call.
+    One thread of a warp calls this."""
+    ticket = cute.arch.atomic_add(counter.iterator, Int32(1), sem="relaxed", scope="gpu")
+    if ticket == count - 1:
+        counter[0] = Int32(0)
+    return grid + ticket
+
+
+@functools.lru_cache(maxsize=None)
+def _counter(device: torch.device, stream: int) -> torch.Tensor:
+    return torch.zeros(1, dtype=torch.int32, device=device)
+
+
+def tile_counter(device: torch.device) -> torch.Tensor:
+    """The `claim` counter of launches on the current stream of `device`: launches on one stream run one after
+    another, and each leaves the counter at 0. Kernels on other streams may run alongside, so each stream has its
+    own; under CUDA graph capture the graph gets its own as well (the memset is captured with the launch)."""
+    if torch.cuda.is_current_stream_capturing():
+        return torch.zeros(1, dtype=torch.int32, device=device)
+    return _counter(device, torch.cuda.current_stream(device).cuda_stream)
+
+
+FEED_STAGES = 2
+
+
+@dataclass(frozen=True)
+class TileFeed:
+    """A persistent CTA's tiles, from its producer warp to its consumer threads: round robin, or, with a
+    `counter`, claimed by the producer (`claim`) and passed on through shared memory, a slot per stage of `pipe`.
+    Either way the producer `post`s each tile, and then the end (a tile past the last), and the consumers `take`
+    them, each side stepping its own state of `pipe` on after every call."""
+
+    count: Int32
+    counter: Optional[cute.Tensor] = None
+    slots: Optional[cute.Tensor] = None  # (FEED_STAGES,) int32 in shared memory
+    pipe: Optional[pipeline.PipelineAsync] = None
+
+    @staticmethod
+    def create(count, counter: Optional[cute.Tensor], storage, consumer_threads: int) -> "TileFeed":
+        """The feed of a launch of `count` tiles; with a counter, `storage` has `feed_barriers`
+        (2 * FEED_STAGES Int64) and `feed_slots` (FEED_STAGES Int32)."""
+        if counter is None:
+            return TileFeed(count)
+        pipe = pipeline.PipelineAsync.create(
+            barrier_storage=storage.feed_barriers.data_ptr(), num_stages=FEED_STAGES,
+            producer_group=pipeline.CooperativeGroup(pipeline.Agent.Thread, cute.arch.WARP_SIZE),
+            consumer_group=pipeline.CooperativeGroup(pipeline.Agent.Thread, consumer_threads), defer_sync=True)
+        return TileFeed(count, counter, storage.feed_slots.get_tensor(cute.make_layout(FEED_STAGES)), pipe)
+
+    @staticmethod
+    def state(user: pipeline.PipelineUserType) -> pipeline.PipelineState:
+        return pipeline.make_pipeline_state(user, FEED_STAGES)
+
+    @cute.jit
+    def after(self, tile):
+        """The producer warp's next tile after `tile`."""
+        if cutlass.const_expr(self.counter is None):
+            return tile + cute.arch.grid_dim()[0]
+        ticket = Int32(0)
+        if cute.arch.lane_idx() == 0:
+            ticket = claim(self.counter, self.count, cute.arch.grid_dim()[0])
+        return cute.arch.shuffle_sync(ticket, 0)
+
+    @cute.jit
+    def post(self, state: pipeline.PipelineState, tile):
+        """The producer warp hands `tile` to the consumers."""
+        if cutlass.const_expr(self.counter is not None):
+            self.pipe.producer_acquire(state)
+            self.slots[state.index] = tile
+            self.pipe.producer_commit(state)
+
+    @cute.jit
+    def take(self, state: pipeline.PipelineState, round_robin):
+        """A consumer thread's next tile: `round_robin` (its first, block_idx.x; then the last plus the grid), or
+        the producer's."""
+        tile = round_robin
+        if cutlass.const_expr(self.counter is not None):
+            self.pipe.consumer_wait(state)
+            tile = self.slots[state.index]
+            self.pipe.consumer_release(state)
+        return tile
+

@@ -57,5 +57,6 @@ def persistent(seqlen_q, seqlen_k, causal, **config):
 
 persistent(200, 333, causal=False)
 persistent(300, 300, causal=True, num_consumers=3)
+persistent(300, 300, causal=True, dynamic=True)
 torch.cuda.synchronize()
 print("sanitize cases ran")

@@ -199,7 +199,8 @@ def test_features_with_gqa(heads, heads_kv, causal, window, softcap, sink):
 @pytest.mark.parametrize("config", [dict(tile_n=176), dict(tile_n=192), dict(num_consumers=3),
                                     dict(num_consumers=3, pingpong=False), dict(num_consumers=1),
                                     dict(rescale_threshold=None), dict(persistent=True),
-                                    dict(persistent=True, num_consumers=3), dict(masked_loop=False),
+                                    dict(persistent=True, num_consumers=3),
+                                    dict(persistent=True, dynamic=True), dict(masked_loop=False),
                                     dict(masked_loop=False, num_consumers=3)])
 @pytest.mark.parametrize("head_dim", [64, 128])
 @pytest.mark.parametrize("causal", [False, True])
@@ -210,17 +211,31 @@ def test_config_variants(config, head_dim, causal, seqlen_q, seqlen_k):
     check(2, seqlen_q, seqlen_k, 4, 2, head_dim, causal, torch.bfloat16, config=FwdConfig(**config))
 
 
+@pytest.mark.parametrize("dynamic", [False, True])
 @pytest.mark.parametrize("num_consumers", [2, 3])
 @pytest.mark.parametrize("head_dim", [64, 128])
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("seqlen_k", [333, 1000])
-def test_persistent_ctas_walk_several_tiles(num_consumers, head_dim, causal, seqlen_k):
+def test_persistent_ctas_walk_several_tiles(dynamic, num_consumers, head_dim, causal, seqlen_k):
     """More tiles than an H100 or H200 has SMs (132), so each persistent CTA walks two or more, reusing its
-    pipelines (test_config_variants' shapes have fewer tiles than SMs: one each)."""
+    pipelines (test_config_variants' shapes have fewer tiles than SMs: one each); round robin, and claimed from
+    the launch's counter (`dynamic`)."""
     from cuteattn.sm90.fwd_kernel import FwdConfig
 
     check(6, 1000, seqlen_k, 8, 2, head_dim, causal, torch.bfloat16,
-          config=FwdConfig(persistent=True, num_consumers=num_consumers))
+          config=FwdConfig(persistent=True, dynamic=dynamic, num_consumers=num_consumers))
+
+
+def test_dynamic_tiles_counter_returns_to_zero():
+    """Each launch that claims tiles leaves its stream's counter at 0 for the next: ten launches in a row, of
+    tile counts above and below the SMs, all correct, and the counter 0 after them."""
+    from cuteattn.sm90.fwd_kernel import FwdConfig
+    from cuteattn.tile_scheduler import tile_counter
+
+    config = FwdConfig(persistent=True, dynamic=True)
+    for i in range(10):
+        check(1 + 5 * (i % 2), 1000, 1000, 8, 2, 128, True, torch.bfloat16, config=config)
+    assert tile_counter(torch.device("cuda")).item() == 0
 
 
 @pytest.mark.parametrize("threshold", [8.0, 0.0, None])

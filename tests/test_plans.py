@@ -22,6 +22,7 @@ def launches(monkeypatch):
     monkeypatch.setattr(interface, "select_backend", lambda fn, device: "sm90")
     monkeypatch.setattr(forward, "_compile", lambda op: (lambda *args: calls.append((op, args))))
     monkeypatch.setattr(forward, "_sm_count", lambda index: 132)
+    monkeypatch.setattr(forward, "tile_counter", lambda device: torch.zeros(1, dtype=torch.int32))
     monkeypatch.setattr(interface, "_plans", {})
     return calls
 
@@ -103,3 +104,23 @@ def test_a_replaced_config_entry_drops_the_plan(launches, monkeypatch):
     assert launches[1][0].config.tile_n == 64
 
 
+
+
+def test_plain_attention_over_long_keys_takes_its_own_config(launches):
+    """Past LONG_KEYS keys, plain attention at hdim 128 runs one CTA per tile; up to it, and causal at any length,
+    on the grid that claims its tiles."""
+    from cuteattn.sm90 import forward
+
+    for seqlen_k, causal, persistent in ((forward.LONG_KEYS, False, True), (forward.LONG_KEYS + 1, False, False),
+                                        (forward.LONG_KEYS + 1, True, True)):
+        q, (k, v) = qkv(1, 64, 2, 128)[0], qkv(1, seqlen_k, 2, 128)[1:]
+        cuteattn.flash_attn_func(q, k, v, causal=causal)
+        config = launches[-1][0].config
+        assert (config.persistent, config.dynamic) == (persistent, persistent)
+
+
+def test_dynamic_needs_a_persistent_grid():
+    from cuteattn.sm90.fwd_kernel import FwdConfig
+
+    with pytest.raises(ValueError, match="persistent=True"):
+        FwdConfig(dynamic=True)

@@ -18,6 +18,7 @@ from cuteattn.kernel_args import TORCH_TO_CUTE, aligned_view, compile_kernel, fa
 from cuteattn.masking import window_args
 from cuteattn.registry import compile_target
 from cuteattn.sm90.fwd_kernel import FlashFwdSm90, FwdConfig
+from cuteattn.tile_scheduler import tile_counter
 
 HEAD_DIMS = (64, 96, 128, 192, 256)
 HEAD_DIM_PAIRS = ((192, 128),)  # head_dim_v != head_dim
@@ -29,27 +30,38 @@ LOG2_E = math.log2(math.e)
 # 16k 664 TFLOP/s against 572 in one loop, hdim 256 747 against 715-722; hdim 192 level at 16k, one loop 2% ahead
 # at 1k (H100, notes-12). hdim 128 plain: 128-key blocks since the pinned descriptors, 698-712 TFLOP/s at 16k
 # against 176-key blocks' 597-695 in the same four runs, level at 4k and 8k (H100, notes-14).
+# hdim 64 to 128 on a persistent grid that claims its tiles (dynamic): hdim 128 at 1k 596 TFLOP/s against one CTA
+# a tile's 545, causal 457 against 386; hdim 64 at 1k 458 against 427, causal 337 against 289; hdim 96 causal
+# 396 against 348; level or ahead at 4k to 16k but for plain attention over long keys (LONG_PLAIN). hdim 192
+# and 256 cannot give O shared memory of its own, which the persistent grid takes (H100, notes-19).
 _N128 = FwdConfig(tile_n=128)
 _THREE = FwdConfig(tile_n=128, num_consumers=3)
-CONFIGS = {64: (_THREE, _THREE, _N128),
-           96: (FwdConfig(tile_n=112, num_consumers=3),) * 2 + (_N128,),
-           128: (_N128,) * 3,
+_CLAIMED = dict(persistent=True, dynamic=True)
+CONFIGS = {64: (replace(_THREE, **_CLAIMED),) * 2 + (_N128,),
+           96: (FwdConfig(tile_n=112, num_consumers=3, **_CLAIMED),) * 2 + (_N128,),
+           128: (replace(_N128, **_CLAIMED),) * 2 + (_N128,),
            192: (FwdConfig(tile_n=96), FwdConfig(tile_n=96, masked_loop=False), FwdConfig(tile_n=96)),
            256: (FwdConfig(tile_n=80),) * 3}
+# Plain attention over more than LONG_KEYS keys, where one CTA a tile is faster: hdim 128 at 16k 693.6 TFLOP/s
+# against the claimed grid's 671.5 (level at 8k: 678.8 and 675.4), hdim 64 551.6 against 546.8 (H100, notes-19).
+LONG_KEYS = 8192
+LONG_PLAIN = {64: _THREE, 128: _N128}
 
 
 def config_entry(head_dim: int) -> tuple:
-    """What `default_config` reads for a head dim: its CONFIGS entry."""
-    return CONFIGS.get(head_dim)
+    """What `default_config` reads for a head dim: its CONFIGS and LONG_PLAIN entries."""
+    return CONFIGS.get(head_dim), LONG_PLAIN.get(head_dim)
 
 
-def default_config(head_dim: int, opts: reference.Options) -> FwdConfig:
-    """The measured config of a request."""
+def default_config(head_dim: int, opts: reference.Options, seqlen_k: int) -> FwdConfig:
+    """The measured config of a request over `seqlen_k` keys."""
     plain, causal, other = CONFIGS[head_dim]
     features = (opts.window_left, opts.learnable_sink, opts.score_mod, opts.mask_mod, opts.block_mask)
     if features != (None,) * len(features) or opts.softcap > 0:
         return other
-    return causal if opts.window_right is not None else plain
+    if opts.window_right is not None:
+        return causal
+    return LONG_PLAIN.get(head_dim, plain) if seqlen_k > LONG_KEYS else plain
 
 
 def unsupported(head_dim: int, head_dim_v: int, opts) -> Optional[str]:
@@ -61,12 +73,14 @@ def unsupported(head_dim: int, head_dim_v: int, opts) -> Optional[str]:
 
 
 def kernel_for(dtype: torch.dtype, head_dim: int, head_dim_v: int, qhead_per_kvhead: int, opts: reference.Options,
-               config: Optional[FwdConfig] = None, traced: Optional[tuple] = None) -> FlashFwdSm90:
-    """The kernel object of a request; `traced`: the call's `mods.traced(opts)`, when the caller has it."""
+               config: Optional[FwdConfig] = None, traced: Optional[tuple] = None,
+               seqlen_k: int = LONG_KEYS) -> FlashFwdSm90:
+    """The kernel object of a request (over `seqlen_k` keys, where no config is given); `traced`: the call's
+    `mods.traced(opts)`, when the caller has it."""
     score_mod, mask_mod = traced if traced is not None else mods.traced(opts)
     return _kernel(dtype, head_dim, head_dim_v, qhead_per_kvhead, opts.window_left is not None,
                    opts.window_right is not None, opts.softcap > 0, opts.learnable_sink is not None, score_mod,
-                   mask_mod, config or default_config(head_dim, opts))
+                   mask_mod, config or default_config(head_dim, opts, seqlen_k))
 
 
 @functools.lru_cache(maxsize=None)
@@ -107,7 +121,8 @@ def _fake_launch_args(op: FlashFwdSm90) -> tuple:
     lists = (fake_tensor(cutlass.Int32, 4, aligned=False), fake_tensor(cutlass.Int32, 4, aligned=False),
              fake_tensor(cutlass.Int32, 1, aligned=False)) if op.mask_mod is not None else (None,) * 3
     return (sink, cutlass.Float32(1.0), cutlass.Float32(1.0), cutlass.Int32(0), cutlass.Int32(0),
-            cutlass.Float32(1.0), mods.fake_captured([op.score_mod, op.mask_mod]), *lists, cutlass.Int32(1))
+            cutlass.Float32(1.0), mods.fake_captured([op.score_mod, op.mask_mod]), *lists, cutlass.Int32(1),
+            fake_tensor(cutlass.Int32, 1, aligned=False) if op.config.dynamic else None)
 
 
 def _compile(op: FlashFwdSm90):
@@ -123,7 +138,7 @@ def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, opts: reference.O
     into `out` and `lse` when given (contiguous)."""
     batch, seqlen_q, heads, head_dim = q.shape
     traced = mods.traced(opts)
-    config = config or default_config(head_dim, opts)
+    config = config or default_config(head_dim, opts, k.shape[1])
     op = kernel_for(q.dtype, head_dim, v.shape[-1], heads // k.shape[2], opts, config, traced)
     if out is None:
         out = torch.empty(batch, seqlen_q, heads, v.shape[-1], dtype=q.dtype, device=q.device)
@@ -133,7 +148,7 @@ def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, opts: reference.O
         sink = opts.learnable_sink
         return out.zero_(), lse.fill_(-math.inf) if sink is None else lse.copy_(sink.detach().view(1, -1, 1))
     compiled, args = _compiled_and_args(op, q, k, opts, traced)
-    compiled(aligned_view(q), aligned_view(k), aligned_view(v), out, lse, *args)
+    compiled(aligned_view(q), aligned_view(k), aligned_view(v), out, lse, *args, *_per_call_args(op, q.device))
     return out, lse
 
 
@@ -149,13 +164,18 @@ def _compiled_and_args(op: FlashFwdSm90, q: torch.Tensor, k: torch.Tensor, opts:
     return compiled, (*launch_args(op, opts, mods.tensor_args(traced, q.device)), *lists, _sm_count(q.device.index))
 
 
+def _per_call_args(op: FlashFwdSm90, device: torch.device) -> tuple:
+    """The kernel's last argument, which may change from call to call: the tile counter of the current stream."""
+    return (tile_counter(device) if op.config.dynamic else None,)
+
+
 def prepared(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, opts: reference.Options):
     """`forward` of a call without mods, sink or block mask, for later calls with the same layouts and options:
     what those decide (the kernel, its arguments, the output shapes) is done once, and the returned function of
     (q, k, v) only allocates out and lse and launches."""
     batch, seqlen_q, heads, head_dim = q.shape
     traced = (None, None)
-    config = default_config(head_dim, opts)
+    config = default_config(head_dim, opts, k.shape[1])
     op = kernel_for(q.dtype, head_dim, v.shape[-1], heads // k.shape[2], opts, config, traced)
     compiled, args = _compiled_and_args(op, q, k, opts, traced)
     out_shape, lse_shape = (batch, seqlen_q, heads, v.shape[-1]), (batch, heads, seqlen_q)
@@ -166,7 +186,7 @@ def prepared(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, opts: reference.
     def run(q, k, v):
         out = torch.empty(out_shape, dtype=q.dtype, device=q.device)
         lse = torch.empty(lse_shape, dtype=torch.float32, device=q.device)
-        compiled(view_q(q), view_k(k), view_v(v), out, lse, *args)
+        compiled(view_q(q), view_k(k), view_v(v), out, lse, *args, *_per_call_args(op, q.device))
         return out, lse
 
     return run
@@ -180,6 +200,8 @@ def build() -> None:
     for head_dim, head_dim_v in (*((d, d) for d in HEAD_DIMS), *HEAD_DIM_PAIRS):
         for opts in (plain, causal):
             _compile(kernel_for(torch.bfloat16, head_dim, head_dim_v, 1, opts))
+        if head_dim_v == head_dim and head_dim in LONG_PLAIN:
+            _compile(kernel_for(torch.bfloat16, head_dim, head_dim, 1, plain, seqlen_k=LONG_KEYS + 1))
     _compile(kernel_for(torch.float16, 128, 128, 4, causal, FwdConfig(tile_n=64, num_stages=3)))
     for opts in (replace(plain, window_left=256, window_right=0), replace(plain, window_left=64),
                  replace(plain, softcap=30.0), replace(plain, learnable_sink=torch.zeros(4)),

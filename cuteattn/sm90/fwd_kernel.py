@@ -35,7 +35,7 @@ from cuteattn.kernel_args import launch
 from cuteattn.sm90 import tma
 from cuteattn.sm90.mma import gemm, pinned, pinned_k_blocks
 from cuteattn.sm90.smem import accumulator_store, one_stage, operand_layout
-from cuteattn.tile_scheduler import TileOrder, grid_size, l2_group
+from cuteattn.tile_scheduler import FEED_STAGES, TileFeed, TileOrder, grid_size, l2_group
 
 ROWS_PER_WARPGROUP = 64  # the M of one wgmma
 THREADS_PER_WARPGROUP = 128
@@ -57,12 +57,22 @@ class FwdConfig:
     num_consumers: int = 2  # consumer warpgroups; tile_m = 64 * num_consumers
     pingpong: bool = True  # consumers take turns on the tensor cores, one's softmax under the others' GEMMs
     rescale_threshold: Optional[float] = 8.0  # log2 units the row max may grow before O is rescaled; None: always
-    persistent: bool = False  # a grid of at most one CTA per SM, each walking many tiles
+    # A grid of at most one CTA per SM, each walking many tiles. O then has shared memory of its own, so a tile
+    # frees Q's buffer after its last S GEMM and the producer loads the next tile's Q under its last P V and
+    # epilogue.
+    persistent: bool = False
+    # Persistent: each CTA claims its next tile when it needs one, from a counter shared by the launch, rather
+    # than round robin (`tile_scheduler.claim`); for tiles of unequal work.
+    dynamic: bool = False
     l2_share_mb: int = 16  # under causal, the longest-first order goes over heads whose K and V fit this in L2
     # The key blocks that may need the mask in a loop of their own, before the others'. False: one loop, the
     # mask's branch around whole steps (ptxas once kept the second loop's stages in vector registers, and every
     # wgmma descriptor went through R2UR; hdim 128 causal now: 735 and 492 instructions a step, no R2UR).
     masked_loop: bool = True
+
+    def __post_init__(self):
+        if self.dynamic and not self.persistent:
+            raise ValueError("FwdConfig(dynamic=True) claims tiles for a persistent grid: set persistent=True too")
 
     @property
     def tile_m(self) -> int:
@@ -180,6 +190,7 @@ class FlashFwdSm90:
         mBlockList: Optional[cute.Tensor],
         mTileOrder: Optional[cute.Tensor],  # with mask_mod: (tiles,) int32, the launch order (`tile_scheduler.by_work`)
         max_ctas: Int32,  # with config.persistent: the CTAs to launch at most (the SMs)
+        mTileCounter: Optional[cute.Tensor],  # with config.dynamic: (1,) int32, 0 (`tile_scheduler.tile_counter`)
         stream: cuda.CUstream,
     ):
         cfg = self.config
@@ -199,11 +210,13 @@ class FlashFwdSm90:
         sK_layout = operand_layout(self.dtype, cfg.tile_n, self.head_dim, cfg.num_stages, True)
         sV_layout = operand_layout(self.dtype, self.head_dim_v, cfg.tile_n, cfg.num_stages, False)
 
-        # Each consumer's O tile sits over its own Q tile: O's stages stride like Q's.
+        # Each consumer's O tile sits over its own Q tile (O's stages stride like Q's), or, persistent, in O's own
+        # buffer.
         o_tile = one_stage(operand_layout(self.dtype, ROWS_PER_WARPGROUP, self.head_dim_v, 1, True))
-        q_tile_elems = cute.cosize(one_stage(sQ_layout))
+        o_stride = cute.cosize(o_tile) if cfg.persistent else cute.cosize(one_stage(sQ_layout))
         sO_layout = cute.make_composed_layout(
-            o_tile.inner, 0, cute.append(o_tile.outer, cute.make_layout(cfg.num_consumers, stride=q_tile_elems)))
+            o_tile.inner, 0, cute.append(o_tile.outer, cute.make_layout(cfg.num_consumers, stride=o_stride)))
+        o_elems = cute.cosize(sO_layout) if cfg.persistent else 0
 
         load = cpasync.CopyBulkTensorTileG2SOp()
         tma_q, mQ = cpasync.make_tiled_tma_atom(load, mQ, one_stage(sQ_layout), (ROWS_PER_WARPGROUP, self.head_dim))
@@ -211,6 +224,8 @@ class FlashFwdSm90:
         tma_v, mV = cpasync.make_tiled_tma_atom(load, mV, one_stage(sV_layout), (self.head_dim_v, cfg.tile_n))
         tma_o, mO = cpasync.make_tiled_tma_atom(cpasync.CopyBulkTensorTileS2GOp(), mO, one_stage(sO_layout),
                                                 (ROWS_PER_WARPGROUP, self.head_dim_v))
+
+        feed_stages = FEED_STAGES if cfg.dynamic else 0
 
         @cute.struct
         class SharedStorage:
@@ -220,12 +235,15 @@ class FlashFwdSm90:
             sQ: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sQ_layout)], 1024]
             sK: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sK_layout)], 1024]
             sV: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sV_layout)], 1024]
+            sO: cute.struct.Align[cute.struct.MemRange[self.dtype, o_elems], 1024]
             sTable: cute.struct.MemRange[Float32, cute.size(self.table_shape)]
+            feed_barriers: cute.struct.MemRange[cutlass.Int64, 2 * feed_stages]
+            feed_slots: cute.struct.MemRange[Int32, feed_stages]
 
         cta_body = self.cta_body(
             tma_q, mQ, tma_k, mK, tma_v, mV, tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, window_left,
-            window_right, score_scale, mod_tensors, mBlockCount, mBlockList, mTileOrder, tiled_mma_qk, tiled_mma_pv,
-            sQ_layout, sK_layout, sV_layout, sO_layout, SharedStorage)
+            window_right, score_scale, mod_tensors, mBlockCount, mBlockList, mTileOrder, mTileCounter, tiled_mma_qk,
+            tiled_mma_pv, sQ_layout, sK_layout, sV_layout, sO_layout, SharedStorage)
         tiles = self.tile_order(mQ, mK, mTileOrder).count()
         launch(cta_body, (grid_size(tiles, max_ctas, cfg.persistent), 1, 1), self.num_threads, stream,
                smem=SharedStorage.size_in_bytes(),
@@ -253,6 +271,7 @@ class FlashFwdSm90:
         mBlockCount: Optional[cute.Tensor],
         mBlockList: Optional[cute.Tensor],
         mTileOrder: Optional[cute.Tensor],
+        mTileCounter: Optional[cute.Tensor],
         tiled_mma_qk: cute.TiledMma,
         tiled_mma_pv: cute.TiledMma,
         sQ_layout: cute.ComposedLayout,
@@ -280,25 +299,28 @@ class FlashFwdSm90:
         pipeline_q = tma.make_pipeline(storage.q_barriers, 1, tile_bytes[0] * cfg.num_consumers, consumer_warps)
         pipeline_k = tma.make_pipeline(storage.k_barriers, cfg.num_stages, tile_bytes[1], consumer_warps)
         pipeline_v = tma.make_pipeline(storage.v_barriers, cfg.num_stages, tile_bytes[2], consumer_warps)
+        feed = TileFeed.create(tiles.count(), mTileCounter, storage, cfg.num_consumers * THREADS_PER_WARPGROUP)
         pipeline.pipeline_init_arrive(cluster_shape_mn=(1, 1), is_relaxed=True)
         pipeline.pipeline_init_wait(cluster_shape_mn=(1, 1))
 
         sQ = storage.sQ.get_tensor(sQ_layout.outer, swizzle=sQ_layout.inner)  # (64, d, consumer)
         sK = storage.sK.get_tensor(sK_layout.outer, swizzle=sK_layout.inner)  # (n, d, stage)
         sV = storage.sV.get_tensor(sV_layout.outer, swizzle=sV_layout.inner)  # (dv, n, stage)
-        # Each consumer writes its O tile over its own Q tile, which its last GEMM has finished reading.
-        sO = storage.sQ.get_tensor(sO_layout.outer, swizzle=sO_layout.inner)  # (64, dv, consumer)
+        # Each consumer writes its O tile over its own Q tile, which its last GEMM has finished reading (or,
+        # persistent, into O's own buffer).
+        o_storage = storage.sO if cutlass.const_expr(cfg.persistent) else storage.sQ
+        sO = o_storage.get_tensor(sO_layout.outer, swizzle=sO_layout.inner)  # (64, dv, consumer)
         sTable = storage.sTable.get_tensor(cute.make_layout(self.table_shape))
 
         if warp_idx < THREADS_PER_WARPGROUP // cute.arch.WARP_SIZE:
             cute.arch.setmaxregister_decrease(PRODUCER_REGISTERS)
             if warp_idx == 0:
-                self.produce(tma_q, mQ, tma_k, mK, tma_v, mV, sQ, sK, sV, pipeline_q, pipeline_k, pipeline_v, tiles,
+                self.produce(tma_q, mQ, tma_k, mK, tma_v, mV, sQ, sK, sV, pipeline_q, pipeline_k, pipeline_v, feed,
                              work)
         else:
             cute.arch.setmaxregister_increase(self.consumer_registers)
             self.consume(tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, score_scale, mod_tensors, tiled_mma_qk,
-                         tiled_mma_pv, sQ, sK, sV, sO, sTable, pipeline_q, pipeline_k, pipeline_v, tiles, work,
+                         tiled_mma_pv, sQ, sK, sV, sO, sTable, pipeline_q, pipeline_k, pipeline_v, feed, work,
                          window, seqlen_q, seqlen_k)
 
     def tile_order(self, mQ, mK, by_work):
@@ -330,13 +352,16 @@ class FlashFwdSm90:
         return m_block, head, batch, n_block_max, n_blocks, blocks, n_partial
 
     @cute.jit
-    def produce(self, tma_q, mQ, tma_k, mK, tma_v, mV, sQ, sK, sV, pipeline_q, pipeline_k, pipeline_v, tiles, work):
+    def produce(self, tma_q, mQ, tma_k, mK, tma_v, mV, sQ, sK, sV, pipeline_q, pipeline_k, pipeline_v, feed, work):
         cfg = self.config
         q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, 1)
         k_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
         v_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
+        feed_state = TileFeed.state(pipeline.PipelineUserType.Producer)
         tile = cute.arch.block_idx()[0]
-        while tile < tiles.count():
+        feed.post(feed_state.clone(), tile)
+        feed_state.advance()
+        while tile < feed.count:
             m_block, head, batch, n_block_max, n_blocks, blocks, _ = work(tile)
             kv_head = head // self.qhead_per_kvhead
             tQsQ, tQgQ = tma.partition(tma_q, sQ, cute.local_tile(mQ[None, None, head, batch],
@@ -360,7 +385,9 @@ class FlashFwdSm90:
                              v_state.clone(), n_block_max, n_blocks, blocks)
             k_state.advance(n_blocks)
             v_state.advance(n_blocks)
-            tile += cute.arch.grid_dim()[0]
+            tile = feed.after(tile)
+            feed.post(feed_state.clone(), tile)
+            feed_state.advance()
 
     @cute.jit
     def load_kv(self, tma_k, tKgK, tKsK, tma_v, tVgV, tVsV, pipeline_k, pipeline_v, k_state, v_state, n_block_max,
@@ -429,7 +456,7 @@ class FlashFwdSm90:
 
     @cute.jit
     def consume(self, tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, score_scale, mod_tensors, tiled_mma_qk,
-                tiled_mma_pv, sQ, sK, sV, sO, sTable, pipeline_q, pipeline_k, pipeline_v, tiles, work, window,
+                tiled_mma_pv, sQ, sK, sV, sO, sTable, pipeline_q, pipeline_k, pipeline_v, feed, work, window,
                 seqlen_q, seqlen_k):
         cfg = self.config
         tidx, _, _ = cute.arch.thread_idx()
@@ -458,8 +485,10 @@ class FlashFwdSm90:
         q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, 1)
         k_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, cfg.num_stages)
         v_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, cfg.num_stages)
-        tile_idx = cute.arch.block_idx()[0]
-        while tile_idx < tiles.count():
+        feed_state = TileFeed.state(pipeline.PipelineUserType.Consumer)
+        tile_idx = feed.take(feed_state.clone(), cute.arch.block_idx()[0])
+        feed_state.advance()
+        while tile_idx < feed.count:
             m_block, head, batch, n_block_max, n_blocks, blocks, n_partial = work(tile_idx)
             row0 = m_block * cfg.tile_m + wg * ROWS_PER_WARPGROUP
             mods = mod_tile.ModArgs(score_scale, mod_tensors, [], batch, seqlen_q, seqlen_k, table)
@@ -479,21 +508,29 @@ class FlashFwdSm90:
             # computes nothing: at hdim 64's 192 rows and seqlen 1k, a ninth of the rows. Nor one whose rows see
             # none of the tile's keys: its O and lse are those of rows with every key masked.
             has_rows = row0 < seqlen_q
+            # Persistent, O has its own buffer: Q is free after the tile's last S GEMM, and the next tile's Q loads
+            # under this tile's last P V and epilogue.
+            free_q = functools.partial(pipeline_q.consumer_release, q_state) if cfg.persistent else None
             if n_blocks > 0:  # (states advance outside the branch, which the DSL does not carry them out of)
                 if has_rows and skip < n_blocks:
                     self.mainloop(gemms, rows, tile, k_state.clone(), v_state.clone(), n_blocks, n_partial,
-                                  skip, wg)
+                                  skip, wg, free_q)
                 else:
                     self.pass_blocks(gemms, k_state.clone(), v_state.clone(), n_blocks, wg)
             k_state.advance(n_blocks)
             v_state.advance(n_blocks)
+            if cutlass.const_expr(cfg.persistent):
+                if n_blocks == 0 or not has_rows or skip >= n_blocks:  # no mainloop freed it
+                    pipeline_q.consumer_release(q_state)
             if has_rows:
                 self.epilogue(tma_o, mO, mLSE, mSink, tiled_mma_pv, rows, tile, sO, m_block, batch, seqlen_q, wg,
                               wg_tidx)
-            # Q's stage is free once every consumer warp is done: the warp that stored O waited for its read.
-            pipeline_q.consumer_release(q_state)
+            if cutlass.const_expr(not cfg.persistent):
+                # Q's stage is free once every consumer warp is done: the warp that stored O waited for its read.
+                pipeline_q.consumer_release(q_state)
             q_state.advance()
-            tile_idx += cute.arch.grid_dim()[0]
+            tile_idx = feed.take(feed_state.clone(), tile_idx + cute.arch.grid_dim()[0])
+            feed_state.advance()
 
     @cute.jit
     def mainloop_step(self, gemms, rows, tile, wg, k_state, v_state, i, masked: cutlass.Constexpr):
@@ -517,9 +554,9 @@ class FlashFwdSm90:
         convert(rows.acc_s, rows.p)
 
     @cute.jit
-    def mainloop(self, gemms, rows, tile, k_state, v_state, n_blocks, n_partial, skip, wg):
+    def mainloop(self, gemms, rows, tile, k_state, v_state, n_blocks, n_partial, skip, wg, free_q=None):
         """O and the softmax state of one tile's rows over its n_blocks key blocks, the first `skip` of them
-        above these rows (passed), at least one not."""
+        above these rows (passed), at least one not; `free_q` (or None) is called once the last S GEMM is done."""
         cfg = self.config
         last_wg = cfg.num_consumers - 1
         if wg == last_wg:  # consumer 0 issues first
@@ -571,6 +608,8 @@ class FlashFwdSm90:
                     step(k_state, v_state, i, False)
                 k_state.advance()
                 v_state.advance()
+        if cutlass.const_expr(free_q is not None):
+            free_q()
         softmax.rescale_rows(rows.o, rows.rescale)
         gemms.pipeline_v.consumer_wait(v_state)
         self.wait_turn(wg)
@@ -625,6 +664,8 @@ class FlashFwdSm90:
 
         o_out = cute.make_rmem_tensor_like(acc_o, self.dtype)
         convert(acc_o, o_out)
+        if cutlass.const_expr(self.config.persistent):  # the last tile's O store has been read (by its warp 0)
+            cute.arch.barrier(barrier_id=EPILOGUE_BARRIER + wg, number_of_threads=THREADS_PER_WARPGROUP)
         store_o, thr_store = accumulator_store(self.dtype, tiled_mma_pv, wg_tidx)  # hdim 128: 8 stores, not 32
         cute.copy(store_o, thr_store.retile(o_out), thr_store.partition_D(sO[None, None, wg]))
         # The TMA engine reads sO through the async proxy: order the ordinary stores before it.
