@@ -111,7 +111,7 @@ def claim(counter: cute.Tensor, count, grid):
     return grid + ticket
 
 
-@functools.lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=64)  # a counter dropped from the cache is freed in stream order, after its launches
 def _counter(device: torch.device, stream: int) -> torch.Tensor:
     return torch.zeros(1, dtype=torch.int32, device=device)
 
