@@ -111,6 +111,12 @@ def claim(counter: cute.Tensor, count, grid):
     return grid + ticket
 
 
+@functools.lru_cache(maxsize=None)
+def sm_count(device_index: int) -> int:
+    """The SMs of a device: as many CTAs as a persistent kernel launches at most."""
+    return torch.cuda.get_device_properties(device_index).multi_processor_count
+
+
 @functools.lru_cache(maxsize=64)  # a counter dropped from the cache is freed in stream order, after its launches
 def _counter(device: torch.device, stream: int) -> torch.Tensor:
     return torch.zeros(1, dtype=torch.int32, device=device)

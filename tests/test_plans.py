@@ -21,7 +21,7 @@ def launches(monkeypatch):
     monkeypatch.setattr(compile_cache, "_cache", {})  # kernels "compiled" by other tests record elsewhere
     monkeypatch.setattr(interface, "select_backend", lambda fn, device: "sm90")
     monkeypatch.setattr(forward, "_compile", lambda op: (lambda *args: calls.append((op, args))))
-    monkeypatch.setattr(forward, "_sm_count", lambda index: 132)
+    monkeypatch.setattr(forward, "sm_count", lambda index: 132)
     monkeypatch.setattr(forward, "tile_counter", lambda device: torch.zeros(1, dtype=torch.int32))
     monkeypatch.setattr(interface, "_plans", {})
     return calls

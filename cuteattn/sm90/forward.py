@@ -18,7 +18,7 @@ from cuteattn.kernel_args import TORCH_TO_CUTE, aligned_view, compile_kernel, fa
 from cuteattn.masking import window_args
 from cuteattn.registry import compile_target
 from cuteattn.sm90.fwd_kernel import FlashFwdSm90, FwdConfig
-from cuteattn.tile_scheduler import tile_counter
+from cuteattn.tile_scheduler import sm_count, tile_counter
 
 HEAD_DIMS = (64, 96, 128, 192, 256)
 HEAD_DIM_PAIRS = ((192, 128),)  # head_dim_v != head_dim
@@ -110,12 +110,6 @@ def launch_args(op: FlashFwdSm90, opts: reference.Options, mod_tensors: Optional
     return (sink, scale_log2, tanh_scale, *window_args(opts), score_scale, mod_tensors)
 
 
-@functools.lru_cache(maxsize=None)
-def _sm_count(device_index: int) -> int:
-    """The SMs of a device: as many CTAs as a persistent kernel launches at most."""
-    return torch.cuda.get_device_properties(device_index).multi_processor_count
-
-
 def _fake_launch_args(op: FlashFwdSm90) -> tuple:
     sink = fake_tensor(cutlass.Float32, 1, aligned=False) if op.has_sink else None
     lists = (fake_tensor(cutlass.Int32, 4, aligned=False), fake_tensor(cutlass.Int32, 4, aligned=False),
@@ -161,7 +155,7 @@ def _compiled_and_args(op: FlashFwdSm90, q: torch.Tensor, k: torch.Tensor, opts:
     if op.mask_mod is not None:
         lists = block_sparsity.forward_lists(opts, batch, heads, seqlen_q, k.shape[1], op.config.tile_m,
                                              op.config.tile_n, op.l2_group(k.shape[1]), q.device)
-    return compiled, (*launch_args(op, opts, mods.tensor_args(traced, q.device)), *lists, _sm_count(q.device.index))
+    return compiled, (*launch_args(op, opts, mods.tensor_args(traced, q.device)), *lists, sm_count(q.device.index))
 
 
 def _per_call_args(op: FlashFwdSm90, device: torch.device) -> tuple:
