@@ -1,10 +1,6 @@
 """Small launches of each kernel, forward and backward, for compute-sanitizer (racecheck, memcheck) on the
 GPU machine: the features, then mods (a table score_mod whose table requires grad, a document mask_mod with
-its block sparsity, the deterministic backward), then persistent grids; with the argument `persistent`, only
-those."""
-
-import sys
-from dataclasses import replace
+its block sparsity, the deterministic backward)."""
 
 import torch
 
@@ -19,30 +15,30 @@ def run(seqlen_q, seqlen_k, heads_kv=1, head_dim=128, head_dim_v=None, **kwargs)
     out.backward(torch.randn_like(out))
 
 
-def feature_cases():
-    """The features, then mods (a table score_mod whose table requires grad, a document mask_mod with its block
-    sparsity, the deterministic backward)."""
-    sink = torch.randn(2, device="cuda", requires_grad=True)
-    run(113, 200)
-    run(200, 113, causal=True)
-    run(17, 17, causal=True)
-    run(113, 200, head_dim=64)  # three consumer warpgroups in the forward
-    run(200, 113, head_dim=64, causal=True)
-    run(300, 500, window_size=(100, 0), softcap=30.0, learnable_sink=sink)
-    run(200, 113, head_dim=256, causal=True)  # the split-d backward
-    run(113, 200, head_dim=192, head_dim_v=128, heads_kv=2, deterministic=True)
+sink = torch.randn(2, device="cuda", requires_grad=True)
+run(113, 200)
+run(200, 113, causal=True)
+run(17, 17, causal=True)
+run(113, 200, head_dim=64)  # three consumer warpgroups in the forward
+run(200, 113, head_dim=64, causal=True)
+run(300, 500, window_size=(100, 0), softcap=30.0, learnable_sink=sink)
+run(200, 113, head_dim=256, causal=True)  # the split-d backward
+run(113, 200, head_dim=192, head_dim_v=128, heads_kv=2, deterministic=True)
 
-    bias = torch.randn(2, 511, device="cuda", requires_grad=True)
-    doc = (torch.arange(300, device="cuda", dtype=torch.int32) // 97).view(1, -1)
+bias = torch.randn(2, 511, device="cuda", requires_grad=True)
+doc = (torch.arange(300, device="cuda", dtype=torch.int32) // 97).view(1, -1)
 
-    def rel_bias(score, b, h, q_idx, kv_idx):
-        return score + bias[h, (q_idx - kv_idx).clamp(-255, 255) + 255]
 
-    def document(b, h, q_idx, kv_idx):
-        return (doc[b, q_idx] == doc[b, kv_idx]) & (q_idx >= kv_idx)
+def rel_bias(score, b, h, q_idx, kv_idx):
+    return score + bias[h, (q_idx - kv_idx).clamp(-255, 255) + 255]
 
-    run(300, 300, score_mod=rel_bias, mask_mod=document)
-    run(300, 300, heads_kv=2, mask_mod=document, deterministic=True)
+
+def document(b, h, q_idx, kv_idx):
+    return (doc[b, q_idx] == doc[b, kv_idx]) & (q_idx >= kv_idx)
+
+
+run(300, 300, score_mod=rel_bias, mask_mod=document)
+run(300, 300, heads_kv=2, mask_mod=document, deterministic=True)
 
 
 def persistent(seqlen_q, seqlen_k, causal, **config):
@@ -59,33 +55,8 @@ def persistent(seqlen_q, seqlen_k, causal, **config):
     forward(q, k, v, opts, config=FwdConfig(persistent=True, **config))
 
 
-def persistent_backward(causal, head_dim):
-    """The backward alone on a persistent grid: 48 key blocks (8 x 6 KV heads), more than the grid's CTAs once
-    the launch is capped to 16, so each claims several."""
-    from cuteattn.reference import Options
-    from cuteattn.sm90 import backward
-    from cuteattn.sm90.forward import forward
-
-    q, k, v = (torch.randn(1, 1000, h, head_dim, device="cuda", dtype=torch.bfloat16) for h in (12, 6, 6))
-    opts = Options(softmax_scale=head_dim ** -0.5, window_left=None, window_right=0 if causal else None,
-                   softcap=0.0, learnable_sink=None, score_mod=None, mask_mod=None, block_mask=None)
-    out, lse = forward(q, k, v, opts)
-    config = replace(backward.default_config(head_dim, opts), persistent=True)
-    backward.sm_count = lambda index: 16
-    backward.backward(q, k, v, out, torch.randn_like(out), lse, opts, config=config)
-
-
-def persistent_cases():
-    persistent(200, 333, causal=False)
-    persistent(300, 300, causal=True, num_consumers=3)
-    persistent(300, 300, causal=True, dynamic=True)
-    persistent_backward(True, 128)
-    persistent_backward(False, 64)
-
-
-if __name__ == "__main__":
-    if sys.argv[1:] != ["persistent"]:
-        feature_cases()
-    persistent_cases()
-    torch.cuda.synchronize()
-    print("sanitize cases ran")
+persistent(200, 333, causal=False)
+persistent(300, 300, causal=True, num_consumers=3)
+persistent(300, 300, causal=True, dynamic=True)
+torch.cuda.synchronize()
+print("sanitize cases ran")

@@ -157,10 +157,7 @@ CONFIG_VARIANTS = [(64, dict(split_columns=True, tile_n=128)), (64, dict(split_c
                    (128, dict(overlap_dq=False)), (128, dict(overlap_dq=True)), (128, dict(tile_m=80)),
                    (128, dict(tile_m=80, overlap_dq=False)),
                    (64, dict(tile_m=128, overlap_dq=True)), (64, dict(tile_m=128, dq_by_rows=True)),
-                   (64, dict(tile_m=128, overlap_dq=True, stage_dkv=False)), (128, dict(stage_dkv=False)),
-                   (64, dict(tile_m=128, overlap_dq=True, dq_by_rows=True, persistent=True)),
-                   (128, dict(persistent=True)), (128, dict(overlap_dq=True, persistent=True)),
-                   (128, dict(stage_dkv=False, persistent=True))]
+                   (64, dict(tile_m=128, overlap_dq=True, stage_dkv=False)), (128, dict(stage_dkv=False))]
 
 
 @pytest.mark.parametrize("head_dim,config", CONFIG_VARIANTS, 
@@ -174,20 +171,6 @@ def test_config_variants(head_dim, config, seqlen_q, seqlen_k, features):
     features = dict(features)
     causal = features.pop("causal", False)
     check(2, seqlen_q, seqlen_k, 8, 2, head_dim, causal, torch.bfloat16, config=BwdConfig(**config), **features)
-
-
-@pytest.mark.parametrize("head_dim", [64, 128])
-@pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize("deterministic", [False, True])
-def test_persistent_ctas_walk_several_tiles(head_dim, causal, deterministic):
-    """More key blocks than an H100 or H200 has SMs (4 batches x 2 KV heads x 33 blocks of 4097 keys = 264), so
-    each persistent CTA claims several, carrying its pipelines and dQ handovers from one to the next."""
-    from dataclasses import replace
-
-    from cuteattn.sm90 import backward
-
-    config = replace(backward.default_config(head_dim, options(head_dim, causal)), persistent=True)
-    check(4, 300, 4097, 8, 2, head_dim, causal, torch.bfloat16, deterministic=deterministic, config=config)
 
 
 def test_strided():

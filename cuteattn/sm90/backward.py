@@ -28,7 +28,6 @@ from cuteattn.mods.block_sparsity import sample_mods
 from cuteattn.registry import compile_target
 from cuteattn.sm90.bwd_kernel import BwdConfig, FlashBwdSm90
 from cuteattn.sm90.bwd_kernel_split_d import FlashBwdSm90SplitD
-from cuteattn.tile_scheduler import sm_count, tile_counter
 from cuteattn.sm90.bwd_postprocess import DqPostprocess
 from cuteattn.sm90.bwd_preprocess import bwd_preprocess
 from cuteattn.masking import window_args
@@ -93,10 +92,8 @@ def _compile(op: FlashBwdSm90):
         lists = (fake_tensor(cutlass.Int32, 3, aligned=False), fake_tensor(cutlass.Int32, 4, aligned=False),
                  *((fake_tensor(cutlass.Int32, 4, aligned=False), None) if op.deterministic else
                    (None, fake_tensor(cutlass.Int32, 1, aligned=False))))
-    counter = fake_tensor(cutlass.Int32, 1, aligned=False) if op.config.persistent else None
     return compile_kernel(op, q, k, v, do, lse_log2, dpsum, dq_accum, dq_turn, dk, dv, *scalars,
-                          mods.fake_captured([op.score_mod, op.mask_mod]), mods.fake_captured_grads(op), *lists,
-                          cutlass.Int32(1), counter)
+                          mods.fake_captured([op.score_mod, op.mask_mod]), mods.fake_captured_grads(op), *lists)
 
 
 def _compile_postprocess(op: DqPostprocess):
@@ -143,10 +140,9 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
         lists = (count, blocks, *((turns, None) if deterministic else (None, order)))
     mod_tensors, mod_grads = mods.tensor_args(traced, q.device), mods.grad_args(dcaptured)
     compiled = get_or_compile(("sm90.bwd", op), lambda: _compile(op))
-    counter = tile_counter(q.device) if cfg.persistent else None  # (a first call's memset, before the preprocess)
     bwd_preprocess(out, dout, lse, dpsum, lse_log2, dq_accum)
     compiled(q, k, v, dout, lse_log2, dpsum, dq_accum, dq_turn, dk, dv, scale_log2, tanh_scale, opts.softmax_scale,
-             left, right, score_scale, mod_tensors, mod_grads, *lists, sm_count(q.device.index), counter)
+             left, right, score_scale, mod_tensors, mod_grads, *lists)
     post = DqPostprocess(op.dtype, head_dim, cfg.tile_m, cfg.dq_by_rows)
     get_or_compile(("sm90.bwd_postprocess", post), lambda: _compile_postprocess(post))(
         dq_accum, dq, opts.softmax_scale)
@@ -184,7 +180,3 @@ def build() -> None:
         return score * scale[h] + slope[h] * (kv_idx - q_idx)
 
     _compile(kernel_for(torch.bfloat16, 128, 128, 1, replace(plain, score_mod=scaled_alibi)))
-    for head_dim, opts, deterministic in ((64, causal, False), (128, plain, True),
-                                          (128, replace(plain, score_mod=score_mod, mask_mod=mask_mod), False)):
-        config = replace(default_config(head_dim, opts), persistent=True)
-        _compile(kernel_for(torch.bfloat16, head_dim, head_dim, 2, opts, deterministic, config))

@@ -25,9 +25,8 @@ masked on the blocks that cross them.
 
 from __future__ import annotations
 
-import functools
-from dataclasses import dataclass, replace
-from typing import Callable, Optional, Type
+from dataclasses import dataclass
+from typing import Optional, Type
 
 import cuda.bindings.driver as cuda
 
@@ -48,7 +47,7 @@ from cuteattn.mods.trace import TracedMod
 from cuteattn.sm90 import dq_accum, tma
 from cuteattn.sm90.mma import gemm, pinned
 from cuteattn.sm90.smem import accumulator_store, one_stage, operand_layout, transposed
-from cuteattn.tile_scheduler import FEED_STAGES, TileFeed, TileOrder, cta_tile, grid_size, l2_group
+from cuteattn.tile_scheduler import cta_tile, l2_group
 
 KEYS_PER_WARPGROUP = 64  # the M of one wgmma
 CONSUMERS = 2
@@ -90,10 +89,6 @@ class BwdConfig:
     # the accumulators' registers, 4 bytes a lane. H200, 1k: hdim 128 462 TFLOP/s against 439, causal 347
     # against 320 (notes-8).
     stage_dkv: bool = True
-    # A grid of at most one CTA per SM, each claiming its next key block from a counter the launch shares
-    # (`tile_scheduler.claim`) when it is done with one: the next block's Q and dO stages load while the last
-    # one's dK and dV are written (the key split only).
-    persistent: bool = False
 
 
 @dataclass(frozen=True)
@@ -118,21 +113,6 @@ class Steps:
         entry = self.blocks[step]
         g_m = entry >> 1
         return self.first_head + g_m // self.m_blocks, g_m % self.m_blocks, (entry & 1) != 0
-
-
-@dataclass(frozen=True)
-class Tiles:
-    """A CTA's tiles: `own`, (n_block, kv_head, batch) of its block index; or, persistent (own None), those
-    `feed` gives it, tile t being `order.at(t)` (its first mode the key blocks). steps_of(n_block, kv_head,
-    batch) -> Steps."""
-
-    order: TileOrder
-    steps_of: Callable
-    own: Optional[tuple] = None
-    feed: Optional[TileFeed] = None
-
-    def fed(self, feed: TileFeed) -> "Tiles":
-        return replace(self, feed=feed)
 
 
 @dataclass(frozen=True)
@@ -261,8 +241,6 @@ class FlashBwdSm90:
         # with mask_mod, not deterministic: (tiles,) int32, the launch order (`tile_scheduler.by_work`); the
         # deterministic turns need each key block launched after those before it
         mTileOrder: Optional[cute.Tensor],
-        max_ctas: Int32,  # with config.persistent: the CTAs to launch at most (the SMs)
-        mTileCounter: Optional[cute.Tensor],  # with config.persistent: (1,) int32, 0 (`tile_scheduler.tile_counter`)
         stream: cuda.CUstream,
     ):
         cfg, d, dv = self.config, self.head_dim, self.head_dim_v
@@ -287,8 +265,6 @@ class FlashBwdSm90:
             load, cute.make_tensor(mdPsum.iterator, cute.select(mdPsum.layout, mode=[2, 1, 0])), row,
             (cfg.tile_m,))
 
-        feed_stages = FEED_STAGES if cfg.persistent else 0
-
         @cute.struct
         class SharedStorage:
             q_barriers: cute.struct.MemRange[cutlass.Int64, 2 * cfg.num_stages]
@@ -303,22 +279,16 @@ class FlashBwdSm90:
             sLSElog2: cute.struct.Align[cute.struct.MemRange[Float32, self.row_stage * cfg.num_stages], 128]
             sdPsum: cute.struct.Align[cute.struct.MemRange[Float32, self.row_stage * cfg.num_stages], 128]
             sTable: cute.struct.MemRange[Float32, cute.size(self.table_shape)]
-            feed_barriers: cute.struct.MemRange[cutlass.Int64, 2 * feed_stages]
-            feed_slots: cute.struct.MemRange[Int32, feed_stages]
 
         seqlen_k, _, heads_kv, batch = mK.shape
         cta_body = self.cta_body(
             tma_q, mQ, tma_do, mdO, tma_k, mK, tma_v, mV, tma_lse, mLSElog2, tma_dpsum, mdPsum, mdQaccum, mdQturn,
             mdK, mdV, scale_log2, tanh_scale, dk_scale, window_left, window_right, score_scale, mod_tensors,
-            mod_grads, mBlockCount, mBlockList, mBlockTurn, mTileOrder, mTileCounter, tiled_mma_sdp, tiled_mma_dv,
-            tiled_mma_dk, tiled_mma_dq, sQ_layout, sdO_layout, sK_layout, sV_layout, sdS_layout, SharedStorage)
+            mod_grads, mBlockCount, mBlockList, mBlockTurn, mTileOrder, tiled_mma_sdp, tiled_mma_dv, tiled_mma_dk,
+            tiled_mma_dq, sQ_layout, sdO_layout, sK_layout, sV_layout, sdS_layout, SharedStorage)
         grid = (cute.ceil_div(seqlen_k, self.tile_n), heads_kv, batch)
         if cutlass.const_expr(mTileOrder is not None):
             grid = (cute.size(mTileOrder), 1, 1)
-        if cutlass.const_expr(cfg.persistent):
-            if cutlass.const_expr(mTileCounter is None):
-                raise ValueError("a persistent backward claims its tiles: pass mTileCounter")
-            grid = (grid_size(cute.size(grid), max_ctas, True), 1, 1)
         # min_blocks_per_mp pins the register count at entry; without it ptxas may drop setmaxnreg.
         launch(cta_body, grid, self.num_threads, stream,
                smem=SharedStorage.size_in_bytes(), min_blocks_per_mp=1, use_pdl=True,
@@ -355,7 +325,6 @@ class FlashBwdSm90:
         mBlockList: Optional[cute.Tensor],
         mBlockTurn: Optional[cute.Tensor],
         mTileOrder: Optional[cute.Tensor],
-        mTileCounter: Optional[cute.Tensor],
         tiled_mma_sdp: cute.TiledMma,
         tiled_mma_dv: cute.TiledMma,
         tiled_mma_dk: cute.TiledMma,
@@ -370,13 +339,19 @@ class FlashBwdSm90:
         cfg = self.config
         warp_idx = cute.arch.make_warp_uniform(cute.arch.warp_idx())
         seqlen_q, seqlen_k = mQ.shape[0], mK.shape[0]
+        n_block, kv_head, batch = cta_tile(mTileOrder, (cute.ceil_div(seqlen_k, self.tile_n), *mK.shape[2:]))
         window = Window.of(seqlen_q, seqlen_k, window_left, window_right, self.has_window_left,
                            self.has_window_right)
-        # The CTA's tiles (n_block, kv_head, batch, steps): its own, or, persistent, those `feed` gives it.
-        blocks = (cute.ceil_div(seqlen_k, self.tile_n), *mK.shape[2:])
-        tiles = Tiles(TileOrder(*blocks, by_work=mTileOrder),
-                      functools.partial(self.steps, window, mBlockCount, mBlockList, mBlockTurn),
-                      None if cutlass.const_expr(cfg.persistent) else cta_tile(mTileOrder, blocks))
+        first_key = n_block * self.tile_n
+        m_block_min, m_block_max = window.query_block_range(
+            first_key, cutlass.min(first_key + self.tile_n, seqlen_k) - 1, seqlen_q, cfg.tile_m)
+        group = self.qhead_per_kvhead
+        num_m_blocks = m_block_max - m_block_min
+        steps = Steps(kv_head * group, m_block_min, num_m_blocks, num_m_blocks * group)
+        if cutlass.const_expr(self.mask_mod is not None):
+            turns = mBlockTurn[batch, kv_head, n_block, None] if cutlass.const_expr(self.deterministic) else None
+            steps = Steps(kv_head * group, m_block_min, num_m_blocks, mBlockCount[batch, kv_head, n_block],
+                          mBlockList[batch, kv_head, n_block, None], turns, cute.ceil_div(seqlen_q, cfg.tile_m))
 
         if warp_idx == 0:
             for atom in (tma_q, tma_do, tma_k, tma_v, tma_lse, tma_dpsum):
@@ -392,9 +367,6 @@ class FlashBwdSm90:
         pipeline_q = tma.make_pipeline(storage.q_barriers, cfg.num_stages, q_bytes, consumer_warps)
         pipeline_do = tma.make_pipeline(storage.do_barriers, cfg.num_stages, do_bytes, consumer_warps)
         pipeline_kv = tma.make_pipeline(storage.kv_barriers, 1, kv_bytes, consumer_warps)
-        writer_threads = CONSUMERS * cute.arch.WARP_SIZE
-        tiles = tiles.fed(TileFeed.create(tiles.order.count(), mTileCounter, storage,
-                                          CONSUMERS * THREADS_PER_WARPGROUP + writer_threads))
         pipeline.pipeline_init_arrive(cluster_shape_mn=(1, 1), is_relaxed=True)
         pipeline.pipeline_init_wait(cluster_shape_mn=(1, 1))
 
@@ -410,169 +382,54 @@ class FlashBwdSm90:
         if warp_idx < THREADS_PER_WARPGROUP // cute.arch.WARP_SIZE:
             cute.arch.setmaxregister_decrease(PRODUCER_REGISTERS)
             if warp_idx == 0:
-                produce = functools.partial(
-                    self.produce, tma_q, mQ, tma_do, mdO, tma_k, mK, tma_v, mV, tma_lse, mLSElog2, tma_dpsum, mdPsum,
-                    sQ, sdO, sK, sV, sLSElog2, sdPsum, pipeline_q, pipeline_do, pipeline_kv)
-                self.produce_tiles(tiles, produce)
+                self.produce(tma_q, mQ, tma_do, mdO, tma_k, mK, tma_v, mV, tma_lse, mLSElog2, tma_dpsum, mdPsum, sQ,
+                             sdO, sK, sV, sLSElog2, sdPsum, pipeline_q, pipeline_do, pipeline_kv, n_block, kv_head,
+                             batch, steps)
             elif warp_idx < DQ_WRITER_WARP + CONSUMERS:
-                self.write_dq_tiles(tiles, functools.partial(self.write_dq, mdQaccum, mdQturn, sdQ),
-                                    window, warp_idx - DQ_WRITER_WARP)
+                self.write_dq(mdQaccum, mdQturn, sdQ, n_block, batch, steps, window, warp_idx - DQ_WRITER_WARP)
         else:
             cute.arch.setmaxregister_increase(CONSUMER_REGISTERS)
             tidx, _, _ = cute.arch.thread_idx()
             wg = cute.arch.make_warp_uniform(tidx // THREADS_PER_WARPGROUP - 1)
             table = mod_tile.difference_table(storage.sTable.get_tensor(cute.make_layout(self.table_shape)), wg,
                                               tidx % THREADS_PER_WARPGROUP, TABLE_BARRIER + wg, KEYS_PER_WARPGROUP)
-            consume = functools.partial(
-                self.consume, mdK, mdV, scale_log2, tanh_scale, dk_scale, tiled_mma_sdp, tiled_mma_dv, tiled_mma_dk,
-                tiled_mma_dq, sQ, sdO, sK, sV, sdS, sdQ, sLSElog2, sdPsum, pipeline_q, pipeline_do, pipeline_kv)
-            args = functools.partial(mod_tile.ModArgs, score_scale, mod_tensors, mod_grads)
-            self.consume_tiles(tiles, consume, lambda batch: args(batch, seqlen_q, seqlen_k, table), window, wg)
-
-    @cute.jit
-    def steps(self, window, mBlockCount, mBlockList, mBlockTurn, n_block, kv_head, batch):
-        """The steps of key block n_block of (kv_head, batch): the query blocks that see it, for each query head
-        of the group, or a mask_mod's list."""
-        cfg = self.config
-        seqlen_q, seqlen_k = window.seqlen_q, window.seqlen_k
-        first_key = n_block * self.tile_n
-        m_block_min, m_block_max = window.query_block_range(
-            first_key, cutlass.min(first_key + self.tile_n, seqlen_k) - 1, seqlen_q, cfg.tile_m)
-        group = self.qhead_per_kvhead
-        num_m_blocks = m_block_max - m_block_min
-        steps = Steps(kv_head * group, m_block_min, num_m_blocks, num_m_blocks * group)
-        if cutlass.const_expr(self.mask_mod is not None):
-            turns = mBlockTurn[batch, kv_head, n_block, None] if cutlass.const_expr(self.deterministic) else None
-            steps = Steps(kv_head * group, m_block_min, num_m_blocks, mBlockCount[batch, kv_head, n_block],
-                          mBlockList[batch, kv_head, n_block, None], turns, cute.ceil_div(seqlen_q, cfg.tile_m))
-        return steps
-
-    @cute.jit
-    def produce_tiles(self, tiles, produce):
-        """The producer warp over the CTA's tiles; the pipeline states go on from tile to tile."""
-        cfg = self.config
-        kv_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, 1)
-        q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
-        do_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
-        if cutlass.const_expr(tiles.own is not None):
-            produce(kv_state, q_state, do_state, *tiles.own, tiles.steps_of(*tiles.own))
-        else:
-            feed_state = TileFeed.state(pipeline.PipelineUserType.Producer)
-            tile = cute.arch.block_idx()[0]
-            tiles.feed.post(feed_state.clone(), tile)
-            feed_state.advance()
-            while tile < tiles.feed.count:
-                n_block, kv_head, batch = tiles.order.at(tile)
-                steps = tiles.steps_of(n_block, kv_head, batch)
-                produce(kv_state.clone(), q_state.clone(), do_state.clone(), n_block, kv_head, batch, steps)
-                kv_state.advance()
-                q_state.advance(steps.count)
-                do_state.advance(steps.count)
-                tile = tiles.feed.after(tile)
-                tiles.feed.post(feed_state.clone(), tile)
-                feed_state.advance()
-
-    @cute.jit
-    def write_dq_tiles(self, tiles, write_dq, window, wg):
-        """A writer warp over the CTA's tiles."""
-        if cutlass.const_expr(tiles.own is not None):
-            n_block, _, batch = tiles.own
-            write_dq(n_block, batch, tiles.steps_of(*tiles.own), window, wg)
-        else:
-            feed_state = TileFeed.state(pipeline.PipelineUserType.Consumer)
-            tile = tiles.feed.take(feed_state.clone(), 0)
-            feed_state.advance()
-            while tile < tiles.feed.count:
-                n_block, kv_head, batch = tiles.order.at(tile)
-                write_dq(n_block, batch, tiles.steps_of(n_block, kv_head, batch), window, wg)
-                tile = tiles.feed.take(feed_state.clone(), 0)
-                feed_state.advance()
-
-    @cute.jit
-    def consume_tiles(self, tiles, consume, mod_args, window, wg):
-        """A consumer warpgroup over the CTA's tiles; persistent, each frees K and V once its dK and dV are out,
-        and the dQ handovers count on across tiles."""
-        cfg = self.config
-        kv_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, 1)
-        q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, cfg.num_stages)
-        do_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, cfg.num_stages)
-        if cutlass.const_expr(tiles.own is not None):
-            n_block, kv_head, batch = tiles.own
-            consume(kv_state, q_state, do_state, Int32(0), n_block, kv_head, batch, tiles.steps_of(*tiles.own),
-                    window, mod_args(batch))
-        else:
-            feed_state = TileFeed.state(pipeline.PipelineUserType.Consumer)
-            tile = tiles.feed.take(feed_state.clone(), 0)
-            feed_state.advance()
-            handed = Int32(0)
-            while tile < tiles.feed.count:
-                n_block, kv_head, batch = tiles.order.at(tile)
-                steps = tiles.steps_of(n_block, kv_head, batch)
-                consume(kv_state.clone(), q_state.clone(), do_state.clone(), handed, n_block, kv_head, batch, steps,
-                        window, mod_args(batch))
-                kv_state.advance()
-                q_state.advance(steps.count)
-                do_state.advance(steps.count)
-                handed += steps.count
-                tile = tiles.feed.take(feed_state.clone(), 0)
-                feed_state.advance()
-            if handed > 0:  # the writer's free after the last handover
-                cute.arch.barrier(barrier_id=DQ_EMPTY_BARRIER + wg,
-                                  number_of_threads=THREADS_PER_WARPGROUP + cute.arch.WARP_SIZE)
+            mods = mod_tile.ModArgs(score_scale, mod_tensors, mod_grads, batch, seqlen_q, seqlen_k, table)
+            self.consume(mdK, mdV, scale_log2, tanh_scale, dk_scale, tiled_mma_sdp, tiled_mma_dv, tiled_mma_dk,
+                         tiled_mma_dq, sQ, sdO, sK, sV, sdS, sdQ, sLSElog2, sdPsum, pipeline_q, pipeline_do,
+                         pipeline_kv, n_block, kv_head, batch, steps, window, mods)
 
     @cute.jit
     def produce(self, tma_q, mQ, tma_do, mdO, tma_k, mK, tma_v, mV, tma_lse, mLSElog2, tma_dpsum, mdPsum, sQ, sdO,
-                sK, sV, sLSElog2, sdPsum, pipeline_q, pipeline_do, pipeline_kv, kv_state, q_state, do_state, n_block,
-                kv_head, batch, steps):
-        """One tile's loads, from the given pipeline states (the caller steps them on). Persistent, the first
-        stages of Q and dO come before K and V, whose buffers the last tile's dK and dV still leave through."""
+                sK, sV, sLSElog2, sdPsum, pipeline_q, pipeline_do, pipeline_kv, n_block, kv_head, batch, steps):
         cfg = self.config
-        preload = 0
-        if cutlass.const_expr(cfg.persistent):
-            # The preprocess (use_pdl) may still be writing lse_log2, dpsum and the zeroed dQ workspace: the first
-            # tile waits for it before any of its stages.
-            cute.arch.griddepcontrol_wait()
-            preload = cutlass.min(steps.count, cfg.num_stages)
-            for step in cutlass.range(preload, unroll=1):
-                self.load_step(tma_q, mQ, tma_do, mdO, tma_lse, mLSElog2, tma_dpsum, mdPsum, sQ, sdO, sLSElog2,
-                               sdPsum, pipeline_q, pipeline_do, q_state, do_state, batch, steps, step)
-                q_state.advance()
-                do_state.advance()
+        kv_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, 1)
         pipeline_kv.producer_acquire(kv_state)
         for atom, smem, gmem, cols in ((tma_k, sK, mK, self.head_dim), (tma_v, sV, mV, self.head_dim_v)):
             tXsX, tXgX = tma.partition(atom, smem, cute.local_tile(gmem[None, None, kv_head, batch],
                                                                    (self.tile_n, cols), (None, 0)))
             cute.copy(atom, tXgX[None, n_block], tXsX[None, 0], tma_bar_ptr=pipeline_kv.producer_get_barrier(kv_state))
-        if cutlass.const_expr(not cfg.persistent):
-            # The preprocess (use_pdl) may still be writing lse_log2, dpsum and the zeroed dQ workspace. The
-            # consumers read them only from the stages loaded below, the writer warps add into dQ after their
-            # steps: all after this.
-            cute.arch.griddepcontrol_wait()
+        # The preprocess (use_pdl) may still be writing lse_log2, dpsum and the zeroed dQ workspace. The consumers
+        # read them only from the stages loaded below, the writer warps add into dQ after their steps: all after this.
+        cute.arch.griddepcontrol_wait()
 
-        for step in cutlass.range(preload, steps.count, unroll=1):
-            self.load_step(tma_q, mQ, tma_do, mdO, tma_lse, mLSElog2, tma_dpsum, mdPsum, sQ, sdO, sLSElog2, sdPsum,
-                           pipeline_q, pipeline_do, q_state, do_state, batch, steps, step)
+        q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
+        do_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
+        for step in cutlass.range(steps.count, unroll=1):
+            head, m_block, _ = steps.at(step)
+            tQsQ, tQgQ = tma.partition(tma_q, sQ, cute.local_tile(mQ[None, None, head, batch],
+                                                                  (cfg.tile_m, self.head_dim), (None, 0)))
+            tdOsdO, tdOgdO = tma.partition(tma_do, sdO, cute.local_tile(mdO[None, None, head, batch],
+                                                                        (cfg.tile_m, self.head_dim_v), (None, 0)))
+            tLsL, tLgL = tma.partition(tma_lse, sLSElog2, cute.local_tile(mLSElog2[None, head, batch], (cfg.tile_m,),
+                                                                         (None,)))
+            tDsD, tDgD = tma.partition(tma_dpsum, sdPsum, cute.local_tile(mdPsum[None, head, batch], (cfg.tile_m,),
+                                                                          (None,)))
+            tma.load(tma_q, pipeline_q, q_state, tQgQ[None, m_block], tQsQ)
+            tma.load_more(tma_lse, pipeline_q, q_state, tLgL[None, m_block], tLsL)
             q_state.advance()
+            tma.load(tma_do, pipeline_do, do_state, tdOgdO[None, m_block], tdOsdO)
+            tma.load_more(tma_dpsum, pipeline_do, do_state, tDgD[None, m_block], tDsD)
             do_state.advance()
-
-    @cute.jit
-    def load_step(self, tma_q, mQ, tma_do, mdO, tma_lse, mLSElog2, tma_dpsum, mdPsum, sQ, sdO, sLSElog2, sdPsum,
-                  pipeline_q, pipeline_do, q_state, do_state, batch, steps, step):
-        """Q with its rows' lse, dO with its rows' dpsum, of one step; the caller advances the states."""
-        cfg = self.config
-        head, m_block, _ = steps.at(step)
-        tQsQ, tQgQ = tma.partition(tma_q, sQ, cute.local_tile(mQ[None, None, head, batch],
-                                                              (cfg.tile_m, self.head_dim), (None, 0)))
-        tdOsdO, tdOgdO = tma.partition(tma_do, sdO, cute.local_tile(mdO[None, None, head, batch],
-                                                                    (cfg.tile_m, self.head_dim_v), (None, 0)))
-        tLsL, tLgL = tma.partition(tma_lse, sLSElog2, cute.local_tile(mLSElog2[None, head, batch], (cfg.tile_m,),
-                                                                     (None,)))
-        tDsD, tDgD = tma.partition(tma_dpsum, sdPsum, cute.local_tile(mdPsum[None, head, batch], (cfg.tile_m,),
-                                                                      (None,)))
-        tma.load(tma_q, pipeline_q, q_state, tQgQ[None, m_block], tQsQ)
-        tma.load_more(tma_lse, pipeline_q, q_state, tLgL[None, m_block], tLsL)
-        tma.load(tma_do, pipeline_do, do_state, tdOgdO[None, m_block], tdOsdO)
-        tma.load_more(tma_dpsum, pipeline_do, do_state, tDgD[None, m_block], tDsD)
 
     @cute.jit
     def probabilities(self, s, deriv, scores, coords, lse_log2, scale_log2, tanh_scale, head, key0, query0, window,
@@ -656,8 +513,7 @@ class FlashBwdSm90:
                     cute.arch.atomic_add(turn, Int32(1), sem="release", scope="gpu")
                 else:
                     cute.arch.cp_async_bulk_wait_group(0, read=True)
-            # The consumer waits for it before its next store (persistent: maybe the next tile's).
-            if cutlass.const_expr(self.config.persistent) or step + 1 < steps.count:
+            if step + 1 < steps.count:  # the consumer waits for it before its next store
                 cute.arch.barrier_arrive(barrier_id=DQ_EMPTY_BARRIER + wg, number_of_threads=handshake)
 
     @cute.jit
@@ -693,7 +549,7 @@ class FlashBwdSm90:
     @cute.jit
     def hand_over_dq(self, acc_dq, sdQ, wg, wg_tidx, step):
         """This consumer's dQ into its half of the shared-memory chunk, once its writer warp has read the last
-        one, then signal the writer; `step` counts the CTA's handovers."""
+        one, then signal the writer."""
         handshake = THREADS_PER_WARPGROUP + cute.arch.WARP_SIZE
         if step > 0:
             cute.arch.barrier(barrier_id=DQ_EMPTY_BARRIER + wg, number_of_threads=handshake)
@@ -748,9 +604,7 @@ class FlashBwdSm90:
     @cute.jit
     def consume(self, mdK, mdV, scale_log2, tanh_scale, dk_scale, tiled_mma_sdp, tiled_mma_dv, tiled_mma_dk,
                 tiled_mma_dq, sQ, sdO, sK, sV, sdS, sdQ, sLSElog2, sdPsum, pipeline_q, pipeline_do, pipeline_kv,
-                kv_state, q_state, do_state, handed, n_block, kv_head, batch, steps, window, mods):
-        """One tile, from the given pipeline states (the caller steps them on); `handed`: the dQ handovers of the
-        CTA's tiles before it."""
+                n_block, kv_head, batch, steps, window, mods):
         cfg, d = self.config, self.head_dim
         tiled_mma_dkv = tiled_mma_dk  # the same MMA as dV's: equal head dims
         tidx, _, _ = cute.arch.thread_idx()
@@ -818,7 +672,9 @@ class FlashBwdSm90:
         by_column = cute.make_layout((KEYS_PER_WARPGROUP, cfg.tile_m, cfg.num_stages), stride=(0, 1, self.row_stage))
         tLsL, tDsD = (thr_sdp.partition_C(cute.make_tensor(stat.iterator, by_column)) for stat in (sLSElog2, sdPsum))
 
-        pipeline_kv.consumer_wait(kv_state)
+        pipeline_kv.consumer_wait(pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, 1))
+        q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, cfg.num_stages)
+        do_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, cfg.num_stages)
         for step in cutlass.range(steps.count, unroll=1):
             head, m_block, partial = steps.at(step)
             query0 = m_block * cfg.tile_m
@@ -869,7 +725,7 @@ class FlashBwdSm90:
                 warpgroup.wait_group(1)  # dV and dQ
                 # The dV GEMM was dO's last reader: its stage is free for the step after next while dK runs.
                 pipeline_do.consumer_release(do_state)
-                self.hand_over_dq(acc_dq, sdQ, wg, wg_tidx, handed + step)
+                self.hand_over_dq(acc_dq, sdQ, wg, wg_tidx, step)
             warpgroup.wait_group(0)
             pipeline_q.consumer_release(q_state)
             q_state.advance()
@@ -877,7 +733,7 @@ class FlashBwdSm90:
                 pipeline_do.consumer_release(do_state)
             do_state.advance()
             if cutlass.const_expr(not cfg.overlap_dq):
-                self.hand_over_dq(acc_dq, sdQ, wg, wg_tidx, handed + step)
+                self.hand_over_dq(acc_dq, sdQ, wg, wg_tidx, step)
 
         if cutlass.const_expr(cfg.stage_dkv):
             self.write_dkv(tiled_mma_dkv, acc_dk, acc_dv, dk_scale, sK, sV, mdK, mdV, kv_head, batch, key0,
@@ -891,8 +747,3 @@ class FlashBwdSm90:
                                                          (key0 // KEYS_PER_WARPGROUP, 0)))
             self.write_dkv_from_registers(acc_dk, acc_dv, dk_scale, tdKgdK, tdKcdK, tdVgdV, tdKcdK,
                                           window.seqlen_k)
-        if cutlass.const_expr(cfg.persistent):
-            # The next tile's K and V land over the rows dK and dV went out through: the TMA engine writes them
-            # through the async proxy.
-            cute.arch.fence_proxy("async.shared", space="cta")
-            pipeline_kv.consumer_release(kv_state)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import cutlass
 import cutlass.cute as cute
+import cutlass.pipeline as pipeline
 import cutlass.utils.hopper_helpers as sm90_utils
 from cutlass import Float32
 from cutlass.cute.nvgpu import OperandMajorMode, warpgroup
@@ -49,7 +50,6 @@ class FlashBwdSm90SplitD(FlashBwdSm90):
     def __post_init__(self):
         cfg = self.config
         assert not cfg.dq_by_rows, "the split-d kernel splits dQ by columns: dq_by_rows=False"
-        assert not cfg.persistent, "the split-d kernel runs one CTA per key block: persistent=False"
         assert cfg.tile_n % KEYS_PER_WARPGROUP == 0 and cfg.tile_m in (64, 128), \
             f"tile_n {cfg.tile_n} (a multiple of 64), tile_m {cfg.tile_m} (64 or 128)"
 
@@ -93,7 +93,7 @@ class FlashBwdSm90SplitD(FlashBwdSm90):
     @cute.jit
     def consume(self, mdK, mdV, scale_log2, tanh_scale, dk_scale, tiled_mma_sdp, tiled_mma_dv, tiled_mma_dk,
                 tiled_mma_dq, sQ, sdO, sK, sV, sdS, sdQ, sLSElog2, sdPsum, pipeline_q, pipeline_do, pipeline_kv,
-                kv_state, q_state, do_state, handed, n_block, kv_head, batch, steps, window, mods):
+                n_block, kv_head, batch, steps, window, mods):
         cfg, d, dv, rows = self.config, self.head_dim, self.head_dim_v, self.query_half
         stages, buffers = cfg.num_stages, 2 * DS_BUFFERS
         tidx, _, _ = cute.arch.thread_idx()
@@ -149,7 +149,9 @@ class FlashBwdSm90SplitD(FlashBwdSm90):
         lse_log2 = cute.make_rmem_tensor((columns,), Float32)
         dpsum = cute.make_rmem_tensor((columns,), Float32)
 
-        pipeline_kv.consumer_wait(kv_state)
+        pipeline_kv.consumer_wait(pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, 1))
+        q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, stages)
+        do_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, stages)
         for step in cutlass.range(steps.count, unroll=1):
             head, m_block, partial = steps.at(step)
             query0 = m_block * cfg.tile_m + wg * rows
@@ -183,6 +185,6 @@ class FlashBwdSm90SplitD(FlashBwdSm90):
             q_state.advance()
             pipeline_do.consumer_release(do_state)
             do_state.advance()
-            self.hand_over_dq(acc_dq, sdQ, wg, wg_tidx, handed + step)
+            self.hand_over_dq(acc_dq, sdQ, wg, wg_tidx, step)
 
         self.write_dkv_from_registers(acc_dk, acc_dv, dk_scale, tdKgdK, tdKcdK, tdVgdV, tdVcdV, window.seqlen_k)
