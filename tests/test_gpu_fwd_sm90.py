@@ -226,6 +226,21 @@ def test_persistent_ctas_walk_several_tiles(dynamic, num_consumers, head_dim, ca
           config=FwdConfig(persistent=True, dynamic=dynamic, num_consumers=num_consumers))
 
 
+@pytest.mark.parametrize("features", [dict(window=(100, 0)), dict(window=(64, None)), dict(softcap=30.0),
+                                      dict(sink=True, causal=True)])
+def test_claimed_tiles_with_features(features):
+    """A persistent grid that claims its tiles, under a window's left edge, softcap and a sink (whose default
+    config is one CTA per tile): 6 batches x 8 heads x 8 blocks of 1000 rows."""
+    from cuteattn.sm90.fwd_kernel import FwdConfig
+
+    features = dict(features)
+    causal = features.pop("causal", False)
+    if features.pop("sink", False):
+        features["sink"] = torch.randn(8, device="cuda", dtype=torch.bfloat16)
+    check(6, 1000, 1000, 8, 2, 128, causal, torch.bfloat16, config=FwdConfig(persistent=True, dynamic=True),
+          **features)
+
+
 def test_dynamic_tiles_counter_returns_to_zero():
     """Each launch that claims tiles leaves its stream's counter at 0 for the next: ten launches in a row, of
     tile counts above and below the SMs, all correct, and the counter 0 after them."""

@@ -32,7 +32,7 @@ def options(head_dim, score_mod=None, mask_mod=None, causal=False, window=(None,
                              score_mod=score_mod, mask_mod=mask_mod, block_mask=block_mask)
 
 
-def check_forward(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, opts, dtype=torch.bfloat16):
+def check_forward(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, opts, dtype=torch.bfloat16, config=None):
     from cuteattn.mods import block_mask
     from cuteattn.sm90 import forward
 
@@ -40,7 +40,7 @@ def check_forward(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, opts, dt
     k, v = (torch.randn(batch, seqlen_k, heads_kv, head_dim, device="cuda", dtype=dtype) for _ in range(2))
     out = torch.full_like(q, math.nan)
     lse = torch.full((batch, heads, seqlen_q), math.nan, device="cuda")
-    forward.forward(q, k, v, block_mask.fold(opts, q.device), out=out, lse=lse)
+    forward.forward(q, k, v, block_mask.fold(opts, q.device), config=config, out=out, lse=lse)
     torch.cuda.synchronize()
     assert_matches(out, lse, q, k, v, opts)
 
@@ -64,6 +64,17 @@ def test_mods_compose_with_features(name):
     sink = torch.randn(8, device="cuda")
     opts = options(128, score_mod, mask_mod, causal=True, window=(300, None), softcap=30.0, sink=sink)
     check_forward(2, 700, 900, 8, 2, 128, opts)
+
+
+@pytest.mark.parametrize("name", ["alibi", "document", "rel_bias_document"])
+def test_claimed_tiles_with_mods(name):
+    """A persistent grid that claims its tiles, under mods: with a mask_mod the claimed tickets index the block
+    lists' longest-first order (`by_work`). 6 batches x 8 heads x 8 blocks of 1000 rows: 384 tiles."""
+    from cuteattn.sm90.fwd_kernel import FwdConfig
+
+    score_mod, mask_mod = gallery(6, 8, 1000, 1000)[name]
+    check_forward(6, 1000, 1000, 8, 2, 128, options(128, score_mod, mask_mod),
+                  config=FwdConfig(persistent=True, dynamic=True))
 
 
 def check_backward(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, name, causal=False, window=(None, None),
