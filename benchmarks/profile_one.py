@@ -2,7 +2,8 @@
 """One attention call of one provider, repeated a few times: the process to run under `ncu`.
 
     ncu --clock-control none -k regex:Flash --launch-skip 2 --launch-count 1 --set full \\
-        python benchmarks/profile_one.py --provider cuteattn --direction fwd --hdim 128 --seqlen 16k
+        python benchmarks/profile_one.py --provider cuteattn --direction fwd --hdim 128 --seqlen 16k \\
+        [--config persistent:True,dynamic:True]
 
 With --kernels, the GPU time of each kernel the calls launch (torch.profiler), per call: where the time
 of a whole call goes (the main kernel against memsets, preprocess and postprocess), for either provider.
@@ -26,6 +27,8 @@ def main():
     p.add_argument("--seqlen", type=bench.size, default=16384)
     p.add_argument("--causal", action="store_true")
     p.add_argument("--calls", type=int, default=4)
+    p.add_argument("--config", default="", help="forward only: fields of the default FwdConfig, e.g. "
+                                                 "persistent:True,dynamic:True (sweep_sm90.py's form)")
     p.add_argument("--kernels", action="store_true", help="print each kernel's GPU time per call")
     args = p.parse_args()
     import torch
@@ -37,7 +40,10 @@ def main():
     else:
         import cuteattn
 
-        prepare = lambda q, k, v, c: lambda: bench.cuteattn_call(cuteattn, q, k, v, c.causal, None)  # noqa: E731
+        from sweep_sm90 import parse_variant
+
+        config = parse_variant("=" + args.config)[1]
+        prepare = lambda q, k, v, c: lambda: bench.cuteattn_call(cuteattn, q, k, v, c.causal, config)  # noqa: E731
     q, k, v = bench.make_inputs(case, torch.bfloat16)
     call = prepare(q, k, v, case)
 
