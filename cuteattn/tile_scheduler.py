@@ -15,8 +15,8 @@ with a grid of one CTA per tile.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import functools
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -167,10 +167,10 @@ class TileFeed:
         """The producer warp's next tile after `tile`."""
         if cutlass.const_expr(self.counter is None):
             return tile + cute.arch.grid_dim()[0]
-        ticket = Int32(0)
+        next_tile = Int32(0)
         if cute.arch.lane_idx() == 0:
-            ticket = claim(self.counter, self.count, cute.arch.grid_dim()[0])
-        return cute.arch.shuffle_sync(ticket, 0)
+            next_tile = claim(self.counter, self.count, cute.arch.grid_dim()[0])
+        return cute.arch.shuffle_sync(next_tile, 0)
 
     @cute.jit
     def post(self, state: pipeline.PipelineState, tile):
