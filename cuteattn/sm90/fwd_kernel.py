@@ -649,7 +649,8 @@ class FlashFwdSm90:
     @cute.jit
     def epilogue(self, tma_o, mO, mLSE, mSink, tiled_mma_pv, rows, tile, sO, m_block, batch, seqlen_q, wg,
                  wg_tidx):
-        """Normalize O and write it (through shared memory, over this consumer's Q tile) and the rows' lse."""
+        """Normalize O and write it (through shared memory: over this consumer's Q tile, or, persistent, O's own
+        buffer) and the rows' lse."""
         acc_o, o, coords, row_max, head, row0 = rows.acc_o, rows.o, rows.coords, rows.row_max, tile.head, tile.row0
         lse = cute.make_rmem_tensor_like(row_max)
         sink_log2 = None
