@@ -531,9 +531,6 @@ class FlashFwdSm90:
             q_state.advance()
             tile_idx = feed.take(feed_state.clone(), tile_idx + cute.arch.grid_dim()[0])
             feed_state.advance()
-        if cutlass.const_expr(cfg.persistent):  # the shared memory of the last O store outlives its read
-            if wg_tidx < cute.arch.WARP_SIZE:
-                cute.arch.cp_async_bulk_wait_group(0, read=True)
 
     @cute.jit
     def mainloop_step(self, gemms, rows, tile, wg, k_state, v_state, i, masked: cutlass.Constexpr):
@@ -668,9 +665,7 @@ class FlashFwdSm90:
 
         o_out = cute.make_rmem_tensor_like(acc_o, self.dtype)
         convert(acc_o, o_out)
-        if cutlass.const_expr(self.config.persistent):  # the last tile's O store has been read (its warp 0 waits)
-            if wg_tidx < cute.arch.WARP_SIZE:
-                cute.arch.cp_async_bulk_wait_group(0, read=True)
+        if cutlass.const_expr(self.config.persistent):  # the last tile's O store has been read (by its warp 0)
             cute.arch.barrier(barrier_id=EPILOGUE_BARRIER + wg, number_of_threads=THREADS_PER_WARPGROUP)
         store_o, thr_store = accumulator_store(self.dtype, tiled_mma_pv, wg_tidx)  # hdim 128: 8 stores, not 32
         cute.copy(store_o, thr_store.retile(o_out), thr_store.partition_D(sO[None, None, wg]))
@@ -682,5 +677,4 @@ class FlashFwdSm90:
             tOsO, tOgO = tma.partition(tma_o, sO, gO)
             cute.copy(tma_o, tOsO[None, wg], tOgO[None, m_block * self.config.num_consumers + wg])
             cute.arch.cp_async_bulk_commit_group()
-            if cutlass.const_expr(not self.config.persistent):  # persistent: at the next tile's epilogue, off the path
-                cute.arch.cp_async_bulk_wait_group(0, read=True)
+            cute.arch.cp_async_bulk_wait_group(0, read=True)
