@@ -104,19 +104,30 @@ def test_a_replaced_config_entry_drops_the_plan(launches, monkeypatch):
     assert launches[1][0].config.tile_n == 64
 
 
+def test_a_replaced_long_plain_entry_drops_the_plan(launches, monkeypatch):
+    from cuteattn.sm90 import forward
+
+    q, (k, v) = qkv(1, 64, 2, 128)[0], qkv(1, forward.LONG_KEYS + 1, 2, 128)[1:]
+    cuteattn.flash_attn_func(q, k, v)
+    monkeypatch.setitem(forward.LONG_PLAIN, 128, forward.FwdConfig(tile_n=64))
+    cuteattn.flash_attn_func(q, k, v)
+    assert launches[0][0].config != launches[1][0].config
+    assert launches[1][0].config.tile_n == 64
 
 
 def test_plain_attention_over_long_keys_takes_its_own_config(launches):
     """Past LONG_KEYS keys, plain attention at hdim 128 runs one CTA per tile; up to it, and causal at any length,
-    on the grid that claims its tiles."""
+    on the grid that claims its tiles; a second, planned call launches what the first did."""
     from cuteattn.sm90 import forward
 
     for seqlen_k, causal, persistent in ((forward.LONG_KEYS, False, True), (forward.LONG_KEYS + 1, False, False),
                                         (forward.LONG_KEYS + 1, True, True)):
         q, (k, v) = qkv(1, 64, 2, 128)[0], qkv(1, seqlen_k, 2, 128)[1:]
-        cuteattn.flash_attn_func(q, k, v, causal=causal)
-        config = launches[-1][0].config
-        assert (config.persistent, config.dynamic) == (persistent, persistent)
+        for _ in range(2):
+            cuteattn.flash_attn_func(q, k, v, causal=causal)
+        first, second = launches[-2][0].config, launches[-1][0].config
+        assert first == second
+        assert (first.persistent, first.dynamic) == (persistent, persistent)
 
 
 def test_dynamic_needs_a_persistent_grid():
