@@ -118,17 +118,19 @@ def sm_count(device_index: int) -> int:
 
 
 @functools.lru_cache(maxsize=64)  # a counter dropped from the cache is freed in stream order, after its launches
-def _counter(device: torch.device, stream: int) -> torch.Tensor:
-    return torch.zeros(1, dtype=torch.int32, device=device)
+def _counter(stream: tuple) -> torch.Tensor:
+    return torch.zeros(1, dtype=torch.int32, device=torch.device("cuda", stream[1]))
 
 
 def tile_counter(device: torch.device) -> torch.Tensor:
-    """The `claim` counter of launches on the current stream of `device`: launches on one stream run one after
-    another, and each leaves the counter at 0. Kernels on other streams may run alongside, so each stream has its
-    own; under CUDA graph capture the graph gets its own as well (the memset is captured with the launch)."""
-    if torch.cuda.is_current_stream_capturing():
+    """The `claim` counter of launches on the current stream of `device` (a CUDA device with its index):
+    launches on one stream run one after another, and each leaves the counter at 0. Kernels on other streams may
+    run alongside, so each stream has its own; under CUDA graph capture the graph gets its own as well (the
+    memset is captured with the launch)."""
+    if torch._C._cuda_isCurrentStreamCapturing():
         return torch.zeros(1, dtype=torch.int32, device=device)
-    return _counter(device, torch.cuda.current_stream(device).cuda_stream)
+    # torch.cuda.current_stream builds a Stream object; its (stream id, device index, device type) costs less
+    return _counter(torch._C._cuda_getCurrentStream(device.index))
 
 
 FEED_STAGES = 2

@@ -250,7 +250,7 @@ def test_dynamic_tiles_counter_returns_to_zero():
     config = FwdConfig(persistent=True, dynamic=True)
     for i in range(10):
         check(1 + 5 * (i % 2), 1000, 1000, 8, 2, 128, True, torch.bfloat16, config=config)
-    assert tile_counter(torch.device("cuda")).item() == 0
+    assert tile_counter(torch.device("cuda", torch.cuda.current_device())).item() == 0
 
 
 @pytest.mark.parametrize("threshold", [8.0, 0.0, None])

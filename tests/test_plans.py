@@ -104,12 +104,12 @@ def test_a_replaced_config_entry_drops_the_plan(launches, monkeypatch):
     assert launches[1][0].config.tile_n == 64
 
 
-def test_a_replaced_long_plain_entry_drops_the_plan(launches, monkeypatch):
+def test_a_replaced_long_unmasked_entry_drops_the_plan(launches, monkeypatch):
     from cuteattn.sm90 import forward
 
     q, (k, v) = qkv(1, 64, 2, 128)[0], qkv(1, forward.LONG_KEYS + 1, 2, 128)[1:]
     cuteattn.flash_attn_func(q, k, v)
-    monkeypatch.setitem(forward.LONG_PLAIN, 128, forward.FwdConfig(tile_n=64))
+    monkeypatch.setitem(forward.LONG_UNMASKED, 128, (forward.FwdConfig(tile_n=64),) * 2)
     cuteattn.flash_attn_func(q, k, v)
     assert launches[0][0].config != launches[1][0].config
     assert launches[1][0].config.tile_n == 64

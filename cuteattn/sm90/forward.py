@@ -32,36 +32,38 @@ LOG2_E = math.log2(math.e)
 # against 176-key blocks' 597-695 in the same four runs, level at 4k and 8k (H100, notes-14).
 # hdim 64 to 128 on a persistent grid that claims its tiles (dynamic): hdim 128 at 1k 596 TFLOP/s against one CTA
 # a tile's 545, causal 457 against 386; hdim 64 at 1k 458 against 427, causal 337 against 289; hdim 96 causal
-# 396 against 348; level or ahead at 4k to 16k but for plain attention over long keys (LONG_PLAIN). hdim 192
-# and 256 cannot give O shared memory of its own, which the persistent grid takes (H100, notes-19).
+# 396 against 348; level or ahead at 4k to 16k but for unmasked attention over long keys (LONG_UNMASKED). hdim 192
+# and 256 cannot give O shared memory of its own, which the persistent grid takes (H100, notes-19). With features
+# too: hdim 128 causal, a document mask_mod at 1k 399 against 331, at 16k 569 against 538; a relative-position
+# score_mod 388 against 328 and 562 against 543; a 1024-key window 446 against 455 and 496 against 473 (notes-20).
 _N128 = FwdConfig(tile_n=128)
 _THREE = FwdConfig(tile_n=128, num_consumers=3)
 _CLAIMED = dict(persistent=True, dynamic=True)
-CONFIGS = {64: (replace(_THREE, **_CLAIMED),) * 2 + (_N128,),
-           96: (FwdConfig(tile_n=112, num_consumers=3, **_CLAIMED),) * 2 + (_N128,),
-           128: (replace(_N128, **_CLAIMED),) * 2 + (_N128,),
+CONFIGS = {64: (replace(_THREE, **_CLAIMED),) * 2 + (replace(_N128, **_CLAIMED),),
+           96: (FwdConfig(tile_n=112, num_consumers=3, **_CLAIMED),) * 2 + (replace(_N128, **_CLAIMED),),
+           128: (replace(_N128, **_CLAIMED),) * 3,
            192: (FwdConfig(tile_n=96), FwdConfig(tile_n=96, masked_loop=False), FwdConfig(tile_n=96)),
            256: (FwdConfig(tile_n=80),) * 3}
-# Plain attention over more than LONG_KEYS keys, where one CTA a tile is faster: hdim 128 at 16k 693.6 TFLOP/s
-# against the claimed grid's 671.5 (level at 8k: 678.8 and 675.4), hdim 64 551.6 against 546.8 (H100, notes-19).
+# Attention without causal, window or mask over more than LONG_KEYS keys, where one CTA a tile is faster: (plain,
+# other). Plain hdim 128 at 16k 693.6 TFLOP/s against the claimed grid's 671.5 (level at 8k: 678.8 and 675.4),
+# hdim 64 551.6 against 546.8 (H100, notes-19).
 LONG_KEYS = 8192
-LONG_PLAIN = {64: _THREE, 128: _N128}
+LONG_UNMASKED = {64: (_THREE, _N128), 128: (_N128, _N128)}
 
 
 def config_entry(head_dim: int) -> tuple:
-    """What `default_config` reads for a head dim: its CONFIGS and LONG_PLAIN entries."""
-    return CONFIGS.get(head_dim), LONG_PLAIN.get(head_dim)
+    """What `default_config` reads for a head dim: its CONFIGS and LONG_UNMASKED entries."""
+    return CONFIGS.get(head_dim), LONG_UNMASKED.get(head_dim)
 
 
 def default_config(head_dim: int, opts: reference.Options, seqlen_k: int) -> FwdConfig:
     """The measured config of a request over `seqlen_k` keys."""
     plain, causal, other = CONFIGS[head_dim]
-    features = (opts.window_left, opts.learnable_sink, opts.score_mod, opts.mask_mod, opts.block_mask)
-    if features != (None,) * len(features) or opts.softcap > 0:
-        return other
-    if opts.window_right is not None:
-        return causal
-    return LONG_PLAIN.get(head_dim, plain) if seqlen_k > LONG_KEYS else plain
+    masked = (opts.window_left, opts.mask_mod, opts.block_mask) != (None,) * 3
+    features = masked or (opts.learnable_sink, opts.score_mod) != (None, None) or opts.softcap > 0
+    if not masked and opts.window_right is None and seqlen_k > LONG_KEYS and head_dim in LONG_UNMASKED:
+        return LONG_UNMASKED[head_dim][features]
+    return other if features else causal if opts.window_right is not None else plain
 
 
 def unsupported(head_dim: int, head_dim_v: int, opts) -> Optional[str]:
@@ -163,6 +165,10 @@ def _per_call_args(op: FlashFwdSm90, device: torch.device) -> tuple:
     return (tile_counter(device) if op.config.dynamic else None,)
 
 
+def _detached(t: torch.Tensor) -> torch.Tensor:
+    return t.detach() if t.requires_grad else t  # detach makes a new tensor object: 0.4 us a call
+
+
 def prepared(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, opts: reference.Options):
     """`forward` of a call without mods, sink or block mask, for later calls with the same layouts and options:
     what those decide (the kernel, its arguments, the output shapes) is done once, and the returned function of
@@ -174,7 +180,7 @@ def prepared(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, opts: reference.
     compiled, args = _compiled_and_args(op, q, k, opts, traced)
     out_shape, lse_shape = (batch, seqlen_q, heads, v.shape[-1]), (batch, heads, seqlen_q)
     # Later calls have these strides too: aligned_view's work is needed for all of them or none.
-    view_q, view_k, view_v = (torch.Tensor.detach if aligned_view(t).stride() == t.stride() else aligned_view
+    view_q, view_k, view_v = (_detached if aligned_view(t).stride() == t.stride() else aligned_view
                               for t in (q, k, v))
 
     def run(q, k, v):
@@ -194,7 +200,7 @@ def build() -> None:
     for head_dim, head_dim_v in (*((d, d) for d in HEAD_DIMS), *HEAD_DIM_PAIRS):
         for opts in (plain, causal):
             _compile(kernel_for(torch.bfloat16, head_dim, head_dim_v, 1, opts))
-        if head_dim_v == head_dim and head_dim in LONG_PLAIN:
+        if head_dim_v == head_dim and head_dim in LONG_UNMASKED:
             _compile(kernel_for(torch.bfloat16, head_dim, head_dim, 1, plain, seqlen_k=LONG_KEYS + 1))
     _compile(kernel_for(torch.float16, 128, 128, 4, causal, FwdConfig(tile_n=64, num_stages=3)))
     for opts in (replace(plain, window_left=256, window_right=0), replace(plain, window_left=64),
