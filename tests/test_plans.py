@@ -130,6 +130,21 @@ def test_plain_attention_over_long_keys_takes_its_own_config(launches):
         assert (first.persistent, first.dynamic) == (persistent, persistent)
 
 
+@pytest.mark.parametrize("head_dim", [64, 128])
+def test_features_over_long_keys_claim_tiles_only_when_masked(launches, head_dim):
+    """Past LONG_KEYS keys, softcap without a mask runs one CTA per tile (LONG_UNMASKED's second entry); softcap
+    under causal, and a window with a left edge, run on the grid that claims its tiles, as they do up to it."""
+    from cuteattn.sm90 import forward
+
+    q, (k, v) = qkv(1, 64, 2, head_dim)[0], qkv(1, forward.LONG_KEYS + 1, 2, head_dim)[1:]
+    for options, persistent in ((dict(softcap=30.0), False), (dict(softcap=30.0, causal=True), True),
+                                (dict(window_size=(256, None)), True), (dict(window_size=(256, 0)), True)):
+        cuteattn.flash_attn_func(q, k, v, **options)
+        config = launches[-1][0].config
+        assert (config.persistent, config.dynamic) == (persistent, persistent), options
+        assert config.num_consumers == 2, options  # the features' tile at hdim 64 too (three consumers spill)
+
+
 def test_dynamic_needs_a_persistent_grid():
     from cuteattn.sm90.fwd_kernel import FwdConfig
 
