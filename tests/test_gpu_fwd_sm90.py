@@ -229,8 +229,8 @@ def test_persistent_ctas_walk_several_tiles(dynamic, num_consumers, head_dim, ca
 @pytest.mark.parametrize("features", [dict(window=(100, 0)), dict(window=(64, None)), dict(softcap=30.0),
                                       dict(sink=True, causal=True)])
 def test_claimed_tiles_with_features(features):
-    """A persistent grid that claims its tiles, under a window's left edge, softcap and a sink (whose default
-    config is one CTA per tile): 6 batches x 8 heads x 8 blocks of 1000 rows."""
+    """A persistent grid that claims its tiles, under a window's left edge, softcap and a sink, pinned whatever
+    the defaults: 6 batches x 8 heads x 8 blocks of 1000 rows."""
     from cuteattn.sm90.fwd_kernel import FwdConfig
 
     features = dict(features)
