@@ -83,8 +83,8 @@ class _Sm90:
     """The sm90 kernels behind `_KernelAttention`."""
 
     @staticmethod
-    def prepared(q, k, v, opts):
-        return _sm90_modules()[0].prepared(q, k, v, opts)
+    def prepared(q, k, v, opts, pack_gqa):
+        return _sm90_modules()[0].prepared(q, k, v, opts, pack_gqa)
 
     @staticmethod
     def config_entry(head_dim):
@@ -101,7 +101,7 @@ class _Sm90:
 
     @staticmethod
     def forward(q, k, v, opts, pack_gqa):
-        return _sm90_modules()[0].forward(q, k, v, opts)  # pack_gqa: a hint the sm90 forward does not take yet
+        return _sm90_modules()[0].forward(q, k, v, opts, pack_gqa=pack_gqa)
 
     @staticmethod
     def backward(q, k, v, out, dout, lse, opts, deterministic):
@@ -296,7 +296,7 @@ def flash_attn_func(
         if key is not None and out.numel() > 0 and k.shape[1] > 0:
             if len(_plans) >= PLANS_MAX:
                 _plans.clear()
-            _plans[key] = (kernels.config_entry(q.shape[-1]), kernels, kernels.prepared(q, k, v, opts))
+            _plans[key] = (kernels.config_entry(q.shape[-1]), kernels, kernels.prepared(q, k, v, opts, pack_gqa))
     return (out, lse) if return_lse else out
 
 

@@ -22,33 +22,42 @@ def window_args(opts) -> tuple:
 
 @dataclass(frozen=True)
 class Window:
-    """Query row i sees keys j < seqlen_k with i + diagonal - left <= j <= i + diagonal + right, where
-    diagonal = seqlen_k - seqlen_q; a side that is None is unbounded."""
+    """Query i sees keys j < seqlen_k with i + diagonal - left <= j <= i + diagonal + right, where
+    diagonal = seqlen_k - seqlen_q; a side that is None is unbounded. Row r of a tile is query r // pack: a
+    forward that packs the `pack` query heads of a KV head into its rows (`pack_gqa`) has pack of them a query;
+    the methods below take rows."""
 
     seqlen_k: Int32
     diagonal: Int32
     left: Optional[Int32] = None
     right: Optional[Int32] = None
+    pack: int = 1
 
     @staticmethod
-    def of(seqlen_q, seqlen_k, window_left, window_right, has_left: bool, has_right: bool) -> "Window":
-        """The window of a kernel whose compile-time flags say which sides the run-time sizes bound."""
-        return Window(seqlen_k, seqlen_k - seqlen_q, window_left if has_left else None,
-                      window_right if has_right else None)
+    def of(rows, seqlen_k, window_left, window_right, has_left: bool, has_right: bool, pack: int = 1) -> "Window":
+        """The window of a kernel whose compile-time flags say which sides the run-time sizes bound, over
+        `rows` = seqlen_q * pack query rows."""
+        return Window(seqlen_k, seqlen_k - rows // pack if pack > 1 else seqlen_k - rows,
+                      window_left if has_left else None, window_right if has_right else None, pack)
 
     @property
     def seqlen_q(self):
         return self.seqlen_k - self.diagonal
 
+    def query(self, row):
+        if self.pack & (self.pack - 1) == 0:  # rows are not negative: a shift, without signed division's fixup
+            return row >> (self.pack.bit_length() - 1) if self.pack > 1 else row
+        return row // self.pack
+
     def first_key(self, row):
         """The first key `row` sees (may be negative); only with a left bound."""
-        return row + self.diagonal - self.left
+        return self.query(row) + self.diagonal - self.left
 
     def end_key(self, row):
         """One past the last key `row` sees (at most seqlen_k, may be negative)."""
         if self.right is None:
             return self.seqlen_k
-        return cutlass.min(self.seqlen_k, row + self.diagonal + self.right + 1)
+        return cutlass.min(self.seqlen_k, self.query(row) + self.diagonal + self.right + 1)
 
     def block_range(self, first_row, last_row, tile_n: int):
         """[n_block_min, n_block_max): the blocks of `tile_n` keys that rows first_row..last_row see."""
@@ -106,21 +115,40 @@ def mask_tile(s: cute.Tensor, coords: cute.Tensor, row0: Int32, col0: Int32, win
     (row, col) in the tile of `keys` keys; row0 and col0 place the tile in the sequence. The window's edges are
     compared as key - query, which differs from register (0, 0)'s by a constant per register: one threshold a
     tile, one compare per distinct constant; the seqlen_k tail only in the tile that crosses it."""
-    base_row, base_col = coords[0, 0]
-    shift = row0 + base_row - col0 - base_col  # query - key of register (0, 0)
-    for r in cutlass.range_constexpr(cute.size(s, mode=[0])):
-        for c in cutlass.range_constexpr(cute.size(s, mode=[1])):
-            row, col = cute.crd2idx((r, c), coords.layout)
-            if cutlass.const_expr(window.right is not None):
-                if col - row > window.diagonal + window.right + shift:
-                    s[r, c] = -Float32.inf
-            if cutlass.const_expr(window.left is not None):
-                if col - row < window.diagonal - window.left + shift:
-                    s[r, c] = -Float32.inf
+    if cutlass.const_expr(window.pack > 1):
+        _mask_packed_rows(s, coords, row0, col0, window)
+    else:
+        base_row, base_col = coords[0, 0]
+        shift = row0 + base_row - col0 - base_col  # query - key of register (0, 0)
+        for r in cutlass.range_constexpr(cute.size(s, mode=[0])):
+            for c in cutlass.range_constexpr(cute.size(s, mode=[1])):
+                row, col = cute.crd2idx((r, c), coords.layout)
+                if cutlass.const_expr(window.right is not None):
+                    if col - row > window.diagonal + window.right + shift:
+                        s[r, c] = -Float32.inf
+                if cutlass.const_expr(window.left is not None):
+                    if col - row < window.diagonal - window.left + shift:
+                        s[r, c] = -Float32.inf
     if cute.arch.make_warp_uniform(col0 + keys > window.seqlen_k) != 0:
         for c in cutlass.range_constexpr(cute.size(s, mode=[1])):
             if coords[0, c][1] + col0 >= window.seqlen_k:
                 for r in cutlass.range_constexpr(cute.size(s, mode=[0])):
+                    s[r, c] = -Float32.inf
+
+
+@cute.jit
+def _mask_packed_rows(s: cute.Tensor, coords: cute.Tensor, row0: Int32, col0: Int32, window: Window):
+    """`mask_tile`'s window edges where rows are packed query heads: key - query differs from row to row by more
+    than a constant, so each row computes its edges (a thread holds few rows)."""
+    for r in cutlass.range_constexpr(cute.size(s, mode=[0])):
+        query = window.query(row0 + coords[r, 0][0])
+        for c in cutlass.range_constexpr(cute.size(s, mode=[1])):
+            key = col0 + coords[r, c][1]
+            if cutlass.const_expr(window.right is not None):
+                if key > query + window.diagonal + window.right:
+                    s[r, c] = -Float32.inf
+            if cutlass.const_expr(window.left is not None):
+                if key < query + window.diagonal - window.left:
                     s[r, c] = -Float32.inf
 
 

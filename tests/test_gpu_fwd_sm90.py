@@ -75,9 +75,9 @@ def assert_matches(out, lse, q, k, v, opts):
 
 
 def check(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, causal, dtype, make=None, head_dim_v=None,
-          config=None, **features):
-    """Run the kernel (with `config`, else the default for the head dim) and compare with the PyTorch path;
-    `features`: window, softcap, sink of `options`."""
+          config=None, pack_gqa=None, **features):
+    """Run the kernel (with `config`, else the default for the head dim; `pack_gqa` the call's hint) and compare
+    with the PyTorch path; `features`: window, softcap, sink of `options`."""
     from cuteattn.sm90 import forward
 
     head_dim_v = head_dim_v or head_dim
@@ -90,7 +90,7 @@ def check(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, causal, dtype, m
     opts = options(head_dim, causal, **features)
     out = torch.full((batch, seqlen_q, heads, head_dim_v), math.nan, dtype=dtype, device="cuda")
     lse = torch.full((batch, heads, seqlen_q), math.nan, device="cuda")
-    forward.forward(q, k, v, opts, config=config, out=out, lse=lse)
+    forward.forward(q, k, v, opts, config=config, out=out, lse=lse, pack_gqa=pack_gqa)
     torch.cuda.synchronize()
     assert_matches(out, lse, q, k, v, opts)
     return out, lse
@@ -116,6 +116,18 @@ def test_head_dim_v_differs(dtype, causal, seqlen_q, seqlen_k):
 @pytest.mark.parametrize("causal", [False, True])
 def test_gqa_mqa(heads, heads_kv, causal):
     check(2, 257, 300, heads, heads_kv, 128, causal, torch.bfloat16)
+
+
+@pytest.mark.parametrize("pack_gqa", [True, None])
+@pytest.mark.parametrize("head_dim", [64, 128])
+@pytest.mark.parametrize("heads,heads_kv", [(8, 2), (6, 2), (8, 1)])
+@pytest.mark.parametrize("window", [(None, None), (None, 0), (100, 0), (5, 20)])
+@pytest.mark.parametrize("seqlen_q,seqlen_k", [(1, 1), (1, 4097), (17, 113), (113, 17), (300, 1000)])
+def test_pack_gqa(pack_gqa, head_dim, heads, heads_kv, window, seqlen_q, seqlen_k):
+    """The query heads of a KV head packed into a tile's rows (row r is query r // group): causal and windows
+    per row, a group of 3 (a division, not a shift), 1 to 300 queries (300 * 4 rows: several tiles)."""
+    check(2, seqlen_q, seqlen_k, heads, heads_kv, head_dim, False, torch.bfloat16, pack_gqa=pack_gqa, window=window,
+          softcap=30.0 if window == (5, 20) else 0.0)
 
 
 def test_long_sequence():

@@ -14,11 +14,12 @@ TILE_M = 128  # the forward's two consumers
 
 
 def visible(window: Window, row: int, key: int) -> bool:
+    query = row // window.pack
     if key >= window.seqlen_k:
         return False
-    if window.right is not None and key > row + window.diagonal + window.right:
+    if window.right is not None and key > query + window.diagonal + window.right:
         return False
-    return window.left is None or key >= row + window.diagonal - window.left
+    return window.left is None or key >= query + window.diagonal - window.left
 
 
 @pytest.mark.parametrize("tile_n", [64, 128, 176])
@@ -28,24 +29,40 @@ def test_masked_steps(left, right, tile_n):
     """Every step the forward runs mask-free (between n_masked and unmasked_end) sees its block whole, for each
     warpgroup's rows; and each row's visible keys lie in the CTA's blocks."""
     for seqlen_q, seqlen_k in itertools.product((1, 17, 113, 300, 1000), (1, 17, 113, 300, 1000)):
-        window = Window(seqlen_k, seqlen_k - seqlen_q, left, right)
-        for m_block in range(-(-seqlen_q // TILE_M)):
-            first_row = m_block * TILE_M
-            n_block_min, n_block_max = window.block_range(first_row, min(first_row + TILE_M, seqlen_q) - 1, tile_n)
-            n_blocks = n_block_max - n_block_min
-            for row0 in (first_row, first_row + ROWS):
-                rows = range(row0, min(row0 + ROWS, seqlen_q))
-                seen = {key for row in rows for key in range(seqlen_k) if visible(window, row, key)}
-                assert all(n_block_min * tile_n <= key < n_block_max * tile_n for key in seen)
-                if n_blocks <= 0:
-                    continue
-                n_masked, unmasked_end = window.masked_steps(row0, ROWS, n_block_max, n_blocks, tile_n)
-                assert 1 <= n_masked <= unmasked_end <= n_blocks
-                for step in range(n_masked, unmasked_end):
-                    keys = range((n_block_max - 1 - step) * tile_n, (n_block_max - step) * tile_n)
-                    cut = [(row, key) for row in range(row0, row0 + ROWS) for key in keys
-                           if not visible(window, row, key)]
-                    assert not cut, (seqlen_q, seqlen_k, row0, step, cut[:3])
+        check_masked_steps(Window(seqlen_k, seqlen_k - seqlen_q, left, right), seqlen_q, tile_n)
+
+
+@pytest.mark.parametrize("pack", [3, 4])
+@pytest.mark.parametrize("left,right", [(None, None), (None, 0), (100, 0), (3, 200), (0, None)])
+def test_masked_steps_of_packed_rows(left, right, pack):
+    """test_masked_steps where the rows pack `pack` query heads each query (row r is query r // pack)."""
+    for seqlen_q, seqlen_k in itertools.product((1, 17, 113), (1, 17, 113, 300)):
+        rows = seqlen_q * pack
+        window = Window.of(rows, seqlen_k, left or 0, right or 0, left is not None, right is not None, pack)
+        assert window.seqlen_q == seqlen_q
+        check_masked_steps(window, rows, 128)
+
+
+def check_masked_steps(window: Window, seqlen_q: int, tile_n: int):
+    """test_masked_steps' checks over `seqlen_q` rows."""
+    seqlen_k = window.seqlen_k
+    for m_block in range(-(-seqlen_q // TILE_M)):
+        first_row = m_block * TILE_M
+        n_block_min, n_block_max = window.block_range(first_row, min(first_row + TILE_M, seqlen_q) - 1, tile_n)
+        n_blocks = n_block_max - n_block_min
+        for row0 in (first_row, first_row + ROWS):
+            rows = range(row0, min(row0 + ROWS, seqlen_q))
+            seen = {key for row in rows for key in range(seqlen_k) if visible(window, row, key)}
+            assert all(n_block_min * tile_n <= key < n_block_max * tile_n for key in seen)
+            if n_blocks <= 0:
+                continue
+            n_masked, unmasked_end = window.masked_steps(row0, ROWS, n_block_max, n_blocks, tile_n)
+            assert 1 <= n_masked <= unmasked_end <= n_blocks
+            for step in range(n_masked, unmasked_end):
+                keys = range((n_block_max - 1 - step) * tile_n, (n_block_max - step) * tile_n)
+                cut = [(row, key) for row in range(row0, row0 + ROWS) for key in keys
+                       if not visible(window, row, key)]
+                assert not cut, (seqlen_q, seqlen_k, row0, step, cut[:3])
 
 
 WINDOWS = [(None, None), (None, 0), (100, 0), (3, 200), (0, 0), (64, None), (0, None)]

@@ -149,9 +149,12 @@ class FlashFwdSm90:
     score_mod: Optional[TracedMod] = None
     mask_mod: Optional[TracedMod] = None
     config: FwdConfig = FwdConfig()
+    pack_gqa: int = 1  # query heads of a KV head packed into a tile's rows (mQ (seqlen_q * pack_gqa, .., heads_kv, ..))
 
     def __post_init__(self):
         assert 1 <= self.config.num_consumers <= MAX_CONSUMERS
+        assert self.pack_gqa == 1 or (self.qhead_per_kvhead == 1 and not self.has_sink and self.score_mod is None
+                                      and self.mask_mod is None), "packed rows carry no head or query index"
         assert self.head_dim_v <= self.head_dim, "O is staged in Q's shared memory"
 
     @property
@@ -285,7 +288,7 @@ class FlashFwdSm90:
         tiles = self.tile_order(mQ, mK, mTileOrder)
         seqlen_q, seqlen_k = mQ.shape[0], mK.shape[0]
         window = Window.of(seqlen_q, seqlen_k, window_left, window_right, self.has_window_left,
-                           self.has_window_right)
+                           self.has_window_right, self.pack_gqa)
         work = functools.partial(self.work, tiles, window, seqlen_q, mBlockCount, mBlockList)
 
         if warp_idx == 0:
