@@ -1,6 +1,6 @@
 """Small launches of each kernel, forward and backward, for compute-sanitizer (racecheck, memcheck) on the
-GPU machine: the features, then mods (a table score_mod whose table requires grad, a document mask_mod with
-its block sparsity, the deterministic backward)."""
+GPU machine: the features (packed query heads too), then mods (a table score_mod whose table requires grad, a
+document mask_mod with its block sparsity, the deterministic backward)."""
 
 import torch
 
@@ -18,7 +18,7 @@ def run(seqlen_q, seqlen_k, heads_kv=1, head_dim=128, head_dim_v=None, **kwargs)
 sink = torch.randn(2, device="cuda", requires_grad=True)
 run(113, 200)
 run(200, 113, causal=True)
-run(17, 17, causal=True)
+run(17, 17, causal=True)  # two query heads over one KV head, 17 queries: packed (pack_gqa)
 run(113, 200, head_dim=64)  # three consumer warpgroups in the forward
 run(200, 113, head_dim=64, causal=True)
 run(300, 500, window_size=(100, 0), softcap=30.0, learnable_sink=sink)

@@ -55,7 +55,7 @@ LONG_UNMASKED = {64: (_THREE, _N128), 128: (_N128, _N128)}
 # 32 query heads over 8 KV heads, hdim 128: 1 to 16 queries over 4k keys 72-74 us packed against 77-79 unpacked,
 # over 16k 200-202 against 272-276; 64 queries 83.0 against 80.9 over 4k, 237.4 against 303.5 over 16k; 128
 # queries 140.2 against 111.6 and 464.4 against 478.6 (H100, notes-21). The copies of q, out and lse cost a
-# packed call about 10 us.
+# packed call about 10 us: FA4, which reads packed rows in place, takes 61-62 us at 1-16 queries over 4k keys.
 PACK_GQA_MAX_QUERIES = 64
 
 
@@ -166,7 +166,7 @@ def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, opts: reference.O
 def gqa_pack(q: torch.Tensor, k: torch.Tensor, opts: reference.Options, hint: Optional[bool]) -> int:
     """How many query heads of a KV head share a tile's rows, each row a (query, head) pair: the group's
     heads_q // heads_kv where they are packed, else 1. Packed, a tile of few queries fills its rows, and the
-    group reads K and V once. `hint` (the call's pack_gqa): True packs, False does not, None packs below
+    group reads K and V once. `hint` (the call's pack_gqa): True packs, False does not, None packs up to
     PACK_GQA_MAX_QUERIES queries. A sink or mods read a row's head or query, which packed rows do not carry: those
     calls are never packed (the hint never changes a result)."""
     group = q.shape[2] // k.shape[2]
