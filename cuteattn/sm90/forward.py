@@ -153,12 +153,11 @@ def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, opts: reference.O
     if out.numel() == 0 or k.shape[1] == 0:  # nothing to compute; TMA cannot describe an empty tensor
         sink = opts.learnable_sink
         return out.zero_(), lse.fill_(-math.inf) if sink is None else lse.copy_(sink.detach().view(1, -1, 1))
+    compiled, args = _compiled_and_args(op, q, k, opts, traced)
     if pack > 1:
         rows, out_rows, lse_rows = packed_queries(q, pack, v.shape[-1])
-        compiled, args = _compiled_and_args(op, rows, k, opts, traced)
         compiled(rows, aligned_view(k), aligned_view(v), out_rows, lse_rows, *args, *_per_call_args(op, q.device))
         return unpacked(out, lse, out_rows, lse_rows, pack)
-    compiled, args = _compiled_and_args(op, q, k, opts, traced)
     compiled(aligned_view(q), aligned_view(k), aligned_view(v), out, lse, *args, *_per_call_args(op, q.device))
     return out, lse
 
@@ -201,7 +200,8 @@ def unpacked(out: torch.Tensor, lse: torch.Tensor, out_rows: torch.Tensor, lse_r
 
 def _compiled_and_args(op: FlashFwdSm90, q: torch.Tensor, k: torch.Tensor, opts: reference.Options,
                        traced: tuple) -> tuple:
-    """The compiled kernel of `op` and its arguments after lse, for a call of non-empty q and k."""
+    """The compiled kernel of `op` and its arguments after lse, for a call of non-empty q and k (q unpacked: its
+    shape places a mask_mod's block lists, which packed calls never have)."""
     batch, seqlen_q, heads, _ = q.shape
     compiled = get_or_compile(("sm90.fwd", op), lambda: _compile(op))
     lists = (None,) * 3
@@ -230,8 +230,7 @@ def prepared(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, opts: reference.
     pack = gqa_pack(q, k, opts, pack_gqa)
     config = default_config(head_dim, opts, k.shape[1])
     op = kernel_for(q.dtype, head_dim, v.shape[-1], heads // k.shape[2], opts, config, traced, pack_gqa=pack)
-    compiled, args = _compiled_and_args(op, packed_queries(q, pack, v.shape[-1])[0] if pack > 1 else q, k, opts,
-                                        traced)
+    compiled, args = _compiled_and_args(op, q, k, opts, traced)
     out_shape, lse_shape = (batch, seqlen_q, heads, v.shape[-1]), (batch, heads, seqlen_q)
     # Later calls have these strides too: aligned_view's work is needed for all of them or none.
     view_q, view_k, view_v = (_detached if aligned_view(t).stride() == t.stride() else aligned_view
@@ -240,17 +239,14 @@ def prepared(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, opts: reference.
     def run(q, k, v):
         out = torch.empty(out_shape, dtype=q.dtype, device=q.device)
         lse = torch.empty(lse_shape, dtype=torch.float32, device=q.device)
+        if pack > 1:
+            rows, out_rows, lse_rows = packed_queries(q, pack, out_shape[-1])
+            compiled(rows, view_k(k), view_v(v), out_rows, lse_rows, *args, *_per_call_args(op, q.device))
+            return unpacked(out, lse, out_rows, lse_rows, pack)
         compiled(view_q(q), view_k(k), view_v(v), out, lse, *args, *_per_call_args(op, q.device))
         return out, lse
 
-    def run_packed(q, k, v):
-        out = torch.empty(out_shape, dtype=q.dtype, device=q.device)
-        lse = torch.empty(lse_shape, dtype=torch.float32, device=q.device)
-        rows, out_rows, lse_rows = packed_queries(q, pack, out_shape[-1])
-        compiled(rows, view_k(k), view_v(v), out_rows, lse_rows, *args, *_per_call_args(op, q.device))
-        return unpacked(out, lse, out_rows, lse_rows, pack)
-
-    return run_packed if pack > 1 else run
+    return run
 
 
 @compile_target("sm90.fwd", "sm_90a")
