@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The sm90 forward with few queries and grouped KV heads (decoding, speculative verification): the query heads
-of a KV head packed into a tile's rows against unpacked tiles and FA4 (its own pack_gqa choice; its split-KV
-heuristic, num_splits=0, fails an assertion at most of these shapes), in one process.
+of a KV head packed into a tile's rows, also with the keys split among CTAs (num_splits=0), against unpacked tiles
+and FA4 (its own pack_gqa choice; its split-KV heuristic, num_splits=0, fails an assertion at these shapes),
+in one process.
 Median time of do_bench; bandwidth counts K and V read once and q, out written once.
 
     python benchmarks/pack_gqa.py [--seqlens-q 1,4,16,64,128] [--seqlens-k 4096,16384] [--causal]
@@ -33,7 +34,9 @@ def main():
     import cuteattn
 
     providers = {"packed": lambda q, k, v: cuteattn.flash_attn_func(q, k, v, causal=args.causal, pack_gqa=True),
-                 "unpacked": lambda q, k, v: cuteattn.flash_attn_func(q, k, v, causal=args.causal, pack_gqa=False)}
+                 "unpacked": lambda q, k, v: cuteattn.flash_attn_func(q, k, v, causal=args.causal, pack_gqa=False),
+                 "packed split-KV": lambda q, k, v: cuteattn.flash_attn_func(q, k, v, causal=args.causal,
+                                                                            pack_gqa=True, num_splits=0)}
     try:
         from flash_attn.cute import flash_attn_func as fa4
 

@@ -55,9 +55,9 @@ class _KernelAttention(torch.autograd.Function):
     differentiated."""
 
     @staticmethod
-    def forward(ctx, q, k, v, learnable_sink, kernels, opts, pack_gqa, deterministic, *captured):
+    def forward(ctx, q, k, v, learnable_sink, kernels, opts, hints, deterministic, *captured):
         # `captured`: score_mod's captured tensors that require grad, inputs so that autograd reaches them.
-        out, lse = kernels.forward(q, k, v, opts, pack_gqa)
+        out, lse = kernels.forward(q, k, v, opts, *hints)
         ctx.save_for_backward(q, k, v, out, lse)
         ctx.kernels, ctx.opts, ctx.deterministic = kernels, opts, deterministic
         ctx.mark_non_differentiable(lse)
@@ -83,8 +83,8 @@ class _Sm90:
     """The sm90 kernels behind `_KernelAttention`."""
 
     @staticmethod
-    def prepared(q, k, v, opts, pack_gqa):
-        return _sm90_modules()[0].prepared(q, k, v, opts, pack_gqa)
+    def prepared(q, k, v, opts, pack_gqa, num_splits):
+        return _sm90_modules()[0].prepared(q, k, v, opts, pack_gqa, num_splits)
 
     @staticmethod
     def config_entry(head_dim):
@@ -100,8 +100,8 @@ class _Sm90:
         return missing
 
     @staticmethod
-    def forward(q, k, v, opts, pack_gqa):
-        return _sm90_modules()[0].forward(q, k, v, opts, pack_gqa=pack_gqa)
+    def forward(q, k, v, opts, pack_gqa, num_splits):
+        return _sm90_modules()[0].forward(q, k, v, opts, pack_gqa=pack_gqa, num_splits=num_splits)
 
     @staticmethod
     def backward(q, k, v, out, dout, lse, opts, deterministic):
@@ -290,13 +290,14 @@ def flash_attn_func(
         _no_kernel(fn, backend, missing, q.device)
     if needs_grad:
         # The sink is an input of its own so that autograd reaches backward when only the sink needs a gradient.
-        out, lse = _KernelAttention.apply(*inputs, kernels, opts, pack_gqa, deterministic, *captured)
+        out, lse = _KernelAttention.apply(*inputs, kernels, opts, (pack_gqa, num_splits), deterministic, *captured)
     else:
-        out, lse = kernels.forward(q, k, v, opts, pack_gqa)
+        out, lse = kernels.forward(q, k, v, opts, pack_gqa, num_splits)
         if key is not None and out.numel() > 0 and k.shape[1] > 0:
             if len(_plans) >= PLANS_MAX:
                 _plans.clear()
-            _plans[key] = (kernels.config_entry(q.shape[-1]), kernels, kernels.prepared(q, k, v, opts, pack_gqa))
+            _plans[key] = (kernels.config_entry(q.shape[-1]), kernels,
+                           kernels.prepared(q, k, v, opts, pack_gqa, num_splits))
     return (out, lse) if return_lse else out
 
 

@@ -37,6 +37,7 @@ class Window:
     def of(rows, seqlen_k, window_left, window_right, has_left: bool, has_right: bool, pack: int = 1) -> "Window":
         """The window of a kernel whose compile-time flags say which sides the run-time sizes bound, over
         `rows` = seqlen_q * pack query rows."""
+        assert pack & (pack - 1) == 0, "packed rows hold a power of two heads a query"
         return Window(seqlen_k, seqlen_k - rows // pack if pack > 1 else seqlen_k - rows,
                       window_left if has_left else None, window_right if has_right else None, pack)
 
@@ -45,9 +46,8 @@ class Window:
         return self.seqlen_k - self.diagonal
 
     def query(self, row):
-        if self.pack & (self.pack - 1) == 0:  # rows are not negative: a shift, without signed division's fixup
-            return row >> (self.pack.bit_length() - 1) if self.pack > 1 else row
-        return row // self.pack
+        # pack divides a TMA box's 64 rows: a shift (rows are not negative), without signed division's fixup
+        return row >> (self.pack.bit_length() - 1) if self.pack > 1 else row
 
     def first_key(self, row):
         """The first key `row` sees (may be negative); only with a left bound."""

@@ -44,9 +44,17 @@ class TileOrder:
     longest_first: bool = False
     group: Int32 = 1  # (head, batch) pairs per group under longest_first
     by_work: Optional[cute.Tensor] = None  # tile t is by_work[t] of the plain order (`by_work`)
+    splits: Optional[Int32] = None  # split-KV: each tile is this many, its key splits neighbours (`at_split`)
 
     def count(self):
-        return self.m_blocks * self.heads * self.batch
+        tiles = self.m_blocks * self.heads * self.batch
+        return tiles if self.splits is None else tiles * self.splits
+
+    def at_split(self, t):
+        """(m_block, head, batch, split) of tile t; split None without splits."""
+        if self.splits is None:
+            return *self.at(t), None
+        return *self.at(t // self.splits), t % self.splits
 
     def at(self, t):
         if self.by_work is not None:
@@ -60,6 +68,14 @@ class TileOrder:
             m_block = self.m_blocks - 1 - within // size
             return m_block, head_batch % self.heads, head_batch // self.heads
         return unflatten(t, (self.m_blocks, self.heads))
+
+
+def split_blocks(n_block_min, n_block_max, split, splits):
+    """[n_block_min, n_block_max) of split `split` of `splits` over a tile's key blocks: the split-th run of
+    ceil(blocks / splits) from the lowest, empty where they run out."""
+    per_split = cute.ceil_div(n_block_max - n_block_min, splits)
+    first = n_block_min + split * per_split
+    return first, cutlass.max(cutlass.min(first + per_split, n_block_max), first)
 
 
 def unflatten(t, extents: tuple):

@@ -75,9 +75,9 @@ def assert_matches(out, lse, q, k, v, opts):
 
 
 def check(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, causal, dtype, make=None, head_dim_v=None,
-          config=None, pack_gqa=None, **features):
-    """Run the kernel (with `config`, else the default for the head dim; `pack_gqa` the call's hint) and compare
-    with the PyTorch path; `features`: window, softcap, sink of `options`."""
+          config=None, pack_gqa=None, num_splits=1, **features):
+    """Run the kernel (with `config`, else the default for the head dim; `pack_gqa` and `num_splits` the call's
+    hints) and compare with the PyTorch path; `features`: window, softcap, sink of `options`."""
     from cuteattn.sm90 import forward
 
     head_dim_v = head_dim_v or head_dim
@@ -90,7 +90,7 @@ def check(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, causal, dtype, m
     opts = options(head_dim, causal, **features)
     out = torch.full((batch, seqlen_q, heads, head_dim_v), math.nan, dtype=dtype, device="cuda")
     lse = torch.full((batch, heads, seqlen_q), math.nan, device="cuda")
-    forward.forward(q, k, v, opts, config=config, out=out, lse=lse, pack_gqa=pack_gqa)
+    forward.forward(q, k, v, opts, config=config, out=out, lse=lse, pack_gqa=pack_gqa, num_splits=num_splits)
     torch.cuda.synchronize()
     assert_matches(out, lse, q, k, v, opts)
     return out, lse
@@ -120,14 +120,33 @@ def test_gqa_mqa(heads, heads_kv, causal):
 
 @pytest.mark.parametrize("pack_gqa", [True, None])
 @pytest.mark.parametrize("head_dim", [64, 128])
-@pytest.mark.parametrize("heads,heads_kv", [(8, 2), (6, 2), (8, 1)])
+@pytest.mark.parametrize("heads,heads_kv", [(8, 2), (4, 2), (16, 1)])
 @pytest.mark.parametrize("window", [(None, None), (None, 0), (100, 0), (5, 20)])
 @pytest.mark.parametrize("seqlen_q,seqlen_k", [(1, 1), (1, 4097), (17, 113), (113, 17), (300, 1000)])
 def test_pack_gqa(pack_gqa, head_dim, heads, heads_kv, window, seqlen_q, seqlen_k):
-    """The query heads of a KV head packed into a tile's rows (row r is query r // group): causal and windows
-    per row, a group of 3 (a division, not a shift), 1 to 300 queries (300 * 4 rows: several tiles)."""
+    """The query heads of a KV head packed into a tile's rows (row r is query r // group), read and written in
+    place through TMA: causal and windows per row, groups of 2 to 16, 1 to 300 queries (300 * 4 rows: several
+    tiles, and a last one that TMA bounds)."""
     check(2, seqlen_q, seqlen_k, heads, heads_kv, head_dim, False, torch.bfloat16, pack_gqa=pack_gqa, window=window,
           softcap=30.0 if window == (5, 20) else 0.0)
+
+
+@pytest.mark.parametrize("num_splits", [2, 3, 0, 64])
+@pytest.mark.parametrize("head_dim,heads,heads_kv,pack_gqa", [(64, 4, 4, None), (128, 8, 2, True), (128, 6, 2, False)])
+@pytest.mark.parametrize("window", [(None, None), (None, 0), (100, 0), (300, 40)])
+@pytest.mark.parametrize("seqlen_q,seqlen_k", [(1, 4097), (17, 1000), (113, 300), (300, 129), (4, 1)])
+def test_split_kv(num_splits, head_dim, heads, heads_kv, pack_gqa, window, seqlen_q, seqlen_k):
+    """Each tile's keys split among CTAs and merged (`fwd_combine`): splits that see none of a row's keys (a
+    window, causal), more splits asked than key blocks, packed and unpacked rows, softcap."""
+    from cuteattn.sm90 import forward
+
+    opts, config = options(head_dim, False, window=window), forward.default_config(head_dim, options(
+        head_dim, False, window=window), seqlen_k)
+    if num_splits > 1 and seqlen_k > config.tile_n:
+        q, k = torch.empty(1, seqlen_q, heads, head_dim), torch.empty(1, seqlen_k, heads_kv, head_dim)
+        assert forward.kv_splits(q, k, opts, config, 1, num_splits) > 1
+    check(2, seqlen_q, seqlen_k, heads, heads_kv, head_dim, False, torch.bfloat16, pack_gqa=pack_gqa,
+          num_splits=num_splits, window=window, softcap=30.0 if window == (300, 40) else 0.0)
 
 
 def test_long_sequence():

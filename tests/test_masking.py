@@ -8,6 +8,7 @@ import pytest
 pytest.importorskip("cutlass")
 
 from cuteattn.masking import Window  # noqa: E402
+from cuteattn.tile_scheduler import split_blocks  # noqa: E402
 
 ROWS = 64  # a consumer warpgroup's rows
 TILE_M = 128  # the forward's two consumers
@@ -32,7 +33,7 @@ def test_masked_steps(left, right, tile_n):
         check_masked_steps(Window(seqlen_k, seqlen_k - seqlen_q, left, right), seqlen_q, tile_n)
 
 
-@pytest.mark.parametrize("pack", [3, 4])
+@pytest.mark.parametrize("pack", [2, 8])
 @pytest.mark.parametrize("left,right", [(None, None), (None, 0), (100, 0), (3, 200), (0, None)])
 def test_masked_steps_of_packed_rows(left, right, pack):
     """test_masked_steps where the rows pack `pack` query heads each query (row r is query r // pack)."""
@@ -43,26 +44,44 @@ def test_masked_steps_of_packed_rows(left, right, pack):
         check_masked_steps(window, rows, 128)
 
 
-def check_masked_steps(window: Window, seqlen_q: int, tile_n: int):
-    """test_masked_steps' checks over `seqlen_q` rows."""
+@pytest.mark.parametrize("splits", [2, 3, 64])
+@pytest.mark.parametrize("left,right", [(None, None), (None, 0), (100, 0), (3, 200)])
+def test_masked_steps_of_splits(left, right, splits):
+    """test_masked_steps where split-KV gives each CTA a run of a tile's blocks (`split_blocks`); the runs
+    cover the tile's blocks once each."""
+    for seqlen_q, seqlen_k in itertools.product((1, 17, 300), (17, 300, 1000)):
+        window = Window(seqlen_k, seqlen_k - seqlen_q, left, right)
+        check_masked_steps(window, seqlen_q, 64, splits)
+
+
+def check_masked_steps(window: Window, seqlen_q: int, tile_n: int, splits: int = 1):
+    """test_masked_steps' checks over `seqlen_q` rows, for each split of a tile's blocks."""
     seqlen_k = window.seqlen_k
     for m_block in range(-(-seqlen_q // TILE_M)):
         first_row = m_block * TILE_M
         n_block_min, n_block_max = window.block_range(first_row, min(first_row + TILE_M, seqlen_q) - 1, tile_n)
-        n_blocks = n_block_max - n_block_min
+        parts = [split_blocks(n_block_min, n_block_max, split, splits) for split in range(splits)]
+        assert [n for lo, hi in parts for n in range(lo, hi)] == list(range(n_block_min, n_block_max))
         for row0 in (first_row, first_row + ROWS):
             rows = range(row0, min(row0 + ROWS, seqlen_q))
             seen = {key for row in rows for key in range(seqlen_k) if visible(window, row, key)}
             assert all(n_block_min * tile_n <= key < n_block_max * tile_n for key in seen)
-            if n_blocks <= 0:
-                continue
-            n_masked, unmasked_end = window.masked_steps(row0, ROWS, n_block_max, n_blocks, tile_n)
-            assert 1 <= n_masked <= unmasked_end <= n_blocks
-            for step in range(n_masked, unmasked_end):
-                keys = range((n_block_max - 1 - step) * tile_n, (n_block_max - step) * tile_n)
-                cut = [(row, key) for row in range(row0, row0 + ROWS) for key in keys
-                       if not visible(window, row, key)]
-                assert not cut, (seqlen_q, seqlen_k, row0, step, cut[:3])
+            for lo, hi in parts:
+                check_unmasked_steps(window, row0, tile_n, lo, hi)
+
+
+def check_unmasked_steps(window: Window, row0: int, tile_n: int, n_block_min: int, n_block_max: int):
+    """Rows row0.. visiting blocks n_block_max - 1 down to n_block_min: the steps run mask-free see their
+    blocks whole."""
+    n_blocks = n_block_max - n_block_min
+    if n_blocks <= 0:
+        return
+    n_masked, unmasked_end = window.masked_steps(row0, ROWS, n_block_max, n_blocks, tile_n)
+    assert 1 <= n_masked <= unmasked_end <= n_blocks
+    for step in range(n_masked, unmasked_end):
+        keys = range((n_block_max - 1 - step) * tile_n, (n_block_max - step) * tile_n)
+        cut = [(row, key) for row in range(row0, row0 + ROWS) for key in keys if not visible(window, row, key)]
+        assert not cut, (window, row0, step, cut[:3])
 
 
 WINDOWS = [(None, None), (None, 0), (100, 0), (3, 200), (0, 0), (64, None), (0, None)]

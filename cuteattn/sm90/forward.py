@@ -17,6 +17,7 @@ from cuteattn.compile_cache import get_or_compile
 from cuteattn.kernel_args import TORCH_TO_CUTE, aligned_view, compile_kernel, fake_tensor
 from cuteattn.masking import window_args
 from cuteattn.registry import compile_target
+from cuteattn.sm90 import fwd_combine
 from cuteattn.sm90.fwd_kernel import FlashFwdSm90, FwdConfig
 from cuteattn.tile_scheduler import sm_count, tile_counter
 
@@ -52,11 +53,14 @@ LONG_UNMASKED = {64: (_THREE, _N128), 128: (_N128, _N128)}
 
 
 # Up to this many queries pack the query heads of a KV head into a tile's rows by default (`gqa_pack`). Batch 8,
-# 32 query heads over 8 KV heads, hdim 128: 1 to 16 queries over 4k keys 72-74 us packed against 77-79 unpacked,
-# over 16k 200-202 against 272-276; 64 queries 83.0 against 80.9 over 4k, 237.4 against 303.5 over 16k; 128
-# queries 140.2 against 111.6 and 464.4 against 478.6 (H100, notes-21). The copies of q, out and lse cost a
-# packed call about 10 us: FA4, which reads packed rows in place, takes 61-62 us at 1-16 queries over 4k keys.
+# 32 query heads over 8 KV heads, hdim 128, with copies of q, out and lse (before the kernel read them in place):
+# 1 to 16 queries over 4k keys 72-74 us packed against 77-79 unpacked, over 16k 200-202 against 272-276; 64
+# queries 83.0 against 80.9 over 4k, 237.4 against 303.5 over 16k; 128 queries 140.2 against 111.6 and 464.4
+# against 478.6 (H100, notes-21).
 PACK_GQA_MAX_QUERIES = 64
+# Split-KV (num_splits=0): at most this many parts a tile's keys, each of at least MIN_SPLIT_BLOCKS key blocks.
+MAX_SPLITS = 64
+MIN_SPLIT_BLOCKS = 4
 
 
 def config_entry(head_dim: int) -> tuple:
@@ -84,23 +88,24 @@ def unsupported(head_dim: int, head_dim_v: int, opts) -> Optional[str]:
 
 def kernel_for(dtype: torch.dtype, head_dim: int, head_dim_v: int, qhead_per_kvhead: int, opts: reference.Options,
                config: Optional[FwdConfig] = None, traced: Optional[tuple] = None,
-               seqlen_k: int = LONG_KEYS, pack_gqa: int = 1) -> FlashFwdSm90:
+               seqlen_k: int = LONG_KEYS, pack_gqa: int = 1, split_kv: bool = False) -> FlashFwdSm90:
     """The kernel object of a request (over `seqlen_k` keys, where no config is given); `traced`: the call's
-    `mods.traced(opts)`, when the caller has it; pack_gqa: the query heads packed a KV head (`gqa_pack`)."""
+    `mods.traced(opts)`, when the caller has it; pack_gqa: the query heads packed a KV head (`gqa_pack`);
+    split_kv: its keys split among CTAs (`kv_splits`)."""
     score_mod, mask_mod = traced if traced is not None else mods.traced(opts)
     return _kernel(dtype, head_dim, head_dim_v, qhead_per_kvhead if pack_gqa == 1 else 1,
                    opts.window_left is not None, opts.window_right is not None, opts.softcap > 0,
                    opts.learnable_sink is not None, score_mod, mask_mod,
-                   config or default_config(head_dim, opts, seqlen_k), pack_gqa)
+                   config or default_config(head_dim, opts, seqlen_k), pack_gqa, split_kv)
 
 
 @functools.lru_cache(maxsize=None)
 def _kernel(dtype, head_dim, head_dim_v, qhead_per_kvhead, has_window_left, has_window_right, has_softcap, has_sink,
-            score_mod, mask_mod, config, pack_gqa) -> FlashFwdSm90:
+            score_mod, mask_mod, config, pack_gqa, split_kv) -> FlashFwdSm90:
     """One kernel object per configuration, so a call finds its compiled kernel without building one."""
     return FlashFwdSm90(TORCH_TO_CUTE[dtype], head_dim, head_dim_v, qhead_per_kvhead, has_window_left=has_window_left,
                         has_window_right=has_window_right, has_softcap=has_softcap, has_sink=has_sink,
-                        score_mod=score_mod, mask_mod=mask_mod, config=config, pack_gqa=pack_gqa)
+                        score_mod=score_mod, mask_mod=mask_mod, config=config, pack_gqa=pack_gqa, split_kv=split_kv)
 
 
 def scales(opts: reference.Options, has_score_mod: bool) -> tuple:
@@ -131,21 +136,27 @@ def _fake_launch_args(op: FlashFwdSm90) -> tuple:
 
 
 def _compile(op: FlashFwdSm90):
-    q, k, v, o = (fake_tensor(op.dtype, 4) for _ in range(4))
-    lse = fake_tensor(cutlass.Float32, 3, aligned=False)
+    q, k, v = (fake_tensor(op.dtype, 4) for _ in range(3))
+    if op.split_kv:
+        o, lse = fake_tensor(cutlass.Float32, 5), fake_tensor(cutlass.Float32, 4, aligned=False)
+    else:
+        o, lse = fake_tensor(op.dtype, 4), fake_tensor(cutlass.Float32, 3, aligned=False)
     return compile_kernel(op, q, k, v, o, lse, *_fake_launch_args(op))
 
 
 def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, opts: reference.Options,
             config: Optional[FwdConfig] = None, out: Optional[torch.Tensor] = None,
-            lse: Optional[torch.Tensor] = None, pack_gqa: Optional[bool] = None):
+            lse: Optional[torch.Tensor] = None, pack_gqa: Optional[bool] = None, num_splits: int = 1):
     """out (batch, seqlen_q, heads, head_dim_v) in q's dtype and lse (batch, heads, seqlen_q) fp32, written
-    into `out` and `lse` when given (contiguous); pack_gqa: the caller's hint (`gqa_pack`)."""
+    into `out` and `lse` when given (contiguous); pack_gqa and num_splits: the caller's hints (`gqa_pack`,
+    `kv_splits`)."""
     batch, seqlen_q, heads, head_dim = q.shape
     traced = mods.traced(opts)
     pack = gqa_pack(q, k, opts, pack_gqa)
     config = config or default_config(head_dim, opts, k.shape[1])
-    op = kernel_for(q.dtype, head_dim, v.shape[-1], heads // k.shape[2], opts, config, traced, pack_gqa=pack)
+    splits = kv_splits(q, k, opts, config, pack, num_splits)
+    op = kernel_for(q.dtype, head_dim, v.shape[-1], heads // k.shape[2], opts, config, traced, pack_gqa=pack,
+                    split_kv=splits > 1)
     if out is None:
         out = torch.empty(batch, seqlen_q, heads, v.shape[-1], dtype=q.dtype, device=q.device)
     if lse is None:
@@ -153,11 +164,12 @@ def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, opts: reference.O
     if out.numel() == 0 or k.shape[1] == 0:  # nothing to compute; TMA cannot describe an empty tensor
         sink = opts.learnable_sink
         return out.zero_(), lse.fill_(-math.inf) if sink is None else lse.copy_(sink.detach().view(1, -1, 1))
+    if splits > 1:
+        compiled, args = _compiled_and_args(op, q, k, opts, traced)
+        parts = split_parts(q, v.shape[-1], splits, pack)
+        compiled(aligned_view(q), aligned_view(k), aligned_view(v), *parts, *args, *_per_call_args(op, q.device))
+        return fwd_combine.combine(*parts, out, lse, pack)
     compiled, args = _compiled_and_args(op, q, k, opts, traced)
-    if pack > 1:
-        rows, out_rows, lse_rows = packed_queries(q, pack, v.shape[-1])
-        compiled(rows, aligned_view(k), aligned_view(v), out_rows, lse_rows, *args, *_per_call_args(op, q.device))
-        return unpacked(out, lse, out_rows, lse_rows, pack)
     compiled(aligned_view(q), aligned_view(k), aligned_view(v), out, lse, *args, *_per_call_args(op, q.device))
     return out, lse
 
@@ -166,42 +178,44 @@ def gqa_pack(q: torch.Tensor, k: torch.Tensor, opts: reference.Options, hint: Op
     """How many query heads of a KV head share a tile's rows, each row a (query, head) pair: the group's
     heads_q // heads_kv where they are packed, else 1. Packed, a tile of few queries fills its rows, and the
     group reads K and V once. `hint` (the call's pack_gqa): True packs, False does not, None packs up to
-    PACK_GQA_MAX_QUERIES queries. A sink or mods read a row's head or query, which packed rows do not carry: those
-    calls are never packed (the hint never changes a result)."""
+    PACK_GQA_MAX_QUERIES queries. A TMA box of 64 rows takes whole groups: a group that does not divide 64 is not
+    packed; nor is a call with a sink or mods, which read a row's head or query that packed rows do not carry (the
+    hint never changes a result)."""
     group = q.shape[2] // k.shape[2]
-    if group == 1 or hint is False or (opts.learnable_sink, opts.score_mod, opts.mask_mod,
-                                       opts.block_mask) != (None,) * 4:
+    if group == 1 or 64 % group != 0 or hint is False or (
+            opts.learnable_sink, opts.score_mod, opts.mask_mod, opts.block_mask) != (None,) * 4:
         return 1
     return group if hint or q.shape[1] <= PACK_GQA_MAX_QUERIES else 1
 
 
-def packed_queries(q: torch.Tensor, pack: int, head_dim_v: int) -> tuple:
-    """q (batch, seqlen_q, heads, head_dim) as packed rows (batch, seqlen_q * pack, heads // pack, head_dim), row
-    i * pack + j of KV head g holding query i of head g * pack + j (a copy); and the packed out and lse."""
-    batch, seqlen_q, heads, head_dim = q.shape
-    shape = (batch, seqlen_q * pack, heads // pack)
-    rows = torch.empty(*shape, head_dim, dtype=q.dtype, device=q.device)
-    rows.view(batch, seqlen_q, pack, heads // pack, head_dim).copy_(
-        q.detach().unflatten(2, (heads // pack, pack)).transpose(2, 3))
-    out_rows = torch.empty(*shape, head_dim_v, dtype=q.dtype, device=q.device)
-    lse_rows = torch.empty(batch, heads // pack, seqlen_q * pack, dtype=torch.float32, device=q.device)
-    return rows, out_rows, lse_rows
+def kv_splits(q: torch.Tensor, k: torch.Tensor, opts: reference.Options, config: FwdConfig, pack: int,
+              hint: int) -> int:
+    """Into how many parts the kernel splits each tile's keys, each part a CTA of its own (`split_kv`): `hint`
+    (the call's num_splits) where it is above 1, at most one part a key block; 0 chooses, for a launch of fewer
+    tiles than SMs (decoding), as many parts as fill the SMs, each of MIN_SPLIT_BLOCKS key blocks or more. A sink
+    joins each row's sum once, and a mask_mod's block lists are not split: those calls are never split."""
+    if hint == 1 or (opts.learnable_sink, opts.mask_mod, opts.block_mask) != (None,) * 3:
+        return 1
+    n_blocks = -(-k.shape[1] // config.tile_n)
+    if hint > 1:
+        return max(1, min(hint, n_blocks))
+    batch, seqlen_q, heads, _ = q.shape
+    tiles = -(-seqlen_q * pack // config.tile_m) * heads // pack * batch
+    return max(1, min(sm_count(q.device.index) // tiles, n_blocks // MIN_SPLIT_BLOCKS, MAX_SPLITS))
 
 
-def unpacked(out: torch.Tensor, lse: torch.Tensor, out_rows: torch.Tensor, lse_rows: torch.Tensor, pack: int):
-    """out and lse (contiguous) filled from the packed rows' (`packed_queries`)."""
-    batch, seqlen_q, heads, head_dim_v = out.shape
-    out.view(batch, seqlen_q, heads // pack, pack, head_dim_v).copy_(
-        out_rows.view(batch, seqlen_q, pack, heads // pack, head_dim_v).transpose(2, 3))
-    lse.view(batch, heads // pack, pack, seqlen_q).copy_(
-        lse_rows.view(batch, heads // pack, seqlen_q, pack).transpose(2, 3))
-    return out, lse
+def split_parts(q: torch.Tensor, head_dim_v: int, splits: int, pack: int) -> tuple:
+    """The split-KV kernel's outputs for q (batch, seqlen_q, heads, head_dim), its rows packed `pack` heads a
+    KV head: each split's O, fp32 (splits, batch, rows, heads // pack, head_dim_v), and lse (splits, batch,
+    heads // pack, rows), rows = seqlen_q * pack."""
+    batch, seqlen, heads = q.shape[0], q.shape[1] * pack, q.shape[2] // pack
+    return (torch.empty(splits, batch, seqlen, heads, head_dim_v, dtype=torch.float32, device=q.device),
+            torch.empty(splits, batch, heads, seqlen, dtype=torch.float32, device=q.device))
 
 
 def _compiled_and_args(op: FlashFwdSm90, q: torch.Tensor, k: torch.Tensor, opts: reference.Options,
                        traced: tuple) -> tuple:
-    """The compiled kernel of `op` and its arguments after lse, for a call of non-empty q and k (q unpacked: its
-    shape places a mask_mod's block lists, which packed calls never have)."""
+    """The compiled kernel of `op` and its arguments after lse, for a call of non-empty q and k."""
     batch, seqlen_q, heads, _ = q.shape
     compiled = get_or_compile(("sm90.fwd", op), lambda: _compile(op))
     lists = (None,) * 3
@@ -221,7 +235,7 @@ def _detached(t: torch.Tensor) -> torch.Tensor:
 
 
 def prepared(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, opts: reference.Options,
-             pack_gqa: Optional[bool] = None):
+             pack_gqa: Optional[bool] = None, num_splits: int = 1):
     """`forward` of a call without mods, sink or block mask, for later calls with the same layouts and options:
     what those decide (the kernel, its arguments, the output shapes) is done once, and the returned function of
     (q, k, v) only allocates out and lse and launches."""
@@ -229,7 +243,9 @@ def prepared(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, opts: reference.
     traced = (None, None)
     pack = gqa_pack(q, k, opts, pack_gqa)
     config = default_config(head_dim, opts, k.shape[1])
-    op = kernel_for(q.dtype, head_dim, v.shape[-1], heads // k.shape[2], opts, config, traced, pack_gqa=pack)
+    splits = kv_splits(q, k, opts, config, pack, num_splits)
+    op = kernel_for(q.dtype, head_dim, v.shape[-1], heads // k.shape[2], opts, config, traced, pack_gqa=pack,
+                    split_kv=splits > 1)
     compiled, args = _compiled_and_args(op, q, k, opts, traced)
     out_shape, lse_shape = (batch, seqlen_q, heads, v.shape[-1]), (batch, heads, seqlen_q)
     # Later calls have these strides too: aligned_view's work is needed for all of them or none.
@@ -239,14 +255,17 @@ def prepared(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, opts: reference.
     def run(q, k, v):
         out = torch.empty(out_shape, dtype=q.dtype, device=q.device)
         lse = torch.empty(lse_shape, dtype=torch.float32, device=q.device)
-        if pack > 1:
-            rows, out_rows, lse_rows = packed_queries(q, pack, out_shape[-1])
-            compiled(rows, view_k(k), view_v(v), out_rows, lse_rows, *args, *_per_call_args(op, q.device))
-            return unpacked(out, lse, out_rows, lse_rows, pack)
         compiled(view_q(q), view_k(k), view_v(v), out, lse, *args, *_per_call_args(op, q.device))
         return out, lse
 
-    return run
+    def run_split(q, k, v):
+        out = torch.empty(out_shape, dtype=q.dtype, device=q.device)
+        lse = torch.empty(lse_shape, dtype=torch.float32, device=q.device)
+        parts = split_parts(q, out_shape[-1], splits, pack)
+        compiled(view_q(q), view_k(k), view_v(v), *parts, *args, *_per_call_args(op, q.device))
+        return fwd_combine.combine(*parts, out, lse, pack)
+
+    return run_split if splits > 1 else run
 
 
 @compile_target("sm90.fwd", "sm_90a")
@@ -261,7 +280,9 @@ def build() -> None:
             _compile(kernel_for(torch.bfloat16, head_dim, head_dim, 1, plain, seqlen_k=LONG_KEYS + 1))
     _compile(kernel_for(torch.float16, 128, 128, 4, causal, FwdConfig(tile_n=64, num_stages=3)))
     _compile(kernel_for(torch.bfloat16, 128, 128, 4, causal, pack_gqa=4))
-    _compile(kernel_for(torch.bfloat16, 64, 64, 3, replace(plain, window_left=100, window_right=20), pack_gqa=3))
+    _compile(kernel_for(torch.bfloat16, 64, 64, 2, replace(plain, window_left=100, window_right=20), pack_gqa=2))
+    _compile(kernel_for(torch.bfloat16, 128, 128, 4, causal, pack_gqa=4, split_kv=True))
+    _compile(kernel_for(torch.bfloat16, 64, 64, 1, replace(plain, window_left=100, softcap=30.0), split_kv=True))
     for opts in (replace(plain, window_left=256, window_right=0), replace(plain, window_left=64),
                  replace(plain, softcap=30.0), replace(plain, learnable_sink=torch.zeros(4)),
                  replace(causal, window_left=100, softcap=30.0, learnable_sink=torch.zeros(4))):

@@ -5,6 +5,9 @@ Each consumer warpgroup owns 64 rows of the Q tile and, per K/V block, computes 
 memory, the online softmax in registers, then O += P V with P read from registers. The epilogue
 normalizes O, writes the log-sum-exp and stores O through shared memory with TMA.
 
+Split-KV (`split_kv`): a tile's keys are shared among several CTAs, each writing its part's normalized O in fp32
+and its log-sum-exp, which `fwd_combine` merges; for launches of fewer tiles than SMs, as in decoding.
+
 A CTA visits only the K/V blocks its rows see (causal, sliding window) and masks only those across a
 window edge or the seqlen_k tail. Softcap turns the scores before masking; a learnable sink joins each
 row's sum in the epilogue. Each feature is a compile-time flag: a kernel without it has none of its code.
@@ -35,7 +38,7 @@ from cuteattn.kernel_args import launch
 from cuteattn.sm90 import tma
 from cuteattn.sm90.mma import gemm, pinned, pinned_k_blocks
 from cuteattn.sm90.smem import accumulator_store, one_stage, operand_layout
-from cuteattn.tile_scheduler import FEED_STAGES, TileFeed, TileOrder, grid_size, l2_group
+from cuteattn.tile_scheduler import FEED_STAGES, TileFeed, TileOrder, grid_size, l2_group, split_blocks
 
 ROWS_PER_WARPGROUP = 64  # the M of one wgmma
 THREADS_PER_WARPGROUP = 128
@@ -46,6 +49,25 @@ MAX_CONSUMERS = 3
 EPILOGUE_BARRIER = 1  # named barriers: + consumer index; 0 is __syncthreads
 SCHEDULER_BARRIER = EPILOGUE_BARRIER + MAX_CONSUMERS
 Q_PINNED_HEAD_DIM = 128
+
+
+def packed_rows(layout: cute.Layout, pack: int, row_mode: int, head_mode: int) -> cute.Layout:
+    """A layout of queries and heads (q, out: (batch, seqlen, heads, dim); lse: (batch, heads, seqlen)) as one of
+    packed rows (`packed_modes`). TMA takes the row mode as two of its dimensions, so a tile of rows reads (writes)
+    pack heads of several queries at once, where pack divides the tile's rows."""
+    shape, stride = packed_modes(layout.shape, layout.stride, pack, row_mode, head_mode)
+    return cute.make_layout(shape, stride=stride)
+
+
+def packed_modes(shape: tuple, stride: tuple, pack: int, row_mode: int, head_mode: int) -> tuple:
+    """(shape, stride) with (pack, seqlen) in the row mode and heads // pack in the head mode: row r of KV head g
+    (r = j + pack * i, CuTe's order within a mode) is query i of head g * pack + j."""
+    shape, stride = list(shape), list(stride)
+    seqlen, heads = shape[row_mode], shape[head_mode]
+    row_stride, head_stride = stride[row_mode], stride[head_mode]
+    shape[row_mode], stride[row_mode] = (pack, seqlen), (head_stride, row_stride)
+    shape[head_mode], stride[head_mode] = heads // pack, head_stride * pack
+    return tuple(shape), tuple(stride)
 
 
 @dataclass(frozen=True)
@@ -149,12 +171,16 @@ class FlashFwdSm90:
     score_mod: Optional[TracedMod] = None
     mask_mod: Optional[TracedMod] = None
     config: FwdConfig = FwdConfig()
-    pack_gqa: int = 1  # query heads of a KV head packed into a tile's rows (mQ (seqlen_q * pack_gqa, .., heads_kv, ..))
+    pack_gqa: int = 1  # query heads of a KV head packed into a tile's rows (`packed_rows`), dividing 64
+    split_kv: bool = False  # mO, mLSE: each split's part, fp32, the split mode first (`fwd_combine`)
 
     def __post_init__(self):
         assert 1 <= self.config.num_consumers <= MAX_CONSUMERS
         assert self.pack_gqa == 1 or (self.qhead_per_kvhead == 1 and not self.has_sink and self.score_mod is None
                                       and self.mask_mod is None), "packed rows carry no head or query index"
+        assert ROWS_PER_WARPGROUP % self.pack_gqa == 0, "a TMA box of 64 rows takes whole groups of heads"
+        assert not self.split_kv or (not self.has_sink and self.mask_mod is None), \
+            "the sink joins a row once, and a mask_mod's block list is not split"
         assert self.head_dim_v <= self.head_dim, "O is staged in Q's shared memory"
 
     @property
@@ -178,8 +204,8 @@ class FlashFwdSm90:
         mQ: cute.Tensor,  # (batch, seqlen_q, heads, head_dim)
         mK: cute.Tensor,  # (batch, seqlen_k, heads_kv, head_dim)
         mV: cute.Tensor,  # (batch, seqlen_k, heads_kv, head_dim_v)
-        mO: cute.Tensor,  # (batch, seqlen_q, heads, head_dim_v)
-        mLSE: cute.Tensor,  # (batch, heads, seqlen_q) fp32
+        mO: cute.Tensor,  # (batch, seqlen_q, heads, head_dim_v); split_kv: (splits, batch, ...) fp32
+        mLSE: cute.Tensor,  # (batch, heads, seqlen_q) fp32; split_kv: (splits, batch, heads, seqlen_q)
         mSink: Optional[cute.Tensor],  # (heads,) fp32 with has_sink, else None
         scale_log2: Float32,  # of the scores held: softmax_scale * log2(e), softcap * log2(e) with has_softcap
         tanh_scale: Float32,  # softmax_scale / softcap with has_softcap
@@ -197,10 +223,19 @@ class FlashFwdSm90:
         stream: cuda.CUstream,
     ):
         cfg = self.config
+        if cutlass.const_expr(self.pack_gqa > 1):  # split-KV's parts are made with packed rows
+            mQ = cute.make_tensor(mQ.iterator, packed_rows(mQ.layout, self.pack_gqa, 1, 2))
+            if cutlass.const_expr(not self.split_kv):
+                mO = cute.make_tensor(mO.iterator, packed_rows(mO.layout, self.pack_gqa, 1, 2))
+                mLSE = cute.make_tensor(mLSE.iterator, packed_rows(mLSE.layout, self.pack_gqa, 2, 1))
         # TMA tiles the two leading modes: (seqlen, head_dim, heads, batch); V as (head_dim_v, seqlen, ...).
-        mQ, mK, mO = [cute.make_tensor(t.iterator, cute.select(t.layout, mode=[1, 3, 2, 0])) for t in (mQ, mK, mO)]
+        # Split-KV's parts: (seqlen, head_dim_v, heads, batch, split), lse (seqlen, heads, batch, split).
+        mQ, mK = [cute.make_tensor(t.iterator, cute.select(t.layout, mode=[1, 3, 2, 0])) for t in (mQ, mK)]
         mV = cute.make_tensor(mV.iterator, cute.select(mV.layout, mode=[3, 1, 2, 0]))
-        mLSE = cute.make_tensor(mLSE.iterator, cute.select(mLSE.layout, mode=[2, 1, 0]))
+        o_modes, lse_modes = ([2, 4, 3, 1, 0], [3, 2, 1, 0]) if cutlass.const_expr(self.split_kv) else (
+            [1, 3, 2, 0], [2, 1, 0])
+        mO = cute.make_tensor(mO.iterator, cute.select(mO.layout, mode=o_modes))
+        mLSE = cute.make_tensor(mLSE.iterator, cute.select(mLSE.layout, mode=lse_modes))
 
         tiled_mma_qk = sm90_utils.make_trivial_tiled_mma(
             self.dtype, self.dtype, OperandMajorMode.K, OperandMajorMode.K, Float32, (1, 1, 1),
@@ -225,8 +260,10 @@ class FlashFwdSm90:
         tma_q, mQ = cpasync.make_tiled_tma_atom(load, mQ, one_stage(sQ_layout), (ROWS_PER_WARPGROUP, self.head_dim))
         tma_k, mK = cpasync.make_tiled_tma_atom(load, mK, one_stage(sK_layout), (cfg.tile_n, self.head_dim))
         tma_v, mV = cpasync.make_tiled_tma_atom(load, mV, one_stage(sV_layout), (self.head_dim_v, cfg.tile_n))
-        tma_o, mO = cpasync.make_tiled_tma_atom(cpasync.CopyBulkTensorTileS2GOp(), mO, one_stage(sO_layout),
-                                                (ROWS_PER_WARPGROUP, self.head_dim_v))
+        tma_o = None  # split-KV's fp32 parts are stored from registers
+        if cutlass.const_expr(not self.split_kv):
+            tma_o, mO = cpasync.make_tiled_tma_atom(cpasync.CopyBulkTensorTileS2GOp(), mO, one_stage(sO_layout),
+                                                    (ROWS_PER_WARPGROUP, self.head_dim_v))
 
         feed_stages = FEED_STAGES if cfg.dynamic else 0
 
@@ -247,7 +284,7 @@ class FlashFwdSm90:
             tma_q, mQ, tma_k, mK, tma_v, mV, tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, window_left,
             window_right, score_scale, mod_tensors, mBlockCount, mBlockList, mTileOrder, mTileCounter, tiled_mma_qk,
             tiled_mma_pv, sQ_layout, sK_layout, sV_layout, sO_layout, SharedStorage)
-        tiles = self.tile_order(mQ, mK, mTileOrder).count()
+        tiles = self.tile_order(mQ, mK, mO, mTileOrder).count()
         launch(cta_body, (grid_size(tiles, max_ctas, cfg.persistent), 1, 1), self.num_threads, stream,
                smem=SharedStorage.size_in_bytes(),
                owner=f"{type(self).__name__}(head_dim {self.head_dim}) with {cfg}")
@@ -285,15 +322,16 @@ class FlashFwdSm90:
     ):
         cfg = self.config
         warp_idx = cute.arch.make_warp_uniform(cute.arch.warp_idx())
-        tiles = self.tile_order(mQ, mK, mTileOrder)
-        seqlen_q, seqlen_k = mQ.shape[0], mK.shape[0]
+        tiles = self.tile_order(mQ, mK, mO, mTileOrder)
+        seqlen_q, seqlen_k = cute.size(mQ, mode=[0]), mK.shape[0]
         window = Window.of(seqlen_q, seqlen_k, window_left, window_right, self.has_window_left,
                            self.has_window_right, self.pack_gqa)
         work = functools.partial(self.work, tiles, window, seqlen_q, mBlockCount, mBlockList)
 
         if warp_idx == 0:
             for atom in (tma_q, tma_k, tma_v, tma_o):
-                cpasync.prefetch_descriptor(atom)
+                if cutlass.const_expr(atom is not None):
+                    cpasync.prefetch_descriptor(atom)
 
         smem = cutlass.memory.SmemAllocator()
         storage = smem.allocate(SharedStorage)
@@ -326,12 +364,13 @@ class FlashFwdSm90:
                          tiled_mma_pv, sQ, sK, sV, sO, sTable, pipeline_q, pipeline_k, pipeline_v, feed, work,
                          window, seqlen_q, seqlen_k)
 
-    def tile_order(self, mQ, mK, by_work):
+    def tile_order(self, mQ, mK, mO, by_work):
         """The tiles of the launch; mQ (seqlen, head_dim, heads, batch), mK (seqlen, head_dim, heads, batch);
-        by_work: a mask_mod's order of them, or None."""
-        seqlen_q, _, heads, batch = mQ.shape
-        return TileOrder(cute.ceil_div(seqlen_q, self.config.tile_m), heads, batch,
-                         longest_first=self.has_window_right, group=self.l2_group(mK.shape[0]), by_work=by_work)
+        mO, with split_kv, has the splits last; by_work: a mask_mod's order of them, or None."""
+        _, _, heads, batch = mQ.shape
+        return TileOrder(cute.ceil_div(cute.size(mQ, mode=[0]), self.config.tile_m), heads, batch,
+                         longest_first=self.has_window_right, group=self.l2_group(mK.shape[0]), by_work=by_work,
+                         splits=mO.shape[4] if cutlass.const_expr(self.split_kv) else None)
 
     def l2_group(self, seqlen_k):
         """The (head, batch) pairs whose K and V share the L2, by the tile order."""
@@ -340,19 +379,22 @@ class FlashFwdSm90:
 
     @cute.jit
     def work(self, tiles, window, seqlen_q, mBlockCount, mBlockList, tile):
-        """Tile `tile`: (m_block, head, batch, n_block_max, n_blocks, blocks, n_partial); `blocks` the key blocks
-        to visit from a mask_mod's block sparsity, its first n_partial partial, or None: n_block_max - 1 down."""
-        m_block, head, batch = tiles.at(tile)
+        """Tile `tile`: (m_block, head, batch, n_block_max, n_blocks, blocks, n_partial, split); `blocks` the key
+        blocks to visit from a mask_mod's block sparsity, its first n_partial partial, or None: n_block_max - 1
+        down; with split_kv, those of its split (`split_blocks`), else split is None."""
+        m_block, head, batch, split = tiles.at_split(tile)
         first_row = m_block * self.config.tile_m
         n_block_min, n_block_max = window.block_range(
             first_row, cutlass.min(first_row + self.config.tile_m, seqlen_q) - 1, self.config.tile_n)
+        if cutlass.const_expr(self.split_kv):
+            n_block_min, n_block_max = split_blocks(n_block_min, n_block_max, split, tiles.splits)
         n_blocks = n_block_max - n_block_min
         blocks, n_partial = None, n_blocks
         if cutlass.const_expr(self.mask_mod is not None):
             n_blocks = mBlockCount[batch, head, m_block, 0]
             n_partial = mBlockCount[batch, head, m_block, 1]
             blocks = mBlockList[batch, head, m_block, None]
-        return m_block, head, batch, n_block_max, n_blocks, blocks, n_partial
+        return m_block, head, batch, n_block_max, n_blocks, blocks, n_partial, split
 
     @cute.jit
     def produce(self, tma_q, mQ, tma_k, mK, tma_v, mV, sQ, sK, sV, pipeline_q, pipeline_k, pipeline_v, feed, work):
@@ -365,7 +407,7 @@ class FlashFwdSm90:
         feed.post(feed_state.clone(), tile)
         feed_state.advance()
         while tile < feed.count:
-            m_block, head, batch, n_block_max, n_blocks, blocks, _ = work(tile)
+            m_block, head, batch, n_block_max, n_blocks, blocks, _, _ = work(tile)
             kv_head = head // self.qhead_per_kvhead
             tQsQ, tQgQ = tma.partition(tma_q, sQ, cute.local_tile(mQ[None, None, head, batch],
                                                               (ROWS_PER_WARPGROUP, self.head_dim), (None, 0)))
@@ -492,7 +534,7 @@ class FlashFwdSm90:
         tile_idx = feed.take(feed_state.clone(), cute.arch.block_idx()[0])
         feed_state.advance()
         while tile_idx < feed.count:
-            m_block, head, batch, n_block_max, n_blocks, blocks, n_partial = work(tile_idx)
+            m_block, head, batch, n_block_max, n_blocks, blocks, n_partial, split = work(tile_idx)
             row0 = m_block * cfg.tile_m + wg * ROWS_PER_WARPGROUP
             mods = mod_tile.ModArgs(score_scale, mod_tensors, [], batch, seqlen_q, seqlen_k, table)
             # Under causal or a right window a tile reaches further than its first consumers' rows: each
@@ -526,8 +568,11 @@ class FlashFwdSm90:
                 if n_blocks == 0 or not has_rows or skip >= n_blocks:  # no mainloop freed it
                     pipeline_q.consumer_release(q_state)
             if has_rows:
-                self.epilogue(tma_o, mO, mLSE, mSink, tiled_mma_pv, rows, tile, sO, m_block, batch, seqlen_q, wg,
-                              wg_tidx)
+                if cutlass.const_expr(self.split_kv):
+                    self.store_split(mO, mLSE, tiled_mma_pv, rows, tile, batch, split, seqlen_q, wg_tidx)
+                else:
+                    self.epilogue(tma_o, mO, mLSE, mSink, tiled_mma_pv, rows, tile, sO, m_block, batch, seqlen_q,
+                                  wg, wg_tidx)
             if cutlass.const_expr(not cfg.persistent):
                 # Q's stage is free once every consumer warp is done: the warp that stored O waited for its read.
                 pipeline_q.consumer_release(q_state)
@@ -681,3 +726,21 @@ class FlashFwdSm90:
             cute.copy(tma_o, tOsO[None, wg], tOgO[None, m_block * self.config.num_consumers + wg])
             cute.arch.cp_async_bulk_commit_group()
             cute.arch.cp_async_bulk_wait_group(0, read=True)
+
+    @cute.jit
+    def store_split(self, mO, mLSE, tiled_mma_pv, rows, tile, batch, split, seqlen_q, wg_tidx):
+        """Split-KV's epilogue: O normalized over the split's keys, in fp32 from registers (few rows: the launch
+        has fewer tiles than SMs), and the rows' lse over those keys (-inf, O = 0, where they see none)."""
+        o, coords, row0 = rows.o, rows.coords, tile.row0
+        lse = cute.make_rmem_tensor_like(rows.row_max)
+        softmax.finish(o, rows.row_max, rows.row_sum, tile.scale_log2, lse)
+        gO = cute.local_tile(mO[None, None, tile.head, batch, split], (ROWS_PER_WARPGROUP, self.head_dim_v),
+                             (row0 // ROWS_PER_WARPGROUP, 0))
+        tOgO = rowcol(tiled_mma_pv.get_slice(wg_tidx).partition_C(gO))  # one base address, constant offsets
+        for r in cutlass.range_constexpr(cute.size(lse)):
+            row = row0 + coords[r, 0][0]
+            if row < seqlen_q:
+                if wg_tidx % 4 == 0:  # the first of the four lanes that share a row
+                    mLSE[row, tile.head, batch, split] = lse[r]
+                for c in cutlass.range_constexpr(cute.size(o, mode=[1])):
+                    tOgO[r, c] = o[r, c]
