@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """The sm90 forward with few queries and grouped KV heads (decoding, speculative verification): the query heads
-of a KV head packed into a tile's rows, also with the keys split among CTAs (num_splits=0), against unpacked tiles
-and FA4 (its own pack_gqa choice; its split-KV heuristic, num_splits=0, fails an assertion at these shapes),
+of a KV head packed into a tile's rows and unpacked tiles, neither splitting the keys (num_splits=1), the defaults
+(which pack up to 64 queries and split the keys of launches of few tiles among CTAs), and FA4 (its own pack_gqa choice; its split-KV heuristic, num_splits=0, fails an assertion at these shapes),
 in one process.
 Median time of do_bench; bandwidth counts K and V read once and q, out written once.
 
-    python benchmarks/pack_gqa.py [--seqlens-q 1,4,16,64,128] [--seqlens-k 4096,16384] [--causal]
+    python benchmarks/pack_gqa.py [--seqlens-q 1,4,16,64,128] [--seqlens-k 4096,16384] [--batch 8] [--causal]
 """
 
 import argparse
@@ -26,6 +26,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seqlens-q", type=ints, default=[1, 4, 16, 64, 128])
     p.add_argument("--seqlens-k", type=ints, default=[4096, 16384])
+    p.add_argument("--batch", type=int, default=BATCH)
     p.add_argument("--causal", action="store_true")
     p.add_argument("--rep-ms", type=int, default=100)
     args = p.parse_args()
@@ -33,24 +34,25 @@ def main():
 
     import cuteattn
 
-    providers = {"packed": lambda q, k, v: cuteattn.flash_attn_func(q, k, v, causal=args.causal, pack_gqa=True),
-                 "unpacked": lambda q, k, v: cuteattn.flash_attn_func(q, k, v, causal=args.causal, pack_gqa=False),
-                 "packed split-KV": lambda q, k, v: cuteattn.flash_attn_func(q, k, v, causal=args.causal,
-                                                                            pack_gqa=True, num_splits=0)}
+    providers = {"packed": lambda q, k, v: cuteattn.flash_attn_func(q, k, v, causal=args.causal, pack_gqa=True,
+                                                                    num_splits=1),
+                 "unpacked": lambda q, k, v: cuteattn.flash_attn_func(q, k, v, causal=args.causal, pack_gqa=False,
+                                                                      num_splits=1),
+                 "default": lambda q, k, v: cuteattn.flash_attn_func(q, k, v, causal=args.causal)}
     try:
         from flash_attn.cute import flash_attn_func as fa4
 
         providers["fa4"] = lambda q, k, v: fa4(q, k, v, causal=args.causal)
     except ImportError as e:
         print(f"fa4 not importable: {e}")
-    print(f"{torch.cuda.get_device_name()}, bf16, batch {BATCH}, heads {HEADS}/{HEADS_KV}, hdim {HEAD_DIM}, "
+    print(f"{torch.cuda.get_device_name()}, bf16, batch {args.batch}, heads {HEADS}/{HEADS_KV}, hdim {HEAD_DIM}, "
           f"causal {int(args.causal)}; us (TB/s)")
     print("| seqlen_q | seqlen_k | " + " | ".join(providers) + " |")
     print("| --- | --- |" + " --- |" * len(providers))
     for seqlen_k in args.seqlens_k:
         for seqlen_q in args.seqlens_q:
-            q = torch.randn(BATCH, seqlen_q, HEADS, HEAD_DIM, device="cuda", dtype=torch.bfloat16)
-            k, v = (torch.randn(BATCH, seqlen_k, HEADS_KV, HEAD_DIM, device="cuda", dtype=torch.bfloat16)
+            q = torch.randn(args.batch, seqlen_q, HEADS, HEAD_DIM, device="cuda", dtype=torch.bfloat16)
+            k, v = (torch.randn(args.batch, seqlen_k, HEADS_KV, HEAD_DIM, device="cuda", dtype=torch.bfloat16)
                     for _ in range(2))
             moved = 2 * (k.numel() + v.numel() + 2 * q.numel())
             cells = []

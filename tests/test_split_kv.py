@@ -45,10 +45,12 @@ def test_chosen_parts_fill_the_sms_with_few_tiles():
     # 4 * 32 packed heads over 8 KV heads, one query: 32 tiles, 16k keys
     assert splits(4, 1, 32, 8, 16384, 0, pack=4) == 4
     assert splits(1, 1, 1, 1, 1 << 20, 0) == forward.MAX_SPLITS
-    # as many tiles as SMs, or keys too few for two parts: one
+    # over a quarter as many tiles as SMs, or keys too few for MIN_SPLITS parts: one
     assert splits(132, 1, 1, 1, 16384, 0) == 1
-    assert splits(1, 1, 8, 8, 1000, 0) == 2
-    assert splits(1, 1, 8, 8, 600, 0) == 1
+    assert splits(34, 1, 1, 1, 16384, 0) == 1
+    assert splits(33, 1, 1, 1, 16384, 0) == 4
+    assert splits(1, 1, 8, 8, 2048, 0) == 4
+    assert splits(1, 1, 8, 8, 1920, 0) == 1
 
 
 @pytest.mark.parametrize("feature", [dict(learnable_sink=torch.zeros(8)), dict(mask_mod=lambda b, h, q, k: q >= k),

@@ -53,14 +53,18 @@ LONG_UNMASKED = {64: (_THREE, _N128), 128: (_N128, _N128)}
 
 
 # Up to this many queries pack the query heads of a KV head into a tile's rows by default (`gqa_pack`). Batch 8,
-# 32 query heads over 8 KV heads, hdim 128, with copies of q, out and lse (before the kernel read them in place):
-# 1 to 16 queries over 4k keys 72-74 us packed against 77-79 unpacked, over 16k 200-202 against 272-276; 64
-# queries 83.0 against 80.9 over 4k, 237.4 against 303.5 over 16k; 128 queries 140.2 against 111.6 and 464.4
-# against 478.6 (H100, notes-21).
+# 32 query heads over 8 KV heads, hdim 128, unsplit: 1 to 16 queries over 4k keys 60-61 us packed against 78-79
+# unpacked, over 16k 189 against 273-275; 64 queries 63.5 against 80.1 and 211.3 against 312.2; 128 queries
+# 108.9 against 110.3 and 391.4 against 385.3, causal 116.2 against 113.8 and 459.8 against 446.2 (H100, notes-22).
 PACK_GQA_MAX_QUERIES = 64
-# Split-KV (num_splits=0): at most this many parts a tile's keys, each of at least MIN_SPLIT_BLOCKS key blocks.
+# Split-KV (num_splits=0): at most MAX_SPLITS parts a tile's keys, each of at least MIN_SPLIT_BLOCKS key blocks, and
+# at least MIN_SPLITS parts or none: a launch of over a quarter as many tiles as SMs nears the memory bandwidth
+# unsplit. Batch 8, 8 KV heads (64 packed tiles), hdim 128, 1-64 queries: two parts took 4-13 us longer than one
+# over 4k and 16k keys; batch 1 (8 tiles): 16 parts 21.5 us against 40.4 over 4k keys, 45.7 against 137.3 over 16k
+# (H100, notes-22).
 MAX_SPLITS = 64
 MIN_SPLIT_BLOCKS = 4
+MIN_SPLITS = 4
 
 
 def config_entry(head_dim: int) -> tuple:
@@ -191,8 +195,9 @@ def gqa_pack(q: torch.Tensor, k: torch.Tensor, opts: reference.Options, hint: Op
 def kv_splits(q: torch.Tensor, k: torch.Tensor, opts: reference.Options, config: FwdConfig, pack: int,
               hint: int) -> int:
     """Into how many parts the kernel splits each tile's keys, each part a CTA of its own (`split_kv`): `hint`
-    (the call's num_splits) where it is above 1, at most one part a key block; 0 chooses, for a launch of fewer
-    tiles than SMs (decoding), as many parts as fill the SMs, each of MIN_SPLIT_BLOCKS key blocks or more. A sink
+    (the call's num_splits) where it is above 1, at most one part a key block; 0 chooses, for a launch of at most
+    a quarter as many tiles as SMs (decoding), as many parts as fill the SMs, each of MIN_SPLIT_BLOCKS key blocks or
+    more, where that makes MIN_SPLITS or more. A sink
     joins each row's sum once, and a mask_mod's block lists are not split: those calls are never split."""
     if hint == 1 or (opts.learnable_sink, opts.mask_mod, opts.block_mask) != (None,) * 3:
         return 1
@@ -201,7 +206,8 @@ def kv_splits(q: torch.Tensor, k: torch.Tensor, opts: reference.Options, config:
         return max(1, min(hint, n_blocks))
     batch, seqlen_q, heads, _ = q.shape
     tiles = -(-seqlen_q * pack // config.tile_m) * heads // pack * batch
-    return max(1, min(sm_count(q.device.index) // tiles, n_blocks // MIN_SPLIT_BLOCKS, MAX_SPLITS))
+    parts = min(sm_count(q.device.index) // tiles, n_blocks // MIN_SPLIT_BLOCKS, MAX_SPLITS)
+    return parts if parts >= MIN_SPLITS else 1
 
 
 def split_parts(q: torch.Tensor, head_dim_v: int, splits: int, pack: int) -> tuple:
