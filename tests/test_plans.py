@@ -13,14 +13,16 @@ pytest.importorskip("cutlass")
 
 @pytest.fixture
 def launches(monkeypatch):
-    """The kernel arguments of each launch; the sm90 path chosen for CPU tensors."""
+    """The kernel arguments of each forward launch (split-KV's combine runs nothing); the sm90 path chosen for CPU
+    tensors."""
     from cuteattn import compile_cache
-    from cuteattn.sm90 import forward
+    from cuteattn.sm90 import forward, fwd_combine
 
     calls = []
     monkeypatch.setattr(compile_cache, "_cache", {})  # kernels "compiled" by other tests record elsewhere
     monkeypatch.setattr(interface, "select_backend", lambda fn, device: "sm90")
     monkeypatch.setattr(forward, "_compile", lambda op: (lambda *args: calls.append((op, args))))
+    monkeypatch.setattr(fwd_combine, "_compile", lambda op: (lambda *args: None))
     monkeypatch.setattr(forward, "sm_count", lambda index: 132)
     monkeypatch.setattr(forward, "tile_counter", lambda device: torch.zeros(1, dtype=torch.int32))
     monkeypatch.setattr(interface, "_plans", {})
