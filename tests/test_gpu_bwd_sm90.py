@@ -26,10 +26,11 @@ def grads_of(fn, inputs, dout):
 
 
 def check(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, causal, dtype, layout=None, deterministic=False,
-          config=None, head_dim_v=None, **features):
+          config=None, head_dim_v=None, num_splits=1, **features):
     """Run forward and backward kernels, compare dq, dk, dv (and d sink) with the fp32 PyTorch path.
 
-    `layout` may turn the fresh contiguous inputs into strided views; `features`: window, softcap, sink."""
+    `layout` may turn the fresh contiguous inputs into strided views; `num_splits`: the forward's;
+    `features`: window, softcap, sink."""
     from cuteattn.sm90 import backward, forward
 
     # Under 64 query rows, more batches, as in the forward's `check`: one query row over 17 keys failed the rule
@@ -42,7 +43,7 @@ def check(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, causal, dtype, l
         q, k, v = layout(q), layout(k), layout(v)
     sink = features.pop("sink", None)
     opts = options(head_dim, causal, sink=sink, **features)
-    out, lse = forward.forward(q, k, v, opts)
+    out, lse = forward.forward(q, k, v, opts, num_splits=num_splits)
     dout = make(*out.shape)
     poisoned = [torch.full(t.shape, math.nan, dtype=dtype, device="cuda") for t in (q, k, v)]
     dq, dk, dv, dsink, _ = backward.backward(q, k, v, out, dout, lse, opts, deterministic=deterministic, grads=poisoned,
@@ -71,6 +72,21 @@ def check(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, causal, dtype, l
         # output, rounded to the input dtype: allow that rounding, 1% of the largest gradient.
         slack = 1e-2 * want.abs().max().item() if name == "dsink" else 0.0
         assert err <= 2 * lowp_err + 1e-4 + slack, f"{name}: max error {err} vs PyTorch's {lowp_err} in {dtype}"
+
+
+@pytest.mark.parametrize("num_splits", [0, 5])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("seqlen_q,heads,heads_kv", [(4, 16, 1), (16, 8, 2), (113, 4, 4)])
+def test_backward_of_a_split_forward(num_splits, causal, seqlen_q, heads, heads_kv):
+    """The backward from the out and lse that split-KV's combine wrote (packed rows too), over 4097 keys."""
+    from cuteattn.sm90 import forward
+
+    batch = -(-64 // seqlen_q)  # as `check` makes it
+    q, k = torch.empty(batch, seqlen_q, heads, 128), torch.empty(batch, 4097, heads_kv, 128)
+    opts = options(128, causal)
+    pack = forward.gqa_pack(q, k, opts, None)
+    assert forward.kv_splits(q, k, opts, forward.default_config(128, opts, 4097), pack, num_splits) > 1
+    check(batch, seqlen_q, 4097, heads, heads_kv, 128, causal, torch.bfloat16, num_splits=num_splits)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
