@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The sm90 forward with few queries and grouped KV heads (decoding, speculative verification): the query heads
-of a KV head packed into a tile's rows and unpacked tiles, neither splitting the keys (num_splits=1), the defaults
-(which pack up to 64 queries and split the keys of launches of few tiles among CTAs), and FA4 (its own pack_gqa choice; its split-KV heuristic, num_splits=0, fails an assertion at these shapes),
+of a KV head packed into a tile's rows and unpacked tiles, neither splitting the keys (num_splits=1), num_splits=0
+(packing as by default, up to 64 queries, and splitting the keys of launches of few tiles among CTAs), and FA4 (its own pack_gqa choice; its split-KV heuristic, num_splits=0, fails an assertion at these shapes),
 in one process.
 Median time of do_bench; bandwidth counts K and V read once and q, out written once.
 
@@ -38,7 +38,7 @@ def main():
                                                                     num_splits=1),
                  "unpacked": lambda q, k, v: cuteattn.flash_attn_func(q, k, v, causal=args.causal, pack_gqa=False,
                                                                       num_splits=1),
-                 "default": lambda q, k, v: cuteattn.flash_attn_func(q, k, v, causal=args.causal)}
+                 "split-KV": lambda q, k, v: cuteattn.flash_attn_func(q, k, v, causal=args.causal, num_splits=0)}
     try:
         from flash_attn.cute import flash_attn_func as fa4
 

@@ -1,4 +1,4 @@
-# The default num_splits is now 0 (cuteattn chooses): the GPU tests that call flash_attn_func with defaults
+# For a num_splits=0 default (cuteattn chooses): the GPU tests that call flash_attn_func with defaults
 # (the backward of a split forward, training, mods), then decoding shapes at batch 4. Logs under $OUT.
 set --; source .gpu/setup.sh; python3 -c "import cutlass" || { rm -rf /tmp/gpu-site; source .gpu/setup.sh; }
 T="python3 -m pytest -m gpu -q -n 15 -rf --tb=line -p no:cacheprovider"
