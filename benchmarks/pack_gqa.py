@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The sm90 forward with few queries and grouped KV heads (decoding, speculative verification): the query heads
 of a KV head packed into a tile's rows and unpacked tiles, neither splitting the keys (num_splits=1), num_splits=0
-(packing as by default, up to 64 queries, and splitting the keys of launches of few tiles among CTAs), and FA4 (its own pack_gqa choice; its split-KV heuristic, num_splits=0, fails an assertion at these shapes),
-in one process.
+(packing as by default, up to 64 queries, and splitting the keys of launches of few tiles among CTAs), and FA4
+(its own pack_gqa choice; its split-KV heuristic, num_splits=0, fails an assertion at these shapes), in one
+process.
 Median time of do_bench; bandwidth counts K and V read once and q, out written once.
 
     python benchmarks/pack_gqa.py [--seqlens-q 1,4,16,64,128] [--seqlens-k 4096,16384] [--batch 8] [--causal]
