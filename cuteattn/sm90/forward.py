@@ -168,12 +168,11 @@ def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, opts: reference.O
     if out.numel() == 0 or k.shape[1] == 0:  # nothing to compute; TMA cannot describe an empty tensor
         sink = opts.learnable_sink
         return out.zero_(), lse.fill_(-math.inf) if sink is None else lse.copy_(sink.detach().view(1, -1, 1))
+    compiled, args = _compiled_and_args(op, q, k, opts, traced)
     if splits > 1:
-        compiled, args = _compiled_and_args(op, q, k, opts, traced)
         parts = split_parts(q, v.shape[-1], splits, pack)
         compiled(aligned_view(q), aligned_view(k), aligned_view(v), *parts, *args, *_per_call_args(op, q.device))
         return fwd_combine.combine(*parts, out, lse, pack)
-    compiled, args = _compiled_and_args(op, q, k, opts, traced)
     compiled(aligned_view(q), aligned_view(k), aligned_view(v), out, lse, *args, *_per_call_args(op, q.device))
     return out, lse
 
@@ -197,8 +196,8 @@ def kv_splits(q: torch.Tensor, k: torch.Tensor, opts: reference.Options, config:
     """Into how many parts the kernel splits each tile's keys, each part a CTA of its own (`split_kv`): `hint`
     (the call's num_splits) where it is above 1, at most one part a key block; 0 chooses, for a launch of at most
     a quarter as many tiles as SMs (decoding), as many parts as fill the SMs, each of MIN_SPLIT_BLOCKS key blocks or
-    more, where that makes MIN_SPLITS or more. A sink
-    joins each row's sum once, and a mask_mod's block lists are not split: those calls are never split."""
+    more, where that makes MIN_SPLITS or more. A sink joins each row's sum once, and a mask_mod's block lists are
+    not split: those calls are never split."""
     if hint == 1 or (opts.learnable_sink, opts.mask_mod, opts.block_mask) != (None,) * 3:
         return 1
     n_blocks = -(-k.shape[1] // config.tile_n)
