@@ -172,7 +172,8 @@ def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, opts: reference.O
     if splits > 1:
         parts = split_parts(q, v.shape[-1], splits, pack)
         compiled(aligned_view(q), aligned_view(k), aligned_view(v), *parts, *args, *_per_call_args(op, q.device))
-        return fwd_combine.combine(*parts, out, lse, pack)
+        fwd_combine.combiner(q.dtype, v.shape[-1], pack)(*parts, out, lse)
+        return out, lse
     compiled(aligned_view(q), aligned_view(k), aligned_view(v), out, lse, *args, *_per_call_args(op, q.device))
     return out, lse
 
@@ -263,12 +264,15 @@ def prepared(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, opts: reference.
         compiled(view_q(q), view_k(k), view_v(v), out, lse, *args, *_per_call_args(op, q.device))
         return out, lse
 
+    merge = fwd_combine.combiner(q.dtype, out_shape[-1], pack) if splits > 1 else None
+
     def run_split(q, k, v):
         out = torch.empty(out_shape, dtype=q.dtype, device=q.device)
         lse = torch.empty(lse_shape, dtype=torch.float32, device=q.device)
         parts = split_parts(q, out_shape[-1], splits, pack)
         compiled(view_q(q), view_k(k), view_v(v), *parts, *args, *_per_call_args(op, q.device))
-        return fwd_combine.combine(*parts, out, lse, pack)
+        merge(*parts, out, lse)
+        return out, lse
 
     return run_split if splits > 1 else run
 

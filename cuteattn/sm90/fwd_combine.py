@@ -97,18 +97,16 @@ def _compile(op: SplitCombine):
                           fake_tensor(op.dtype, 4), fake_tensor(Float32, 3, aligned=False))
 
 
-def combine(out_partial: torch.Tensor, lse_partial: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
-            pack: int = 1):
-    """out (batch, seqlen_q, heads, head_dim_v) and lse (batch, heads, seqlen_q) from the splits' partial ones:
-    out_partial (splits, batch, seqlen_q * pack, heads // pack, head_dim_v) fp32, lse_partial (splits, batch,
-    heads // pack, seqlen_q * pack) fp32, their rows packed query heads where pack > 1."""
-    op = SplitCombine(TORCH_TO_CUTE[out.dtype], out.shape[-1], pack)
-    compiled = get_or_compile(("sm90.fwd_combine", op), lambda: _compile(op))
-    compiled(out_partial, lse_partial, out, lse)
-    return out, lse
+def combiner(dtype: torch.dtype, head_dim_v: int, pack: int = 1):
+    """The compiled merge of (out_partial, lse_partial, out, lse): out (batch, seqlen_q, heads, head_dim_v) and lse
+    (batch, heads, seqlen_q) from the splits' partial ones, out_partial (splits, batch, seqlen_q * pack,
+    heads // pack, head_dim_v) fp32 and lse_partial (splits, batch, heads // pack, seqlen_q * pack) fp32, their
+    rows packed query heads where pack > 1."""
+    op = SplitCombine(TORCH_TO_CUTE[dtype], head_dim_v, pack)
+    return get_or_compile(("sm90.fwd_combine", op), lambda: _compile(op))
 
 
 @compile_target("sm90.fwd_combine", "sm_90a")
 def build() -> None:
-    for dtype, head_dim_v, pack in ((cutlass.BFloat16, 128, 1), (cutlass.Float16, 64, 4), (cutlass.BFloat16, 96, 3)):
+    for dtype, head_dim_v, pack in ((cutlass.BFloat16, 128, 1), (cutlass.Float16, 64, 4), (cutlass.BFloat16, 96, 8)):
         _compile(SplitCombine(dtype, head_dim_v, pack))

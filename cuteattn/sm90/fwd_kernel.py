@@ -223,9 +223,9 @@ class FlashFwdSm90:
         stream: cuda.CUstream,
     ):
         cfg = self.config
-        if cutlass.const_expr(self.pack_gqa > 1):  # split-KV's parts are made with packed rows
+        if cutlass.const_expr(self.pack_gqa > 1):
             mQ = cute.make_tensor(mQ.iterator, packed_rows(mQ.layout, self.pack_gqa, 1, 2))
-            if cutlass.const_expr(not self.split_kv):
+            if cutlass.const_expr(not self.split_kv):  # split-KV's parts are allocated as packed rows
                 mO = cute.make_tensor(mO.iterator, packed_rows(mO.layout, self.pack_gqa, 1, 2))
                 mLSE = cute.make_tensor(mLSE.iterator, packed_rows(mLSE.layout, self.pack_gqa, 2, 1))
         # TMA tiles the two leading modes: (seqlen, head_dim, heads, batch); V as (head_dim_v, seqlen, ...).
