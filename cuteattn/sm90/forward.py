@@ -59,9 +59,9 @@ LONG_UNMASKED = {64: (_THREE, _N128), 128: (_N128, _N128)}
 PACK_GQA_MAX_QUERIES = 64
 # Split-KV (num_splits=0): at most MAX_SPLITS parts a tile's keys, each of at least MIN_SPLIT_BLOCKS key blocks, and
 # at least MIN_SPLITS parts or none: a launch of over a quarter as many tiles as SMs nears the memory bandwidth
-# unsplit. Batch 8, 8 KV heads (64 packed tiles), hdim 128, 1-64 queries: two parts took 4-13 us longer than one
-# over 4k and 16k keys; batch 1 (8 tiles): 16 parts 21.5 us against 40.4 over 4k keys, 45.7 against 137.3 over 16k
-# (H100, notes-22).
+# unsplit. Batch 8, 8 KV heads (64 packed tiles), hdim 128: two parts took 4-13 us longer than one at 1-16
+# queries and at 64 over 16k keys, 0.3 us at 64 over 4k; batch 1 (8 tiles), one query: 16 parts 21.5 us against
+# 40.4 over 4k keys, 45.7 against 137.3 over 16k (H100, notes-22).
 MAX_SPLITS = 64
 MIN_SPLIT_BLOCKS = 4
 MIN_SPLITS = 4
