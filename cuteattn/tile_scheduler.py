@@ -44,17 +44,35 @@ class TileOrder:
     longest_first: bool = False
     group: Int32 = 1  # (head, batch) pairs per group under longest_first
     by_work: Optional[cute.Tensor] = None  # tile t is by_work[t] of the plain order (`by_work`)
-    splits: Optional[Int32] = None  # split-KV: each tile is this many, its key splits neighbours (`at_split`)
+    splits: Optional[Int32] = None  # each tile is this many, its key splits neighbours (`at_split`)
+    whole: Optional[Int32] = None  # with splits: the tiles before the split ones (a split tail), else none
 
     def count(self):
         tiles = self.m_blocks * self.heads * self.batch
-        return tiles if self.splits is None else tiles * self.splits
-
-    def at_split(self, t):
-        """(m_block, head, batch, split) of tile t; split None without splits."""
         if self.splits is None:
-            return *self.at(t), None
-        return *self.at(t // self.splits), t % self.splits
+            return tiles
+        if self.whole is None:
+            return tiles * self.splits
+        return self.whole + (tiles - self.whole) * self.splits
+
+    @cute.jit
+    def at_split(self, t):
+        """(m_block, head, batch, split, parts) of ticket t: part `split` of its tile's `parts`, both None
+        without splits; a whole tile of a split tail is part 0 of 1."""
+        if cutlass.const_expr(self.splits is None):
+            return *self.at(t), None, None
+        if cutlass.const_expr(self.whole is None):
+            return *self.at(t // self.splits), t % self.splits, self.splits
+        tile, split, parts = t, Int32(0), Int32(1)
+        if t >= self.whole:
+            tile = self.whole + (t - self.whole) // self.splits
+            split = (t - self.whole) % self.splits
+            parts = self.splits
+        return *self.at(tile), split, parts
+
+    def index(self, m_block, head, batch):
+        """The plain order's tile of (m_block, head, batch)."""
+        return m_block + self.m_blocks * (head + self.heads * batch)
 
     def at(self, t):
         if self.by_work is not None:

@@ -1,5 +1,6 @@
-"""Split-KV on the host, with no GPU: into how many parts a call's keys are split (`forward.kv_splits`). The
-kernel's parts and their merge (`fwd_combine`) are checked on the GPU (test_gpu_fwd_sm90.test_split_kv)."""
+"""Split-KV on the host, with no GPU: into how many parts a call's keys are split (`forward.kv_splits`), and
+which last tiles of a launch are (`forward.tail_split`). The kernel's parts and their merge (`fwd_combine`) are
+checked on the GPU (test_gpu_fwd_sm90.test_split_kv, test_split_tail)."""
 
 from dataclasses import replace
 
@@ -58,3 +59,35 @@ def test_chosen_parts_fill_the_sms_with_few_tiles():
 def test_sink_and_masks_never_split(feature):
     assert splits(1, 1, 8, 8, 16384, 0, replace(PLAIN, **feature)) == 1
     assert splits(1, 1, 8, 8, 16384, 4, replace(PLAIN, **feature)) == 1
+
+
+def tail(batch, seqlen_q, heads, seqlen_k, hint=0, opts=PLAIN, pack=1, config=CONFIG):
+    q = torch.empty(batch, seqlen_q, heads, 64)
+    k = torch.empty(batch, seqlen_k, heads, 64)
+    return forward.tail_split(q, k, opts, config, pack, hint)
+
+
+def test_a_tail_that_leaves_most_sms_idle_is_split():
+    # 16 heads x 128 tiles of 128 rows, 16k keys: 2048 tiles = 15 waves and 68 tiles; in 5 parts of 26 blocks,
+    # 340 parts take 3 waves of 26 + 3 blocks, against one of 128 + 3
+    assert tail(1, 16384, 16, 16384) == (68, 5)
+    # 4k keys: 32 blocks; 3 parts of 11 blocks in 2 waves
+    assert tail(4, 4096, 16, 4096) == (68, 3)
+
+
+def test_a_full_last_wave_or_short_keys_are_not_split():
+    assert tail(1, 16384, 33, 16384) == (0, 1)  # 33 * 128 tiles: 32 full waves
+    assert tail(16, 1024, 16, 1024) == (0, 1)  # 8 blocks a tile: parts gain less than they cost
+    assert tail(1, 16384, 16, 512) == (0, 1)
+
+
+@pytest.mark.parametrize("feature", [dict(window_right=0), dict(window_left=100), dict(learnable_sink=torch.zeros(8)),
+                                     dict(mask_mod=lambda b, h, q, k: q >= k), dict(block_mask=object())])
+def test_a_tail_is_split_only_where_tiles_see_every_key(feature):
+    assert tail(1, 16384, 16, 16384, opts=replace(PLAIN, **feature)) == (0, 1)
+
+
+def test_a_tail_is_split_only_where_cuteattn_chooses_on_one_cta_a_tile():
+    assert tail(1, 16384, 16, 16384, hint=1) == (0, 1)
+    assert tail(1, 16384, 16, 16384, pack=2) == (0, 1)
+    assert tail(1, 16384, 16, 16384, config=replace(CONFIG, persistent=True, dynamic=True)) == (0, 1)
