@@ -96,6 +96,21 @@ def split_blocks(n_block_min, n_block_max, split, splits):
     return first, cutlass.max(cutlass.min(first + per_split, n_block_max), first)
 
 
+def tail_parts(tiles: int, sms: int, blocks: int, part_cost: float, max_parts: int, min_blocks: int) -> tuple:
+    """(tail, parts): a launch of `tiles` CTAs of `blocks` steps each, one CTA an SM, ends with tiles % sms of
+    them, while the other SMs idle; split into `parts` each, they end soonest, counting each part `part_cost`
+    steps more than its own (the cost of a CTA apart from its steps, and its share of merging the parts), at most
+    `max_parts` parts of at least `min_blocks` steps. (0, 1): no split pays."""
+    tail = tiles % sms
+
+    def cost(parts):
+        return -(-tail * parts // sms) * (-(-blocks // parts) + part_cost)
+
+    allowed = [p for p in range(1, max_parts + 1) if p == 1 or blocks // p >= min_blocks]
+    parts = min(allowed, key=lambda p: (cost(p), p))
+    return (tail, parts) if parts > 1 else (0, 1)
+
+
 def unflatten(t, extents: tuple):
     """(x, y, z) of index t = x + extents[0] * (y + extents[1] * z)."""
     return t % extents[0], t // extents[0] % extents[1], t // extents[0] // extents[1]

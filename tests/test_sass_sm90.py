@@ -31,8 +31,10 @@ opts = reference.Options(softmax_scale=1.0, window_left=None, window_right=0 if 
 if direction == "fwd":
     forward._compile(forward.kernel_for(torch.bfloat16, head_dim, head_dim, 1, opts, **eval(config or "{}")))
 else:
-    config = BwdConfig(**eval(config)) if config else None
-    backward._compile(backward.kernel_for(torch.bfloat16, head_dim, head_dim, 1, opts, config=config))
+    keywords = eval(config or "{}")
+    tail_splits = keywords.pop("tail_splits", 1)
+    backward._compile(backward.kernel_for(torch.bfloat16, head_dim, head_dim, 1, opts,
+                                          config=BwdConfig(**keywords) if keywords else None, tail_splits=tail_splits))
 """
 
 
@@ -88,6 +90,14 @@ def test_fwd_split_tail_sass(head_dim, tmp_path):
     key blocks, and with them the pipeline stages, in uniform registers."""
     sass = compile_sass("fwd", head_dim, "plain", tmp_path, config="dict(seqlen_k=16384, tail_splits=5)")
     sass_of("fwd", head_dim, "plain", tmp_path, sass=sass)
+    assert_uniform_descriptors(sass)
+
+
+@pytest.mark.parametrize("head_dim", [64, 128])
+def test_bwd_split_tail_sass(head_dim, tmp_path):
+    """The backward's split tail: steps as lean as the default's, no spill."""
+    sass = compile_sass("bwd", head_dim, "plain", tmp_path, config="dict(tail_splits=7)")
+    sass_of("bwd", head_dim, "plain", tmp_path, sass=sass)
     assert_uniform_descriptors(sass)
 
 

@@ -1,6 +1,6 @@
 """Split-KV on the host, with no GPU: into how many parts a call's keys are split (`forward.kv_splits`), and
-which last tiles of a launch are (`forward.tail_split`). The kernel's parts and their merge (`fwd_combine`) are
-checked on the GPU (test_gpu_fwd_sm90.test_split_kv, test_split_tail)."""
+which last tiles of a launch are (`forward.tail_split`, `backward.tail_split`). The kernels' parts and their
+merges are checked on the GPU (test_gpu_fwd_sm90.test_split_kv and test_split_tail, test_gpu_bwd_sm90)."""
 
 from dataclasses import replace
 
@@ -91,3 +91,18 @@ def test_a_tail_is_split_only_where_cuteattn_chooses_on_one_cta_a_tile():
     assert tail(1, 16384, 16, 16384, hint=1) == (0, 1)
     assert tail(1, 16384, 16, 16384, pack=2) == (0, 1)
     assert tail(1, 16384, 16, 16384, config=replace(CONFIG, persistent=True, dynamic=True)) == (0, 1)
+
+
+def test_the_backward_splits_the_steps_of_its_last_key_blocks(monkeypatch):
+    from cuteattn.sm90 import backward
+
+    monkeypatch.setattr(backward, "sm_count", lambda index: SMS)
+    q = k = v = torch.empty(1, 16384, 16, 128)
+    config = backward.default_config(128, PLAIN)
+    # 16 heads x 128 key blocks: 15 waves and 68 blocks of 256 steps; 7 parts of 37 steps in 4 waves
+    assert backward.tail_split(q, k, v, PLAIN, config, False) == (68, 7)
+    assert backward.tail_split(q, k, v, PLAIN, config, True) == (0, 1)  # deterministic: dQ in key block order
+    assert backward.tail_split(q, k, v, replace(PLAIN, window_right=0), config, False) == (0, 1)
+    assert backward.tail_split(q, k, v, PLAIN, replace(config, tail_split=False), False) == (0, 1)
+    wide = torch.empty(1, 16384, 16, 256)
+    assert backward.tail_split(wide, wide, wide, PLAIN, backward.default_config(256, PLAIN), False) == (0, 1)

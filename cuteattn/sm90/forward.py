@@ -19,7 +19,7 @@ from cuteattn.masking import window_args
 from cuteattn.registry import compile_target
 from cuteattn.sm90 import fwd_combine
 from cuteattn.sm90.fwd_kernel import FlashFwdSm90, FwdConfig
-from cuteattn.tile_scheduler import sm_count, tile_counter
+from cuteattn.tile_scheduler import sm_count, tail_parts, tile_counter
 
 HEAD_DIMS = (64, 96, 128, 192, 256)
 HEAD_DIM_PAIRS = ((192, 128),)  # head_dim_v != head_dim
@@ -236,16 +236,9 @@ def tail_split(q: torch.Tensor, k: torch.Tensor, opts: reference.Options, config
     if hint != 0 or pack > 1 or config.persistent or not unmasked:
         return 0, 1
     batch, seqlen_q, heads, _ = q.shape
-    sms, n_blocks = sm_count(q.device.index), -(-k.shape[1] // config.tile_n)
     tiles = -(-seqlen_q // config.tile_m) * heads * batch
-    tail = tiles % sms
-
-    def cost(parts):
-        return -(-tail * parts // sms) * (-(-n_blocks // parts) + TAIL_PART_BLOCKS)
-
-    allowed = [p for p in range(1, MAX_TAIL_SPLITS + 1) if p == 1 or n_blocks // p >= MIN_SPLIT_BLOCKS]
-    parts = min(allowed, key=lambda p: (cost(p), p))
-    return (tail, parts) if parts > 1 else (0, 1)
+    return tail_parts(tiles, sm_count(q.device.index), -(-k.shape[1] // config.tile_n), TAIL_PART_BLOCKS,
+                      MAX_TAIL_SPLITS, MIN_SPLIT_BLOCKS)
 
 
 def split_parts(q: torch.Tensor, head_dim_v: int, splits: int, pack: int) -> tuple:
