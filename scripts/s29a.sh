@@ -1,7 +1,6 @@
-# The split tail (tests, then timed against unsplit and FA4), and session 22's pending num_splits=0 tests: the
-# backward of a split forward, training, mods; then batch-4 decoding. Logs under $OUT.
+# The split tails, forward and backward (tests, then each timed against its unsplit launch and FA4), and session
+# 22's pending tests (the backward of a split forward, mods). Logs under $OUT.
 set --; source .gpu/setup.sh; python3 -c "import cutlass" || { rm -rf /tmp/gpu-site; source .gpu/setup.sh; }
 T="python3 -m pytest -m gpu -q -n 15 -rf --tb=line -p no:cacheprovider"
-CUTEATTN_TEST_HANG_SECONDS=120 timeout -s INT -k 10 150 $T tests/test_gpu_fwd_sm90.py -k "split_tail or split_kv" > $OUT/tests_tail.log 2>&1; echo "rc $?" >> $OUT/tests_tail.log; tail -5 $OUT/tests_tail.log
-timeout 150 python3 -u benchmarks/split_tail.py --rounds 5 2>&1 | grep -v "Warning\|exe_args" > $OUT/split_tail.log; cat $OUT/split_tail.log
-CUTEATTN_TEST_HANG_SECONDS=120 timeout -s INT -k 10 140 $T tests/test_gpu_bwd_sm90.py::test_backward_of_a_split_forward tests/test_gpu_training.py tests/test_gpu_mods_sm90.py > $OUT/tests_bwd_mods.log 2>&1; echo "rc $?" >> $OUT/tests_bwd_mods.log; tail -5 $OUT/tests_bwd_mods.log
+CUTEATTN_TEST_HANG_SECONDS=150 timeout -s INT -k 10 270 $T tests/test_gpu_bwd_sm90.py tests/test_gpu_fwd_sm90.py::test_split_tail tests/test_gpu_fwd_sm90.py::test_split_tail_chosen tests/test_gpu_fwd_sm90.py::test_split_kv tests/test_gpu_mods_sm90.py > $OUT/tests.log 2>&1; echo "rc $?" >> $OUT/tests.log; tail -8 $OUT/tests.log
+for d in fwd bwd; do timeout 110 python3 -u benchmarks/split_tail.py --direction $d --rounds 5 --shapes 1x16384x16x128,2x8192x16x128,1x16384x32x64 2>&1 | grep -v "Warning\|exe_args" > $OUT/split_tail_$d.log; cat $OUT/split_tail_$d.log; done
