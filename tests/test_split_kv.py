@@ -1,6 +1,5 @@
-"""Split-KV on the host, with no GPU: into how many parts a call's keys are split (`forward.kv_splits`), and
-which last tiles of a launch are (`forward.tail_split`, `backward.tail_split`). The kernels' parts and their
-merges are checked on the GPU (test_gpu_fwd_sm90.test_split_kv and test_split_tail, test_gpu_bwd_sm90)."""
+"""Split-KV on the host, with no GPU: into how many parts a call's keys are split (`forward.kv_splits`). The
+kernel's parts and their merge (`fwd_combine`) are checked on the GPU (test_gpu_fwd_sm90.test_split_kv)."""
 
 from dataclasses import replace
 
@@ -59,50 +58,3 @@ def test_chosen_parts_fill_the_sms_with_few_tiles():
 def test_sink_and_masks_never_split(feature):
     assert splits(1, 1, 8, 8, 16384, 0, replace(PLAIN, **feature)) == 1
     assert splits(1, 1, 8, 8, 16384, 4, replace(PLAIN, **feature)) == 1
-
-
-def tail(batch, seqlen_q, heads, seqlen_k, hint=0, opts=PLAIN, pack=1, config=CONFIG):
-    q = torch.empty(batch, seqlen_q, heads, 64)
-    k = torch.empty(batch, seqlen_k, heads, 64)
-    return forward.tail_split(q, k, opts, config, pack, hint)
-
-
-def test_a_tail_that_leaves_most_sms_idle_is_split():
-    # 16 heads x 128 tiles of 128 rows, 16k keys: 2048 tiles = 15 waves and 68 tiles; in 5 parts of 26 blocks,
-    # 340 parts take 3 waves of 26 + 3 blocks, against one of 128 + 3
-    assert tail(1, 16384, 16, 16384) == (68, 5)
-    # 4k keys: 32 blocks; 3 parts of 11 blocks in 2 waves
-    assert tail(4, 4096, 16, 4096) == (68, 3)
-
-
-def test_a_full_last_wave_or_short_keys_are_not_split():
-    assert tail(1, 16384, 33, 16384) == (0, 1)  # 33 * 128 tiles: 32 full waves
-    assert tail(16, 1024, 16, 1024) == (0, 1)  # 8 blocks a tile: parts gain less than they cost
-    assert tail(1, 16384, 16, 512) == (0, 1)
-
-
-@pytest.mark.parametrize("feature", [dict(window_right=0), dict(window_left=100), dict(learnable_sink=torch.zeros(8)),
-                                     dict(mask_mod=lambda b, h, q, k: q >= k), dict(block_mask=object())])
-def test_a_tail_is_split_only_where_tiles_see_every_key(feature):
-    assert tail(1, 16384, 16, 16384, opts=replace(PLAIN, **feature)) == (0, 1)
-
-
-def test_a_tail_is_split_only_where_cuteattn_chooses_on_one_cta_a_tile():
-    assert tail(1, 16384, 16, 16384, hint=1) == (0, 1)
-    assert tail(1, 16384, 16, 16384, pack=2) == (0, 1)
-    assert tail(1, 16384, 16, 16384, config=replace(CONFIG, persistent=True, dynamic=True)) == (0, 1)
-
-
-def test_the_backward_splits_the_steps_of_its_last_key_blocks(monkeypatch):
-    from cuteattn.sm90 import backward
-
-    monkeypatch.setattr(backward, "sm_count", lambda index: SMS)
-    q = k = v = torch.empty(1, 16384, 16, 128)
-    config = backward.default_config(128, PLAIN)
-    # 16 heads x 128 key blocks: 15 waves and 68 blocks of 256 steps; 7 parts of 37 steps in 4 waves
-    assert backward.tail_split(q, k, v, PLAIN, config, False) == (68, 7)
-    assert backward.tail_split(q, k, v, PLAIN, config, True) == (0, 1)  # deterministic: dQ in key block order
-    assert backward.tail_split(q, k, v, replace(PLAIN, window_right=0), config, False) == (0, 1)
-    assert backward.tail_split(q, k, v, PLAIN, replace(config, tail_split=False), False) == (0, 1)
-    wide = torch.empty(1, 16384, 16, 256)
-    assert backward.tail_split(wide, wide, wide, PLAIN, backward.default_config(256, PLAIN), False) == (0, 1)
