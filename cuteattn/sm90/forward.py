@@ -18,7 +18,7 @@ from cuteattn.kernel_args import TORCH_TO_CUTE, aligned_view, compile_kernel, fa
 from cuteattn.masking import window_args
 from cuteattn.registry import compile_target
 from cuteattn.sm90 import fwd_combine
-from cuteattn.sm90.fwd_kernel import FlashFwdSm90, FwdConfig
+from cuteattn.sm90.fwd_kernel import ROWS_PER_WARPGROUP, FlashFwdSm90, FwdConfig
 from cuteattn.tile_scheduler import sm_count, tile_counter
 
 HEAD_DIMS = (64, 96, 128, 192, 256)
@@ -186,7 +186,7 @@ def gqa_pack(q: torch.Tensor, k: torch.Tensor, opts: reference.Options, hint: Op
     packed; nor is a call with a sink or mods, which read a row's head or query that packed rows do not carry (the
     hint never changes a result)."""
     group = q.shape[2] // k.shape[2]
-    if group == 1 or 64 % group != 0 or hint is False or (
+    if group == 1 or ROWS_PER_WARPGROUP % group != 0 or hint is False or (
             opts.learnable_sink, opts.score_mod, opts.mask_mod, opts.block_mask) != (None,) * 4:
         return 1
     return group if hint or q.shape[1] <= PACK_GQA_MAX_QUERIES else 1

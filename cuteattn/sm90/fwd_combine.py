@@ -11,7 +11,6 @@ head g * pack + r % pack (`fwd_kernel.packed_rows`), written in place: nothing i
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Type
 
@@ -25,10 +24,9 @@ from cutlass import Float32
 from cuteattn.compile_cache import get_or_compile
 from cuteattn.kernel_args import TORCH_TO_CUTE, compile_kernel, fake_tensor, launch
 from cuteattn.registry import compile_target
+from cuteattn.softmax import LN_2, LOG2_E
 from cuteattn.sm90.fwd_kernel import packed_rows
 
-LOG2_E = math.log2(math.e)
-LN_2 = math.log(2.0)
 VECTOR = 4  # fp32 elements a thread takes of a row
 THREADS = 128
 
