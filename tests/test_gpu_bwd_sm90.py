@@ -26,11 +26,11 @@ def grads_of(fn, inputs, dout):
 
 
 def check(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, causal, dtype, layout=None, deterministic=False,
-          config=None, head_dim_v=None, num_splits=1, **features):
+          config=None, head_dim_v=None, num_splits=1, tail=None, **features):
     """Run forward and backward kernels, compare dq, dk, dv (and d sink) with the fp32 PyTorch path.
 
-    `layout` may turn the fresh contiguous inputs into strided views; `num_splits`: the forward's;
-    `features`: window, softcap, sink."""
+    `layout` may turn the fresh contiguous inputs into strided views; `num_splits`: the forward's; `tail`: the
+    backward's split tail (key blocks, parts); `features`: window, softcap, sink."""
     from cuteattn.sm90 import backward, forward
 
     # Under 64 query rows, more batches, as in the forward's `check`: one query row over 17 keys failed the rule
@@ -47,7 +47,7 @@ def check(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, causal, dtype, l
     dout = make(*out.shape)
     poisoned = [torch.full(t.shape, math.nan, dtype=dtype, device="cuda") for t in (q, k, v)]
     dq, dk, dv, dsink, _ = backward.backward(q, k, v, out, dout, lse, opts, deterministic=deterministic, grads=poisoned,
-                                          config=config)
+                                          config=config, tail=tail)
     torch.cuda.synchronize()
 
     def attention(dtype_of):
@@ -87,6 +87,16 @@ def test_backward_of_a_split_forward(num_splits, causal, seqlen_q, heads, heads_
     pack = forward.gqa_pack(q, k, opts, None)
     assert forward.kv_splits(q, k, opts, forward.default_config(128, opts, 4097), pack, num_splits) > 1
     check(batch, seqlen_q, 4097, heads, heads_kv, 128, causal, torch.bfloat16, num_splits=num_splits)
+
+
+@pytest.mark.parametrize("tail", [(1, 2), (3, 7)])
+@pytest.mark.parametrize("head_dim,heads,heads_kv", [(64, 4, 2), (128, 4, 4)])
+@pytest.mark.parametrize("seqlen_q,seqlen_k", [(1000, 300), (113, 700), (17, 257)])
+def test_split_tail(tail, head_dim, heads, heads_kv, seqlen_q, seqlen_k):
+    """The last key blocks' steps shared among CTAs, their dK and dV parts added up (`bwd_postprocess.TailSum`):
+    a last block whose keys end past seqlen_k, parts with no step (more parts than query blocks), GQA, softcap."""
+    check(2, seqlen_q, seqlen_k, heads, heads_kv, head_dim, False, torch.bfloat16, tail=tail,
+          softcap=30.0 if seqlen_k == 700 else 0.0)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])

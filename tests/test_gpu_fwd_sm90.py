@@ -75,9 +75,10 @@ def assert_matches(out, lse, q, k, v, opts):
 
 
 def check(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, causal, dtype, make=None, head_dim_v=None,
-          config=None, pack_gqa=None, num_splits=1, **features):
+          config=None, pack_gqa=None, num_splits=1, tail=None, **features):
     """Run the kernel (with `config`, else the default for the head dim; `pack_gqa` and `num_splits` the call's
-    hints) and compare with the PyTorch path; `features`: window, softcap, sink of `options`."""
+    hints; `tail` a split tail's (tiles, parts)) and compare with the PyTorch path; `features`: window, softcap,
+    sink of `options`."""
     from cuteattn.sm90 import forward
 
     head_dim_v = head_dim_v or head_dim
@@ -90,7 +91,8 @@ def check(batch, seqlen_q, seqlen_k, heads, heads_kv, head_dim, causal, dtype, m
     opts = options(head_dim, causal, **features)
     out = torch.full((batch, seqlen_q, heads, head_dim_v), math.nan, dtype=dtype, device="cuda")
     lse = torch.full((batch, heads, seqlen_q), math.nan, device="cuda")
-    forward.forward(q, k, v, opts, config=config, out=out, lse=lse, pack_gqa=pack_gqa, num_splits=num_splits)
+    forward.forward(q, k, v, opts, config=config, out=out, lse=lse, pack_gqa=pack_gqa, num_splits=num_splits,
+                    tail=tail)
     torch.cuda.synchronize()
     assert_matches(out, lse, q, k, v, opts)
     return out, lse
@@ -147,6 +149,32 @@ def test_split_kv(num_splits, head_dim, heads, heads_kv, pack_gqa, window, seqle
         assert forward.kv_splits(q, k, opts, config, 1, num_splits) > 1
     check(2, seqlen_q, seqlen_k, heads, heads_kv, head_dim, False, torch.bfloat16, pack_gqa=pack_gqa,
           num_splits=num_splits, window=window, softcap=30.0 if window == (300, 40) else 0.0)
+
+
+@pytest.mark.parametrize("tail", [(1, 2), (3, 5), (6, 8)])
+@pytest.mark.parametrize("head_dim", [64, 128])
+@pytest.mark.parametrize("seqlen_q,seqlen_k", [(300, 2000), (17, 1000), (113, 129), (200, 4097)])
+def test_split_tail(tail, head_dim, seqlen_q, seqlen_k):
+    """The launch's last tiles split into parts and merged (`fwd_combine.TailCombine`), on the grid of one CTA a
+    tile that long keys take: a last tile whose rows end past seqlen_q, parts that see no key (more parts than
+    key blocks), softcap; unpacked, as a tail takes the plain order's tiles."""
+    from cuteattn.sm90 import forward
+
+    config = forward.LONG_UNMASKED[head_dim][0]
+    check(2, seqlen_q, seqlen_k, 4, 2, head_dim, False, torch.bfloat16, config=config, pack_gqa=False, tail=tail,
+          softcap=30.0 if seqlen_k == 1000 else 0.0)
+
+
+def test_split_tail_chosen():
+    """num_splits=0 over long keys, a launch of fewer tiles than SMs but too many for split-KV: its tiles are the
+    tail."""
+    from cuteattn.sm90 import forward
+
+    q, k = torch.empty(1, 1000, 6, 128), torch.empty(1, 9000, 6, 128)
+    opts = options(128, False)
+    config = forward.default_config(128, opts, 9000)
+    assert forward.kv_splits(q, k, opts, config, 1, 0) == 1 and forward.tail_split(q, k, opts, config, 1, 0)[1] > 1
+    check(1, 1000, 9000, 6, 6, 128, False, torch.bfloat16, num_splits=0)
 
 
 def test_long_sequence():

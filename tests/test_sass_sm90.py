@@ -29,15 +29,18 @@ score_mod = gallery(1, 16, 1024, 1024, device="cpu")[mod][0] if mod else None
 opts = reference.Options(softmax_scale=1.0, window_left=None, window_right=0 if causal else None, softcap=0.0,
                          learnable_sink=None, score_mod=score_mod, mask_mod=None, block_mask=None)
 if direction == "fwd":
-    forward._compile(forward.kernel_for(torch.bfloat16, head_dim, head_dim, 1, opts))
+    forward._compile(forward.kernel_for(torch.bfloat16, head_dim, head_dim, 1, opts, **eval(config or "{}")))
 else:
-    config = BwdConfig(**eval(config)) if config else None
-    backward._compile(backward.kernel_for(torch.bfloat16, head_dim, head_dim, 1, opts, config=config))
+    keywords = eval(config or "{}")
+    tail_splits = keywords.pop("tail_splits", 1)
+    backward._compile(backward.kernel_for(torch.bfloat16, head_dim, head_dim, 1, opts,
+                                          config=BwdConfig(**keywords) if keywords else None, tail_splits=tail_splits))
 """
 
 
 def compile_sass(direction: str, head_dim: int, mask: str, tmp_path, config: str = "", mod: str = "") -> str:
-    """The SASS of one kernel, compiled in a fresh process; `config`: BwdConfig keywords, as a dict literal;
+    """The SASS of one kernel, compiled in a fresh process; `config`: BwdConfig keywords (forward: `kernel_for`'s),
+    as a dict literal;
     `mod`: the name of a score_mod of the gallery (`examples/gallery.py`)."""
     env = {**os.environ, "CUTE_DSL_ARCH": "sm_90a", "CUTE_DSL_KEEP": "sass", "CUTE_DSL_DUMP_DIR": str(tmp_path)}
     result = subprocess.run([sys.executable, "-c", BUILD, direction, str(head_dim), mask, config, mod],
@@ -78,6 +81,23 @@ def assert_uniform_descriptors(sass: str):
 def test_fwd_sass(head_dim, mask, tmp_path):
     sass = compile_sass("fwd", head_dim, mask, tmp_path)
     sass_of("fwd", head_dim, mask, tmp_path, sass=sass)
+    assert_uniform_descriptors(sass)
+
+
+@pytest.mark.parametrize("head_dim", [64, 128])
+def test_fwd_split_tail_sass(head_dim, tmp_path):
+    """The split tail's kernel, over long keys (one CTA a tile): a compile-time part count keeps the tile's
+    key blocks, and with them the pipeline stages, in uniform registers."""
+    sass = compile_sass("fwd", head_dim, "plain", tmp_path, config="dict(seqlen_k=16384, tail_splits=5)")
+    sass_of("fwd", head_dim, "plain", tmp_path, sass=sass)
+    assert_uniform_descriptors(sass)
+
+
+@pytest.mark.parametrize("head_dim", [64, 128])
+def test_bwd_split_tail_sass(head_dim, tmp_path):
+    """The backward's split tail: steps as lean as the default's, no spill."""
+    sass = compile_sass("bwd", head_dim, "plain", tmp_path, config="dict(tail_splits=7)")
+    sass_of("bwd", head_dim, "plain", tmp_path, sass=sass)
     assert_uniform_descriptors(sass)
 
 

@@ -1,5 +1,6 @@
-"""Split-KV on the host, with no GPU: into how many parts a call's keys are split (`forward.kv_splits`). The
-kernel's parts and their merge (`fwd_combine`) are checked on the GPU (test_gpu_fwd_sm90.test_split_kv)."""
+"""Split-KV on the host, with no GPU: into how many parts a call's keys are split (`forward.kv_splits`), and
+which last tiles of a launch are (`forward.tail_split`, `backward.tail_split`). The kernels' parts and their
+merges are checked on the GPU (test_gpu_fwd_sm90.test_split_kv and test_split_tail, test_gpu_bwd_sm90)."""
 
 from dataclasses import replace
 
@@ -58,3 +59,52 @@ def test_chosen_parts_fill_the_sms_with_few_tiles():
 def test_sink_and_masks_never_split(feature):
     assert splits(1, 1, 8, 8, 16384, 0, replace(PLAIN, **feature)) == 1
     assert splits(1, 1, 8, 8, 16384, 4, replace(PLAIN, **feature)) == 1
+
+
+def tail(batch, seqlen_q, heads, seqlen_k, hint=0, opts=PLAIN, pack=1, config=CONFIG):
+    q = torch.empty(batch, seqlen_q, heads, 64)
+    k = torch.empty(batch, seqlen_k, heads, 64)
+    return forward.tail_split(q, k, opts, config, pack, hint)
+
+
+def test_a_tail_that_leaves_most_sms_idle_is_split():
+    # 2 x 16 heads x 96 tiles of 128 rows, 12k keys: 3072 tiles = 23 waves and 36 tiles; in 7 parts of 14 blocks,
+    # 252 parts take 2 waves of 14 + 3 blocks, against one of 96 + 3
+    assert tail(2, 12288, 16, 12288) == (36, 7)
+    # 26 heads x 128 tiles, 16k keys: 25 waves and 28 tiles; 112 parts of 32 blocks in one wave
+    assert tail(1, 16384, 26, 16384) == (28, 4)
+
+
+def test_a_full_last_wave_or_short_keys_are_not_split():
+    assert tail(1, 16384, 33, 16384) == (0, 1)  # 33 * 128 tiles: 32 full waves
+    assert tail(1, 16384, 16, 16384) == (0, 1)  # 15 waves and 68 tiles: over a third of the SMs
+    assert tail(2, 12288, 16, 512) == (0, 1)  # 4 blocks a tile: no two parts of MIN_SPLIT_BLOCKS
+
+
+@pytest.mark.parametrize("feature", [dict(window_right=0), dict(window_left=100), dict(learnable_sink=torch.zeros(8)),
+                                     dict(mask_mod=lambda b, h, q, k: q >= k), dict(block_mask=object())])
+def test_a_tail_is_split_only_where_tiles_see_every_key(feature):
+    assert tail(2, 12288, 16, 12288, opts=replace(PLAIN, **feature)) == (0, 1)
+
+
+def test_a_tail_is_split_only_where_cuteattn_chooses_on_one_cta_a_tile():
+    assert tail(2, 12288, 16, 12288, hint=1) == (0, 1)
+    assert tail(2, 12288, 16, 12288, pack=2) == (0, 1)
+    assert tail(2, 12288, 16, 12288, config=replace(CONFIG, persistent=True, dynamic=True)) == (0, 1)
+
+
+def test_the_backward_splits_the_steps_of_its_last_key_blocks(monkeypatch):
+    from cuteattn.sm90 import backward
+
+    monkeypatch.setattr(backward, "sm_count", lambda index: SMS)
+    q = k = v = torch.empty(2, 12288, 16, 128)
+    config = backward.default_config(128, PLAIN)
+    # 2 x 16 heads x 96 key blocks: 23 waves and 36 blocks of 192 steps; 7 parts of 28 steps in 2 waves
+    assert backward.tail_split(q, k, v, PLAIN, config, False) == (36, 7)
+    full = torch.empty(1, 16384, 16, 128)  # 15 waves and 68 blocks: over a third of the SMs
+    assert backward.tail_split(full, full, full, PLAIN, config, False) == (0, 1)
+    assert backward.tail_split(q, k, v, PLAIN, config, True) == (0, 1)  # deterministic: dQ in key block order
+    assert backward.tail_split(q, k, v, replace(PLAIN, window_right=0), config, False) == (0, 1)
+    assert backward.tail_split(q, k, v, PLAIN, replace(config, tail_split=False), False) == (0, 1)
+    wide = torch.empty(1, 16384, 16, 256)
+    assert backward.tail_split(wide, wide, wide, PLAIN, backward.default_config(256, PLAIN), False) == (0, 1)

@@ -5,7 +5,8 @@ so dq, dk, dv are bitwise reproducible; dk and dv always are (one CTA owns each 
 
 preprocess (dpsum, lse in log2 units, the fp32 dQ workspace zeroed) -> the main kernel (dK, dV, and dQ added
 into the workspace), a programmatic dependent launch: its CTAs load K and V while the preprocess ends ->
-postprocess (dQ in the input dtype). The learnable sink's gradient needs only lse and dpsum:
+postprocess (dQ in the input dtype), and with a split tail the sum of its parts' dK and dV (`tail_split`).
+The learnable sink's gradient needs only lse and dpsum:
 d sink[h] = -sum over rows of exp(sink[h] - lse) * dpsum.
 """
 
@@ -26,12 +27,13 @@ from cuteattn.kernel_args import TORCH_TO_CUTE, aligned_view, compile_kernel, fa
 from cuteattn.mods import block_sparsity
 from cuteattn.mods.block_sparsity import sample_mods
 from cuteattn.registry import compile_target
-from cuteattn.sm90.bwd_kernel import BwdConfig, FlashBwdSm90
+from cuteattn.sm90.bwd_kernel import TILE_N, BwdConfig, FlashBwdSm90
 from cuteattn.sm90.bwd_kernel_split_d import FlashBwdSm90SplitD
-from cuteattn.sm90.bwd_postprocess import DqPostprocess
+from cuteattn.sm90.bwd_postprocess import DqPostprocess, TailSum
 from cuteattn.sm90.bwd_preprocess import bwd_preprocess
 from cuteattn.masking import window_args
 from cuteattn.sm90.forward import scales
+from cuteattn.tile_scheduler import sm_count, tail_parts
 
 HEAD_DIMS = (64, 96, 128, 192, 256)
 HEAD_DIM_PAIRS = ((192, 128),)  # head_dim_v != head_dim
@@ -48,6 +50,14 @@ CONFIGS = {64: (BwdConfig(tile_m=128, overlap_dq=True, dq_by_rows=True),) * 2,
            256: (BwdConfig(num_stages=1),) * 2}
 
 
+# A split tail (`tail_split`): at most MAX_TAIL_SPLITS parts a key block, each of at least MIN_TAIL_STEPS query
+# blocks and costing TAIL_PART_STEPS more: loading K and V, the first step with nothing to overlap it, and the
+# fp32 dK and dV with their sum.
+MAX_TAIL_SPLITS = 8
+MIN_TAIL_STEPS = 8
+TAIL_PART_STEPS = 4
+
+
 def default_config(head_dim: int, opts: reference.Options) -> BwdConfig:
     plain, other = CONFIGS.get(head_dim, (_DEFAULT, _DEFAULT))
     features = (opts.window_left, opts.window_right, opts.score_mod, opts.mask_mod, opts.block_mask)
@@ -62,23 +72,50 @@ def unsupported(head_dim: int, head_dim_v: int, opts: reference.Options) -> Opti
     return None
 
 
+def _key_split(head_dim: int, head_dim_v: int, config: BwdConfig) -> bool:
+    """Whether the request runs the key-split kernel (`FlashBwdSm90`), not the split-d one."""
+    return FlashBwdSm90.covers(head_dim, head_dim_v) and not config.split_columns
+
+
 @functools.lru_cache(maxsize=None)
 def _kernel(dtype, head_dim, head_dim_v, qhead_per_kvhead, has_window_left, has_window_right, has_softcap,
-            deterministic, score_mod, mask_mod, config) -> FlashBwdSm90:
-    keys = FlashBwdSm90.covers(head_dim, head_dim_v) and not config.split_columns
-    kind = FlashBwdSm90 if keys else FlashBwdSm90SplitD
-    return kind(TORCH_TO_CUTE[dtype], head_dim, head_dim_v, qhead_per_kvhead, has_window_left=has_window_left,
-                has_window_right=has_window_right, has_softcap=has_softcap, deterministic=deterministic,
-                score_mod=score_mod, mask_mod=mask_mod, config=config)
+            deterministic, score_mod, mask_mod, config, tail_splits) -> FlashBwdSm90:
+    if not _key_split(head_dim, head_dim_v, config):
+        return FlashBwdSm90SplitD(TORCH_TO_CUTE[dtype], head_dim, head_dim_v, qhead_per_kvhead,
+                                  has_window_left=has_window_left, has_window_right=has_window_right,
+                                  has_softcap=has_softcap, deterministic=deterministic, score_mod=score_mod,
+                                  mask_mod=mask_mod, config=config)
+    return FlashBwdSm90(TORCH_TO_CUTE[dtype], head_dim, head_dim_v, qhead_per_kvhead, has_window_left=has_window_left,
+                        has_window_right=has_window_right, has_softcap=has_softcap, deterministic=deterministic,
+                        score_mod=score_mod, mask_mod=mask_mod, config=config, tail_splits=tail_splits)
 
 
 def kernel_for(dtype: torch.dtype, head_dim: int, head_dim_v: int, qhead_per_kvhead: int, opts: reference.Options,
                deterministic: bool = False, config: Optional[BwdConfig] = None,
-               traced: Optional[tuple] = None) -> FlashBwdSm90:
-    """The kernel object of a request; `traced`: the call's `mods.traced(opts)`, when the caller has it."""
+               traced: Optional[tuple] = None, tail_splits: int = 1) -> FlashBwdSm90:
+    """The kernel object of a request; `traced`: the call's `mods.traced(opts)`, when the caller has it;
+    tail_splits: the parts of the last key blocks (`tail_split`)."""
     return _kernel(dtype, head_dim, head_dim_v, qhead_per_kvhead, opts.window_left is not None,
                    opts.window_right is not None, opts.softcap > 0, deterministic,
-                   *(traced if traced is not None else mods.traced(opts)), config or default_config(head_dim, opts))
+                   *(traced if traced is not None else mods.traced(opts)), config or default_config(head_dim, opts),
+                   tail_splits)
+
+
+def tail_split(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, opts: reference.Options, config: BwdConfig,
+               deterministic: bool) -> tuple:
+    """(key blocks, parts): the launch's last `key blocks` CTAs, each a key block, split into `parts` runs of its
+    query blocks (`tile_scheduler.tail_parts`), or none, (0, 1). Only with config.tail_split in the key-split
+    kernel, where every key block sees every query (no window, causal or mask_mod) and each adds into dQ as it
+    goes (not deterministic)."""
+    batch, seqlen_q, heads, head_dim = q.shape
+    seqlen_k, heads_kv = k.shape[1], k.shape[2]
+    unmasked = (opts.window_left, opts.window_right, opts.mask_mod, opts.block_mask) == (None,) * 4
+    if not (config.tail_split and unmasked and _key_split(head_dim, v.shape[-1], config)) or deterministic:
+        return 0, 1
+    key_blocks = -(-seqlen_k // TILE_N) * heads_kv * batch
+    steps = -(-seqlen_q // config.tile_m) * (heads // heads_kv)
+    return tail_parts(key_blocks, sm_count(q.device.index), steps, TAIL_PART_STEPS, MAX_TAIL_SPLITS,
+                      MIN_TAIL_STEPS)
 
 
 def _compile(op: FlashBwdSm90):
@@ -92,8 +129,15 @@ def _compile(op: FlashBwdSm90):
         lists = (fake_tensor(cutlass.Int32, 3, aligned=False), fake_tensor(cutlass.Int32, 4, aligned=False),
                  *((fake_tensor(cutlass.Int32, 4, aligned=False), None) if op.deterministic else
                    (None, fake_tensor(cutlass.Int32, 1, aligned=False))))
+    tail = (fake_tensor(cutlass.Float32, 3), fake_tensor(cutlass.Float32, 3)) if op.split_tail else (None, None)
     return compile_kernel(op, q, k, v, do, lse_log2, dpsum, dq_accum, dq_turn, dk, dv, *scalars,
-                          mods.fake_captured([op.score_mod, op.mask_mod]), mods.fake_captured_grads(op), *lists)
+                          mods.fake_captured([op.score_mod, op.mask_mod]), mods.fake_captured_grads(op), *lists,
+                          *tail)
+
+
+def _compile_tail_sum(op: TailSum):
+    return compile_kernel(op, fake_tensor(cutlass.Float32, 3), fake_tensor(cutlass.Float32, 3),
+                          fake_tensor(op.dtype, 4), fake_tensor(op.dtype, 4))
 
 
 def _compile_postprocess(op: DqPostprocess):
@@ -108,14 +152,17 @@ def _tma_ready(t: torch.Tensor) -> torch.Tensor:
 
 def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, dout: torch.Tensor,
              lse: torch.Tensor, opts: reference.Options, deterministic: bool = False,
-             config: Optional[BwdConfig] = None, grads: Optional[tuple] = None):
+             config: Optional[BwdConfig] = None, grads: Optional[tuple] = None, tail: Optional[tuple] = None):
     """(dq, dk, dv, dsink, dcaptured) of the attention forward that gave `out` and `lse`: dsink is None without
     a sink, dcaptured the gradients of score_mod's captured tensors that require grad (a list, maybe empty).
-    dq, dk, dv are written into `grads` when given (contiguous, shaped like q, k, v)."""
+    dq, dk, dv are written into `grads` when given (contiguous, shaped like q, k, v). tail: a split tail's
+    (key blocks, parts) to take in place of `tail_split`'s."""
     batch, seqlen_q, heads, head_dim = q.shape
     cfg = config or default_config(head_dim, opts)
     traced = mods.traced(opts)
-    op = kernel_for(q.dtype, head_dim, v.shape[-1], heads // k.shape[2], opts, deterministic, cfg, traced)
+    tail = tail or tail_split(q, k, v, opts, cfg, deterministic)
+    op = kernel_for(q.dtype, head_dim, v.shape[-1], heads // k.shape[2], opts, deterministic, cfg, traced,
+                    tail_splits=tail[1])
     dq, dk, dv = grads or (torch.empty(t.shape, dtype=t.dtype, device=t.device) for t in (q, k, v))
     m_blocks = (seqlen_q + cfg.tile_m - 1) // cfg.tile_m
     dpsum, lse_log2 = (torch.empty(batch, heads, m_blocks * cfg.tile_m, dtype=torch.float32, device=q.device)
@@ -141,8 +188,15 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
     mod_tensors, mod_grads = mods.tensor_args(traced, q.device), mods.grad_args(dcaptured)
     compiled = get_or_compile(("sm90.bwd", op), lambda: _compile(op))
     bwd_preprocess(out, dout, lse, dpsum, lse_log2, dq_accum)
+    parts = (None, None)
+    if op.split_tail:
+        parts = tuple(torch.empty(tail[1], tail[0] * op.tile_n, t.shape[-1], dtype=torch.float32, device=q.device)
+                      for t in (k, v))
     compiled(q, k, v, dout, lse_log2, dpsum, dq_accum, dq_turn, dk, dv, scale_log2, tanh_scale, opts.softmax_scale,
-             left, right, score_scale, mod_tensors, mod_grads, *lists)
+             left, right, score_scale, mod_tensors, mod_grads, *lists, *parts)
+    if op.split_tail:
+        tail_sum = TailSum(op.dtype, head_dim, op.tile_n)
+        get_or_compile(("sm90.bwd_tail_sum", tail_sum), lambda: _compile_tail_sum(tail_sum))(*parts, dk, dv)
     post = DqPostprocess(op.dtype, head_dim, cfg.tile_m, cfg.dq_by_rows)
     get_or_compile(("sm90.bwd_postprocess", post), lambda: _compile_postprocess(post))(
         dq_accum, dq, opts.softmax_scale)
@@ -169,6 +223,10 @@ def build() -> None:
         _compile(kernel_for(torch.bfloat16, head_dim, head_dim, 2, replace(causal, window_left=100),
                             deterministic=True))
     _compile_postprocess(DqPostprocess(cutlass.Float16, 128, default_config(128, causal).tile_m))
+    for head_dim in (64, 128):
+        _compile(kernel_for(torch.bfloat16, head_dim, head_dim, 2, plain, tail_splits=7))
+    _compile(kernel_for(torch.bfloat16, 128, 128, 1, replace(plain, softcap=30.0), tail_splits=3))
+    _compile_tail_sum(TailSum(cutlass.BFloat16, 128, TILE_N))
     score_mod, mask_mod = sample_mods()
     for head_dim in (128, 192):
         _compile(kernel_for(torch.bfloat16, head_dim, head_dim, 1, replace(plain, score_mod=score_mod,

@@ -18,6 +18,10 @@ on a row, so P^T and dS^T come out of the accumulators already as the A operands
 stay in registers over every query block, and under GQA over every query head that shares the KV head,
 and are written once at the end.
 
+A split tail (`tail_splits`): the launch's last key blocks, which would leave most SMs idle in the last wave,
+are each shared by several CTAs, each taking a run of the steps and writing its dK and dV in fp32, which
+`bwd_postprocess.TailSum` adds up.
+
 Query rows past seqlen_q are zeros (TMA fills them) with lse_log2 = dpsum = 0, so they add nothing (under a
 score_mod, which may give them any score, they are masked too); keys past seqlen_k and outside the window are
 masked on the blocks that cross them.
@@ -47,7 +51,7 @@ from cuteattn.mods.trace import TracedMod
 from cuteattn.sm90 import dq_accum, tma
 from cuteattn.sm90.mma import gemm, pinned
 from cuteattn.sm90.smem import accumulator_store, one_stage, operand_layout, transposed
-from cuteattn.tile_scheduler import cta_tile, l2_group
+from cuteattn.tile_scheduler import TileOrder, cta_tile, l2_group
 
 KEYS_PER_WARPGROUP = 64  # the M of one wgmma
 CONSUMERS = 2
@@ -89,6 +93,9 @@ class BwdConfig:
     # the accumulators' registers, 4 bytes a lane. H200, 1k: hdim 128 462 TFLOP/s against 439, causal 347
     # against 320 (notes-8).
     stage_dkv: bool = True
+    # The launch's last, part-full wave of key blocks split among CTAs where that ends it sooner
+    # (`backward.tail_split`); a choice of the host, which compiles the kernel for the parts it takes.
+    tail_split: bool = True
 
 
 @dataclass(frozen=True)
@@ -104,15 +111,29 @@ class Steps:
     blocks: Optional[cute.Tensor] = None
     turns: Optional[cute.Tensor] = None
     m_blocks: Optional[Int32] = None
+    first: Optional[Int32] = None  # a split tail's part: its steps start here
 
     def at(self, step):
         """(head, m_block, partial) of a step; partial: a mask_mod must mask it (False without a list)."""
+        if self.first is not None:
+            step = self.first + step
         if self.blocks is None:
             return (self.first_head + step // self.num_m_blocks, self.m_block_min + step % self.num_m_blocks,
                     False)
         entry = self.blocks[step]
         g_m = entry >> 1
         return self.first_head + g_m // self.m_blocks, g_m % self.m_blocks, (entry & 1) != 0
+
+
+@dataclass(frozen=True)
+class TailPart:
+    """Where a CTA of a split tail puts its key block's dK and dV: in the input dtype as usual (a whole block),
+    or, a part, its sums over its steps in fp32 into rows row0 onwards of mdK and mdV (rows, head_dim)."""
+
+    is_part: cutlass.Boolean
+    mdK: cute.Tensor
+    mdV: cute.Tensor
+    row0: Int32
 
 
 @dataclass(frozen=True)
@@ -128,6 +149,9 @@ class FlashBwdSm90:
     score_mod: Optional[TracedMod] = None
     mask_mod: Optional[TracedMod] = None
     config: BwdConfig = BwdConfig()
+    # The launch's last key blocks (as many as mdKtail's rows take) split into this many runs of steps each, a
+    # compile-time count, which keeps the stages in uniform registers (`fwd_kernel.FlashFwdSm90.tail_splits`).
+    tail_splits: int = 1
 
     @staticmethod
     def covers(head_dim: int, head_dim_v: int) -> bool:
@@ -142,8 +166,16 @@ class FlashBwdSm90:
             (self.config.tile_m == 80 and self.head_dim == 128), \
             f"the key split takes tile_m 64, 128 at head_dim 64 or 80 at 128 (given {self.config.tile_m} at " \
             f"{self.head_dim})"
+        assert not self.split_tail or not (self.deterministic or self.mask_mod is not None or self.has_window_left
+                                           or self.has_window_right), \
+            "a split tail takes the plain order's last key blocks, of equal work, each part adding into dQ at once"
         assert not self.config.dq_by_rows or dq_accum.rows_split(self.config.tile_m), \
             f"dq_by_rows splits 128 query rows in two (given tile_m {self.config.tile_m})"
+
+    @property
+    def split_tail(self) -> bool:
+        """mdKtail, mdVtail: the parts of the launch's last key blocks."""
+        return self.tail_splits > 1
 
     @property
     def row_stage(self) -> int:
@@ -241,6 +273,10 @@ class FlashBwdSm90:
         # with mask_mod, not deterministic: (tiles,) int32, the launch order (`tile_scheduler.by_work`); the
         # deterministic turns need each key block launched after those before it
         mTileOrder: Optional[cute.Tensor],
+        # with split_tail: (parts, rows, head_dim) and (parts, rows, head_dim_v) fp32, the parts of the plain
+        # order's last rows // tile_n key blocks, each block's rows together
+        mdKtail: Optional[cute.Tensor],
+        mdVtail: Optional[cute.Tensor],
         stream: cuda.CUstream,
     ):
         cfg, d, dv = self.config, self.head_dim, self.head_dim_v
@@ -284,11 +320,13 @@ class FlashBwdSm90:
         cta_body = self.cta_body(
             tma_q, mQ, tma_do, mdO, tma_k, mK, tma_v, mV, tma_lse, mLSElog2, tma_dpsum, mdPsum, mdQaccum, mdQturn,
             mdK, mdV, scale_log2, tanh_scale, dk_scale, window_left, window_right, score_scale, mod_tensors,
-            mod_grads, mBlockCount, mBlockList, mBlockTurn, mTileOrder, tiled_mma_sdp, tiled_mma_dv, tiled_mma_dk,
-            tiled_mma_dq, sQ_layout, sdO_layout, sK_layout, sV_layout, sdS_layout, SharedStorage)
+            mod_grads, mBlockCount, mBlockList, mBlockTurn, mTileOrder, mdKtail, mdVtail, tiled_mma_sdp, tiled_mma_dv,
+            tiled_mma_dk, tiled_mma_dq, sQ_layout, sdO_layout, sK_layout, sV_layout, sdS_layout, SharedStorage)
         grid = (cute.ceil_div(seqlen_k, self.tile_n), heads_kv, batch)
         if cutlass.const_expr(mTileOrder is not None):
             grid = (cute.size(mTileOrder), 1, 1)
+        if cutlass.const_expr(self.split_tail):
+            grid = (self.tail_order(mK, mdKtail).count(), 1, 1)
         # min_blocks_per_mp pins the register count at entry; without it ptxas may drop setmaxnreg.
         launch(cta_body, grid, self.num_threads, stream,
                smem=SharedStorage.size_in_bytes(), min_blocks_per_mp=1, use_pdl=True,
@@ -325,6 +363,8 @@ class FlashBwdSm90:
         mBlockList: Optional[cute.Tensor],
         mBlockTurn: Optional[cute.Tensor],
         mTileOrder: Optional[cute.Tensor],
+        mdKtail: Optional[cute.Tensor],
+        mdVtail: Optional[cute.Tensor],
         tiled_mma_sdp: cute.TiledMma,
         tiled_mma_dv: cute.TiledMma,
         tiled_mma_dk: cute.TiledMma,
@@ -340,6 +380,12 @@ class FlashBwdSm90:
         warp_idx = cute.arch.make_warp_uniform(cute.arch.warp_idx())
         seqlen_q, seqlen_k = mQ.shape[0], mK.shape[0]
         n_block, kv_head, batch = cta_tile(mTileOrder, (cute.ceil_div(seqlen_k, self.tile_n), *mK.shape[2:]))
+        tail, split = None, None
+        if cutlass.const_expr(self.split_tail):
+            tiles = self.tail_order(mK, mdKtail)
+            n_block, kv_head, batch, split, parts = tiles.at_split(cute.arch.block_idx()[0])
+            tail = TailPart(parts > 1, mdKtail[split, None, None], mdVtail[split, None, None],
+                            (tiles.index(n_block, kv_head, batch) - tiles.whole) * self.tile_n)
         window = Window.of(seqlen_q, seqlen_k, window_left, window_right, self.has_window_left,
                            self.has_window_right)
         first_key = n_block * self.tile_n
@@ -348,6 +394,13 @@ class FlashBwdSm90:
         group = self.qhead_per_kvhead
         num_m_blocks = m_block_max - m_block_min
         steps = Steps(kv_head * group, m_block_min, num_m_blocks, num_m_blocks * group)
+        if cutlass.const_expr(self.split_tail):
+            first, count = Int32(0), steps.count
+            if tail.is_part:
+                per_part = cute.ceil_div(steps.count, self.tail_splits)
+                first = split * per_part
+                count = cutlass.max(cutlass.min(per_part, steps.count - first), 0)
+            steps = Steps(kv_head * group, m_block_min, num_m_blocks, count, first=first)
         if cutlass.const_expr(self.mask_mod is not None):
             turns = mBlockTurn[batch, kv_head, n_block, None] if cutlass.const_expr(self.deterministic) else None
             steps = Steps(kv_head * group, m_block_min, num_m_blocks, mBlockCount[batch, kv_head, n_block],
@@ -396,7 +449,16 @@ class FlashBwdSm90:
             mods = mod_tile.ModArgs(score_scale, mod_tensors, mod_grads, batch, seqlen_q, seqlen_k, table)
             self.consume(mdK, mdV, scale_log2, tanh_scale, dk_scale, tiled_mma_sdp, tiled_mma_dv, tiled_mma_dk,
                          tiled_mma_dq, sQ, sdO, sK, sV, sdS, sdQ, sLSElog2, sdPsum, pipeline_q, pipeline_do,
-                         pipeline_kv, n_block, kv_head, batch, steps, window, mods)
+                         pipeline_kv, n_block, kv_head, batch, steps, window, mods,
+                         *((tail,) if cutlass.const_expr(self.split_tail) else ()))
+
+    def tail_order(self, mK, mdKtail):
+        """A split tail's key blocks, (n_block, kv_head, batch) in the plain order; mK (seqlen_k, head_dim,
+        heads_kv, batch), mdKtail (parts, rows, head_dim)."""
+        _, _, heads_kv, batch = mK.shape
+        n_blocks = cute.ceil_div(mK.shape[0], self.tile_n)
+        return TileOrder(n_blocks, heads_kv, batch, splits=self.tail_splits,
+                         whole=n_blocks * heads_kv * batch - mdKtail.shape[1] // self.tile_n)
 
     @cute.jit
     def produce(self, tma_q, mQ, tma_do, mdO, tma_k, mK, tma_v, mV, tma_lse, mLSElog2, tma_dpsum, mdPsum, sQ, sdO,
@@ -604,7 +666,7 @@ class FlashBwdSm90:
     @cute.jit
     def consume(self, mdK, mdV, scale_log2, tanh_scale, dk_scale, tiled_mma_sdp, tiled_mma_dv, tiled_mma_dk,
                 tiled_mma_dq, sQ, sdO, sK, sV, sdS, sdQ, sLSElog2, sdPsum, pipeline_q, pipeline_do, pipeline_kv,
-                n_block, kv_head, batch, steps, window, mods):
+                n_block, kv_head, batch, steps, window, mods, tail=None):
         cfg, d = self.config, self.head_dim
         tiled_mma_dkv = tiled_mma_dk  # the same MMA as dV's: equal head dims
         tidx, _, _ = cute.arch.thread_idx()
@@ -735,15 +797,33 @@ class FlashBwdSm90:
             if cutlass.const_expr(not cfg.overlap_dq):
                 self.hand_over_dq(acc_dq, sdQ, wg, wg_tidx, step)
 
-        if cutlass.const_expr(cfg.stage_dkv):
-            self.write_dkv(tiled_mma_dkv, acc_dk, acc_dv, dk_scale, sK, sV, mdK, mdV, kv_head, batch, key0,
-                           window.seqlen_k, wg, wg_tidx)
+        if cutlass.const_expr(tail is not None):
+            if tail.is_part:
+                acc_dk.store(acc_dk.load() * dk_scale)
+                for acc, mX in ((acc_dk, tail.mdK), (acc_dv, tail.mdV)):
+                    mine = cute.local_tile(mX, (KEYS_PER_WARPGROUP, d), (tail.row0 // KEYS_PER_WARPGROUP + wg, 0))
+                    cute.autovec_copy(acc, thr_dkv.partition_C(mine))
+            else:
+                self.store_dkv(tiled_mma_dkv, acc_dk, acc_dv, dk_scale, sK, sV, mdK, mdV, kv_head, batch, key0,
+                               window.seqlen_k, wg, wg_tidx)
         else:
+            self.store_dkv(tiled_mma_dkv, acc_dk, acc_dv, dk_scale, sK, sV, mdK, mdV, kv_head, batch, key0,
+                           window.seqlen_k, wg, wg_tidx)
+
+    @cute.jit
+    def store_dkv(self, tiled_mma_dkv, acc_dk, acc_dv, dk_scale, sK, sV, mdK, mdV, kv_head, batch, key0, seqlen_k,
+                  wg, wg_tidx):
+        """dK * dk_scale and dV of this consumer's keys, staged (`write_dkv`) or from the registers."""
+        d = self.head_dim
+        if cutlass.const_expr(self.config.stage_dkv):
+            self.write_dkv(tiled_mma_dkv, acc_dk, acc_dv, dk_scale, sK, sV, mdK, mdV, kv_head, batch, key0,
+                           seqlen_k, wg, wg_tidx)
+        else:
+            thr_dkv = tiled_mma_dkv.get_slice(wg_tidx)
             mine = (KEYS_PER_WARPGROUP, d)
             tdKgdK, tdVgdV = (thr_dkv.partition_C(cute.local_tile(mX[batch, None, kv_head, None], mine,
                                                                    (key0 // KEYS_PER_WARPGROUP, 0)))
                               for mX in (mdK, mdV))
             tdKcdK = thr_dkv.partition_C(cute.local_tile(cute.make_identity_tensor((mdK.shape[1], d)), mine,
                                                          (key0 // KEYS_PER_WARPGROUP, 0)))
-            self.write_dkv_from_registers(acc_dk, acc_dv, dk_scale, tdKgdK, tdKcdK, tdVgdV, tdKcdK,
-                                          window.seqlen_k)
+            self.write_dkv_from_registers(acc_dk, acc_dv, dk_scale, tdKgdK, tdKcdK, tdVgdV, tdKcdK, seqlen_k)

@@ -1,4 +1,5 @@
-"""Attention backward postprocess for sm_90a: the fp32 dQ workspace -> dQ * softmax_scale in the input dtype.
+"""Attention backward postprocess for sm_90a: the fp32 dQ workspace -> dQ * softmax_scale in the input dtype;
+and a split tail's dK and dV parts added up (`TailSum`).
 
 One CTA per (m_block, head, batch); each thread reads back the registers its twin in the backward added
 (see `dq_accum`), so the workspace's fragment order never needs decoding. dQ goes out through shared memory,
@@ -87,3 +88,52 @@ class DqPostprocess:
             row, col = piece // per_row, piece % per_row
             if (row < self.tile_m) & (m_block * self.tile_m + row < seqlen):
                 out_pieces[None, (row, col)].store(pieces[None, (row, col)].load())
+
+
+VECTOR = 4  # fp32 elements a thread adds of a row
+THREADS = 128
+
+
+@dataclass(frozen=True)
+class TailSum:
+    """dK and dV of a split tail's key blocks (`bwd_kernel.FlashBwdSm90.tail_splits`): each row the sum of its
+    parts, in the input dtype. The parts' rows are those of the launch's last key blocks in order (n_block
+    fastest, then KV head, then batch), tile_n rows each, the last block's past seqlen_k not stored."""
+
+    dtype: Type[cutlass.Numeric]
+    head_dim: int
+    tile_n: int
+
+    @cute.jit
+    def __call__(
+        self,
+        mdKpart: cute.Tensor,  # (parts, rows, head_dim) fp32, dK already scaled
+        mdVpart: cute.Tensor,  # (parts, rows, head_dim) fp32
+        mdK: cute.Tensor,  # (batch, seqlen_k, heads_kv, head_dim)
+        mdV: cute.Tensor,  # (batch, seqlen_k, heads_kv, head_dim)
+        stream: cuda.CUstream,
+    ):
+        threads = mdKpart.shape[1] * (self.head_dim // VECTOR)
+        launch(self.cta_body(mdKpart, mdVpart, mdK, mdV), (cute.ceil_div(threads, THREADS), 1, 1), THREADS, stream)
+
+    @cute.kernel
+    def cta_body(self, mdKpart: cute.Tensor, mdVpart: cute.Tensor, mdK: cute.Tensor, mdV: cute.Tensor):
+        tidx, _, _ = cute.arch.thread_idx()
+        parts, rows, _ = mdKpart.shape
+        batch, seqlen_k, heads, _ = mdK.shape
+        vectors = self.head_dim // VECTOR
+        t = cute.arch.block_idx()[0] * THREADS + tidx
+        padded = cute.ceil_div(seqlen_k, self.tile_n) * self.tile_n
+        flat = batch * heads * padded - rows + t // vectors  # the tail's rows end the (batch, head, key) order
+        key, head, b = flat % padded, flat // padded % heads, flat // padded // heads
+        if t < rows * vectors:
+            if key < seqlen_k:
+                col = t % vectors * VECTOR
+                for part, out in ((mdKpart, mdK), (mdVpart, mdV)):
+                    acc = cute.make_rmem_tensor((VECTOR,), Float32)
+                    acc.fill(0.0)
+                    for s in cutlass.range(parts, unroll=1):
+                        for i in cutlass.range_constexpr(VECTOR):
+                            acc[i] += part[s, t // vectors, col + i]
+                    for i in cutlass.range_constexpr(VECTOR):
+                        out[b, key, head, col + i] = acc[i].to(self.dtype)

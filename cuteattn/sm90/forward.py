@@ -19,7 +19,7 @@ from cuteattn.masking import window_args
 from cuteattn.registry import compile_target
 from cuteattn.sm90 import fwd_combine
 from cuteattn.sm90.fwd_kernel import ROWS_PER_WARPGROUP, FlashFwdSm90, FwdConfig
-from cuteattn.tile_scheduler import sm_count, tile_counter
+from cuteattn.tile_scheduler import sm_count, tail_parts, tile_counter
 
 HEAD_DIMS = (64, 96, 128, 192, 256)
 HEAD_DIM_PAIRS = ((192, 128),)  # head_dim_v != head_dim
@@ -65,6 +65,13 @@ PACK_GQA_MAX_QUERIES = 64
 MAX_SPLITS = 64
 MIN_SPLIT_BLOCKS = 4
 MIN_SPLITS = 4
+# A split tail (num_splits=0, where split-KV is not chosen): with one CTA an SM, tiles % SMs tiles make the last
+# wave, and the SMs without one idle through it. Those tiles' keys are split into the parts (at most
+# MAX_TAIL_SPLITS) that end the launch soonest by `tail_split`'s count, each part costing TAIL_PART_BLOCKS key
+# blocks more than its blocks: the launch's cost per tile apart from its keys (tile_cost.py, notes-18: about 60 us
+# over 15.5 tiles an SM at hdim 128, a block 1.65 us), and its share of the merge.
+MAX_TAIL_SPLITS = 8
+TAIL_PART_BLOCKS = 3
 
 
 def config_entry(head_dim: int) -> tuple:
@@ -92,24 +99,26 @@ def unsupported(head_dim: int, head_dim_v: int, opts) -> Optional[str]:
 
 def kernel_for(dtype: torch.dtype, head_dim: int, head_dim_v: int, qhead_per_kvhead: int, opts: reference.Options,
                config: Optional[FwdConfig] = None, traced: Optional[tuple] = None,
-               seqlen_k: int = LONG_KEYS, pack_gqa: int = 1, split_kv: bool = False) -> FlashFwdSm90:
+               seqlen_k: int = LONG_KEYS, pack_gqa: int = 1, split_kv: bool = False,
+               tail_splits: int = 1) -> FlashFwdSm90:
     """The kernel object of a request (over `seqlen_k` keys, where no config is given); `traced`: the call's
     `mods.traced(opts)`, when the caller has it; pack_gqa: the query heads packed a KV head (`gqa_pack`);
-    split_kv: its keys split among CTAs (`kv_splits`)."""
+    split_kv: its keys split among CTAs (`kv_splits`); tail_splits: the parts of the last tiles (`tail_split`)."""
     score_mod, mask_mod = traced if traced is not None else mods.traced(opts)
     return _kernel(dtype, head_dim, head_dim_v, qhead_per_kvhead if pack_gqa == 1 else 1,
                    opts.window_left is not None, opts.window_right is not None, opts.softcap > 0,
                    opts.learnable_sink is not None, score_mod, mask_mod,
-                   config or default_config(head_dim, opts, seqlen_k), pack_gqa, split_kv)
+                   config or default_config(head_dim, opts, seqlen_k), pack_gqa, split_kv, tail_splits)
 
 
 @functools.lru_cache(maxsize=None)
 def _kernel(dtype, head_dim, head_dim_v, qhead_per_kvhead, has_window_left, has_window_right, has_softcap, has_sink,
-            score_mod, mask_mod, config, pack_gqa, split_kv) -> FlashFwdSm90:
+            score_mod, mask_mod, config, pack_gqa, split_kv, tail_splits) -> FlashFwdSm90:
     """One kernel object per configuration, so a call finds its compiled kernel without building one."""
     return FlashFwdSm90(TORCH_TO_CUTE[dtype], head_dim, head_dim_v, qhead_per_kvhead, has_window_left=has_window_left,
                         has_window_right=has_window_right, has_softcap=has_softcap, has_sink=has_sink,
-                        score_mod=score_mod, mask_mod=mask_mod, config=config, pack_gqa=pack_gqa, split_kv=split_kv)
+                        score_mod=score_mod, mask_mod=mask_mod, config=config, pack_gqa=pack_gqa, split_kv=split_kv,
+                        tail_splits=tail_splits)
 
 
 def scales(opts: reference.Options, has_score_mod: bool) -> tuple:
@@ -136,7 +145,9 @@ def _fake_launch_args(op: FlashFwdSm90) -> tuple:
              fake_tensor(cutlass.Int32, 1, aligned=False)) if op.mask_mod is not None else (None,) * 3
     return (sink, cutlass.Float32(1.0), cutlass.Float32(1.0), cutlass.Int32(0), cutlass.Int32(0),
             cutlass.Float32(1.0), mods.fake_captured([op.score_mod, op.mask_mod]), *lists, cutlass.Int32(1),
-            fake_tensor(cutlass.Int32, 1, aligned=False) if op.config.dynamic else None)
+            fake_tensor(cutlass.Int32, 1, aligned=False) if op.config.dynamic else None,
+            *((fake_tensor(cutlass.Float32, 3), fake_tensor(cutlass.Float32, 2, aligned=False)) if op.split_tail
+              else (None, None)))
 
 
 def _compile(op: FlashFwdSm90):
@@ -150,17 +161,19 @@ def _compile(op: FlashFwdSm90):
 
 def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, opts: reference.Options,
             config: Optional[FwdConfig] = None, out: Optional[torch.Tensor] = None,
-            lse: Optional[torch.Tensor] = None, pack_gqa: Optional[bool] = None, num_splits: int = 1):
+            lse: Optional[torch.Tensor] = None, pack_gqa: Optional[bool] = None, num_splits: int = 1,
+            tail: Optional[tuple] = None):
     """out (batch, seqlen_q, heads, head_dim_v) in q's dtype and lse (batch, heads, seqlen_q) fp32, written
     into `out` and `lse` when given (contiguous); pack_gqa and num_splits: the caller's hints (`gqa_pack`,
-    `kv_splits`)."""
+    `kv_splits`, `tail_split`); tail: a split tail's (tiles, parts) to take in place of `tail_split`'s."""
     batch, seqlen_q, heads, head_dim = q.shape
     traced = mods.traced(opts)
     pack = gqa_pack(q, k, opts, pack_gqa)
     config = config or default_config(head_dim, opts, k.shape[1])
     splits = kv_splits(q, k, opts, config, pack, num_splits)
+    tail = (0, 1) if splits > 1 else tail or tail_split(q, k, opts, config, pack, num_splits)
     op = kernel_for(q.dtype, head_dim, v.shape[-1], heads // k.shape[2], opts, config, traced, pack_gqa=pack,
-                    split_kv=splits > 1)
+                    split_kv=splits > 1, tail_splits=tail[1])
     if out is None:
         out = torch.empty(batch, seqlen_q, heads, v.shape[-1], dtype=q.dtype, device=q.device)
     if lse is None:
@@ -171,10 +184,13 @@ def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, opts: reference.O
     compiled, args = _compiled_and_args(op, q, k, opts, traced)
     if splits > 1:
         parts = split_parts(q, v.shape[-1], splits, pack)
-        compiled(aligned_view(q), aligned_view(k), aligned_view(v), *parts, *args, *_per_call_args(op, q.device))
+        compiled(aligned_view(q), aligned_view(k), aligned_view(v), *parts, *args, *_per_call_args(op, q, tail))
         fwd_combine.combiner(q.dtype, v.shape[-1], pack)(*parts, out, lse)
         return out, lse
-    compiled(aligned_view(q), aligned_view(k), aligned_view(v), out, lse, *args, *_per_call_args(op, q.device))
+    per_call = _per_call_args(op, q, tail)
+    compiled(aligned_view(q), aligned_view(k), aligned_view(v), out, lse, *args, *per_call)
+    if op.split_tail:
+        fwd_combine.tail_combiner(q.dtype, v.shape[-1], config.tile_m)(*per_call[1:], out, lse)
     return out, lse
 
 
@@ -210,6 +226,21 @@ def kv_splits(q: torch.Tensor, k: torch.Tensor, opts: reference.Options, config:
     return parts if parts >= MIN_SPLITS else 1
 
 
+def tail_split(q: torch.Tensor, k: torch.Tensor, opts: reference.Options, config: FwdConfig, pack: int,
+               hint: int) -> tuple:
+    """(tiles, parts): the launch's last `tiles` tiles are split into `parts` each, or none, (0, 1). Only where
+    cuteattn chooses (hint 0) and every tile sees all keys (no window, causal or mask_mod, which order their
+    tiles by work) in the plain order (no packing), without a sink, which joins a row once, on a grid of one CTA
+    a tile (a persistent one claims its tiles, and its stages would leave the uniform registers)."""
+    unmasked = (opts.window_left, opts.window_right, opts.learnable_sink, opts.mask_mod, opts.block_mask) == (None,) * 5
+    if hint != 0 or pack > 1 or config.persistent or not unmasked:
+        return 0, 1
+    batch, seqlen_q, heads, _ = q.shape
+    tiles = -(-seqlen_q // config.tile_m) * heads * batch
+    return tail_parts(tiles, sm_count(q.device.index), -(-k.shape[1] // config.tile_n), TAIL_PART_BLOCKS,
+                      MAX_TAIL_SPLITS, MIN_SPLIT_BLOCKS)
+
+
 def split_parts(q: torch.Tensor, head_dim_v: int, splits: int, pack: int) -> tuple:
     """The split-KV kernel's outputs for q (batch, seqlen_q, heads, head_dim), its rows packed `pack` heads a
     KV head: each split's O, fp32 (splits, batch, rows, heads // pack, head_dim_v), and lse (splits, batch,
@@ -231,9 +262,16 @@ def _compiled_and_args(op: FlashFwdSm90, q: torch.Tensor, k: torch.Tensor, opts:
     return compiled, (*launch_args(op, opts, mods.tensor_args(traced, q.device)), *lists, sm_count(q.device.index))
 
 
-def _per_call_args(op: FlashFwdSm90, device: torch.device) -> tuple:
-    """The kernel's last argument, which may change from call to call: the tile counter of the current stream."""
-    return (tile_counter(device) if op.config.dynamic else None,)
+def _per_call_args(op: FlashFwdSm90, q: torch.Tensor, tail: tuple) -> tuple:
+    """The kernel's last arguments, which change from call to call: the tile counter of the current stream, and
+    a split tail's parts, fp32 (parts, rows, head_dim_v) and (parts, rows), rows those of its tail (tiles,
+    parts)."""
+    counter = tile_counter(q.device) if op.config.dynamic else None
+    if not op.split_tail:
+        return counter, None, None
+    rows = tail[0] * op.config.tile_m
+    return (counter, torch.empty(tail[1], rows, op.head_dim_v, dtype=torch.float32, device=q.device),
+            torch.empty(tail[1], rows, dtype=torch.float32, device=q.device))
 
 
 def _detached(t: torch.Tensor) -> torch.Tensor:
@@ -250,8 +288,9 @@ def prepared(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, opts: reference.
     pack = gqa_pack(q, k, opts, pack_gqa)
     config = default_config(head_dim, opts, k.shape[1])
     splits = kv_splits(q, k, opts, config, pack, num_splits)
+    tail = (0, 1) if splits > 1 else tail_split(q, k, opts, config, pack, num_splits)
     op = kernel_for(q.dtype, head_dim, v.shape[-1], heads // k.shape[2], opts, config, traced, pack_gqa=pack,
-                    split_kv=splits > 1)
+                    split_kv=splits > 1, tail_splits=tail[1])
     compiled, args = _compiled_and_args(op, q, k, opts, traced)
     out_shape, lse_shape = (batch, seqlen_q, heads, v.shape[-1]), (batch, heads, seqlen_q)
     # Later calls have these strides too: aligned_view's work is needed for all of them or none.
@@ -261,20 +300,29 @@ def prepared(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, opts: reference.
     def run(q, k, v):
         out = torch.empty(out_shape, dtype=q.dtype, device=q.device)
         lse = torch.empty(lse_shape, dtype=torch.float32, device=q.device)
-        compiled(view_q(q), view_k(k), view_v(v), out, lse, *args, *_per_call_args(op, q.device))
+        compiled(view_q(q), view_k(k), view_v(v), out, lse, *args, *_per_call_args(op, q, tail))
         return out, lse
 
     merge = fwd_combine.combiner(q.dtype, out_shape[-1], pack) if splits > 1 else None
+    merge_tail = fwd_combine.tail_combiner(q.dtype, out_shape[-1], config.tile_m) if op.split_tail else None
+
+    def run_tail(q, k, v):
+        out = torch.empty(out_shape, dtype=q.dtype, device=q.device)
+        lse = torch.empty(lse_shape, dtype=torch.float32, device=q.device)
+        per_call = _per_call_args(op, q, tail)
+        compiled(view_q(q), view_k(k), view_v(v), out, lse, *args, *per_call)
+        merge_tail(*per_call[1:], out, lse)
+        return out, lse
 
     def run_split(q, k, v):
         out = torch.empty(out_shape, dtype=q.dtype, device=q.device)
         lse = torch.empty(lse_shape, dtype=torch.float32, device=q.device)
         parts = split_parts(q, out_shape[-1], splits, pack)
-        compiled(view_q(q), view_k(k), view_v(v), *parts, *args, *_per_call_args(op, q.device))
+        compiled(view_q(q), view_k(k), view_v(v), *parts, *args, *_per_call_args(op, q, tail))
         merge(*parts, out, lse)
         return out, lse
 
-    return run_split if splits > 1 else run
+    return run_split if splits > 1 else run_tail if op.split_tail else run
 
 
 @compile_target("sm90.fwd", "sm_90a")
@@ -292,6 +340,10 @@ def build() -> None:
     _compile(kernel_for(torch.bfloat16, 64, 64, 2, replace(plain, window_left=100, window_right=20), pack_gqa=2))
     _compile(kernel_for(torch.bfloat16, 128, 128, 4, causal, pack_gqa=4, split_kv=True))
     _compile(kernel_for(torch.bfloat16, 64, 64, 1, replace(plain, window_left=100, softcap=30.0), split_kv=True))
+    for head_dim in (64, 128):
+        _compile(kernel_for(torch.bfloat16, head_dim, head_dim, 1, plain, seqlen_k=LONG_KEYS + 1, tail_splits=5))
+        _compile(kernel_for(torch.bfloat16, head_dim, head_dim, 1, replace(plain, softcap=30.0), seqlen_k=LONG_KEYS + 1,
+                            tail_splits=3))
     for opts in (replace(plain, window_left=256, window_right=0), replace(plain, window_left=64),
                  replace(plain, softcap=30.0), replace(plain, learnable_sink=torch.zeros(4)),
                  replace(causal, window_left=100, softcap=30.0, learnable_sink=torch.zeros(4))):

@@ -6,7 +6,9 @@ memory, the online softmax in registers, then O += P V with P read from register
 normalizes O, writes the log-sum-exp and stores O through shared memory with TMA.
 
 Split-KV (`split_kv`): a tile's keys are shared among several CTAs, each writing its part's normalized O in fp32
-and its log-sum-exp, which `fwd_combine` merges; for launches of fewer tiles than SMs, as in decoding.
+and its log-sum-exp, which `fwd_combine` merges; for launches of fewer tiles than SMs, as in decoding. A split
+tail (`split_tail`) does so for the launch's last tiles only, which would otherwise leave most SMs idle in the
+last wave.
 
 A CTA visits only the K/V blocks its rows see (causal, sliding window) and masks only those across a
 window edge or the seqlen_k tail. Softcap turns the scores before masking; a learnable sink joins each
@@ -173,15 +175,28 @@ class FlashFwdSm90:
     config: FwdConfig = FwdConfig()
     pack_gqa: int = 1  # query heads of a KV head packed into a tile's rows (`packed_rows`), dividing 64
     split_kv: bool = False  # mO, mLSE: each split's part, fp32, the split mode first (`fwd_combine`)
+    # The launch's last tiles (as many as mTailO's rows take) split into this many parts each, a compile-time
+    # count: a tile index divided by a run-time one goes through the FP reciprocal, in vector registers, and with
+    # it every pipeline stage, so that each wgmma descriptor passes through R2UR (`forward.tail_split`).
+    tail_splits: int = 1
 
     def __post_init__(self):
         assert 1 <= self.config.num_consumers <= MAX_CONSUMERS
         assert self.pack_gqa == 1 or (self.qhead_per_kvhead == 1 and not self.has_sink and self.score_mod is None
                                       and self.mask_mod is None), "packed rows carry no head or query index"
         assert ROWS_PER_WARPGROUP % self.pack_gqa == 0, "a TMA box of 64 rows takes whole groups of heads"
-        assert not self.split_kv or (not self.has_sink and self.mask_mod is None), \
+        assert not (self.split_kv or self.split_tail) or (not self.has_sink and self.mask_mod is None), \
             "the sink joins a row once, and a mask_mod's block list is not split"
+        assert not self.split_tail or (not self.split_kv and not self.has_window_right and self.pack_gqa == 1), \
+            "a split tail takes the last tiles of the plain order"
+        # Claimed, a tile's key blocks (read from shared memory) would put the pipeline stages in vector registers.
+        assert not (self.split_tail and self.config.persistent), "a split tail is for a grid of one CTA a tile"
         assert self.head_dim_v <= self.head_dim, "O is staged in Q's shared memory"
+
+    @property
+    def split_tail(self) -> bool:
+        """mTailO, mTailLSE: the parts of the launch's last tiles."""
+        return self.tail_splits > 1
 
     @property
     def num_threads(self) -> int:
@@ -220,6 +235,10 @@ class FlashFwdSm90:
         mTileOrder: Optional[cute.Tensor],  # with mask_mod: (tiles,) int32, the launch order (`tile_scheduler.by_work`)
         max_ctas: Int32,  # with config.persistent: the CTAs to launch at most (the SMs)
         mTileCounter: Optional[cute.Tensor],  # with config.dynamic: (1,) int32, 0 (`tile_scheduler.tile_counter`)
+        # with split_tail: (parts, rows, head_dim_v) and (parts, rows) fp32, the parts of the last rows // tile_m
+        # tiles in the plain order, each tile's rows together
+        mTailO: Optional[cute.Tensor],
+        mTailLSE: Optional[cute.Tensor],
         stream: cuda.CUstream,
     ):
         cfg = self.config
@@ -280,11 +299,14 @@ class FlashFwdSm90:
             feed_barriers: cute.struct.MemRange[cutlass.Int64, 2 * feed_stages]
             feed_slots: cute.struct.MemRange[Int32, feed_stages]
 
+        if cutlass.const_expr(self.split_tail):  # (rows, head_dim_v, part), lse (rows, part)
+            mTailO = cute.make_tensor(mTailO.iterator, cute.select(mTailO.layout, mode=[1, 2, 0]))
+            mTailLSE = cute.make_tensor(mTailLSE.iterator, cute.select(mTailLSE.layout, mode=[1, 0]))
         cta_body = self.cta_body(
             tma_q, mQ, tma_k, mK, tma_v, mV, tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, window_left,
-            window_right, score_scale, mod_tensors, mBlockCount, mBlockList, mTileOrder, mTileCounter, tiled_mma_qk,
-            tiled_mma_pv, sQ_layout, sK_layout, sV_layout, sO_layout, SharedStorage)
-        tiles = self.tile_order(mQ, mK, mO, mTileOrder).count()
+            window_right, score_scale, mod_tensors, mBlockCount, mBlockList, mTileOrder, mTileCounter, mTailO,
+            mTailLSE, tiled_mma_qk, tiled_mma_pv, sQ_layout, sK_layout, sV_layout, sO_layout, SharedStorage)
+        tiles = self.tile_order(mQ, mK, mO, mTileOrder, mTailO).count()
         launch(cta_body, (grid_size(tiles, max_ctas, cfg.persistent), 1, 1), self.num_threads, stream,
                smem=SharedStorage.size_in_bytes(),
                owner=f"{type(self).__name__}(head_dim {self.head_dim}) with {cfg}")
@@ -312,6 +334,8 @@ class FlashFwdSm90:
         mBlockList: Optional[cute.Tensor],
         mTileOrder: Optional[cute.Tensor],
         mTileCounter: Optional[cute.Tensor],
+        mTailO: Optional[cute.Tensor],
+        mTailLSE: Optional[cute.Tensor],
         tiled_mma_qk: cute.TiledMma,
         tiled_mma_pv: cute.TiledMma,
         sQ_layout: cute.ComposedLayout,
@@ -322,7 +346,7 @@ class FlashFwdSm90:
     ):
         cfg = self.config
         warp_idx = cute.arch.make_warp_uniform(cute.arch.warp_idx())
-        tiles = self.tile_order(mQ, mK, mO, mTileOrder)
+        tiles = self.tile_order(mQ, mK, mO, mTileOrder, mTailO)
         seqlen_q, seqlen_k = cute.size(mQ, mode=[0]), mK.shape[0]
         window = Window.of(seqlen_q, seqlen_k, window_left, window_right, self.has_window_left,
                            self.has_window_right, self.pack_gqa)
@@ -360,17 +384,23 @@ class FlashFwdSm90:
                              work)
         else:
             cute.arch.setmaxregister_increase(self.consumer_registers)
-            self.consume(tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, score_scale, mod_tensors, tiled_mma_qk,
-                         tiled_mma_pv, sQ, sK, sV, sO, sTable, pipeline_q, pipeline_k, pipeline_v, feed, work,
-                         window, seqlen_q, seqlen_k)
+            self.consume(tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, score_scale, mod_tensors, mTailO, mTailLSE,
+                         tiled_mma_qk, tiled_mma_pv, sQ, sK, sV, sO, sTable, pipeline_q, pipeline_k, pipeline_v,
+                         feed, tiles, work, window, seqlen_q, seqlen_k)
 
-    def tile_order(self, mQ, mK, mO, by_work):
+    def tile_order(self, mQ, mK, mO, by_work, mTailO):
         """The tiles of the launch; mQ (seqlen, head_dim, heads, batch), mK (seqlen, head_dim, heads, batch);
-        mO, with split_kv, has the splits last; by_work: a mask_mod's order of them, or None."""
+        mO, with split_kv, has the splits last; by_work: a mask_mod's order of them, or None; mTailO, with
+        split_tail, (rows, head_dim_v, part)."""
         _, _, heads, batch = mQ.shape
-        return TileOrder(cute.ceil_div(cute.size(mQ, mode=[0]), self.config.tile_m), heads, batch,
-                         longest_first=self.has_window_right, group=self.l2_group(mK.shape[0]), by_work=by_work,
-                         splits=mO.shape[4] if cutlass.const_expr(self.split_kv) else None)
+        m_blocks = cute.ceil_div(cute.size(mQ, mode=[0]), self.config.tile_m)
+        splits, whole = None, None
+        if cutlass.const_expr(self.split_kv):
+            splits = mO.shape[4]
+        if cutlass.const_expr(self.split_tail):
+            splits, whole = self.tail_splits, m_blocks * heads * batch - mTailO.shape[0] // self.config.tile_m
+        return TileOrder(m_blocks, heads, batch, longest_first=self.has_window_right,
+                         group=self.l2_group(mK.shape[0]), by_work=by_work, splits=splits, whole=whole)
 
     def l2_group(self, seqlen_k):
         """The (head, batch) pairs whose K and V share the L2, by the tile order."""
@@ -379,22 +409,23 @@ class FlashFwdSm90:
 
     @cute.jit
     def work(self, tiles, window, seqlen_q, mBlockCount, mBlockList, tile):
-        """Tile `tile`: (m_block, head, batch, n_block_max, n_blocks, blocks, n_partial, split); `blocks` the key
-        blocks to visit from a mask_mod's block sparsity, its first n_partial partial, or None: n_block_max - 1
-        down; with split_kv, those of its split (`split_blocks`), else split is None."""
-        m_block, head, batch, split = tiles.at_split(tile)
+        """Tile `tile`: (m_block, head, batch, n_block_max, n_blocks, blocks, n_partial, split, parts); `blocks`
+        the key blocks to visit from a mask_mod's block sparsity, its first n_partial partial, or None:
+        n_block_max - 1 down; split into parts, those of its split (`split_blocks`), else split and parts are
+        None."""
+        m_block, head, batch, split, parts = tiles.at_split(tile)
         first_row = m_block * self.config.tile_m
         n_block_min, n_block_max = window.block_range(
             first_row, cutlass.min(first_row + self.config.tile_m, seqlen_q) - 1, self.config.tile_n)
-        if cutlass.const_expr(self.split_kv):
-            n_block_min, n_block_max = split_blocks(n_block_min, n_block_max, split, tiles.splits)
+        if cutlass.const_expr(self.split_kv or self.split_tail):
+            n_block_min, n_block_max = split_blocks(n_block_min, n_block_max, split, parts)
         n_blocks = n_block_max - n_block_min
         blocks, n_partial = None, n_blocks
         if cutlass.const_expr(self.mask_mod is not None):
             n_blocks = mBlockCount[batch, head, m_block, 0]
             n_partial = mBlockCount[batch, head, m_block, 1]
             blocks = mBlockList[batch, head, m_block, None]
-        return m_block, head, batch, n_block_max, n_blocks, blocks, n_partial, split
+        return m_block, head, batch, n_block_max, n_blocks, blocks, n_partial, split, parts
 
     @cute.jit
     def produce(self, tma_q, mQ, tma_k, mK, tma_v, mV, sQ, sK, sV, pipeline_q, pipeline_k, pipeline_v, feed, work):
@@ -407,7 +438,7 @@ class FlashFwdSm90:
         feed.post(feed_state.clone(), tile)
         feed_state.advance()
         while tile < feed.count:
-            m_block, head, batch, n_block_max, n_blocks, blocks, _, _ = work(tile)
+            m_block, head, batch, n_block_max, n_blocks, blocks, *_ = work(tile)
             kv_head = head // self.qhead_per_kvhead
             tQsQ, tQgQ = tma.partition(tma_q, sQ, cute.local_tile(mQ[None, None, head, batch],
                                                               (ROWS_PER_WARPGROUP, self.head_dim), (None, 0)))
@@ -500,9 +531,9 @@ class FlashFwdSm90:
         softmax.step(s, rows.row_max, rows.row_sum, tile.scale_log2, rows.rescale, self.config.rescale_threshold)
 
     @cute.jit
-    def consume(self, tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, score_scale, mod_tensors, tiled_mma_qk,
-                tiled_mma_pv, sQ, sK, sV, sO, sTable, pipeline_q, pipeline_k, pipeline_v, feed, work, window,
-                seqlen_q, seqlen_k):
+    def consume(self, tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, score_scale, mod_tensors, mTailO, mTailLSE,
+                tiled_mma_qk, tiled_mma_pv, sQ, sK, sV, sO, sTable, pipeline_q, pipeline_k, pipeline_v, feed, tiles,
+                work, window, seqlen_q, seqlen_k):
         cfg = self.config
         tidx, _, _ = cute.arch.thread_idx()
         wg = cute.arch.make_warp_uniform(tidx // THREADS_PER_WARPGROUP - 1)  # keeps its smem descriptors uniform
@@ -534,7 +565,7 @@ class FlashFwdSm90:
         tile_idx = feed.take(feed_state.clone(), cute.arch.block_idx()[0])
         feed_state.advance()
         while tile_idx < feed.count:
-            m_block, head, batch, n_block_max, n_blocks, blocks, n_partial, split = work(tile_idx)
+            m_block, head, batch, n_block_max, n_blocks, blocks, n_partial, split, parts = work(tile_idx)
             row0 = m_block * cfg.tile_m + wg * ROWS_PER_WARPGROUP
             mods = mod_tile.ModArgs(score_scale, mod_tensors, [], batch, seqlen_q, seqlen_k, table)
             # Under causal or a right window a tile reaches further than its first consumers' rows: each
@@ -569,7 +600,21 @@ class FlashFwdSm90:
                     pipeline_q.consumer_release(q_state)
             if has_rows:
                 if cutlass.const_expr(self.split_kv):
-                    self.store_split(mO, mLSE, tiled_mma_pv, rows, tile, batch, split, seqlen_q, wg_tidx)
+                    block = (row0 // ROWS_PER_WARPGROUP,)
+                    self.store_part(cute.local_tile(mO[None, None, head, batch, split], (ROWS_PER_WARPGROUP,
+                                                    self.head_dim_v), (*block, 0)),
+                                    cute.local_tile(mLSE[None, head, batch, split], (ROWS_PER_WARPGROUP,), block),
+                                    tiled_mma_pv, rows, tile, seqlen_q, wg_tidx)
+                elif cutlass.const_expr(self.split_tail):
+                    if parts > 1:  # the tail's rows follow its tiles: (tile - whole) * tile_m + row - first_row
+                        block = ((tiles.index(m_block, head, batch) - tiles.whole) * cfg.num_consumers + wg,)
+                        self.store_part(cute.local_tile(mTailO[None, None, split], (ROWS_PER_WARPGROUP,
+                                                        self.head_dim_v), (*block, 0)),
+                                        cute.local_tile(mTailLSE[None, split], (ROWS_PER_WARPGROUP,), block),
+                                        tiled_mma_pv, rows, tile, seqlen_q, wg_tidx)
+                    else:
+                        self.epilogue(tma_o, mO, mLSE, mSink, tiled_mma_pv, rows, tile, sO, m_block, batch,
+                                      seqlen_q, wg, wg_tidx)
                 else:
                     self.epilogue(tma_o, mO, mLSE, mSink, tiled_mma_pv, rows, tile, sO, m_block, batch, seqlen_q,
                                   wg, wg_tidx)
@@ -728,19 +773,18 @@ class FlashFwdSm90:
             cute.arch.cp_async_bulk_wait_group(0, read=True)
 
     @cute.jit
-    def store_split(self, mO, mLSE, tiled_mma_pv, rows, tile, batch, split, seqlen_q, wg_tidx):
-        """Split-KV's epilogue: O normalized over the split's keys, in fp32 from registers (few rows: the launch
-        has fewer tiles than SMs), and the rows' lse over those keys (-inf, O = 0, where they see none)."""
+    def store_part(self, gO, gLSE, tiled_mma_pv, rows, tile, seqlen_q, wg_tidx):
+        """A split tile's epilogue: O normalized over the part's keys, in fp32 from registers (few rows: the
+        launch's last tiles, or all of one with fewer tiles than SMs), into gO (64, head_dim_v), and the rows'
+        lse over those keys into gLSE (64,) (-inf, O = 0, where they see none)."""
         o, coords, row0 = rows.o, rows.coords, tile.row0
         lse = cute.make_rmem_tensor_like(rows.row_max)
         softmax.finish(o, rows.row_max, rows.row_sum, tile.scale_log2, lse)
-        gO = cute.local_tile(mO[None, None, tile.head, batch, split], (ROWS_PER_WARPGROUP, self.head_dim_v),
-                             (row0 // ROWS_PER_WARPGROUP, 0))
         tOgO = rowcol(tiled_mma_pv.get_slice(wg_tidx).partition_C(gO))  # one base address, constant offsets
         for r in cutlass.range_constexpr(cute.size(lse)):
-            row = row0 + coords[r, 0][0]
-            if row < seqlen_q:
+            row = coords[r, 0][0]
+            if row0 + row < seqlen_q:
                 if wg_tidx % 4 == 0:  # the first of the four lanes that share a row
-                    mLSE[row, tile.head, batch, split] = lse[r]
+                    gLSE[row] = lse[r]
                 for c in cutlass.range_constexpr(cute.size(o, mode=[1])):
                     tOgO[r, c] = o[r, c]
