@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-SHAPES = "1x16384x16x128,2x12288x16x128,1x16384x26x128,1x16384x32x64,1x1000x6x128:9000"
+SHAPES = "1x16384x16x128,2x12288x16x128,1x16384x26x128,1x16384x32x64,1x800x6x128:9000"
 
 
 def shapes(text: str) -> list:
