@@ -1,6 +1,6 @@
-# The split tails against the size of the last wave: 1 x 16384 x heads x 128, heads 8-26 (a last wave of 100 down
-# to 28 key blocks or tiles of 132 SMs), backward then forward, after the forward's tail tests (unpacked; 42 tiles chosen) that
-# s29a.sh left. Needs 3369422 reverted. Logs under $OUT.
+# The split tails against the size of the last wave: 1 x 16384 x heads x 128, heads 8-26 (a last wave of 100
+# down to 28 key blocks or tiles of 132 SMs), backward then forward, after the forward's tail tests that
+# session 24 changed (unpacked; 42 tiles chosen). Logs under $OUT.
 set --; source .gpu/setup.sh; python3 -c "import cutlass" || { rm -rf /tmp/gpu-site; source .gpu/setup.sh; }
 T="python3 -m pytest -m gpu -q -n 15 -rf --tb=line -p no:cacheprovider"
 CUTEATTN_TEST_HANG_SECONDS=60 timeout -s INT -k 10 80 $T tests/test_gpu_fwd_sm90.py::test_split_tail tests/test_gpu_fwd_sm90.py::test_split_tail_chosen > $OUT/tests.log 2>&1; echo "rc $?" >> $OUT/tests.log; tail -3 $OUT/tests.log
