@@ -5,14 +5,14 @@ process. Each round times every provider once per shape, the order reversed on o
 backward counted as 2.5 forwards) of the median over rounds of do_bench medians. The backward is timed alone,
 the forward run once before.
 
-    python benchmarks/split_tail.py [--direction fwd|bwd] [--rounds 5] [--shapes 1x16384x16x128,...]
-    (each shape batch x seqlen x heads x hdim, with :seqlen_k where it differs)
+    python benchmarks/split_tail.py [--direction fwd|bwd] [--rounds 5] [--shapes 1x16384x16x128,...] [--parts N]
+    (each shape batch x seqlen x heads x hdim, with :seqlen_k where it differs; --parts: split the last wave
+    into N parts whatever `tail_parts` chooses, to place its bounds)
 """
 
 import argparse
 import statistics
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -37,27 +37,29 @@ def main():
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--rep-ms", type=int, default=200)
     p.add_argument("--direction", choices=("fwd", "bwd"), default="fwd")
+    p.add_argument("--parts", type=int, default=0, help="the last wave's parts (0: the rule's choice)")
     args = p.parse_args()
     from triton.testing import do_bench
 
-    import cuteattn
     from cuteattn import reference
     from cuteattn.sm90 import backward, forward
+    from cuteattn.tile_scheduler import sm_count
 
     def options(head_dim):
         return reference.Options(softmax_scale=head_dim ** -0.5, window_left=None, window_right=None, softcap=0.0,
                                  learnable_sink=None, score_mod=None, mask_mod=None, block_mask=None)
 
-    def cute_bwd(tail_split):
-        def prepare(q, k, v):
-            opts = options(q.shape[-1])
-            out, lse = forward.forward(q, k, v, opts)
-            dout = torch.randn_like(out)
-            config = replace(backward.default_config(q.shape[-1], opts), tail_split=tail_split)
-            return lambda: backward.backward(q, k, v, out, dout, lse, opts, config=config)
-        return prepare
+    def cute_fwd(q, k, v, tail):
+        opts = options(q.shape[-1])
+        return lambda: forward.forward(q, k, v, opts, tail=tail)
 
-    def fa4_bwd(q, k, v):
+    def cute_bwd(q, k, v, tail):
+        opts = options(q.shape[-1])
+        out, lse = forward.forward(q, k, v, opts)
+        dout = torch.randn_like(out)
+        return lambda: backward.backward(q, k, v, out, dout, lse, opts, tail=tail)
+
+    def fa4_bwd(q, k, v, tail):
         q, k, v = (t.detach().requires_grad_() for t in (q, k, v))
         out = fa4(q, k, v)
         out = out[0] if isinstance(out, tuple) else out
@@ -69,15 +71,10 @@ def main():
     except ImportError as e:
         fa4 = None
         print(f"fa4 not importable: {e}")
-    if args.direction == "fwd":
-        providers = {"unsplit": lambda q, k, v: lambda: cuteattn.flash_attn_func(q, k, v, num_splits=1),
-                     "tail": lambda q, k, v: lambda: cuteattn.flash_attn_func(q, k, v, num_splits=0)}
-        if fa4 is not None:
-            providers["fa4"] = lambda q, k, v: lambda: fa4(q, k, v)
-    else:
-        providers = {"unsplit": cute_bwd(False), "tail": cute_bwd(True)}
-        if fa4 is not None:
-            providers["fa4"] = fa4_bwd
+    cute = cute_fwd if args.direction == "fwd" else cute_bwd
+    providers = {"unsplit": lambda q, k, v, tail: cute(q, k, v, (0, 1)), "tail": cute}
+    if fa4 is not None:
+        providers["fa4"] = (lambda q, k, v, tail: lambda: fa4(q, k, v)) if args.direction == "fwd" else fa4_bwd
     print(f"{torch.cuda.get_device_name()}, {args.direction}, bf16, non-causal, {args.rounds} rounds; TFLOP/s")
     print("| batch | seqlen_q | seqlen_k | heads | hdim | tail (tiles, parts) | " + " | ".join(providers) + " |")
     print("| --- | --- | --- | --- | --- | --- |" + " --- |" * len(providers))
@@ -86,12 +83,17 @@ def main():
         k, v = (torch.randn(batch, seqlen_k, heads, head_dim, device="cuda", dtype=torch.bfloat16) for _ in range(2))
         opts = options(head_dim)
         if args.direction == "fwd":
-            tail = forward.tail_split(q, k, opts, forward.default_config(head_dim, opts, seqlen_k), 1, 0)
+            config = forward.default_config(head_dim, opts, seqlen_k)
+            tiles = -(-seqlen_q // config.tile_m) * heads * batch
+            tail = forward.tail_split(q, k, opts, config, 1, 0)
         else:
+            tiles = -(-seqlen_k // backward.TILE_N) * heads * batch
             tail = backward.tail_split(q, k, v, opts, backward.default_config(head_dim, opts), False)
+        if args.parts and tiles % sm_count(q.device.index):
+            tail = (tiles % sm_count(q.device.index), args.parts)
         flops = 4 * batch * heads * seqlen_q * seqlen_k * head_dim * (2.5 if args.direction == "bwd" else 1)
         times = {name: [] for name in providers}
-        calls = {name: prepare(q, k, v) for name, prepare in providers.items()}
+        calls = {name: prepare(q, k, v, tail) for name, prepare in providers.items()}
         for call in calls.values():
             call()  # compiles, warms caches
         for r in range(args.rounds):
