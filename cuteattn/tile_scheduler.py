@@ -96,6 +96,7 @@ def split_blocks(n_block_min, n_block_max, split, splits):
     return first, cutlass.max(cutlass.min(first + per_split, n_block_max), first)
 
 
+@functools.lru_cache(maxsize=256)  # asked on every backward call: its search costs 1-3 us of host time
 def tail_parts(tiles: int, sms: int, blocks: int, part_cost: float, max_parts: int, min_blocks: int) -> tuple:
     """(tail, parts): a launch of `tiles` CTAs of `blocks` steps each, one CTA an SM, ends with tiles % sms of
     them, while the other SMs idle; split into `parts` each, they end soonest, counting each part `part_cost`
@@ -115,6 +116,14 @@ def tail_parts(tiles: int, sms: int, blocks: int, part_cost: float, max_parts: i
     allowed = [p for p in range(1, max_parts + 1) if p == 1 or blocks // p >= min_blocks]
     parts = min(allowed, key=lambda p: (cost(p), p))
     return (tail, parts) if parts > 1 else (0, 1)
+
+
+def tail_row(row, rows, tile, seqlen, heads, batch):
+    """(batch, head, position) of row `row` of a split tail's `rows`: the last rows of the (batch, head,
+    position) order, each sequence padded to whole tiles of `tile` rows (positions past seqlen are padding)."""
+    padded = cute.ceil_div(seqlen, tile) * tile
+    flat = batch * heads * padded - rows + row
+    return flat // padded // heads, flat // padded % heads, flat % padded
 
 
 def unflatten(t, extents: tuple):

@@ -21,6 +21,7 @@ from cutlass import Float32
 from cuteattn.kernel_args import ALIGN_BYTES, launch
 from cuteattn.sm90 import dq_accum
 from cuteattn.sm90.smem import transposed
+from cuteattn.tile_scheduler import tail_row
 
 
 ROW_PAD = 8  # elements after each row of the staged tile: 16 bytes, so the 8 rows a warp stores hit distinct banks
@@ -123,9 +124,7 @@ class TailSum:
         batch, seqlen_k, heads, _ = mdK.shape
         vectors = self.head_dim // VECTOR
         t = cute.arch.block_idx()[0] * THREADS + tidx
-        padded = cute.ceil_div(seqlen_k, self.tile_n) * self.tile_n
-        flat = batch * heads * padded - rows + t // vectors  # the tail's rows end the (batch, head, key) order
-        key, head, b = flat % padded, flat // padded % heads, flat // padded // heads
+        b, head, key = tail_row(t // vectors, rows, self.tile_n, seqlen_k, heads, batch)
         if t < rows * vectors:
             if key < seqlen_k:
                 col = t % vectors * VECTOR

@@ -29,6 +29,7 @@ from cuteattn.kernel_args import TORCH_TO_CUTE, compile_kernel, fake_tensor, lau
 from cuteattn.registry import compile_target
 from cuteattn.softmax import LN_2, LOG2_E
 from cuteattn.sm90.fwd_kernel import packed_rows
+from cuteattn.tile_scheduler import tail_row
 
 VECTOR = 4  # fp32 elements a thread takes of a row
 THREADS = 128
@@ -132,10 +133,7 @@ class TailCombine:
         rows = mOpart.shape[1]
         vectors = self.head_dim_v // VECTOR
         t = cute.arch.block_idx()[0] * THREADS + tidx
-        # The tail's rows are the last of the (batch, head, row) order over the tiles' rows.
-        padded = cute.ceil_div(seqlen_q, self.tile_m) * self.tile_m
-        flat = batch * heads * padded - rows + t // vectors
-        row, head, b = flat % padded, flat // padded % heads, flat // padded // heads
+        b, head, row = tail_row(t // vectors, rows, self.tile_m, seqlen_q, heads, batch)
         if t < rows * vectors:
             if row < seqlen_q:
                 col = t % vectors * VECTOR
