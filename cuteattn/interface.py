@@ -207,7 +207,7 @@ def flash_attn_func(
     return_lse: bool = False,
     deterministic: bool = False,
     pack_gqa: Optional[bool] = None,
-    num_splits: int = 1,
+    num_splits: int = 0,
 ):
     """Attention over a batch of equal-length sequences, softmax(q k^T * scale) v, with autograd.
 
@@ -234,10 +234,10 @@ def flash_attn_func(
             given here applies everywhere as well.
         return_lse: also return the log-sum-exp of each row's scaled scores (the sink included).
         deterministic: make the backward bitwise reproducible (kernels only; the PyTorch path always is).
-        pack_gqa, num_splits: kernel scheduling hints (pack_gqa None: cuteattn chooses; num_splits 1 never
-            splits the keys, 0 lets cuteattn choose). Packing never changes the result; a split merges partial
-            sums in fp32, which changes it by rounding only, and num_splits=0 chooses by the launch's size
-            (batch, heads).
+        pack_gqa, num_splits: kernel scheduling hints (None and 0, the defaults: cuteattn chooses; num_splits=1
+            never splits the keys). Packing never changes the result; a split merges partial sums in fp32, which
+            changes it by rounding only, and splits are chosen by the launch's size (batch, heads): pass
+            num_splits=1 for results that do not depend on the batch.
 
     Returns:
         out (batch, seqlen_q, heads_q, head_dim_v) in q's dtype, or `(out, lse)` with `return_lse=True`,
@@ -325,7 +325,7 @@ def flash_attn_varlen_func(
     return_lse: bool = False,
     deterministic: bool = False,
     pack_gqa: Optional[bool] = None,
-    num_splits: int = 1,
+    num_splits: int = 0,
 ):
     """Attention over sequences of different lengths packed along one token dimension.
 
