@@ -112,27 +112,35 @@ class Window:
 @cute.jit
 def mask_tile(s: cute.Tensor, coords: cute.Tensor, row0: Int32, col0: Int32, window: Window, keys: cutlass.Constexpr):
     """Set to -inf the scores (rows, cols) whose key the row does not see. `coords` holds each register's
-    (row, col) in the tile of `keys` keys; row0 and col0 place the tile in the sequence. The window's edges are
-    compared as key - query, which differs from register (0, 0)'s by a constant per register: one threshold a
-    tile, one compare per distinct constant; the seqlen_k tail only in the tile that crosses it."""
+    (row, col) in the tile of `keys` keys; row0 and col0 place the tile in the sequence. The seqlen_k tail is
+    masked only in the tile that crosses it."""
     if cutlass.const_expr(window.pack > 1):
         _mask_packed_rows(s, coords, row0, col0, window)
     else:
         base_row, base_col = coords[0, 0]
-        shift = row0 + base_row - col0 - base_col  # query - key of register (0, 0)
-        for r in cutlass.range_constexpr(cute.size(s, mode=[0])):
-            for c in cutlass.range_constexpr(cute.size(s, mode=[1])):
-                row, col = cute.crd2idx((r, c), coords.layout)
-                if cutlass.const_expr(window.right is not None):
-                    if col - row > window.diagonal + window.right + shift:
-                        s[r, c] = -Float32.inf
-                if cutlass.const_expr(window.left is not None):
-                    if col - row < window.diagonal - window.left + shift:
-                        s[r, c] = -Float32.inf
+        _mask_edges(s, coords, col0 + base_col - row0 - base_row, window, transposed=False)
     if cute.arch.make_warp_uniform(col0 + keys > window.seqlen_k) != 0:
         for c in cutlass.range_constexpr(cute.size(s, mode=[1])):
             if coords[0, c][1] + col0 >= window.seqlen_k:
                 for r in cutlass.range_constexpr(cute.size(s, mode=[0])):
+                    s[r, c] = -Float32.inf
+
+
+@cute.jit
+def _mask_edges(s: cute.Tensor, coords: cute.Tensor, key_minus_query: Int32, window: Window,
+                transposed: cutlass.Constexpr):
+    """The window's edges: key - query of register (r, c) is register (0, 0)'s, `key_minus_query`, plus a
+    compile-time constant, so a tile takes one threshold an edge and one compare per distinct constant.
+    `transposed`: keys on the rows, queries on the columns."""
+    for r in cutlass.range_constexpr(cute.size(s, mode=[0])):
+        for c in cutlass.range_constexpr(cute.size(s, mode=[1])):
+            row, col = cute.crd2idx((r, c), coords.layout)
+            offset = row - col if cutlass.const_expr(transposed) else col - row
+            if cutlass.const_expr(window.right is not None):
+                if offset > window.diagonal + window.right - key_minus_query:
+                    s[r, c] = -Float32.inf
+            if cutlass.const_expr(window.left is not None):
+                if offset < window.diagonal - window.left - key_minus_query:
                     s[r, c] = -Float32.inf
 
 
@@ -154,19 +162,21 @@ def _mask_packed_rows(s: cute.Tensor, coords: cute.Tensor, row0: Int32, col0: In
 
 @cute.jit
 def mask_tile_transposed(s: cute.Tensor, coords: cute.Tensor, key0: Int32, query0: Int32, window: Window,
+                         keys: cutlass.Constexpr, queries: cutlass.Constexpr,
                          padding_queries: cutlass.Constexpr = False):
-    """`mask_tile` for a transposed score tile: keys on the rows, queries on the columns; with
-    `padding_queries`, also the columns of queries past seqlen_q."""
-    for c in cutlass.range_constexpr(cute.size(s, mode=[1])):
-        query = coords[0, c][1] + query0
-        end = window.end_key(query)
-        if cutlass.const_expr(padding_queries):
-            end = cutlass.select_(query < window.seqlen_q, end, Int32(0))
+    """`mask_tile` for a transposed score tile of `keys` x `queries`: keys on the rows, queries on the columns;
+    with `padding_queries`, also the columns of queries past seqlen_q."""
+    base_key, base_query = coords[0, 0]
+    _mask_edges(s, coords, key0 + base_key - query0 - base_query, window, transposed=True)
+    # One predicate a row (a column) and a select a score: an `if` over a row's scores becomes a branch.
+    if cute.arch.make_warp_uniform(key0 + keys > window.seqlen_k) != 0:
         for r in cutlass.range_constexpr(cute.size(s, mode=[0])):
-            if coords[r, 0][0] + key0 >= end:
-                s[r, c] = -Float32.inf
-        if cutlass.const_expr(window.left is not None):
-            first = window.first_key(query)
-            for r in cutlass.range_constexpr(cute.size(s, mode=[0])):
-                if coords[r, 0][0] + key0 < first:
-                    s[r, c] = -Float32.inf
+            past = coords[r, 0][0] + key0 >= window.seqlen_k
+            for c in cutlass.range_constexpr(cute.size(s, mode=[1])):
+                s[r, c] = cutlass.select_(past, -Float32.inf, s[r, c])
+    if cutlass.const_expr(padding_queries):
+        if cute.arch.make_warp_uniform(query0 + queries > window.seqlen_q) != 0:
+            for c in cutlass.range_constexpr(cute.size(s, mode=[1])):
+                past = coords[0, c][1] + query0 >= window.seqlen_q
+                for r in cutlass.range_constexpr(cute.size(s, mode=[0])):
+                    s[r, c] = cutlass.select_(past, -Float32.inf, s[r, c])

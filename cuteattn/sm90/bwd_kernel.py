@@ -189,6 +189,11 @@ class FlashBwdSm90:
         return KEYS_PER_WARPGROUP
 
     @property
+    def queries_per_consumer(self) -> int:
+        """The queries (columns) of one consumer's S^T."""
+        return self.config.tile_m
+
+    @property
     def keeps_scores(self) -> bool:
         """The gradients of score_mod's captured tensors read the scores the mod saw: keep them to dS."""
         mod = self.score_mod
@@ -511,14 +516,15 @@ class FlashBwdSm90:
         # The padding queries' lse_log2 is 0, and a score_mod may give them scores that overflow exp2 (inf times
         # their zero dO is NaN in dV): mask them.
         padding = self.score_mod is not None
-        last_query = query0 + self.config.tile_m - 1
+        last_query = query0 + self.queries_per_consumer - 1
         cut = window.needs_mask(query0, last_query, key0, self.keys_per_consumer)
         if cutlass.const_expr(padding):
             cut = cut | (last_query >= window.seqlen_q)
         # Told the branch is warp-uniform, ptxas keeps the pipeline stages in uniform registers; else the
         # column-split step at hdim 192 builds every wgmma descriptor through R2UR (545 instructions against 345).
         if cute.arch.make_warp_uniform(cut) != 0:
-            mask_tile_transposed(s, coords, key0, query0, window, padding_queries=padding)
+            mask_tile_transposed(s, coords, key0, query0, window, self.keys_per_consumer,
+                                 self.queries_per_consumer, padding_queries=padding)
         if cutlass.const_expr(self.mask_mod is not None):
             if partial:  # full blocks of the block sparsity need no mask
                 mod_tile.apply_mask_mod(self.mask_mod, mask_tensors, s, coords, place)

@@ -67,8 +67,7 @@ class FlashBwdSm90SplitD(FlashBwdSm90):
         return self.tile_n
 
     @property
-    def query_half(self) -> int:
-        """Queries of one consumer's S^T and dP^T."""
+    def queries_per_consumer(self) -> int:
         return self.config.tile_m // CONSUMERS
 
     def tiled_mmas(self) -> tuple:
@@ -78,7 +77,7 @@ class FlashBwdSm90SplitD(FlashBwdSm90):
         def mma(b_major, n):
             return sm90_utils.make_trivial_tiled_mma(self.dtype, self.dtype, OperandMajorMode.K, b_major, Float32,
                                                      (1, 1, 1), tiler_mn=(KEYS_PER_WARPGROUP, n))
-        return (mma(OperandMajorMode.K, self.query_half), mma(OperandMajorMode.MN, half_v),
+        return (mma(OperandMajorMode.K, self.queries_per_consumer), mma(OperandMajorMode.MN, half_v),
                 mma(OperandMajorMode.MN, half), dq_accum.tiled_mma(self.dtype, cfg.tile_m, self.head_dim))
 
     def smem_layouts(self) -> tuple:
@@ -94,7 +93,7 @@ class FlashBwdSm90SplitD(FlashBwdSm90):
     def consume(self, mdK, mdV, scale_log2, tanh_scale, dk_scale, tiled_mma_sdp, tiled_mma_dv, tiled_mma_dk,
                 tiled_mma_dq, sQ, sdO, sK, sV, sdS, sdQ, sLSElog2, sdPsum, pipeline_q, pipeline_do, pipeline_kv,
                 n_block, kv_head, batch, steps, window, mods):
-        cfg, d, dv, rows = self.config, self.head_dim, self.head_dim_v, self.query_half
+        cfg, d, dv, rows = self.config, self.head_dim, self.head_dim_v, self.queries_per_consumer
         stages, buffers = cfg.num_stages, 2 * DS_BUFFERS
         tidx, _, _ = cute.arch.thread_idx()
         wg = cute.arch.make_warp_uniform(tidx // THREADS_PER_WARPGROUP - 1)  # keeps its smem descriptors uniform
