@@ -37,11 +37,13 @@ def parse_variant(text):
 
 def backward_with(config):
     """prepare(q, k, v, case) for the bench harness: the default forward, then the sm90 backward under the
-    head dim's default BwdConfig with `config` replaced."""
+    head dim's default BwdConfig with `config` replaced. A band mask_mod runs as the kernels' window, as it does
+    through `flash_attn_func`."""
     import dataclasses
 
     import torch
 
+    from cuteattn.mods import band
     from cuteattn.reference import Options
     from cuteattn.sm90.backward import backward, default_config
     from cuteattn.sm90.forward import forward
@@ -52,6 +54,7 @@ def backward_with(config):
             ctx.opts = Options(softmax_scale=q.shape[-1] ** -0.5, window_left=None,
                                window_right=0 if causal else None, softcap=0.0, learnable_sink=None,
                                score_mod=score_mod, mask_mod=mask_mod, block_mask=None)
+            ctx.opts = band.as_window(ctx.opts, q.shape[1], k.shape[1])
             out, lse = forward(q, k, v, ctx.opts)
             ctx.save_for_backward(q, k, v, out, lse)
             return out
