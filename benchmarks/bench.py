@@ -2,9 +2,10 @@
 """Attention TFLOP/s of cuteattn and its peers, all measured in the same run.
 
     python benchmarks/bench.py [--out DIR] [--directions fwd,bwd] [--hdims 64,128] [--causal 0,1]
-                               [--seqlens 1k,4k,16k] [--providers cuteattn,fa4,...] [--dry-run]
+                               [--seqlens 1k,4k,16k] [--providers cuteattn,fa4,...] [--rounds N] [--dry-run]
 
-Prints one line per measurement, then writes <out>/<date>-<gpu>-bench.{json,md,png} and ends with a
+Prints one line per cell (with --rounds N, the median of N measurements, the providers' order reversed on odd
+rounds), then writes <out>/<date>-<gpu>-bench.{json,md,png} and ends with a
 markdown table of TFLOP/s (one column per provider; "n/a" where a provider is missing or fails on a
 case). See benchmarks/README.md for what the numbers mean.
 """
@@ -20,6 +21,7 @@ import itertools
 import json
 import math
 import re
+import statistics
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, replace
@@ -295,25 +297,39 @@ def measure_cell(name, case, prepare, dtype, rep_ms) -> dict:
     return {"ms": ms, "tflops": case.flops() / (ms * 1e-3) / 1e12}
 
 
-def run_all(cases, names, loaded, unavailable, dtype, rep_ms) -> dict:
-    """{(case, name): cell} for every case and provider, printing one line per measurement and each
-    provider's distinct failure reasons once."""
+def run_all(cases, names, loaded, unavailable, dtype, rep_ms, rounds=1) -> dict:
+    """{(case, name): cell} for every case and provider, printing one line per cell and each provider's
+    distinct failure reasons once. With rounds > 1 each case measures every provider `rounds` times, the order
+    reversed on odd rounds (whatever runs first after a pause runs on a cooler GPU), and a cell is the median
+    round, with every round's ms under 'rounds'."""
     cells, reported = {}, set()
     for case in cases:
+        runs = {name: [] for name in names}
+        for r in range(rounds):
+            for name in (names if r % 2 == 0 else names[::-1]):
+                runs[name].append(measure_cell(name, case, loaded[name], dtype, rep_ms) if name in loaded
+                                  else {"error": unavailable[name]})
         for name in names:
-            if name in loaded:
-                cell = measure_cell(name, case, loaded[name], dtype, rep_ms)
-            else:
-                cell = {"error": unavailable[name]}
-            cells[case, name] = cell
+            cell = cells[case, name] = median_cell(case, runs[name])
             if "error" in cell:
                 if (name, cell["error"]) not in reported:
                     reported.add((name, cell["error"]))
                     print(f"  {name}: n/a ({cell['error']})")
                 print(f"{case.label()} | {name:<10} n/a")
             else:
-                print(f"{case.label()} | {name:<10} {cell['ms']:9.3f} ms {cell['tflops']:7.1f} TFLOP/s")
+                spread = f" (rounds {min(cell['rounds']):.3f}-{max(cell['rounds']):.3f} ms)" if rounds > 1 else ""
+                print(f"{case.label()} | {name:<10} {cell['ms']:9.3f} ms {cell['tflops']:7.1f} TFLOP/s{spread}")
     return cells
+
+
+def median_cell(case: Case, measured: list) -> dict:
+    """The median time of the rounds that ran, or the first failure; with several rounds, their times too."""
+    times = sorted(c["ms"] for c in measured if "ms" in c)
+    if not times:
+        return measured[0]
+    ms = statistics.median(times)
+    cell = {"ms": ms, "tflops": case.flops() / (ms * 1e-3) / 1e12}
+    return {**cell, "rounds": times} if len(measured) > 1 else cell
 
 
 # ---------------------------------------------------------------------------------------- reporting
@@ -354,6 +370,7 @@ def metadata(args) -> dict:
         "git": git_revision(),
         "dtype": args.dtype,
         "rep_ms": args.rep_ms,
+        "rounds": args.rounds,
         "total_tokens": args.total_tokens,
         "dim": args.dim,
         "config": args.config,
@@ -428,7 +445,7 @@ def write_results(out_dir: Path, meta, cases, names, cells, table) -> list[Path]
     md_path.write_text(f"# Attention TFLOP/s, {meta['gpu']}, {meta['date']}\n\n"
                        f"torch {meta['torch']}, CUDA {meta['cuda']}, cuteattn {meta['cuteattn']} "
                        f"(git {meta['git']}), flash-attn-4 {meta['flash_attn_4']}, {meta['dtype']}; "
-                       f"config {meta['config'] or '{}'}\n\n{table}\n")
+                       f"config {meta['config'] or '{}'}; {meta['rounds']} round(s) a cell, the median\n\n{table}\n")
     try:
         plot(png_path, cases, names, cells, f"{meta['gpu']}, {meta['dtype']}, {meta['date'][:10]}")
     except ImportError as e:
@@ -488,6 +505,8 @@ def parse_args(argv=None):
     p.add_argument("--variant", choices=VARIANTS, default="none",
                    help="rel_bias, alibi or t5 (score_mods), sliding_window or document (mask_mods); default none")
     p.add_argument("--rep-ms", type=int, default=100, help="do_bench's timing budget per measurement, ms")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="measurements per cell, the providers' order reversed on odd rounds; the median; default 1")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results", help="results directory")
     p.add_argument("--config", type=config_pair, nargs="+", default=[], metavar="KEY=VALUE",
                    help="passed to cuteattn's kernel config (see cuteattn_call)")
@@ -522,12 +541,13 @@ def main(argv=None):
     if not torch.cuda.is_available():
         sys.exit("bench.py: no CUDA device (use --dry-run to list the cases)")
     torch.manual_seed(0)
-    cells = run_all(cases, names, loaded, unavailable, DTYPES[args.dtype], args.rep_ms)
+    cells = run_all(cases, names, loaded, unavailable, DTYPES[args.dtype], args.rep_ms, args.rounds)
     meta = metadata(args)
     table = markdown_table(cases, names, cells)
     for path in write_results(args.out, meta, cases, names, cells, table):
         print(f"wrote {path}")
-    print(f"\nTFLOP/s ({meta['gpu']}, {args.dtype}, median of do_bench; causal counts half the pairs, "
+    rounds = f", the median of {args.rounds} rounds" if args.rounds > 1 else ""
+    print(f"\nTFLOP/s ({meta['gpu']}, {args.dtype}, median of do_bench{rounds}; causal counts half the pairs, "
           f"bwd {BWD_FLOP_RATIO}x fwd)\n")
     print(table)
 
