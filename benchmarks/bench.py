@@ -294,7 +294,11 @@ def measure_cell(name, case, prepare, dtype, rep_ms) -> dict:
         if name == "cuteattn" and not isinstance(e, NotImplementedError):
             raise
         return {"error": one_line(e)}
-    return {"ms": ms, "tflops": case.flops() / (ms * 1e-3) / 1e12}
+    return {"ms": ms, "tflops": tflops(case, ms)}
+
+
+def tflops(case: Case, ms: float) -> float:
+    return case.flops() / (ms * 1e-3) / 1e12
 
 
 def run_all(cases, names, loaded, unavailable, dtype, rep_ms, rounds=1) -> dict:
@@ -328,7 +332,7 @@ def median_cell(case: Case, measured: list) -> dict:
     if not times:
         return measured[0]
     ms = statistics.median(times)
-    cell = {"ms": ms, "tflops": case.flops() / (ms * 1e-3) / 1e12}
+    cell = {"ms": ms, "tflops": tflops(case, ms)}
     return {**cell, "rounds": times} if len(measured) > 1 else cell
 
 

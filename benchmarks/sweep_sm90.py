@@ -15,7 +15,6 @@ TFLOP/s at hdim 128 4k there against 632-644 in whole-grid runs).
 import argparse
 import ast
 import functools
-import statistics
 import sys
 from pathlib import Path
 
@@ -107,18 +106,9 @@ def main():
                                   args.variant)
                 with_config = backward_with if args.direction == "bwd" else functools.partial(forward_with, cuteattn)
                 prepares = {"fa4": fa4, **{name: with_config(config) for name, config in variants.items()}}
-                cells = {name: [] for name in prepares}
-                for r in range(args.rounds):
-                    for name in (list(prepares) if r % 2 == 0 else list(prepares)[::-1]):
-                        try:
-                            cells[name].append(bench.measure_cell("variant", case, prepares[name], torch.bfloat16,
-                                                                  args.rep_ms))
-                        except Exception as e:  # a variant that does not compile or launch is reported, not fatal
-                            cells[name].append({"error": bench.one_line(e)})
-                row = {"case": case.label()}
-                for name, measured in cells.items():
-                    rates = [c["tflops"] for c in measured if "tflops" in c]
-                    row[name] = {"tflops": statistics.median(rates)} if rates else measured[0]
+                # A variant that does not compile or launch is reported, not fatal (no provider here is "cuteattn").
+                cells = bench.run_all([case], list(prepares), prepares, {}, torch.bfloat16, args.rep_ms, args.rounds)
+                row = {"case": case.label(), **{name: cells[case, name] for name in prepares}}
                 rows.append(row)
                 print(row["case"], {n: round(c.get("tflops", 0), 1) for n, c in row.items() if n != "case"},
                       flush=True)

@@ -80,14 +80,10 @@ def _key_split(head_dim: int, head_dim_v: int, config: BwdConfig) -> bool:
 @functools.lru_cache(maxsize=None)
 def _kernel(dtype, head_dim, head_dim_v, qhead_per_kvhead, has_window_left, has_window_right, has_softcap,
             deterministic, score_mod, mask_mod, config, tail_splits) -> FlashBwdSm90:
-    if not _key_split(head_dim, head_dim_v, config):
-        return FlashBwdSm90SplitD(TORCH_TO_CUTE[dtype], head_dim, head_dim_v, qhead_per_kvhead,
-                                  has_window_left=has_window_left, has_window_right=has_window_right,
-                                  has_softcap=has_softcap, deterministic=deterministic, score_mod=score_mod,
-                                  mask_mod=mask_mod, config=config)
-    return FlashBwdSm90(TORCH_TO_CUTE[dtype], head_dim, head_dim_v, qhead_per_kvhead, has_window_left=has_window_left,
-                        has_window_right=has_window_right, has_softcap=has_softcap, deterministic=deterministic,
-                        score_mod=score_mod, mask_mod=mask_mod, config=config, tail_splits=tail_splits)
+    kind = FlashBwdSm90 if _key_split(head_dim, head_dim_v, config) else FlashBwdSm90SplitD
+    return kind(TORCH_TO_CUTE[dtype], head_dim, head_dim_v, qhead_per_kvhead, has_window_left=has_window_left,
+                has_window_right=has_window_right, has_softcap=has_softcap, deterministic=deterministic,
+                score_mod=score_mod, mask_mod=mask_mod, config=config, tail_splits=tail_splits)
 
 
 def kernel_for(dtype: torch.dtype, head_dim: int, head_dim_v: int, qhead_per_kvhead: int, opts: reference.Options,
