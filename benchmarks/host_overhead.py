@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
-"""Host time per call on a tiny shape (1 x 128 x 1 x 64, bf16): many calls back to back, one sync; and
-before that, the time of cuteattn's first call of a few new configurations (compile and load)."""
+"""Host time per call on a tiny shape (1 x 128 x 1 x 64, bf16), three ways: the CPU's time to issue a call
+(batches of calls timed before their sync, so the GPU never holds the CPU back), the GPU's time a call (the
+calls replayed from a CUDA graph, no host work at all), and calls back to back with one sync at the end (the
+slower of the two sets the pace). Before that, the time of cuteattn's first call of a few new configurations
+(compile and load)."""
 
 import sys
 import time
@@ -10,6 +13,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 CALLS = 2000
+BATCH = 100  # calls issued before a sync: far fewer than the launch queue holds, so issuing never waits
 
 
 def per_call_us(fn) -> float:
@@ -21,6 +25,40 @@ def per_call_us(fn) -> float:
         fn()
     torch.cuda.synchronize()
     return (time.perf_counter() - start) / CALLS * 1e6
+
+
+def issue_us(fn) -> float:
+    """The median over batches of the CPU's time to issue one call."""
+    batches = []
+    for _ in range(CALLS // BATCH):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(BATCH):
+            fn()
+        batches.append((time.perf_counter() - start) / BATCH * 1e6)
+    torch.cuda.synchronize()
+    return sorted(batches)[len(batches) // 2]
+
+
+def gpu_us(fn) -> float:
+    """The GPU's time a call: BATCH calls captured in a CUDA graph, the graph replayed."""
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):
+        fn()  # the capture must not be the first call on its stream
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(BATCH):
+            fn()
+    graph.replay()
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(CALLS // BATCH):
+        graph.replay()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) * 1e3 / CALLS
 
 
 def first_call_s(fn) -> float:
@@ -60,9 +98,14 @@ def main():
 
     providers["sdpa-flash"] = sdpa(SDPBackend.FLASH_ATTENTION)
     providers["sdpa-cudnn"] = sdpa(SDPBackend.CUDNN_ATTENTION)
-    print(f"host time per call, {CALLS} calls of (1, 128, 1, 64) bf16 causal, {torch.cuda.get_device_name()}")
+    print(f"time per call, (1, 128, 1, 64) bf16 causal, {torch.cuda.get_device_name()}, us: the CPU's to issue it "
+          f"(median of {CALLS // BATCH} batches of {BATCH}), the GPU's (from a CUDA graph), {CALLS} back to back")
     for name, fn in providers.items():
-        print(f"  {name:<11} {per_call_us(fn):7.1f} us")
+        try:
+            graph = f"{gpu_us(fn):7.1f}"
+        except RuntimeError as e:  # a provider whose call cannot be captured
+            graph = f"  n/a ({str(e).splitlines()[0][:60]})"
+        print(f"  {name:<11} issue {issue_us(fn):7.1f}   gpu {graph}   back to back {per_call_us(fn):7.1f}")
 
 
 if __name__ == "__main__":
