@@ -69,6 +69,44 @@ def first_call_s(fn) -> float:
     return time.perf_counter() - start
 
 
+class Recorded:
+    """A compiled kernel that keeps the arguments of its last call."""
+
+    def __init__(self, compiled):
+        self.compiled, self.args = compiled, None
+
+    def __call__(self, *args):
+        self.args = args
+        return self.compiled(*args)
+
+
+def parts(q, k, v):
+    """Where cuteattn's issue time goes: sm90 `forward.prepared`'s launch function whole; the compiled kernel
+    alone (TVM-FFI and the launch), with the arguments of a real call; the two output allocations; and a torch
+    op's launch on the same tensors, for scale."""
+    from cuteattn import reference
+    from cuteattn.sm90 import forward
+
+    opts = reference.Options(softmax_scale=q.shape[-1] ** -0.5, window_left=None, window_right=0, softcap=0.0,
+                             learnable_sink=None, score_mod=None, mask_mod=None, block_mask=None)
+    real = forward.get_or_compile
+    recorded = []
+    forward.get_or_compile = lambda key, fn: recorded.append(Recorded(real(key, fn))) or recorded[-1]
+    try:
+        run = forward.prepared(q, k, v, opts)
+    finally:
+        forward.get_or_compile = real
+    run(q, k, v)
+    kernel = recorded[0]
+    exchange = hasattr(torch.Tensor, "__dlpack_c_exchange_api__")
+    print(f"cuteattn's issue time in parts, us (torch's C DLPack exchange API: {exchange}):")
+    for name, fn in {"forward.prepared's launch function": lambda: run(q, k, v),
+                     "the compiled kernel alone (TVM-FFI, launch)": lambda: kernel.compiled(*kernel.args),
+                     "torch.empty of out and lse": lambda: (torch.empty_like(q), torch.empty(1, 1, 128, device="cuda")),
+                     "torch's q.add(1) (a launch of torch's)": lambda: q.add(1)}.items():
+        print(f"  {name:<46} {issue_us(fn):7.1f}")
+
+
 def main():
     import cuteattn
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -106,6 +144,7 @@ def main():
         except RuntimeError as e:  # a provider whose call cannot be captured
             graph = f"  n/a ({str(e).splitlines()[0][:60]})"
         print(f"  {name:<11} issue {issue_us(fn):7.1f}   gpu {graph}   back to back {per_call_us(fn):7.1f}")
+    parts(q, k, v)
 
 
 if __name__ == "__main__":
