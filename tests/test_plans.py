@@ -59,6 +59,17 @@ def test_changed_options_make_a_new_plan(launches, change):
     assert len(interface._plans) == 2
 
 
+def test_the_backend_variable_reaches_planned_calls(launches, monkeypatch):
+    """The plan's key reads CUTEATTN_BACKEND through os.environ's own mapping; a change set through os.environ
+    (as monkeypatch does) turns the next identical call away from the plan."""
+    q, k, v = qkv(1, 64, 2, 64)
+    cuteattn.flash_attn_func(q, k, v, causal=True)
+    monkeypatch.setattr(interface, "select_backend", lambda fn, device: "reference")
+    monkeypatch.setenv(interface.BACKEND_ENV, "reference")
+    cuteattn.flash_attn_func(q, k, v, causal=True)
+    assert len(launches) == 1 and len(interface._plans) == 1
+
+
 def test_layouts_and_shapes_make_a_new_plan(launches):
     q, k, v = qkv(1, 64, 2, 64)
     cuteattn.flash_attn_func(q, k, v)
