@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import cuteattn
-from cuteattn import reference
+from cuteattn import interface, reference
 
 pytestmark = [
     pytest.mark.gpu,
@@ -346,3 +346,18 @@ def test_through_the_public_entry():
                                        options(128, True, window=(64, None), softcap=20.0, sink=sink))
     assert (out.float() - ref).abs().max().item() < 2e-2
     torch.testing.assert_close(lse, ref_lse, atol=1e-3, rtol=1e-3)
+
+
+def test_planned_calls_match_the_reference():
+    """Repeated forward-only calls of one layout run its plan (`interface._plans`: no checks, the prepared launch);
+    fresh inputs each time, each call checked, with and without the lse."""
+    interface._plans.clear()
+    for return_lse in (False, True, False, True):
+        q, k, v = (torch.randn(2, 333, 4, 128, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+        result = cuteattn.flash_attn_func(q, k, v, causal=True, return_lse=return_lse)
+        ref, ref_lse = reference.attention(q.float(), k.float(), v.float(), options(128, True))
+        out = result[0] if return_lse else result
+        assert (out.float() - ref).abs().max().item() < 2e-2
+        if return_lse:
+            torch.testing.assert_close(result[1], ref_lse, atol=1e-3, rtol=1e-3)
+    assert len(interface._plans) == 2
