@@ -35,7 +35,9 @@ from cuteattn import reference
 from cuteattn.sm90 import backward, forward
 direction, head_dim, causal, config = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1", eval(sys.argv[4])
 score_mod, mask_mod = variant_mods(sys.argv[5], 2048 // head_dim, 16384, device="cpu")
-opts = reference.Options(softmax_scale=1.0, window_left=None, window_right=0 if causal else None, softcap=0.0,
+window_left = int(sys.argv[6]) if sys.argv[6] != "None" else None
+opts = reference.Options(softmax_scale=1.0, window_left=window_left,
+                         window_right=0 if causal or window_left is not None else None, softcap=0.0,
                          learnable_sink=None, score_mod=score_mod, mask_mod=mask_mod, block_mask=None)
 side = forward if direction == "fwd" else backward
 seqlen_k = (1024,) if direction == "fwd" else ()  # the case of FA4's, below
@@ -67,14 +69,18 @@ class Compile:  # the CPU machine has no TVM-FFI runtime for the cp312 wheel: co
 cute.compile = Compile()
 import flash_attn.cute.interface as fa4
 direction, head_dim, causal = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+window = (int(sys.argv[4]), 0) if sys.argv[4] != "None" else (None, None)
+causal = causal or window[0] is not None
 with FakeTensorMode():
     q = torch.empty(16, 1024, 2048 // head_dim, head_dim, dtype=torch.bfloat16, device="cuda")
     k, v = torch.empty_like(q), torch.empty_like(q)
     if direction == "fwd":
-        fa4._flash_attn_fwd(q, k, v, causal=causal)
+        fa4._flash_attn_fwd(q, k, v, causal=causal, window_size_left=window[0],
+                            window_size_right=window[1])
     else:
         lse = torch.empty(16, 2048 // head_dim, 1024, dtype=torch.float32, device="cuda")
-        fa4._flash_attn_bwd(q, k, v, torch.empty_like(q), torch.empty_like(q), lse, causal=causal)
+        fa4._flash_attn_bwd(q, k, v, torch.empty_like(q), torch.empty_like(q), lse, causal=causal,
+                            window_size_left=window[0], window_size_right=window[1])
 """
 
 
@@ -107,14 +113,16 @@ def main():
     parser.add_argument("--causal", action="store_true")
     parser.add_argument("--config", default="", help="fields of the default config, e.g. tile_n=128,masked_loop=False")
     parser.add_argument("--variant", default="none", help="a mod of bench.py's, e.g. rel_bias or document")
+    parser.add_argument("--window", type=int, default=None, metavar="LEFT",
+                        help="a causal sliding window of LEFT keys before the diagonal (window_size (LEFT, 0))")
     parser.add_argument("--fa4", action="store_true")
     args = parser.parse_args()
     config = {key: eval(value) for key, value in (item.split("=") for item in args.config.split(",") if item)}
     case = [args.direction, str(args.head_dim), str(int(args.causal))]
     ours = "FlashFwd" if args.direction == "fwd" else "FlashBwd"
-    report("cuteattn", compiled_sass(OURS, case + [repr(config), args.variant], ours))
+    report("cuteattn", compiled_sass(OURS, case + [repr(config), args.variant, str(args.window)], ours))
     if args.fa4:
-        report("FA4", compiled_sass(FA4, case, "flash_fwd_sm90" if args.direction == "fwd" else "flash_bwd_sm90"))
+        report("FA4", compiled_sass(FA4, case + [str(args.window)], "flash_fwd_sm90" if args.direction == "fwd" else "flash_bwd_sm90"))
 
 
 if __name__ == "__main__":
