@@ -137,19 +137,6 @@ class TailPart:
 
 
 @dataclass(frozen=True)
-class KeyBlock:
-    """The loads of the CTA's K and V, once each, on barriers of their own: the producer queues the first Q stage
-    between them, so that the first S^T GEMM waits for K and Q, not for V as well."""
-
-    k: pipeline.PipelineTmaAsync
-    v: pipeline.PipelineTmaAsync
-
-    @staticmethod
-    def state(user: pipeline.PipelineUserType) -> pipeline.PipelineState:
-        return pipeline.make_pipeline_state(user, 1)
-
-
-@dataclass(frozen=True)
 class FlashBwdSm90:
     dtype: Type[cutlass.Numeric]
     head_dim: int
@@ -323,8 +310,7 @@ class FlashBwdSm90:
         class SharedStorage:
             q_barriers: cute.struct.MemRange[cutlass.Int64, 2 * cfg.num_stages]
             do_barriers: cute.struct.MemRange[cutlass.Int64, 2 * cfg.num_stages]
-            k_barriers: cute.struct.MemRange[cutlass.Int64, 2]
-            v_barriers: cute.struct.MemRange[cutlass.Int64, 2]
+            kv_barriers: cute.struct.MemRange[cutlass.Int64, 2]
             sQ: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sQ_layout)], 1024]
             sdO: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sdO_layout)], 1024]
             sK: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sK_layout)], 1024]
@@ -435,10 +421,10 @@ class FlashBwdSm90:
         row_bytes = cfg.tile_m * Float32.width // 8  # a stage's lse or dpsum
         q_bytes = cute.size_in_bytes(self.dtype, one_stage(sQ_layout)) + row_bytes
         do_bytes = cute.size_in_bytes(self.dtype, one_stage(sdO_layout)) + row_bytes
+        kv_bytes = cute.size_in_bytes(self.dtype, sK_layout) + cute.size_in_bytes(self.dtype, sV_layout)
         pipeline_q = tma.make_pipeline(storage.q_barriers, cfg.num_stages, q_bytes, consumer_warps)
         pipeline_do = tma.make_pipeline(storage.do_barriers, cfg.num_stages, do_bytes, consumer_warps)
-        kv = KeyBlock(*(tma.make_pipeline(barriers, 1, cute.size_in_bytes(self.dtype, layout), consumer_warps)
-                        for barriers, layout in ((storage.k_barriers, sK_layout), (storage.v_barriers, sV_layout))))
+        pipeline_kv = tma.make_pipeline(storage.kv_barriers, 1, kv_bytes, consumer_warps)
         pipeline.pipeline_init_arrive(cluster_shape_mn=(1, 1), is_relaxed=True)
         pipeline.pipeline_init_wait(cluster_shape_mn=(1, 1))
 
@@ -455,7 +441,7 @@ class FlashBwdSm90:
             cute.arch.setmaxregister_decrease(PRODUCER_REGISTERS)
             if warp_idx == 0:
                 self.produce(tma_q, mQ, tma_do, mdO, tma_k, mK, tma_v, mV, tma_lse, mLSElog2, tma_dpsum, mdPsum, sQ,
-                             sdO, sK, sV, sLSElog2, sdPsum, pipeline_q, pipeline_do, kv, n_block, kv_head,
+                             sdO, sK, sV, sLSElog2, sdPsum, pipeline_q, pipeline_do, pipeline_kv, n_block, kv_head,
                              batch, steps)
             elif warp_idx < DQ_WRITER_WARP + CONSUMERS:
                 self.write_dq(mdQaccum, mdQturn, sdQ, n_block, batch, steps, window, warp_idx - DQ_WRITER_WARP)
@@ -468,7 +454,7 @@ class FlashBwdSm90:
             mods = mod_tile.ModArgs(score_scale, mod_tensors, mod_grads, batch, seqlen_q, seqlen_k, table)
             self.consume(mdK, mdV, scale_log2, tanh_scale, dk_scale, tiled_mma_sdp, tiled_mma_dv, tiled_mma_dk,
                          tiled_mma_dq, sQ, sdO, sK, sV, sdS, sdQ, sLSElog2, sdPsum, pipeline_q, pipeline_do,
-                         kv, n_block, kv_head, batch, steps, window, mods,
+                         pipeline_kv, n_block, kv_head, batch, steps, window, mods,
                          *((tail,) if cutlass.const_expr(self.split_tail) else ()))
 
     def tail_order(self, mK, mdKtail):
@@ -481,9 +467,14 @@ class FlashBwdSm90:
 
     @cute.jit
     def produce(self, tma_q, mQ, tma_do, mdO, tma_k, mK, tma_v, mV, tma_lse, mLSElog2, tma_dpsum, mdPsum, sQ, sdO,
-                sK, sV, sLSElog2, sdPsum, pipeline_q, pipeline_do, kv, n_block, kv_head, batch, steps):
+                sK, sV, sLSElog2, sdPsum, pipeline_q, pipeline_do, pipeline_kv, n_block, kv_head, batch, steps):
         cfg = self.config
-        self.load_keys(tma_k, sK, mK, self.head_dim, kv.k, n_block, kv_head, batch)
+        kv_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, 1)
+        pipeline_kv.producer_acquire(kv_state)
+        for atom, smem, gmem, cols in ((tma_k, sK, mK, self.head_dim), (tma_v, sV, mV, self.head_dim_v)):
+            tXsX, tXgX = tma.partition(atom, smem, cute.local_tile(gmem[None, None, kv_head, batch],
+                                                                   (self.tile_n, cols), (None, 0)))
+            cute.copy(atom, tXgX[None, n_block], tXsX[None, 0], tma_bar_ptr=pipeline_kv.producer_get_barrier(kv_state))
         # The preprocess (use_pdl) may still be writing lse_log2, dpsum and the zeroed dQ workspace. The consumers
         # read them only from the stages loaded below, the writer warps add into dQ after their steps: all after this.
         cute.arch.griddepcontrol_wait()
@@ -503,19 +494,9 @@ class FlashBwdSm90:
             tma.load(tma_q, pipeline_q, q_state, tQgQ[None, m_block], tQsQ)
             tma.load_more(tma_lse, pipeline_q, q_state, tLgL[None, m_block], tLsL)
             q_state.advance()
-            if step == 0:  # behind the first Q stage in the TMA queue
-                self.load_keys(tma_v, sV, mV, self.head_dim_v, kv.v, n_block, kv_head, batch)
             tma.load(tma_do, pipeline_do, do_state, tdOgdO[None, m_block], tdOsdO)
             tma.load_more(tma_dpsum, pipeline_do, do_state, tDgD[None, m_block], tDsD)
             do_state.advance()
-
-    def load_keys(self, atom, smem, gmem, cols, pipe, n_block, kv_head, batch):
-        """The CTA's block of K or V, (tile_n, cols), into `smem` through `pipe` (`KeyBlock`)."""
-        block = cute.local_tile(gmem[None, None, kv_head, batch], (self.tile_n, cols), (None, 0))
-        tXsX, tXgX = tma.partition(atom, smem, block)
-        state = KeyBlock.state(pipeline.PipelineUserType.Producer)
-        pipe.producer_acquire(state)
-        cute.copy(atom, tXgX[None, n_block], tXsX[None, 0], tma_bar_ptr=pipe.producer_get_barrier(state))
 
     @cute.jit
     def probabilities(self, s, deriv, scores, coords, lse_log2, scale_log2, tanh_scale, head, key0, query0, window,
@@ -690,7 +671,7 @@ class FlashBwdSm90:
 
     @cute.jit
     def consume(self, mdK, mdV, scale_log2, tanh_scale, dk_scale, tiled_mma_sdp, tiled_mma_dv, tiled_mma_dk,
-                tiled_mma_dq, sQ, sdO, sK, sV, sdS, sdQ, sLSElog2, sdPsum, pipeline_q, pipeline_do, kv,
+                tiled_mma_dq, sQ, sdO, sK, sV, sdS, sdQ, sLSElog2, sdPsum, pipeline_q, pipeline_do, pipeline_kv,
                 n_block, kv_head, batch, steps, window, mods, tail=None):
         cfg, d = self.config, self.head_dim
         tiled_mma_dkv = tiled_mma_dk  # the same MMA as dV's: equal head dims
@@ -759,8 +740,7 @@ class FlashBwdSm90:
         by_column = cute.make_layout((KEYS_PER_WARPGROUP, cfg.tile_m, cfg.num_stages), stride=(0, 1, self.row_stage))
         tLsL, tDsD = (thr_sdp.partition_C(cute.make_tensor(stat.iterator, by_column)) for stat in (sLSElog2, sdPsum))
 
-        kv_state = KeyBlock.state(pipeline.PipelineUserType.Consumer)
-        kv.k.consumer_wait(kv_state)
+        pipeline_kv.consumer_wait(pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, 1))
         q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, cfg.num_stages)
         do_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, cfg.num_stages)
         for step in cutlass.range(steps.count, unroll=1):
@@ -774,8 +754,6 @@ class FlashBwdSm90:
                     lse_log2[c] = sLSElog2[coords[0, c][1], q_state.index]
             gemm(tiled_mma_sdp, acc_s, tSrK, tSrQ[None, None, None, q_state.index], True)
             pipeline_do.consumer_wait(do_state)
-            if step == 0:  # V is loaded with the first step (`produce`): none is when there are no steps
-                kv.v.consumer_wait(kv_state)
             if cutlass.const_expr(not stats_in_smem):
                 for c in cutlass.range_constexpr(columns):
                     dpsum[c] = sdPsum[coords[0, c][1], do_state.index]

@@ -33,7 +33,7 @@ from cuteattn.fragments import rowcol
 from cuteattn.mods import tile as mod_tile
 from cuteattn.sm90 import dq_accum
 from cuteattn.sm90.bwd_kernel import (CONSUMERS, DS_BARRIER, DS_BUFFERS, KEYS_PER_WARPGROUP, THREADS_PER_WARPGROUP,
-                                      FlashBwdSm90, KeyBlock)
+                                      FlashBwdSm90)
 from cuteattn.sm90.mma import gemm
 from cuteattn.sm90.smem import operand_layout, transposed
 
@@ -92,7 +92,7 @@ class FlashBwdSm90SplitD(FlashBwdSm90):
 
     @cute.jit
     def consume(self, mdK, mdV, scale_log2, tanh_scale, dk_scale, tiled_mma_sdp, tiled_mma_dv, tiled_mma_dk,
-                tiled_mma_dq, sQ, sdO, sK, sV, sdS, sdQ, sLSElog2, sdPsum, pipeline_q, pipeline_do, kv,
+                tiled_mma_dq, sQ, sdO, sK, sV, sdS, sdQ, sLSElog2, sdPsum, pipeline_q, pipeline_do, pipeline_kv,
                 n_block, kv_head, batch, steps, window, mods):
         cfg, d, dv, rows = self.config, self.head_dim, self.head_dim_v, self.queries_per_consumer
         stages, buffers = cfg.num_stages, 2 * DS_BUFFERS
@@ -149,8 +149,7 @@ class FlashBwdSm90SplitD(FlashBwdSm90):
         lse_log2 = cute.make_rmem_tensor((columns,), Float32)
         dpsum = cute.make_rmem_tensor((columns,), Float32)
 
-        kv_state = KeyBlock.state(pipeline.PipelineUserType.Consumer)
-        kv.k.consumer_wait(kv_state)
+        pipeline_kv.consumer_wait(pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, 1))
         q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, stages)
         do_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, stages)
         for step in cutlass.range(steps.count, unroll=1):
@@ -159,8 +158,6 @@ class FlashBwdSm90SplitD(FlashBwdSm90):
             pipeline_q.consumer_wait(q_state)
             gemm(tiled_mma_sdp, acc_s, tSrK[None, None, None, 0], tSrQ[None, None, None, q_state.index], True)
             pipeline_do.consumer_wait(do_state)
-            if step == 0:  # V is loaded with the first step (`produce`): none is when there are no steps
-                kv.v.consumer_wait(kv_state)
             gemm(tiled_mma_sdp, acc_dp, tdPrV[None, None, None, 0], tdPrdO[None, None, None, do_state.index], True)
             for c in cutlass.range_constexpr(columns):
                 lse_log2[c] = sLSElog2[coords[0, c][1] + wg * rows, q_state.index]
