@@ -82,8 +82,8 @@ class Recorded:
 
 def parts(q, k, v):
     """Where cuteattn's issue time goes: sm90 `forward.prepared`'s launch function whole; the compiled kernel
-    alone (TVM-FFI and the launch), with the arguments of a real call; the two output allocations; and a torch
-    op's launch on the same tensors, for scale."""
+    alone (TVM-FFI and the launch), with the arguments of a real call; the two output allocations (as `prepared`
+    makes them); and a torch op's launch on the same tensors, for scale."""
     from cuteattn import reference
     from cuteattn.sm90 import forward
 
@@ -102,7 +102,8 @@ def parts(q, k, v):
     print(f"cuteattn's issue time in parts, us (torch's C DLPack exchange API: {exchange}):")
     for name, fn in {"forward.prepared's launch function": lambda: run(q, k, v),
                      "the compiled kernel alone (TVM-FFI, launch)": lambda: kernel.compiled(*kernel.args),
-                     "torch.empty of out and lse": lambda: (torch.empty_like(q), torch.empty(1, 1, 128, device="cuda")),
+                     "the allocations of out and lse": lambda: (q.new_empty(q.shape),
+                                                                q.new_empty((1, 1, 128), dtype=torch.float32)),
                      "torch's q.add(1) (a launch of torch's)": lambda: q.add(1)}.items():
         print(f"  {name:<46} {issue_us(fn):7.1f}")
 
@@ -114,9 +115,10 @@ def main():
     q, k, v = (torch.randn(1, 128, 1, 64, device="cuda", dtype=torch.bfloat16) for _ in range(3))
     q128, k128, v128 = (torch.randn(1, 128, 1, 128, device="cuda", dtype=torch.bfloat16) for _ in range(3))
     print("first call of a new configuration (compile, load, run), seconds:")
-    for name, fn in {"hdim 64 causal (the first in the process)": lambda: cuteattn.flash_attn_func(q, k, v, causal=True),
-                     "hdim 128": lambda: cuteattn.flash_attn_func(q128, k128, v128),
-                     "hdim 128, softcap": lambda: cuteattn.flash_attn_func(q128, k128, v128, softcap=30.0)}.items():
+    first_calls = {"hdim 64 causal (the first in the process)": lambda: cuteattn.flash_attn_func(q, k, v, causal=True),
+                   "hdim 128": lambda: cuteattn.flash_attn_func(q128, k128, v128),
+                   "hdim 128, softcap": lambda: cuteattn.flash_attn_func(q128, k128, v128, softcap=30.0)}
+    for name, fn in first_calls.items():
         print(f"  {name:<42} {first_call_s(fn):6.2f}")
     providers = {"cuteattn": lambda: cuteattn.flash_attn_func(q, k, v, causal=True)}
     try:

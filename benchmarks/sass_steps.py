@@ -4,7 +4,7 @@ wgmmas, with its opcode counts (what one warp issues per key block, forward, or 
 loop that branches between a masked and an unmasked step (`masked_loop=False`) counts both branches.
 
     python benchmarks/sass_steps.py fwd 128 --causal [--config tile_n=128,masked_loop=False] [--variant document]
-                                    [--fa4]
+                                    [--window 1024] [--fa4]
 
 --fa4 compiles FA4's kernel for the same case too, through its own CPU path (fake tensors), where
 `flash_attn.cute` imports: install its wheel (GPU bundle, `peers/`) into a scratch folder on PYTHONPATH. Nothing
@@ -122,7 +122,8 @@ def main():
     ours = "FlashFwd" if args.direction == "fwd" else "FlashBwd"
     report("cuteattn", compiled_sass(OURS, case + [repr(config), args.variant, str(args.window)], ours))
     if args.fa4:
-        report("FA4", compiled_sass(FA4, case + [str(args.window)], "flash_fwd_sm90" if args.direction == "fwd" else "flash_bwd_sm90"))
+        name = "flash_fwd_sm90" if args.direction == "fwd" else "flash_bwd_sm90"
+        report("FA4", compiled_sass(FA4, case + [str(args.window)], name))
 
 
 if __name__ == "__main__":

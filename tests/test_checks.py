@@ -216,7 +216,8 @@ def test_varlen_ranks_and_max_seqlen():
     with expect(ValueError, "max_seqlen_k is 6", "longest sequence has 7"):
         cuteattn.flash_attn_varlen_func(q, k, v, cu((5, 7)), cu((5, 7)), 7, 6)
     with expect(ValueError, "seqused_q[1] is 8", "0 to 7"):
-        cuteattn.flash_attn_varlen_func(q, k, v, cu((5, 7)), cu((5, 7)), seqused_q=torch.tensor([5, 8], dtype=torch.int32))
+        cuteattn.flash_attn_varlen_func(q, k, v, cu((5, 7)), cu((5, 7)),
+                                        seqused_q=torch.tensor([5, 8], dtype=torch.int32))
     with expect(ValueError, "block_mask is not supported with variable-length sequences"):
         cuteattn.flash_attn_varlen_func(q, k, v, cu((5, 7)), cu((5, 7)), block_mask=object())
 
