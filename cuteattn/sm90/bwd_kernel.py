@@ -96,9 +96,6 @@ class BwdConfig:
     # The launch's last, part-full wave of key blocks split among CTAs where that ends it sooner
     # (`backward.tail_split`); a choice of the host, which compiles the kernel for the parts it takes.
     tail_split: bool = True
-    # The dV GEMM issued after dS^T is in shared memory, as the lean step (over 64 rows) does, not right after P^T
-    # (FA4's order at 64 rows): the dS^T math then runs with no GEMM of this consumer in flight.
-    dv_after_ds: bool = False
 
 
 @dataclass(frozen=True)
@@ -733,7 +730,6 @@ class FlashBwdSm90:
         # register operand beside S^T and dP^T makes ptxas serialize every wgmma (C7512). Over 64 the dV GEMM
         # runs under the dS^T math.
         lean = cfg.tile_m > KEYS_PER_WARPGROUP
-        dv_last = lean or cfg.dv_after_ds
         # A score_mod's step holds its own values across the exps: lse and dpsum stay in shared memory there too
         # (rel_bias at hdim 128: 853 instructions a step with 35 spilled words, read ahead; 764 and none).
         stats_in_smem = lean or self.score_mod is not None
@@ -769,11 +765,11 @@ class FlashBwdSm90:
             warpgroup.wait_group(1)  # S^T
             self.probabilities(s, deriv, scores, coords, lse_cols, scale_log2, tanh_scale, head, key0, query0, window,
                                mods, partial)
-            if cutlass.const_expr(dv_last):
+            if cutlass.const_expr(lean):
                 warpgroup.wait_group(0)  # dP^T
                 self.score_grads(dp, s, deriv, scores, dpsum_cols, coords, head, key0, query0, mods)
             p.store(acc_s.load().to(self.dtype))
-            if cutlass.const_expr(not dv_last):
+            if cutlass.const_expr(not lean):
                 gemm(tiled_mma_dkv, acc_dv, tdVrP, tdVrdO[None, None, None, do_state.index], False)
                 warpgroup.wait_group(1)
                 self.score_grads(dp, s, deriv, scores, dpsum_cols, coords, head, key0, query0, mods)
@@ -785,7 +781,7 @@ class FlashBwdSm90:
             cute.copy(store_ds, thr_store_ds.retile(ds), tdSsdS[None, None, None, buffer])
             # The dQ wgmma reads dS through the async proxy: order the ordinary stores before it.
             cute.arch.fence_proxy("async.shared", space="cta")
-            if cutlass.const_expr(dv_last):
+            if cutlass.const_expr(lean):
                 gemm(tiled_mma_dkv, acc_dv, tdVrP, tdVrdO[None, None, None, do_state.index], False)
             cute.arch.barrier(barrier_id=DS_BARRIER, number_of_threads=CONSUMERS * THREADS_PER_WARPGROUP)
             if cutlass.const_expr(dq_accum.swapped(cfg.tile_m)):
