@@ -44,6 +44,18 @@ WARMUP_MS = 25
 BWD_FLOP_RATIO = 2.5
 
 
+@dataclass(frozen=True)
+class Timing:
+    """How a cell is measured: do_bench's timing budget and warm-up before it (ms), and the rounds, the providers'
+    order reversed on odd ones, whose median is the cell. Under the H100's 700 W cap the SM clock falls from 1.98
+    GHz to 1.4-1.9 within about a second of load and recovers in pauses (notes-27): a warm-up of 1000 ms measures
+    every provider at the settled clock, the default 25 ms wherever the clock happens to be."""
+
+    rep_ms: int = 100
+    warmup_ms: int = WARMUP_MS
+    rounds: int = 1
+
+
 # ---------------------------------------------------------------------------------------------- cases
 
 @dataclass(frozen=True)
@@ -270,7 +282,7 @@ def make_inputs(case: Case, dtype):
     return [torch.randn(shape, device="cuda", dtype=dtype, requires_grad=grad) for _ in range(3)]
 
 
-def median_ms(case: Case, prepare, dtype, rep_ms) -> float:
+def median_ms(case: Case, prepare, dtype, timing: Timing) -> float:
     """do_bench's median time of the forward, or of the backward pass alone (the forward runs once)."""
     from triton.testing import do_bench
 
@@ -282,14 +294,14 @@ def median_ms(case: Case, prepare, dtype, rep_ms) -> float:
         fn = lambda: torch.autograd.grad(out, (q, k, v), grad, retain_graph=True)  # noqa: E731
     fn()  # compiles, autotunes, warms caches
     torch.cuda.synchronize()
-    return do_bench(fn, warmup=WARMUP_MS, rep=rep_ms, return_mode="median")
+    return do_bench(fn, warmup=timing.warmup_ms, rep=timing.rep_ms, return_mode="median")
 
 
-def measure_cell(name, case, prepare, dtype, rep_ms) -> dict:
+def measure_cell(name, case, prepare, dtype, timing: Timing) -> dict:
     """{'ms', 'tflops'}, or {'error'} when the provider fails on the case. cuteattn may fail only with
     NotImplementedError (a missing kernel); any other exception of it propagates."""
     try:
-        ms = median_ms(case, prepare, dtype, rep_ms)
+        ms = median_ms(case, prepare, dtype, timing)
     except Exception as e:
         if name == "cuteattn" and not isinstance(e, NotImplementedError):
             raise
@@ -301,7 +313,7 @@ def tflops(case: Case, ms: float) -> float:
     return case.flops() / (ms * 1e-3) / 1e12
 
 
-def run_all(cases, names, loaded, unavailable, dtype, rep_ms, rounds=1) -> dict:
+def run_all(cases, names, loaded, unavailable, dtype, timing: Timing) -> dict:
     """{(case, name): cell} for every case and provider, printing one line per cell and each provider's
     distinct failure reasons once. With rounds > 1 each case measures every provider `rounds` times, the order
     reversed on odd rounds (whatever runs first after a pause runs on a cooler GPU), and a cell is the median
@@ -309,9 +321,9 @@ def run_all(cases, names, loaded, unavailable, dtype, rep_ms, rounds=1) -> dict:
     cells, reported = {}, set()
     for case in cases:
         runs = {name: [] for name in names}
-        for r in range(rounds):
+        for r in range(timing.rounds):
             for name in (names if r % 2 == 0 else names[::-1]):
-                runs[name].append(measure_cell(name, case, loaded[name], dtype, rep_ms) if name in loaded
+                runs[name].append(measure_cell(name, case, loaded[name], dtype, timing) if name in loaded
                                   else {"error": unavailable[name]})
         for name in names:
             cell = cells[case, name] = median_cell(case, runs[name])
@@ -321,14 +333,16 @@ def run_all(cases, names, loaded, unavailable, dtype, rep_ms, rounds=1) -> dict:
                     print(f"  {name}: n/a ({cell['error']})")
                 print(f"{case.label()} | {name:<10} n/a")
             else:
-                spread = f" (rounds {min(cell['rounds']):.3f}-{max(cell['rounds']):.3f} ms)" if rounds > 1 else ""
+                spread = (f" (rounds {min(cell['rounds']):.3f}-{max(cell['rounds']):.3f} ms)" if timing.rounds > 1
+                          else "")
                 print(f"{case.label()} | {name:<10} {cell['ms']:9.3f} ms {cell['tflops']:7.1f} TFLOP/s{spread}")
     return cells
 
 
 def median_cell(case: Case, measured: list) -> dict:
-    """The median time of the rounds that ran, or the first failure; with several rounds, their times too."""
-    times = sorted(c["ms"] for c in measured if "ms" in c)
+    """The median time of the rounds that ran, or the first failure; with several rounds, their times too, in the
+    order measured."""
+    times = [c["ms"] for c in measured if "ms" in c]
     if not times:
         return measured[0]
     ms = statistics.median(times)
@@ -374,6 +388,7 @@ def metadata(args) -> dict:
         "git": git_revision(),
         "dtype": args.dtype,
         "rep_ms": args.rep_ms,
+        "warmup_ms": args.warmup_ms,
         "rounds": args.rounds,
         "total_tokens": args.total_tokens,
         "dim": args.dim,
@@ -449,7 +464,8 @@ def write_results(out_dir: Path, meta, cases, names, cells, table) -> list[Path]
     md_path.write_text(f"# Attention TFLOP/s, {meta['gpu']}, {meta['date']}\n\n"
                        f"torch {meta['torch']}, CUDA {meta['cuda']}, cuteattn {meta['cuteattn']} "
                        f"(git {meta['git']}), flash-attn-4 {meta['flash_attn_4']}, {meta['dtype']}; "
-                       f"config {meta['config'] or '{}'}; {meta['rounds']} round(s) a cell, the median\n\n{table}\n")
+                       f"config {meta['config'] or '{}'}; {meta['rounds']} round(s) a cell, the median; do_bench's "
+                       f"warm-up {meta['warmup_ms']} ms\n\n{table}\n")
     try:
         plot(png_path, cases, names, cells, f"{meta['gpu']}, {meta['dtype']}, {meta['date'][:10]}")
     except ImportError as e:
@@ -509,6 +525,9 @@ def parse_args(argv=None):
     p.add_argument("--variant", choices=VARIANTS, default="none",
                    help="rel_bias, alibi or t5 (score_mods), sliding_window or document (mask_mods); default none")
     p.add_argument("--rep-ms", type=int, default=100, help="do_bench's timing budget per measurement, ms")
+    p.add_argument("--warmup-ms", type=int, default=WARMUP_MS,
+                   help=f"do_bench's warm-up before each measurement, ms; 1000 settles the clocks (Timing); "
+                        f"default {WARMUP_MS}")
     p.add_argument("--rounds", type=int, default=1,
                    help="measurements per cell, the providers' order reversed on odd rounds; the median; default 1")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results", help="results directory")
@@ -545,7 +564,8 @@ def main(argv=None):
     if not torch.cuda.is_available():
         sys.exit("bench.py: no CUDA device (use --dry-run to list the cases)")
     torch.manual_seed(0)
-    cells = run_all(cases, names, loaded, unavailable, DTYPES[args.dtype], args.rep_ms, args.rounds)
+    cells = run_all(cases, names, loaded, unavailable, DTYPES[args.dtype],
+                    Timing(args.rep_ms, args.warmup_ms, args.rounds))
     meta = metadata(args)
     table = markdown_table(cases, names, cells)
     for path in write_results(args.out, meta, cases, names, cells, table):

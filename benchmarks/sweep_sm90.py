@@ -91,6 +91,7 @@ def main():
     p.add_argument("--variant", choices=bench.VARIANTS, default="none", help="a FlexAttention mod (bench.py's)")
     p.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS)
     p.add_argument("--rep-ms", type=int, default=100)
+    p.add_argument("--warmup-ms", type=int, default=bench.WARMUP_MS, help="1000 settles the clocks (bench.Timing)")
     p.add_argument("--rounds", type=int, default=1, help="measurements per cell, alternating the order; the median")
     args = p.parse_args()
     import cuteattn
@@ -107,7 +108,8 @@ def main():
                 with_config = backward_with if args.direction == "bwd" else functools.partial(forward_with, cuteattn)
                 prepares = {"fa4": fa4, **{name: with_config(config) for name, config in variants.items()}}
                 # A variant that does not compile or launch is reported, not fatal (no provider here is "cuteattn").
-                cells = bench.run_all([case], list(prepares), prepares, {}, torch.bfloat16, args.rep_ms, args.rounds)
+                timing = bench.Timing(args.rep_ms, args.warmup_ms, args.rounds)
+                cells = bench.run_all([case], list(prepares), prepares, {}, torch.bfloat16, timing)
                 row = {"case": case.label(), **{name: cells[case, name] for name in prepares}}
                 rows.append(row)
                 print(row["case"], {n: round(c.get("tflops", 0), 1) for n, c in row.items() if n != "case"},
