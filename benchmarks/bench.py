@@ -47,9 +47,7 @@ BWD_FLOP_RATIO = 2.5
 @dataclass(frozen=True)
 class Timing:
     """How a cell is measured: do_bench's timing budget and warm-up before it (ms), and the rounds, the providers'
-    order reversed on odd ones, whose median is the cell. Under the H100's 700 W cap the SM clock falls from 1.98
-    GHz to 1.4-1.9 within about a second of load and recovers in pauses (notes-27): a warm-up of 1000 ms measures
-    every provider at the settled clock, the default 25 ms wherever the clock happens to be."""
+    order reversed on odd ones, whose median is the cell (benchmarks/README.md: why a 1000 ms warm-up)."""
 
     rep_ms: int = 100
     warmup_ms: int = WARMUP_MS
