@@ -112,16 +112,21 @@ class Steps:
     turns: Optional[cute.Tensor] = None
     m_blocks: Optional[Int32] = None
     first: Optional[Int32] = None  # a split tail's part: its steps start here
+    group: int = 1  # query heads a KV head: with one, a step is its query block, with no division
 
     def at(self, step):
         """(head, m_block, partial) of a step; partial: a mask_mod must mask it (False without a list)."""
         if self.first is not None:
             step = self.first + step
         if self.blocks is None:
+            if self.group == 1:
+                return self.first_head, self.m_block_min + step, False
             return (self.first_head + step // self.num_m_blocks, self.m_block_min + step % self.num_m_blocks,
                     False)
         entry = self.blocks[step]
         g_m = entry >> 1
+        if self.group == 1:
+            return self.first_head, g_m, (entry & 1) != 0
         return self.first_head + g_m // self.m_blocks, g_m % self.m_blocks, (entry & 1) != 0
 
 
@@ -398,18 +403,19 @@ class FlashBwdSm90:
             first_key, cutlass.min(first_key + self.tile_n, seqlen_k) - 1, seqlen_q, cfg.tile_m)
         group = self.qhead_per_kvhead
         num_m_blocks = m_block_max - m_block_min
-        steps = Steps(kv_head * group, m_block_min, num_m_blocks, num_m_blocks * group)
+        steps = Steps(kv_head * group, m_block_min, num_m_blocks, num_m_blocks * group, group=group)
         if cutlass.const_expr(self.split_tail):
             first, count = Int32(0), steps.count
             if tail.is_part:
                 per_part = cute.ceil_div(steps.count, self.tail_splits)
                 first = split * per_part
                 count = cutlass.max(cutlass.min(per_part, steps.count - first), 0)
-            steps = Steps(kv_head * group, m_block_min, num_m_blocks, count, first=first)
+            steps = Steps(kv_head * group, m_block_min, num_m_blocks, count, first=first, group=group)
         if cutlass.const_expr(self.mask_mod is not None):
             turns = mBlockTurn[batch, kv_head, n_block, None] if cutlass.const_expr(self.deterministic) else None
             steps = Steps(kv_head * group, m_block_min, num_m_blocks, mBlockCount[batch, kv_head, n_block],
-                          mBlockList[batch, kv_head, n_block, None], turns, cute.ceil_div(seqlen_q, cfg.tile_m))
+                          mBlockList[batch, kv_head, n_block, None], turns, cute.ceil_div(seqlen_q, cfg.tile_m),
+                          group=group)
 
         if warp_idx == 0:
             for atom in (tma_q, tma_do, tma_k, tma_v, tma_lse, tma_dpsum):
