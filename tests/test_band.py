@@ -119,3 +119,52 @@ def test_block_mask_keeps_the_mask_mod():
     opts = reference.Options(softmax_scale=1.0, window_left=None, window_right=None, softcap=0.0,
                              learnable_sink=None, score_mod=None, mask_mod=BANDS["causal"], block_mask=object())
     assert band.as_window(opts, 17, 17) is opts
+
+
+DOC = (torch.arange(40, dtype=torch.int32) // 13).view(1, -1)  # documents of 13 tokens
+LIMIT = torch.tensor([5])
+SPLITS = {  # mask_mods that AND a band with other terms, and their band's window at 40 x 40
+    "documents": (lambda b, h, q_idx, kv_idx: (DOC[0, q_idx] == DOC[0, kv_idx]) & (q_idx >= kv_idx), (None, 0)),
+    "documents, band first": (lambda b, h, q_idx, kv_idx: (q_idx >= kv_idx) & (DOC[0, q_idx] == DOC[0, kv_idx]),
+                              (None, 0)),
+    "window in documents per head": (lambda b, h, q_idx, kv_idx: (q_idx - kv_idx <= W)
+                                     & (DOC[0, q_idx] == DOC[0, kv_idx]) & (q_idx >= kv_idx) & (h < 1), (W, 0)),
+}
+NO_SPLITS = {
+    "documents only": lambda b, h, q_idx, kv_idx: DOC[0, q_idx] == DOC[0, kv_idx],
+    "or": lambda b, h, q_idx, kv_idx: (DOC[0, q_idx] == DOC[0, kv_idx]) | (q_idx >= kv_idx),
+    "captured band": lambda b, h, q_idx, kv_idx: (q_idx - kv_idx <= LIMIT[0]) & (DOC[0, q_idx] == DOC[0, kv_idx]),
+    "dilated": lambda b, h, q_idx, kv_idx: ((q_idx - kv_idx) % 2 == 0) & (DOC[0, q_idx] == DOC[0, kv_idx]),
+}
+
+
+@pytest.mark.parametrize("name", SPLITS)
+@pytest.mark.parametrize("seqlen_q,seqlen_k", [(40, 40), (17, 40), (40, 17), (1, 1)])
+def test_a_band_and_other_terms_split(name, seqlen_q, seqlen_k):
+    """A band AND-ed with other terms runs as the window and a mask_mod of the other terms: the same attention on
+    the PyTorch path, the split made once per trace of the function."""
+    mask_mod, window = SPLITS[name]
+    torch.manual_seed(0)
+    q = torch.randn(2, seqlen_q, 2, 16)
+    k, v = torch.randn(2, seqlen_k, 2, 16), torch.randn(2, seqlen_k, 2, 16)
+    opts = reference.Options(softmax_scale=0.25, window_left=None, window_right=None, softcap=0.0,
+                             learnable_sink=None, score_mod=None, mask_mod=mask_mod, block_mask=None)
+    split = band.as_window(opts, seqlen_q, seqlen_k)
+    if seqlen_q == seqlen_k == 40:
+        assert (split.window_left, split.window_right) == window
+    if split is opts:
+        return
+    assert split.mask_mod is band.as_window(opts, seqlen_q, seqlen_k).mask_mod
+    assert trace.trace_mask_mod(split.mask_mod).captured == (DOC,)
+    out, lse = reference.attention(q, k, v, opts)
+    out_s, lse_s = reference.attention(q, k, v, split)
+    torch.testing.assert_close(out_s, out, atol=1e-6, rtol=1e-6)
+    assert torch.equal(lse_s.isinf(), lse.isinf())
+    torch.testing.assert_close(lse_s, lse, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", NO_SPLITS)
+def test_no_split_without_a_band_window(name):
+    opts = reference.Options(softmax_scale=1.0, window_left=None, window_right=None, softcap=0.0,
+                             learnable_sink=None, score_mod=None, mask_mod=NO_SPLITS[name], block_mask=None)
+    assert band.as_window(opts, 40, 40) is opts

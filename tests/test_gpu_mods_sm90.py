@@ -230,19 +230,22 @@ def test_equal_mods_share_a_kernel_and_constants_recompile():
 
 
 def dense_classes(mask_mod, window, batch, heads, seqlen_q, seqlen_k, tile_q, tile_k):
-    """(some visible, some hidden) per tile, (batch, heads, m_blocks, n_blocks), from the dense mask; keys past
-    seqlen_k count as hidden (rows past seqlen_q as neither)."""
+    """(some visible, some hidden, some cut) per tile, (batch, heads, m_blocks, n_blocks), from the dense mask;
+    keys past seqlen_k count as hidden (rows past seqlen_q as neither); cut: the mask_mod hides a key the window
+    shows."""
     b, h, i, j = grid(batch, heads, seqlen_q, seqlen_k, "cuda")
-    visible = mask_mod(b, h, i, j).expand(batch, heads, seqlen_q, seqlen_k)
+    kept = mask_mod(b, h, i, j).expand(batch, heads, seqlen_q, seqlen_k)
+    shown = torch.ones_like(kept)
     if window[0] is not None:
-        visible = visible & (j >= i + seqlen_k - seqlen_q - window[0]) & (j <= i + seqlen_k - seqlen_q + window[1])
+        shown = shown & (j >= i + seqlen_k - seqlen_q - window[0]) & (j <= i + seqlen_k - seqlen_q + window[1])
     m_blocks, n_blocks = -(-seqlen_q // tile_q), -(-seqlen_k // tile_k)
     padded = torch.zeros(batch, heads, m_blocks * tile_q, n_blocks * tile_k, dtype=torch.bool, device="cuda")
-    inside = torch.zeros_like(padded)
-    padded[..., :seqlen_q, :seqlen_k] = visible
+    inside, cut = torch.zeros_like(padded), torch.zeros_like(padded)
+    padded[..., :seqlen_q, :seqlen_k] = kept & shown
+    cut[..., :seqlen_q, :seqlen_k] = shown & ~kept
     inside[..., :seqlen_q, :] = True
     tiles = (batch, heads, m_blocks, tile_q, n_blocks, tile_k)
-    return padded.view(tiles).any(dim=(3, 5)), (inside & ~padded).view(tiles).any(dim=(3, 5))
+    return tuple(t.view(tiles).any(dim=(3, 5)) for t in (padded, inside & ~padded, cut))
 
 
 @pytest.mark.parametrize("name", ["causal", "document", "block_sparse", "empty_rows", "sliding_window"])
@@ -260,7 +263,8 @@ def test_block_lists(name, window):
     assert block_sparsity.forward_lists(opts, batch, heads, seqlen_q, seqlen_k, tile_q, tile_k, 3,
                                         torch.device("cuda"))[1] is blocks
     assert order.tolist() == by_work(count[..., 0].cpu(), 3).tolist()
-    some_visible, some_hidden = dense_classes(mask_mod, window, batch, heads, seqlen_q, seqlen_k, tile_q, tile_k)
+    some_visible, some_hidden, some_cut = dense_classes(mask_mod, window, batch, heads, seqlen_q, seqlen_k, tile_q,
+                                                        tile_k)
     for bi in range(batch):
         for hi in range(heads):
             for m in range(m_blocks):
@@ -268,7 +272,7 @@ def test_block_lists(name, window):
                 listed = sorted(((int(some_hidden[bi, hi, m, n]), n) for n in range(n_blocks)
                                  if some_visible[bi, hi, m, n]), reverse=True)
                 got = blocks[bi, hi, m, :count[bi, hi, m, 0]].tolist()
-                assert got == [2 * n + partial for partial, n in listed], (bi, hi, m)
+                assert got == [4 * n + 2 * int(some_cut[bi, hi, m, n]) + partial for partial, n in listed], (bi, hi, m)
                 assert count[bi, hi, m, 1] == sum(partial for partial, _ in listed), (bi, hi, m)
 
 
@@ -284,11 +288,11 @@ def test_backward_block_lists(name):
     count, blocks, turns, order = block_sparsity.backward_lists(opts, batch, heads, heads_kv, seqlen_q, seqlen_k,
                                                                 tile_q, tile_k, 1, torch.device("cuda"))
     assert order.tolist() == by_work(count.cpu(), 1).tolist()
-    visible, hidden = dense_classes(mask_mod, (None, None), batch, heads, seqlen_q, seqlen_k, tile_q, tile_k)
+    visible, _, cut = dense_classes(mask_mod, (None, None), batch, heads, seqlen_q, seqlen_k, tile_q, tile_k)
     for bi in range(batch):
         for kv in range(heads_kv):
             for n in range(n_blocks):
-                want = [(2 * (g * m_blocks + m) + int(hidden[bi, kv * group + g, m, n]),
+                want = [(2 * (g * m_blocks + m) + int(cut[bi, kv * group + g, m, n]),
                          int(visible[bi, kv * group + g, m, :n].sum()))
                         for g in range(group) for m in range(m_blocks) if visible[bi, kv * group + g, m, n]]
                 listed = count[bi, kv, n].item()

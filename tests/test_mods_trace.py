@@ -75,27 +75,30 @@ def test_block_lists_from_tile_classes(monkeypatch):
     from cuteattn.mods import block_sparsity
 
     V, B = block_sparsity.SOME_VISIBLE, block_sparsity.SOME_VISIBLE | block_sparsity.SOME_HIDDEN
-    # (batch 1, heads 2, 2 query blocks, 3 key blocks): 0 empty, V full, B partial
-    classes = torch.tensor([[[[V, 0, B], [0, B, V]],
-                             [[0, 0, 0], [B, B, B]]]], dtype=torch.int32)
+    C = B | block_sparsity.SOME_CUT
+    # (batch 1, heads 2, 2 query blocks, 3 key blocks): 0 empty, V full, B partial (a window edge or the seqlen_k
+    # tail), C partial and cut by the mask_mod
+    classes = torch.tensor([[[[V, 0, C], [0, B, V]],
+                             [[0, 0, 0], [C, B, C]]]], dtype=torch.int32)
     monkeypatch.setattr(block_sparsity, "_tile_classes", lambda *args: classes.clone())
     opts = reference.Options(softmax_scale=1.0, window_left=None, window_right=None, softcap=0.0,
                              learnable_sink=None, score_mod=None, mask_mod=lambda b, h, q, kv: q >= kv,
                              block_mask=None)
     count, blocks, order = block_sparsity.forward_lists(opts, 3, 2, 200, 300, 128, 128, 4, torch.device("cpu"))
-    # (listed, partial) per query block; the partial blocks first, each class from the last key block down.
+    # (listed, partial) per query block; the partial blocks first, each class from the last key block down;
+    # entries 4 * n_block + 2 * cut + partial.
     assert count.shape == (3, 2, 2, 2) and count[0].tolist() == [[[2, 1], [2, 1]], [[0, 0], [3, 3]]]
-    assert blocks[2, 0, 0, :2].tolist() == [2 * 2 + 1, 2 * 0]
-    assert blocks[0, 0, 1, :2].tolist() == [2 * 1 + 1, 2 * 2]
-    assert blocks[0, 1, 1, :3].tolist() == [5, 3, 1]
+    assert blocks[2, 0, 0, :2].tolist() == [4 * 2 + 2 + 1, 4 * 0]
+    assert blocks[0, 0, 1, :2].tolist() == [4 * 1 + 1, 4 * 2]
+    assert blocks[0, 1, 1, :3].tolist() == [4 * 2 + 3, 4 * 1 + 1, 4 * 0 + 3]
     # The tiles (query block, head, batch) by their listed blocks, in groups of 4 (head, batch) pairs.
     assert order.tolist() == [3, 7, 0, 1, 4, 5, 2, 6, 11, 8, 9, 10]
     count, blocks, turns, order = block_sparsity.backward_lists(opts, 1, 2, 1, 200, 300, 128, 128, 1,
                                                                 torch.device("cpu"))
-    # Key block n lists (g, m) over the group's two heads: entries 2 * (g * 2 + m) + partial, in order.
+    # Key block n lists (g, m) over the group's two heads: entries 2 * (g * 2 + m) + cut, in order.
     assert count[0, 0].tolist() == [2, 2, 3]
     assert blocks[0, 0, 0, :2].tolist() == [2 * 0, 2 * 3 + 1]
-    assert blocks[0, 0, 1, :2].tolist() == [2 * 1 + 1, 2 * 3 + 1]
+    assert blocks[0, 0, 1, :2].tolist() == [2 * 1, 2 * 3]
     assert blocks[0, 0, 2, :3].tolist() == [2 * 0 + 1, 2 * 1, 2 * 3 + 1]
     # A turn counts the earlier key blocks that list the same (head, query block).
     assert turns[0, 0, 2, :3].tolist() == [1, 1, 2]

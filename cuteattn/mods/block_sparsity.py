@@ -3,15 +3,18 @@ need the mask.
 
 A small kernel evaluates the mask_mod, with the sliding window and the sequence ends, on every element of
 every tile and classifies the tile: empty (nothing visible: never loaded), full (everything visible: no
-mask), or partial. The lists are built from the classes on the GPU and cached per mask_mod code, captured
-tensors (identity and version), shapes, window and tile size, so later calls reuse them.
+mask), or partial; a partial tile is cut where the mask_mod itself hides a key that the window and the
+sequence ends show. Only cut tiles evaluate the mask_mod in the kernels: the window's edges and the sequence
+ends the kernels mask on their own, with a compare a score (a causal document mask cuts only the tiles that
+straddle two documents, not the diagonal ones). The lists are built from the classes on the GPU and cached per
+mask_mod code, captured tensors (identity and version), shapes, window and tile size, so later calls reuse them.
 
-The forward's list, per (batch, head, query block): the key blocks to visit, last first, each entry
-`2 * n_block + partial`, and their count. The backward's, per (batch, KV head, key block): the (query head
-of the group, query block) pairs to visit, head by head and blocks in order, each entry
-`2 * (g * m_blocks + m_block) + partial`, their count, and for the deterministic backward each entry's
-turn: how many earlier key blocks add into the same query block's dQ. With each list, the order of the kernel's
-tiles (CTAs) by their counts, longest first (`tile_scheduler.by_work`).
+The forward's list, per (batch, head, query block): the key blocks to visit, the partial ones first, last first,
+each entry `4 * n_block + 2 * cut + partial`, and their counts. The backward's, per (batch, KV head, key block):
+the (query head of the group, query block) pairs to visit, head by head and blocks in order, each entry
+`2 * (g * m_blocks + m_block) + cut` (its own window masking needs no flag), their count, and for the
+deterministic backward each entry's turn: how many earlier key blocks add into the same query block's dQ. With
+each list, the order of the kernel's tiles (CTAs) by their counts, longest first (`tile_scheduler.by_work`).
 """
 
 from __future__ import annotations
@@ -37,13 +40,14 @@ from cuteattn.mods.trace import TracedMod, trace_mask_mod
 from cuteattn.tile_scheduler import by_work
 
 THREADS = 128
-SOME_VISIBLE, SOME_HIDDEN = 1, 2  # the bits of a tile's class
+SOME_VISIBLE, SOME_HIDDEN, SOME_CUT = 1, 2, 4  # the bits of a tile's class (SOME_CUT: hidden by the mask_mod)
 CACHE_ENTRIES = 32
 
 
 @dataclass(frozen=True)
 class TileClasses:
-    """For every tile: SOME_VISIBLE | SOME_HIDDEN over its rows inside seqlen_q (keys past seqlen_k hidden)."""
+    """For every tile: SOME_VISIBLE | SOME_HIDDEN | SOME_CUT over its rows inside seqlen_q (keys past seqlen_k
+    hidden, not cut)."""
 
     mask_mod: TracedMod
     tile_q: int
@@ -69,7 +73,7 @@ class TileClasses:
         window = Window.of(seqlen_q, seqlen_k, window_left, window_right, self.has_window_left,
                            self.has_window_right)
         tensors = mod_tensors if cutlass.const_expr(mod_tensors is not None) else []
-        some_visible, some_hidden = Int32(0), Int32(0)
+        some_visible, some_hidden, some_cut = Int32(0), Int32(0), Int32(0)
         for i in cutlass.range(self.tile_q * self.tile_k // THREADS, unroll=4):
             flat = i * THREADS + tidx
             q_idx = m_block * self.tile_q + flat // self.tile_k
@@ -78,15 +82,17 @@ class TileClasses:
             if (q_idx < seqlen_q) & (kv_idx >= seqlen_k):
                 some_hidden = Int32(SOME_HIDDEN)
             if (q_idx < seqlen_q) & (kv_idx < seqlen_k):
-                visible = kv_idx < window.end_key(q_idx)
+                shown = kv_idx < window.end_key(q_idx)
                 if cutlass.const_expr(self.has_window_left):
-                    visible = visible & (kv_idx >= window.first_key(q_idx))
-                visible = visible & lower.apply_mask_mod(self.mask_mod, tensors, batch, head, q_idx, kv_idx)
-                if visible:
-                    some_visible = Int32(SOME_VISIBLE)
+                    shown = shown & (kv_idx >= window.first_key(q_idx))
+                if shown:
+                    if lower.apply_mask_mod(self.mask_mod, tensors, batch, head, q_idx, kv_idx):
+                        some_visible = Int32(SOME_VISIBLE)
+                    else:
+                        some_hidden, some_cut = Int32(SOME_HIDDEN), Int32(SOME_CUT)
                 else:
                     some_hidden = Int32(SOME_HIDDEN)
-        bits = cute.arch.warp_reduction(some_visible | some_hidden, operator.or_)
+        bits = cute.arch.warp_reduction(some_visible | some_hidden | some_cut, operator.or_)
         if cute.arch.lane_idx() == 0:
             cute.arch.atomic_or(mClasses[batch, head, m_block, None].iterator + n_block, bits)
 
@@ -141,16 +147,17 @@ def forward_lists(opts, batch: int, heads: int, seqlen_q: int, seqlen_k: int, ti
                   group: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(counts, blocks, tile order) for the forward: counts (batch, heads, query blocks, 2) int32, the listed key
     blocks and how many of them are partial, and blocks (batch, heads, query blocks, key blocks) int32, entries
-    `2 * n_block + partial`, the partial ones first, each class from the last key block down; views that
+    `4 * n_block + 2 * cut + partial`, the partial ones first, each class from the last key block down; views that
     broadcast over batch or heads where the mask_mod reads neither. The (query block, head, batch) tiles in
     groups of `group` (head, batch) pairs, each group's longest first."""
     def build():
         classes = _tile_classes(opts, batch, heads, seqlen_q, seqlen_k, tile_q, tile_k, device)
         m_blocks, n_blocks = classes.shape[2:]
         nonempty = (classes & SOME_VISIBLE) != 0
-        partial = (classes == SOME_VISIBLE | SOME_HIDDEN).int()
+        partial = ((classes & (SOME_VISIBLE | SOME_HIDDEN)) == SOME_VISIBLE | SOME_HIDDEN).int()
+        cut = ((classes & SOME_CUT) != 0).int()
         n_block = torch.arange(n_blocks, device=device, dtype=torch.int32)
-        entries = torch.where(nonempty, 2 * n_block + partial, -1)
+        entries = torch.where(nonempty, 4 * n_block + 2 * cut + partial, -1)
         order = torch.where(nonempty, n_block + n_blocks * partial, -1).argsort(dim=-1, descending=True)
         blocks = entries.gather(-1, order).int()
         counts = torch.stack((nonempty.sum(dim=-1, dtype=torch.int32), partial.sum(dim=-1, dtype=torch.int32)), -1)
@@ -177,10 +184,10 @@ def backward_lists(opts, batch: int, heads: int, heads_kv: int, seqlen_q: int, s
         def per_key_block(t):
             return t.unflatten(1, (heads_kv, group)).permute(0, 1, 4, 2, 3).flatten(3)
 
-        nonempty_t, partial_t = per_key_block(nonempty), per_key_block(classes == SOME_VISIBLE | SOME_HIDDEN)
+        nonempty_t, cut_t = per_key_block(nonempty), per_key_block((classes & SOME_CUT) != 0)
         g_m = torch.arange(group * m_blocks, device=device, dtype=torch.int32)
         unlisted = 2 * group * m_blocks  # sorts after every listed entry
-        entries = torch.where(nonempty_t, 2 * g_m + partial_t.int(), unlisted)
+        entries = torch.where(nonempty_t, 2 * g_m + cut_t.int(), unlisted)
         blocks, order = entries.sort(dim=-1)
         turns = per_key_block(turns).gather(-1, order)
         count = nonempty_t.sum(dim=-1, dtype=torch.int32)

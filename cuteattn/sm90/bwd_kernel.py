@@ -102,7 +102,7 @@ class BwdConfig:
 class Steps:
     """The (query head, m_block) pairs a CTA visits, in order: each head of the KV head's group over the
     query blocks [m_block_min, m_block_min + num_m_blocks), or, with a mask_mod, its block list: entries
-    2 * (g * m_blocks + m_block) + partial, and with deterministic each entry's dQ turn."""
+    2 * (g * m_blocks + m_block) + cut, and with deterministic each entry's dQ turn."""
 
     first_head: Int32
     m_block_min: Int32
@@ -115,7 +115,8 @@ class Steps:
     group: int = 1  # query heads a KV head: with one, a step is its query block, with no division
 
     def at(self, step):
-        """(head, m_block, partial) of a step; partial: a mask_mod must mask it (False without a list)."""
+        """(head, m_block, partial) of a step; partial: the mask_mod cuts it, it must mask it (False without a
+        list); the window's edges and the seqlen_k tail are masked wherever they cut, list or none."""
         if self.first is not None:
             step = self.first + step
         if self.blocks is None:

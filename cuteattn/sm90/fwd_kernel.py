@@ -230,7 +230,7 @@ class FlashFwdSm90:
         mod_tensors: Optional[list],  # the captured tensors of score_mod, then of mask_mod; None if none
         # with mask_mod: (batch, heads, m_blocks, 2) int32, the key blocks to visit and how many are partial
         mBlockCount: Optional[cute.Tensor],
-        # with mask_mod: (batch, heads, m_blocks, n_blocks) 2 * n_block + partial, the partial blocks first
+        # with mask_mod: (batch, heads, m_blocks, n_blocks) 4 * n_block + 2 * cut + partial, the partial blocks first
         mBlockList: Optional[cute.Tensor],
         mTileOrder: Optional[cute.Tensor],  # with mask_mod: (tiles,) int32, the launch order (`tile_scheduler.by_work`)
         max_ctas: Int32,  # with config.persistent: the CTAs to launch at most (the SMs)
@@ -483,10 +483,11 @@ class FlashFwdSm90:
 
     @cute.jit
     def block_at(self, blocks, i, n_block_max):
-        """The i-th key block to visit and whether a mask_mod must mask it (False without a block list)."""
+        """The i-th key block to visit and whether a mask_mod must mask it (its block list's cut; False without a
+        list). Its window edges and the seqlen_k tail are masked on the list's partial blocks, which come first."""
         if cutlass.const_expr(blocks is None):
             return n_block_max - 1 - i, False
-        return blocks[i] >> 1, (blocks[i] & 1) != 0
+        return blocks[i] >> 2, (blocks[i] & 2) != 0
 
     @cute.jit
     def wait_turn(self, wg):
@@ -512,11 +513,11 @@ class FlashFwdSm90:
     @cute.jit
     def softmax_block(self, rows, tile, block, prologue, masked: cutlass.Constexpr = True):
         """Softcap, score_mod, mask the score tile where it needs it (the seqlen_k tail, across a window edge;
-        the mask_mod's partial blocks; not at all unless `masked`), softmax."""
+        the blocks the mask_mod cuts; not at all unless `masked`), softmax."""
         s, coords, row0, window, mods = rows.s, rows.coords, tile.row0, tile.window, tile.mods
         if cutlass.const_expr(self.has_softcap):
             softmax.softcap(s, tile.tanh_scale)
-        n_block, partial = block
+        n_block, cut = block
         col0 = n_block * self.config.tile_n
         place = mods.place(tile.head, row0, col0)
         score_tensors, mask_tensors = mods.split(self.score_mod)
@@ -526,7 +527,7 @@ class FlashFwdSm90:
             if window.needs_mask(row0, row0 + ROWS_PER_WARPGROUP - 1, col0, self.config.tile_n):
                 mask_tile(s, coords, row0, col0, window, self.config.tile_n)
         if cutlass.const_expr(self.mask_mod is not None and masked):
-            if partial:  # full blocks of the block sparsity need no mask
+            if cut:  # blocks of the block sparsity that the mask_mod does not cut need no mask_mod
                 mod_tile.apply_mask_mod(self.mask_mod, mask_tensors, s, coords, place)
         softmax.step(s, rows.row_max, rows.row_sum, tile.scale_log2, rows.rescale, self.config.rescale_threshold)
 
