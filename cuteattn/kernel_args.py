@@ -1,4 +1,5 @@
-"""Compiling CuTe DSL kernels to take torch tensors directly, and their compile-time stand-ins.
+"""Compiling CuTe DSL kernels to take torch tensors directly, their compile-time stand-ins, and the groups of
+arguments that a kernel's `cta_body` takes as one (frozen dataclasses; a None field compiles away).
 
 Kernels compile with TVM-FFI: the compiled function takes torch tensors and Python scalars as they are and
 launches on torch's current stream, so a call costs little host time beyond the launch itself.
@@ -6,12 +7,14 @@ launches on torch's current stream, so a call costs little host time beyond the 
 
 from __future__ import annotations
 
-from typing import Type
+from dataclasses import dataclass
+from typing import Optional, Type
 
 import torch
 
 import cutlass
 import cutlass.cute as cute
+from cutlass import Float32, Int32
 from cutlass.cute.runtime import make_fake_stream, make_fake_tensor
 
 TORCH_TO_CUTE = {torch.bfloat16: cutlass.BFloat16, torch.float16: cutlass.Float16, torch.float32: cutlass.Float32}
@@ -51,3 +54,26 @@ def aligned_view(t: torch.Tensor) -> torch.Tensor:
         return t
     return t.as_strided(t.shape, [elems if n == 1 and i < t.dim() - 1 else s
                                   for i, (n, s) in enumerate(zip(t.shape, t.stride()))])
+
+
+@dataclass(frozen=True)
+class ScoreArgs:
+    """The runtime numbers of a kernel's scores, one argument of its `cta_body`."""
+
+    scale_log2: Float32  # of the scores held: softmax_scale * log2(e), softcap * log2(e) with a softcap
+    tanh_scale: Float32  # softmax_scale / softcap with a softcap
+    score_scale: Float32  # with score_mod: held scores * score_scale are what the mod sees
+    window_left: Int32  # with the window's left side bounded
+    window_right: Int32  # with its right side bounded
+
+
+@dataclass(frozen=True)
+class BlockLists:
+    """A mask_mod's block sparsity as a kernel reads it (`mods.block_sparsity`): each tile's count of blocks to
+    visit and their entries, the tiles' launch order by work (`tile_scheduler.by_work`), and the backward's
+    deterministic dQ turns of the entries; one argument of its `cta_body`, None without a mask_mod."""
+
+    count: cute.Tensor
+    entries: cute.Tensor
+    order: Optional[cute.Tensor] = None
+    turns: Optional[cute.Tensor] = None

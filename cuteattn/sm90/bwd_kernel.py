@@ -44,7 +44,7 @@ from cutlass.cute.nvgpu.warpgroup import OperandSource
 
 from cuteattn import softmax
 from cuteattn.fragments import as_a_operand, rowcol
-from cuteattn.kernel_args import launch
+from cuteattn.kernel_args import BlockLists, ScoreArgs, launch
 from cuteattn.masking import Window, mask_tile_transposed
 from cuteattn.mods import tile as mod_tile
 from cuteattn.mods.trace import TracedMod
@@ -328,11 +328,14 @@ class FlashBwdSm90:
             sTable: cute.struct.MemRange[Float32, cute.size(self.table_shape)]
 
         seqlen_k, _, heads_kv, batch = mK.shape
+        lists = None
+        if cutlass.const_expr(self.mask_mod is not None):
+            lists = BlockLists(mBlockCount, mBlockList, mTileOrder, mBlockTurn)
         cta_body = self.cta_body(
             tma_q, mQ, tma_do, mdO, tma_k, mK, tma_v, mV, tma_lse, mLSElog2, tma_dpsum, mdPsum, mdQaccum, mdQturn,
-            mdK, mdV, scale_log2, tanh_scale, dk_scale, window_left, window_right, score_scale, mod_tensors,
-            mod_grads, mBlockCount, mBlockList, mBlockTurn, mTileOrder, mdKtail, mdVtail, tiled_mma_sdp, tiled_mma_dv,
-            tiled_mma_dk, tiled_mma_dq, sQ_layout, sdO_layout, sK_layout, sV_layout, sdS_layout, SharedStorage)
+            mdK, mdV, ScoreArgs(scale_log2, tanh_scale, score_scale, window_left, window_right), dk_scale,
+            mod_tensors, mod_grads, lists, mdKtail, mdVtail, tiled_mma_sdp, tiled_mma_dv, tiled_mma_dk, tiled_mma_dq,
+            sQ_layout, sdO_layout, sK_layout, sV_layout, sdS_layout, SharedStorage)
         grid = (cute.ceil_div(seqlen_k, self.tile_n), heads_kv, batch)
         if cutlass.const_expr(mTileOrder is not None):
             grid = (cute.size(mTileOrder), 1, 1)
@@ -362,18 +365,11 @@ class FlashBwdSm90:
         mdQturn: Optional[cute.Tensor],
         mdK: cute.Tensor,
         mdV: cute.Tensor,
-        scale_log2: Float32,
-        tanh_scale: Float32,
+        score_args: ScoreArgs,
         dk_scale: Float32,
-        window_left: Int32,
-        window_right: Int32,
-        score_scale: Float32,
         mod_tensors: Optional[list],
         mod_grads: Optional[list],
-        mBlockCount: Optional[cute.Tensor],
-        mBlockList: Optional[cute.Tensor],
-        mBlockTurn: Optional[cute.Tensor],
-        mTileOrder: Optional[cute.Tensor],
+        lists: Optional[BlockLists],
         mdKtail: Optional[cute.Tensor],
         mdVtail: Optional[cute.Tensor],
         tiled_mma_sdp: cute.TiledMma,
@@ -390,15 +386,16 @@ class FlashBwdSm90:
         cfg = self.config
         warp_idx = cute.arch.make_warp_uniform(cute.arch.warp_idx())
         seqlen_q, seqlen_k = mQ.shape[0], mK.shape[0]
-        n_block, kv_head, batch = cta_tile(mTileOrder, (cute.ceil_div(seqlen_k, self.tile_n), *mK.shape[2:]))
+        by_work = lists.order if cutlass.const_expr(lists is not None) else None
+        n_block, kv_head, batch = cta_tile(by_work, (cute.ceil_div(seqlen_k, self.tile_n), *mK.shape[2:]))
         tail, split = None, None
         if cutlass.const_expr(self.split_tail):
             tiles = self.tail_order(mK, mdKtail)
             n_block, kv_head, batch, split, parts = tiles.at_split(cute.arch.block_idx()[0])
             tail = TailPart(parts > 1, mdKtail[split, None, None], mdVtail[split, None, None],
                             (tiles.index(n_block, kv_head, batch) - tiles.whole) * self.tile_n)
-        window = Window.of(seqlen_q, seqlen_k, window_left, window_right, self.has_window_left,
-                           self.has_window_right)
+        window = Window.of(seqlen_q, seqlen_k, score_args.window_left, score_args.window_right,
+                           self.has_window_left, self.has_window_right)
         first_key = n_block * self.tile_n
         m_block_min, m_block_max = window.query_block_range(
             first_key, cutlass.min(first_key + self.tile_n, seqlen_k) - 1, seqlen_q, cfg.tile_m)
@@ -413,9 +410,9 @@ class FlashBwdSm90:
                 count = cutlass.max(cutlass.min(per_part, steps.count - first), 0)
             steps = Steps(kv_head * group, m_block_min, num_m_blocks, count, first=first, group=group)
         if cutlass.const_expr(self.mask_mod is not None):
-            turns = mBlockTurn[batch, kv_head, n_block, None] if cutlass.const_expr(self.deterministic) else None
-            steps = Steps(kv_head * group, m_block_min, num_m_blocks, mBlockCount[batch, kv_head, n_block],
-                          mBlockList[batch, kv_head, n_block, None], turns, cute.ceil_div(seqlen_q, cfg.tile_m),
+            turns = lists.turns[batch, kv_head, n_block, None] if cutlass.const_expr(self.deterministic) else None
+            steps = Steps(kv_head * group, m_block_min, num_m_blocks, lists.count[batch, kv_head, n_block],
+                          lists.entries[batch, kv_head, n_block, None], turns, cute.ceil_div(seqlen_q, cfg.tile_m),
                           group=group)
 
         if warp_idx == 0:
@@ -458,10 +455,10 @@ class FlashBwdSm90:
             wg = cute.arch.make_warp_uniform(tidx // THREADS_PER_WARPGROUP - 1)
             table = mod_tile.difference_table(storage.sTable.get_tensor(cute.make_layout(self.table_shape)), wg,
                                               tidx % THREADS_PER_WARPGROUP, TABLE_BARRIER + wg, KEYS_PER_WARPGROUP)
-            mods = mod_tile.ModArgs(score_scale, mod_tensors, mod_grads, batch, seqlen_q, seqlen_k, table)
-            self.consume(mdK, mdV, scale_log2, tanh_scale, dk_scale, tiled_mma_sdp, tiled_mma_dv, tiled_mma_dk,
-                         tiled_mma_dq, sQ, sdO, sK, sV, sdS, sdQ, sLSElog2, sdPsum, pipeline_q, pipeline_do,
-                         pipeline_kv, n_block, kv_head, batch, steps, window, mods,
+            mods = mod_tile.ModArgs(score_args.score_scale, mod_tensors, mod_grads, batch, seqlen_q, seqlen_k, table)
+            self.consume(mdK, mdV, score_args.scale_log2, score_args.tanh_scale, dk_scale, tiled_mma_sdp,
+                         tiled_mma_dv, tiled_mma_dk, tiled_mma_dq, sQ, sdO, sK, sV, sdS, sdQ, sLSElog2, sdPsum,
+                         pipeline_q, pipeline_do, pipeline_kv, n_block, kv_head, batch, steps, window, mods,
                          *((tail,) if cutlass.const_expr(self.split_tail) else ()))
 
     def tail_order(self, mK, mdKtail):

@@ -36,7 +36,7 @@ from cuteattn.masking import Window, mask_tile
 from cuteattn.mods import tile as mod_tile
 from cuteattn.mods.trace import TracedMod
 from cuteattn import softmax
-from cuteattn.kernel_args import launch
+from cuteattn.kernel_args import BlockLists, ScoreArgs, launch
 from cuteattn.sm90 import tma
 from cuteattn.sm90.mma import gemm, pinned, pinned_k_blocks
 from cuteattn.sm90.smem import accumulator_store, one_stage, operand_layout
@@ -302,11 +302,15 @@ class FlashFwdSm90:
         if cutlass.const_expr(self.split_tail):  # (rows, head_dim_v, part), lse (rows, part)
             mTailO = cute.make_tensor(mTailO.iterator, cute.select(mTailO.layout, mode=[1, 2, 0]))
             mTailLSE = cute.make_tensor(mTailLSE.iterator, cute.select(mTailLSE.layout, mode=[1, 0]))
+        lists = None
+        if cutlass.const_expr(self.mask_mod is not None):
+            lists = BlockLists(mBlockCount, mBlockList, mTileOrder)
         cta_body = self.cta_body(
-            tma_q, mQ, tma_k, mK, tma_v, mV, tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, window_left,
-            window_right, score_scale, mod_tensors, mBlockCount, mBlockList, mTileOrder, mTileCounter, mTailO,
-            mTailLSE, tiled_mma_qk, tiled_mma_pv, sQ_layout, sK_layout, sV_layout, sO_layout, SharedStorage)
-        tiles = self.tile_order(mQ, mK, mO, mTileOrder, mTailO).count()
+            tma_q, mQ, tma_k, mK, tma_v, mV, tma_o, mO, mLSE, mSink,
+            ScoreArgs(scale_log2, tanh_scale, score_scale, window_left, window_right), mod_tensors, lists,
+            mTileCounter, mTailO, mTailLSE, tiled_mma_qk, tiled_mma_pv, sQ_layout, sK_layout, sV_layout, sO_layout,
+            SharedStorage)
+        tiles = self.tile_order(mQ, mK, mO, lists, mTailO).count()
         launch(cta_body, (grid_size(tiles, max_ctas, cfg.persistent), 1, 1), self.num_threads, stream,
                smem=SharedStorage.size_in_bytes(),
                owner=f"{type(self).__name__}(head_dim {self.head_dim}) with {cfg}")
@@ -324,15 +328,9 @@ class FlashFwdSm90:
         mO: cute.Tensor,
         mLSE: cute.Tensor,
         mSink: Optional[cute.Tensor],
-        scale_log2: Float32,
-        tanh_scale: Float32,
-        window_left: Int32,
-        window_right: Int32,
-        score_scale: Float32,
+        score_args: ScoreArgs,
         mod_tensors: Optional[list],
-        mBlockCount: Optional[cute.Tensor],
-        mBlockList: Optional[cute.Tensor],
-        mTileOrder: Optional[cute.Tensor],
+        lists: Optional[BlockLists],
         mTileCounter: Optional[cute.Tensor],
         mTailO: Optional[cute.Tensor],
         mTailLSE: Optional[cute.Tensor],
@@ -346,11 +344,11 @@ class FlashFwdSm90:
     ):
         cfg = self.config
         warp_idx = cute.arch.make_warp_uniform(cute.arch.warp_idx())
-        tiles = self.tile_order(mQ, mK, mO, mTileOrder, mTailO)
+        tiles = self.tile_order(mQ, mK, mO, lists, mTailO)
         seqlen_q, seqlen_k = cute.size(mQ, mode=[0]), mK.shape[0]
-        window = Window.of(seqlen_q, seqlen_k, window_left, window_right, self.has_window_left,
-                           self.has_window_right, self.pack_gqa)
-        work = functools.partial(self.work, tiles, window, seqlen_q, mBlockCount, mBlockList)
+        window = Window.of(seqlen_q, seqlen_k, score_args.window_left, score_args.window_right,
+                           self.has_window_left, self.has_window_right, self.pack_gqa)
+        work = functools.partial(self.work, tiles, window, seqlen_q, lists)
 
         if warp_idx == 0:
             for atom in (tma_q, tma_k, tma_v, tma_o):
@@ -384,14 +382,14 @@ class FlashFwdSm90:
                              work)
         else:
             cute.arch.setmaxregister_increase(self.consumer_registers)
-            self.consume(tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, score_scale, mod_tensors, mTailO, mTailLSE,
-                         tiled_mma_qk, tiled_mma_pv, sQ, sK, sV, sO, sTable, pipeline_q, pipeline_k, pipeline_v,
-                         feed, tiles, work, window, seqlen_q, seqlen_k)
+            self.consume(tma_o, mO, mLSE, mSink, score_args, mod_tensors, mTailO, mTailLSE, tiled_mma_qk,
+                         tiled_mma_pv, sQ, sK, sV, sO, sTable, pipeline_q, pipeline_k, pipeline_v, feed, tiles, work,
+                         window, seqlen_q, seqlen_k)
 
-    def tile_order(self, mQ, mK, mO, by_work, mTailO):
+    def tile_order(self, mQ, mK, mO, lists, mTailO):
         """The tiles of the launch; mQ (seqlen, head_dim, heads, batch), mK (seqlen, head_dim, heads, batch);
-        mO, with split_kv, has the splits last; by_work: a mask_mod's order of them, or None; mTailO, with
-        split_tail, (rows, head_dim_v, part)."""
+        mO, with split_kv, has the splits last; lists: a mask_mod's block lists, which order them, or None; mTailO,
+        with split_tail, (rows, head_dim_v, part)."""
         _, _, heads, batch = mQ.shape
         m_blocks = cute.ceil_div(cute.size(mQ, mode=[0]), self.config.tile_m)
         splits, whole = None, None
@@ -400,7 +398,8 @@ class FlashFwdSm90:
         if cutlass.const_expr(self.split_tail):
             splits, whole = self.tail_splits, m_blocks * heads * batch - mTailO.shape[0] // self.config.tile_m
         return TileOrder(m_blocks, heads, batch, longest_first=self.has_window_right,
-                         group=self.l2_group(mK.shape[0]), by_work=by_work, splits=splits, whole=whole)
+                         group=self.l2_group(mK.shape[0]), by_work=lists.order if cutlass.const_expr(
+                             lists is not None) else None, splits=splits, whole=whole)
 
     def l2_group(self, seqlen_k):
         """The (head, batch) pairs whose K and V share the L2, by the tile order."""
@@ -408,7 +407,7 @@ class FlashFwdSm90:
         return l2_group(seqlen_k, key_bytes, self.qhead_per_kvhead, self.config.l2_share_mb)
 
     @cute.jit
-    def work(self, tiles, window, seqlen_q, mBlockCount, mBlockList, tile):
+    def work(self, tiles, window, seqlen_q, lists, tile):
         """Tile `tile`: (m_block, head, batch, n_block_max, n_blocks, blocks, n_partial, split, parts); `blocks`
         the key blocks to visit from a mask_mod's block sparsity, its first n_partial partial, or None:
         n_block_max - 1 down; split into parts, those of its split (`split_blocks`), else split and parts are
@@ -422,9 +421,9 @@ class FlashFwdSm90:
         n_blocks = n_block_max - n_block_min
         blocks, n_partial = None, n_blocks
         if cutlass.const_expr(self.mask_mod is not None):
-            n_blocks = mBlockCount[batch, head, m_block, 0]
-            n_partial = mBlockCount[batch, head, m_block, 1]
-            blocks = mBlockList[batch, head, m_block, None]
+            n_blocks = lists.count[batch, head, m_block, 0]
+            n_partial = lists.count[batch, head, m_block, 1]
+            blocks = lists.entries[batch, head, m_block, None]
         return m_block, head, batch, n_block_max, n_blocks, blocks, n_partial, split, parts
 
     @cute.jit
@@ -532,9 +531,9 @@ class FlashFwdSm90:
         softmax.step(s, rows.row_max, rows.row_sum, tile.scale_log2, rows.rescale, self.config.rescale_threshold)
 
     @cute.jit
-    def consume(self, tma_o, mO, mLSE, mSink, scale_log2, tanh_scale, score_scale, mod_tensors, mTailO, mTailLSE,
-                tiled_mma_qk, tiled_mma_pv, sQ, sK, sV, sO, sTable, pipeline_q, pipeline_k, pipeline_v, feed, tiles,
-                work, window, seqlen_q, seqlen_k):
+    def consume(self, tma_o, mO, mLSE, mSink, score_args, mod_tensors, mTailO, mTailLSE, tiled_mma_qk, tiled_mma_pv,
+                sQ, sK, sV, sO, sTable, pipeline_q, pipeline_k, pipeline_v, feed, tiles, work, window, seqlen_q,
+                seqlen_k):
         cfg = self.config
         tidx, _, _ = cute.arch.thread_idx()
         wg = cute.arch.make_warp_uniform(tidx // THREADS_PER_WARPGROUP - 1)  # keeps its smem descriptors uniform
@@ -568,7 +567,7 @@ class FlashFwdSm90:
         while tile_idx < feed.count:
             m_block, head, batch, n_block_max, n_blocks, blocks, n_partial, split, parts = work(tile_idx)
             row0 = m_block * cfg.tile_m + wg * ROWS_PER_WARPGROUP
-            mods = mod_tile.ModArgs(score_scale, mod_tensors, [], batch, seqlen_q, seqlen_k, table)
+            mods = mod_tile.ModArgs(score_args.score_scale, mod_tensors, [], batch, seqlen_q, seqlen_k, table)
             # Under causal or a right window a tile reaches further than its first consumers' rows: each
             # consumer starts from its own last key block, passing the turns of the blocks above it.
             own_max = n_block_max
@@ -576,7 +575,7 @@ class FlashFwdSm90:
                 last_row = cutlass.min(row0 + ROWS_PER_WARPGROUP, seqlen_q) - 1
                 own_max = cutlass.min(n_block_max, window.block_range(row0, last_row, cfg.tile_n)[1])
             skip = n_block_max - own_max
-            tile = TileRows(head, row0, own_max, blocks, window, mods, scale_log2, tanh_scale)
+            tile = TileRows(head, row0, own_max, blocks, window, mods, score_args.scale_log2, score_args.tanh_scale)
             acc_o.fill(0.0)
             row_max.fill(-Float32.inf)
             row_sum.fill(0.0)
