@@ -39,6 +39,9 @@ window_left = int(sys.argv[6]) if sys.argv[6] != "None" else None
 opts = reference.Options(softmax_scale=1.0, window_left=window_left,
                          window_right=0 if causal or window_left is not None else None, softcap=0.0,
                          learnable_sink=None, score_mod=score_mod, mask_mod=mask_mod, block_mask=None)
+if mask_mod is not None:  # the kernel a call runs: a band of the mask_mod becomes the window (`band.as_window`)
+    from cuteattn.mods import band
+    opts = band.as_window(opts, 16384, 16384)
 side = forward if direction == "fwd" else backward
 seqlen_k = (1024,) if direction == "fwd" else ()  # the case of FA4's, below
 cfg = replace(side.default_config(head_dim, opts, *seqlen_k), **config)
