@@ -120,15 +120,17 @@ class Steps:
         if self.first is not None:
             step = self.first + step
         if self.blocks is None:
-            if self.group == 1:
-                return self.first_head, self.m_block_min + step, False
-            return (self.first_head + step // self.num_m_blocks, self.m_block_min + step % self.num_m_blocks,
-                    False)
+            g, m = self.head_and_block(step, self.num_m_blocks)
+            return self.first_head + g, self.m_block_min + m, False
         entry = self.blocks[step]
-        g_m = entry >> 1
+        g, m = self.head_and_block(entry >> 1, self.m_blocks)
+        return self.first_head + g, m, (entry & 1) != 0
+
+    def head_and_block(self, index, m_blocks):
+        """(g, m) of index g * m_blocks + m; with one query head a KV head, (0, index), no division."""
         if self.group == 1:
-            return self.first_head, g_m, (entry & 1) != 0
-        return self.first_head + g_m // self.m_blocks, g_m % self.m_blocks, (entry & 1) != 0
+            return 0, index
+        return index // m_blocks, index % m_blocks
 
 
 @dataclass(frozen=True)
