@@ -10,3 +10,4 @@ for v in sliding_window document rel_bias; do
     > $OUT/$v.log
   tail -6 $OUT/$v.log
 done
+timeout 60 python3 -u benchmarks/block_mask_time.py --seqlen 16k 2>&1 | grep -v "Warning\|exe_args" | tee $OUT/block_mask.log
