@@ -33,7 +33,8 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # measure the checkout's cuteattn, not some installed copy
 
-PROVIDERS = ("cuteattn", "fa4", "sdpa-flash", "sdpa-cudnn", "flex")
+PROVIDERS = ("cuteattn", "fa4", "fa4-sparse", "sdpa-flash", "sdpa-cudnn", "flex")
+DEFAULT_PROVIDERS = ("cuteattn", "fa4", "sdpa-flash", "sdpa-cudnn", "flex")  # fa4-sparse runs two masks only
 # Attention variants (--variant): FlexAttention mods, with each provider's own way to run them.
 # window: the sliding window through each provider's own window option (flex: its mask_mod).
 VARIANTS = ("none", "rel_bias", "alibi", "t5", "sliding_window", "window", "document")
@@ -180,12 +181,14 @@ def load_cuteattn(config):
     return prepare
 
 
+def first(out):
+    """FA4's output: some versions return (out, lse)."""
+    return out[0] if isinstance(out, tuple) else out
+
+
 def load_fa4():
     """FA4 runs the masked variants its own way: a sliding window natively, documents as varlen sequences."""
     from flash_attn.cute import flash_attn_func, flash_attn_varlen_func
-
-    def first(out):
-        return out[0] if isinstance(out, tuple) else out  # some versions return (out, lse)
 
     def prepare(q, k, v, case):
         if case.variant in ("rel_bias", "alibi", "t5"):
@@ -200,6 +203,49 @@ def load_fa4():
             return lambda: first(flash_attn_varlen_func(*flat, cu_seqlens_q=cu, cu_seqlens_k=cu, max_seqlen_q=length,
                                                         max_seqlen_k=length, causal=True)).view(q.shape)
         return lambda: first(flash_attn_func(q, k, v, causal=case.causal))
+
+    return prepare
+
+
+def load_fa4_sparse():
+    """FA4 as issue 5 names it: its mask_mod written in CuTe DSL and its block-sparse tensors built by hand, from
+    torch's BlockMask at the 128 x 128 blocks its sm90 kernels take (forward lists per query block, backward per
+    key block). With a mask_mod FA4 must be called with causal=False: the mask carries the causality."""
+    import cutlass
+    import cutlass.cute as cute
+    from flash_attn.cute import flash_attn_func
+    from flash_attn.cute.block_sparsity import BlockSparseTensorsTorch
+    from flash_attn.cute.utils import scalar_to_ssa
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    @cute.jit
+    def sliding_window(batch, head, q_idx, kv_idx, seqlen_info, aux_tensors):
+        return (q_idx >= kv_idx) & (q_idx - kv_idx <= scalar_to_ssa(1024, cutlass.Int32))
+
+    @cute.jit
+    def document(batch, head, q_idx, kv_idx, seqlen_info, aux_tensors):
+        doc = aux_tensors[0]
+        same = (scalar_to_ssa(doc[batch[0], q_idx[0]], cutlass.Int32)
+                == scalar_to_ssa(doc[batch[0], kv_idx[0]], cutlass.Int32))
+        return same & (q_idx >= kv_idx)
+
+    cute_masks = {"sliding_window": sliding_window, "document": document}
+    assert WINDOW == 1024, "sliding_window above spells the window out: FA4 hashes a mask_mod by its source"
+
+    def prepare(q, k, v, case):
+        if case.variant not in cute_masks:
+            raise NotImplementedError(f"{case.variant}: no CuTe DSL mask_mod written for FA4 here")
+        _, mask_mod = variant_mods(case.variant, case.heads, case.seqlen)
+        lists = create_block_mask(mask_mod, None, None, case.seqlen, case.seqlen, device=q.device,
+                                  BLOCK_SIZE=(128, 128)).as_tuple()
+        fwd, bwd = (BlockSparseTensorsTorch(*(t.to(torch.int32).contiguous() for t in lists[i:i + 4]),
+                                            block_size=(128, 128)) for i in (2, 6))
+        aux = None
+        if case.variant == "document":
+            doc = torch.arange(case.seqlen, device=q.device, dtype=torch.int32) // DOCUMENT
+            aux = [doc.repeat(case.batch, 1)]
+        return lambda: first(flash_attn_func(q, k, v, causal=False, mask_mod=cute_masks[case.variant],
+                                             aux_tensors=aux, block_sparse_tensors=fwd, block_sparse_tensors_bwd=bwd))
 
     return prepare
 
@@ -254,6 +300,7 @@ def load_providers(names, config):
     loaders = {
         "cuteattn": lambda: load_cuteattn(config),
         "fa4": load_fa4,
+        "fa4-sparse": load_fa4_sparse,
         "sdpa-flash": lambda: load_sdpa("FLASH_ATTENTION"),
         "sdpa-cudnn": lambda: load_sdpa("CUDNN_ATTENTION"),
         "flex": load_flex,
@@ -514,8 +561,8 @@ def parse_args(argv=None):
     p.add_argument("--hdims", type=sizes, default=[64, 128], help="head dims (q, k and v); default 64,128")
     p.add_argument("--causal", type=causal_list, default=[False, True], help="default 0,1")
     p.add_argument("--seqlens", type=sizes, default=[1024, 4096, 16384], help="default 1k,4k,16k")
-    p.add_argument("--providers", type=choices_list(PROVIDERS), default=list(PROVIDERS),
-                   help=f"default {','.join(PROVIDERS)}")
+    p.add_argument("--providers", type=choices_list(PROVIDERS), default=list(DEFAULT_PROVIDERS),
+                   help=f"of {','.join(PROVIDERS)}; default {','.join(DEFAULT_PROVIDERS)}")
     p.add_argument("--total-tokens", type=size, default=16384, metavar="N",
                    help="batch = N // seqlen; default 16k")
     p.add_argument("--dim", type=int, default=2048, help="model dim: heads = dim // hdim; default 2048")
