@@ -1,8 +1,10 @@
-# Issue 5 against FA4 as the issue names it (fa4-sparse: its CuTe DSL mask_mod and block-sparse tensors) beside FA4's
+# The mods suite's GPU tests; issue 5 against FA4 as the issue names it (fa4-sparse: its CuTe DSL mask_mod and block-sparse tensors) beside FA4's
 # own window and varlen: first each provider's output and gradients against cuteattn's on the bench's inputs, then
 # the causal window of 1024 and the causal documents of 4096, hdim 128, 4k and 16k, 3 rounds after 1000 ms of
-# warm-up; then the hdim 128 backward at 80 query rows. About 350 s.
+# warm-up; then the hdim 128 backward at 80 query rows. About 500 s.
 set --; source .gpu/setup.sh; python3 -c "import cutlass" || { rm -rf /tmp/gpu-site; source .gpu/setup.sh; }
+timeout 200 python3 -m pytest tests/test_gpu_mods_sm90.py -q -n 8 -p no:cacheprovider > $OUT/mods-tests.log 2>&1
+echo "mods tests: $(tail -1 $OUT/mods-tests.log)"
 timeout 150 python3 - <<'PY' 2>&1 | grep -v "Warning\|exe_args" | tee $OUT/check.log
 import sys, torch
 sys.path.insert(0, "benchmarks")
