@@ -1,5 +1,6 @@
-# The mods suite's GPU tests; issue 5 against FA4 as the issue names it (fa4-sparse: its CuTe DSL mask_mod and block-sparse tensors) beside FA4's
-# own window and varlen: first each provider's output and gradients against cuteattn's on the bench's inputs, then
+# The mods suite's GPU tests; issue 5 against FA4 as the issue names it (fa4-sparse: its CuTe DSL mask_mod and
+# block-sparse tensors) beside FA4's own window and varlen: first each provider's output and gradients against
+# cuteattn's on the bench's inputs, then
 # the causal window of 1024 and the causal documents of 4096, hdim 128, 4k and 16k, 3 rounds after 1000 ms of
 # warm-up; then the hdim 128 backward at 80 query rows. About 500 s.
 set --; source .gpu/setup.sh; python3 -c "import cutlass" || { rm -rf /tmp/gpu-site; source .gpu/setup.sh; }
