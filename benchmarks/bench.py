@@ -218,9 +218,11 @@ def load_fa4_sparse():
     from flash_attn.cute.utils import scalar_to_ssa
     from torch.nn.attention.flex_attention import create_block_mask
 
+    window = WINDOW  # FA4 keys a mask_mod's kernel on its source and its closure's values, not on globals
+
     @cute.jit
     def sliding_window(batch, head, q_idx, kv_idx, seqlen_info, aux_tensors):
-        return (q_idx >= kv_idx) & (q_idx - kv_idx <= scalar_to_ssa(1024, cutlass.Int32))
+        return (q_idx >= kv_idx) & (q_idx - kv_idx <= scalar_to_ssa(window, cutlass.Int32))
 
     @cute.jit
     def document(batch, head, q_idx, kv_idx, seqlen_info, aux_tensors):
@@ -230,7 +232,6 @@ def load_fa4_sparse():
         return same & (q_idx >= kv_idx)
 
     cute_masks = {"sliding_window": sliding_window, "document": document}
-    assert WINDOW == 1024, "sliding_window above spells the window out: FA4 hashes a mask_mod by its source"
 
     def prepare(q, k, v, case):
         if case.variant not in cute_masks:
