@@ -752,19 +752,18 @@ class FlashBwdSm90:
         for step in cutlass.range(steps.count, unroll=1):
             head, m_block, partial = steps.at(step)
             query0 = m_block * cfg.tile_m
-            # Each GEMM issues before the loads of the lse or dpsum that follow it: ptxas puts them behind its first
-            # wgmma, and the thread index their addresses take (read afresh each step) no longer holds up the
-            # issue (ncu, hdim 128 causal 4k: 5% of the consumers' stall samples waited on it there, notes-28).
+            # Over 64 rows, lse and dpsum are loaded ahead of the GEMM they follow, not behind its wgmmas in the
+            # MIO queue (ncu, hdim 64: those loads were 13% of the consumers' stall samples).
             pipeline_q.consumer_wait(q_state)
-            gemm(tiled_mma_sdp, acc_s, tSrK, tSrQ[None, None, None, q_state.index], True)
             if cutlass.const_expr(not stats_in_smem):
                 for c in cutlass.range_constexpr(columns):
                     lse_log2[c] = sLSElog2[coords[0, c][1], q_state.index]
+            gemm(tiled_mma_sdp, acc_s, tSrK, tSrQ[None, None, None, q_state.index], True)
             pipeline_do.consumer_wait(do_state)
-            gemm(tiled_mma_sdp, acc_dp, tdPrV, tdPrdO[None, None, None, do_state.index], True)
             if cutlass.const_expr(not stats_in_smem):
                 for c in cutlass.range_constexpr(columns):
                     dpsum[c] = sdPsum[coords[0, c][1], do_state.index]
+            gemm(tiled_mma_sdp, acc_dp, tdPrV, tdPrdO[None, None, None, do_state.index], True)
             lse_cols, dpsum_cols = lse_log2, dpsum
             if cutlass.const_expr(stats_in_smem):
                 lse_cols = rowcol(tLsL[None, None, None, q_state.index])[0, None]
