@@ -584,20 +584,21 @@ class FlashBwdSm90:
     def write_dq(self, dq, sdQ, dq_posted, n_block, batch, steps, window, wg):
         """A writer warp: per step, once consumer `wg` has stored its half of dQ in shared memory, add it into
         the workspace with one bulk reduction, and free the buffer once the copy engine has read it (a second
-        buffer measured no faster). With counts_dq, count the add once it has landed, and with converts_dq post
-        the half-chunk it completes (`dq_convert`). With deterministic, wait for this key block's turn first (the
-        count), so every dQ element sums its terms in one order."""
+        buffer measured no faster). With counts_dq, count each add once it has landed, a step later, while the
+        next one is in flight (`count_dq`). With deterministic, wait for this key block's turn first (the count),
+        so every dQ element sums its terms in one order."""
         cfg = self.config
         half = dq_accum.half_size(cfg.tile_m, self.head_dim)
         handshake = THREADS_PER_WARPGROUP + cute.arch.WARP_SIZE
         lane = cute.arch.lane_idx()
+        last_head, last_m_block = Int32(0), Int32(0)
         for step in cutlass.range(steps.count, unroll=1):
             head, m_block, _ = steps.at(step)
             cute.arch.barrier(barrier_id=DQ_FULL_BARRIER + wg, number_of_threads=handshake)
-            count = dq.count[batch, head, m_block, None].iterator + wg if cutlass.const_expr(self.counts_dq) else None
             if lane == 0:
                 if cutlass.const_expr(self.deterministic):
                     my_turn = self.dq_turn(steps, step, m_block, n_block, window)
+                    count = dq.count[batch, head, m_block, None].iterator + wg
                     while cute.arch.atomic_add(count, Int32(0), sem="acquire", scope="gpu") != my_turn:
                         pass
                 dq_accum.bulk_add(dq.accum[batch, head, m_block, None].iterator + wg * half,
@@ -607,18 +608,30 @@ class FlashBwdSm90:
             if step + 1 < steps.count:  # the consumer waits for it before its next store
                 cute.arch.barrier_arrive(barrier_id=DQ_EMPTY_BARRIER + wg, number_of_threads=handshake)
             if cutlass.const_expr(self.counts_dq):
-                if lane == 0:
-                    cute.arch.cp_async_bulk_wait_group(0)
-                    # The adds landed through the async proxy; whoever acquires the count reads them.
-                    cute.arch.fence_proxy("async.global")
-                    landed = cute.arch.atomic_add(count, Int32(1), sem="acq_rel", scope="gpu")
-                    if cutlass.const_expr(self.converts_dq):
-                        if landed + 1 == self.dq_adders(m_block, window):
-                            job = ((batch * dq.accum.shape[1] + head) * dq.accum.shape[2] + m_block) * CONSUMERS + wg
-                            dq_convert.Queue(dq.queue).post(job)
-        if cutlass.const_expr(self.converts_dq):
+                if lane == 0 and step > 0:
+                    cute.arch.cp_async_bulk_wait_group(1)  # the step before's add has landed
+                    self.count_dq(dq, batch, last_head, last_m_block, window, wg)
+            last_head, last_m_block = head, m_block
+        if cutlass.const_expr(self.counts_dq):
             if lane == 0:
-                cute.arch.mbarrier_arrive(dq_posted)
+                if steps.count > 0:
+                    cute.arch.cp_async_bulk_wait_group(0)
+                    self.count_dq(dq, batch, last_head, last_m_block, window, wg)
+                if cutlass.const_expr(self.converts_dq):
+                    cute.arch.mbarrier_arrive(dq_posted)
+
+    @cute.jit
+    def count_dq(self, dq, batch, head, m_block, window, wg):
+        """One thread, once its add into the half-chunk has landed: count it, and with converts_dq post the
+        half-chunk if this add completes it."""
+        # The add landed through the async proxy; whoever acquires the count reads it through the generic one.
+        cute.arch.fence_proxy("async.global")
+        landed = cute.arch.atomic_add(dq.count[batch, head, m_block, None].iterator + wg, Int32(1), sem="acq_rel",
+                                      scope="gpu")
+        if cutlass.const_expr(self.converts_dq):
+            if landed + 1 == self.dq_adders(m_block, window):
+                _, heads, m_blocks, _ = dq.accum.shape
+                dq_convert.Queue(dq.queue).post(((batch * heads + head) * m_blocks + m_block) * CONSUMERS + wg)
 
     @cute.jit
     def convert_dq(self, dq, dq_posted, scale, tiled_mma_dq):
