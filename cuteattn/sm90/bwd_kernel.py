@@ -584,9 +584,10 @@ class FlashBwdSm90:
     def write_dq(self, dq, sdQ, dq_posted, n_block, batch, steps, window, wg):
         """A writer warp: per step, once consumer `wg` has stored its half of dQ in shared memory, add it into
         the workspace with one bulk reduction, and free the buffer once the copy engine has read it (a second
-        buffer measured no faster). With counts_dq, count each add once it has landed, a step later, while the
-        next one is in flight (`count_dq`). With deterministic, wait for this key block's turn first (the count),
-        so every dQ element sums its terms in one order."""
+        buffer measured no faster). With counts_dq, count each add once it has landed (`count_dq`): a step later,
+        while the next one is in flight, or with deterministic at once, since the next key block waits for it:
+        each key block waits for its turn (the count) before it adds, so every dQ element sums its terms in one
+        order."""
         cfg = self.config
         half = dq_accum.half_size(cfg.tile_m, self.head_dim)
         handshake = THREADS_PER_WARPGROUP + cute.arch.WARP_SIZE
@@ -607,16 +608,21 @@ class FlashBwdSm90:
                 cute.arch.cp_async_bulk_wait_group(0, read=True)
             if step + 1 < steps.count:  # the consumer waits for it before its next store
                 cute.arch.barrier_arrive(barrier_id=DQ_EMPTY_BARRIER + wg, number_of_threads=handshake)
-            if cutlass.const_expr(self.counts_dq):
+            if cutlass.const_expr(self.deterministic):
+                if lane == 0:
+                    cute.arch.cp_async_bulk_wait_group(0)
+                    self.count_dq(dq, batch, head, m_block, window, wg)
+            elif cutlass.const_expr(self.counts_dq):
                 if lane == 0 and step > 0:
                     cute.arch.cp_async_bulk_wait_group(1)  # the step before's add has landed
                     self.count_dq(dq, batch, last_head, last_m_block, window, wg)
             last_head, last_m_block = head, m_block
         if cutlass.const_expr(self.counts_dq):
             if lane == 0:
-                if steps.count > 0:
-                    cute.arch.cp_async_bulk_wait_group(0)
-                    self.count_dq(dq, batch, last_head, last_m_block, window, wg)
+                if cutlass.const_expr(not self.deterministic):
+                    if steps.count > 0:
+                        cute.arch.cp_async_bulk_wait_group(0)
+                        self.count_dq(dq, batch, last_head, last_m_block, window, wg)
                 if cutlass.const_expr(self.converts_dq):
                     cute.arch.mbarrier_arrive(dq_posted)
 
