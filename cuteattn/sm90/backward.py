@@ -1,11 +1,12 @@
-"""Host side of the sm90 backward: which requests the kernels cover, and the three launches.
+"""Host side of the sm90 backward: which requests the kernels cover, and their launches.
 
 deterministic=True makes the key blocks add into the dQ workspace in order (a counter per query block),
 so dq, dk, dv are bitwise reproducible; dk and dv always are (one CTA owns each key block).
 
 preprocess (dpsum, lse in log2 units, the fp32 dQ workspace zeroed) -> the main kernel (dK, dV, and dQ added
-into the workspace), a programmatic dependent launch: its CTAs load K and V while the preprocess ends ->
-postprocess (dQ in the input dtype), and with a split tail the sum of its parts' dK and dV (`tail_split`).
+into the workspace, each query block written out in the input dtype once its last add lands, `dq_convert`), a
+programmatic dependent launch: its CTAs load K and V while the preprocess ends -> with a split tail the sum of
+its parts' dK and dV (`tail_split`). Under a mask_mod (or convert_dq off) a postprocess converts dQ after it.
 The learnable sink's gradient needs only lse and dpsum:
 d sink[h] = -sum over rows of exp(sink[h] - lse) * dpsum.
 """

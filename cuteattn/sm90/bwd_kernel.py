@@ -16,7 +16,8 @@ the fp32 workspace of `dq_accum` with one bulk reduction (atomics from the consu
 them: the loads of the next step queued behind the adds). Computing the scores transposed puts each key
 on a row, so P^T and dS^T come out of the accumulators already as the A operands of dV and dK. dK and dV
 stay in registers over every query block, and under GQA over every query head that shares the KV head,
-and are written once at the end.
+and are written once at the end. The producer warpgroup's last warp writes dQ out of the workspace as its
+parts complete, whichever CTA's adds completed them (`dq_convert`).
 
 A split tail (`tail_splits`): the launch's last key blocks, which would leave most SMs idle in the last wave,
 are each shared by several CTAs, each taking a run of the steps and writing its dK and dV in fp32, which

@@ -7,8 +7,8 @@ shared-memory operands are read half as often per FLOP); the chunk holds their r
 fragment order, four at a time: thread t's registers 4g..4g+3 sit at ((g * 128) + t) * 4 of its
 warpgroup's half. A consumer stores its half into shared memory in that order (neighbouring lanes write
 neighbouring 16 bytes, no bank conflicts), and a writer warp adds the whole half into the workspace with one
-bulk reduction, so the adds run on the copy engine while the consumer goes on. The postprocess reads the
-chunk back with the same tiled MMA.
+bulk reduction, so the adds run on the copy engine while the consumer goes on. Whatever converts dQ
+(`dq_convert`, or the postprocess) reads the chunk back with the same tiled MMA.
 """
 
 from dataclasses import dataclass
