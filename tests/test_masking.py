@@ -113,3 +113,30 @@ def test_needs_mask(left, right):
             if not window.needs_mask(first_row, first_row + rows - 1, col0, tile_n):
                 assert all(visible(window, row, key) for row in range(first_row, first_row + rows)
                            for key in range(col0, col0 + tile_n))
+
+
+@pytest.mark.parametrize("tile_m", [64, 80, 128])
+@pytest.mark.parametrize("left,right", WINDOWS + [(30, 20)])
+def test_dq_adders(left, right, tile_m):
+    """The key blocks that add into a query block's dQ, as the backward's writers count them for `dq_convert`
+    (block_range), are those whose query blocks (query_block_range) hold it; a query block that none adds into
+    holds only rows that see no key, the rows the host zeroes (`backward._zero_rows_without_keys`)."""
+    tile_n = 128
+    for seqlen_q, seqlen_k in itertools.product(SEQLENS + (1000,), SEQLENS + (4097,)):
+        window = Window(seqlen_k, seqlen_k - seqlen_q, left, right)
+        adders = {}
+        for first_key in range(0, seqlen_k, tile_n):
+            m_block_min, m_block_max = window.query_block_range(
+                first_key, min(first_key + tile_n, seqlen_k) - 1, seqlen_q, tile_m)
+            for m_block in range(m_block_min, m_block_max):
+                adders[m_block] = adders.get(m_block, 0) + 1
+        keyless_rows = seqlen_q - seqlen_k - right if right is not None else 0
+        for m_block in range(-(-seqlen_q // tile_m)):
+            first_row = m_block * tile_m
+            last_row = min(first_row + tile_m, seqlen_q) - 1
+            n_block_min, n_block_max = window.block_range(first_row, last_row, tile_n)
+            assert n_block_max - n_block_min == adders.get(m_block, 0), (seqlen_q, seqlen_k, m_block)
+            if n_block_max == n_block_min:
+                assert last_row < keyless_rows
+                assert not any(visible(window, row, key) for row in range(first_row, last_row + 1)
+                               for key in range(seqlen_k))
