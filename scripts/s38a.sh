@@ -5,8 +5,8 @@ set --; source .gpu/setup.sh; python3 -c "import cutlass" || { rm -rf /tmp/gpu-s
 timeout 120 python3 -m pytest tests/test_gpu_bwd_sm90.py -q -x -k "test_backward and bfloat16 and 128" 2>&1 \
   | tail -3 | tee $OUT/smoke.log
 grep -q " passed" $OUT/smoke.log || exit 3
-timeout 170 python3 -u benchmarks/sweep_sm90.py --direction bwd --hdims 64,128 --seqlens 1k,4k --causal 0,1 \
+timeout 140 python3 -u benchmarks/sweep_sm90.py --direction bwd --hdims 64,128 --seqlens 1k,4k --causal 0,1 \
   --variants default= post=convert_dq:False --rounds 3 --warmup-ms 500 2>&1 | grep -v "Warning\|exe_args" \
   > $OUT/convert.log
 tail -12 $OUT/convert.log
-timeout 200 python3 -m pytest tests/test_gpu_bwd_sm90.py -q -n 8 -rf 2>&1 | tail -15 | tee $OUT/bwd_tests.log
+timeout 150 python3 -m pytest tests/test_gpu_bwd_sm90.py -q -n 8 -rf 2>&1 | tail -15 | tee $OUT/bwd_tests.log
