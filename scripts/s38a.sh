@@ -9,4 +9,4 @@ timeout 140 python3 -u benchmarks/sweep_sm90.py --direction bwd --hdims 64,128 -
   --variants default= post=convert_dq:False --rounds 3 --warmup-ms 500 2>&1 | grep -v "Warning\|exe_args" \
   > $OUT/convert.log
 tail -12 $OUT/convert.log
-timeout 150 python3 -m pytest tests/test_gpu_bwd_sm90.py -q -n 8 -rf 2>&1 | tail -15 | tee $OUT/bwd_tests.log
+timeout 120 python3 -m pytest tests/test_gpu_bwd_sm90.py -q -n 8 -rf 2>&1 | tail -15 | tee $OUT/bwd_tests.log
