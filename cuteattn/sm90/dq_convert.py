@@ -21,7 +21,7 @@ from cutlass.cutlass_dsl import dsl_user_op
 from cuteattn.sm90 import dq_accum
 
 TAKEN, POSTED, JOBS = 0, 1, 2  # the queue: [taken, posted, jobs...]; a job slot holds its half-chunk + 1, 0 until set
-POLL_NS = 500  # a converter with nothing to take sleeps this long before it looks again
+POLL_NS = 2000  # a converter with nothing to take sleeps about a step before it looks again (few polls on L2)
 
 
 def queue_size(chunks: int) -> int:
