@@ -1,4 +1,4 @@
-# The hdim 128 backward at 4k, where it trails FA4 by 3% while level at 16k (notes-30): its config variants at
+# The hdim 128 backward at 4k, where it trails FA4 while level with it at 16k (notes-30): its config variants at
 # settled clocks (3 rounds after 1000 ms of warm-up, FA4 in each; plain and causal), then ncu of one plain call of
 # ours and of FA4's (`scripts/ncu_compare.sh`), whose stall samples name where the step differs. About 380 s.
 set --; source .gpu/setup.sh; python3 -c "import cutlass" || { rm -rf /tmp/gpu-site; source .gpu/setup.sh; }
