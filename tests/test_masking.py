@@ -118,9 +118,9 @@ def test_needs_mask(left, right):
 @pytest.mark.parametrize("tile_m", [64, 80, 128])
 @pytest.mark.parametrize("left,right", WINDOWS + [(30, 20)])
 def test_dq_adders(left, right, tile_m):
-    """The key blocks that add into a query block's dQ, as the backward's writers count them for `dq_convert`
-    (block_range), are those whose query blocks (query_block_range) hold it; a query block that none adds into
-    holds only rows that see no key, the rows the host zeroes (`backward._zero_rows_without_keys`)."""
+    """The key blocks that add into a query block's dQ, as the backward's deterministic turns count them from
+    its side (block_range), are those whose query blocks (query_block_range) hold it; a query block that none
+    adds into holds only rows that see no key."""
     tile_n = 128
     for seqlen_q, seqlen_k in itertools.product(SEQLENS + (1000,), SEQLENS + (4097,)):
         window = Window(seqlen_k, seqlen_k - seqlen_q, left, right)

@@ -1,12 +1,11 @@
-"""Host side of the sm90 backward: which requests the kernels cover, and their launches.
+"""Host side of the sm90 backward: which requests the kernels cover, and the three launches.
 
 deterministic=True makes the key blocks add into the dQ workspace in order (a counter per query block),
 so dq, dk, dv are bitwise reproducible; dk and dv always are (one CTA owns each key block).
 
 preprocess (dpsum, lse in log2 units, the fp32 dQ workspace zeroed) -> the main kernel (dK, dV, and dQ added
-into the workspace, each query block written out in the input dtype once its last add lands, `dq_convert`), a
-programmatic dependent launch: its CTAs load K and V while the preprocess ends -> with a split tail the sum of
-its parts' dK and dV (`tail_split`). Under a mask_mod (or convert_dq off) a postprocess converts dQ after it.
+into the workspace), a programmatic dependent launch: its CTAs load K and V while the preprocess ends ->
+postprocess (dQ in the input dtype), and with a split tail the sum of its parts' dK and dV (`tail_split`).
 The learnable sink's gradient needs only lse and dpsum:
 d sink[h] = -sum over rows of exp(sink[h] - lse) * dpsum.
 """
@@ -31,7 +30,6 @@ from cuteattn.registry import compile_target
 from cuteattn.sm90.bwd_kernel import TILE_N, BwdConfig, FlashBwdSm90
 from cuteattn.sm90.bwd_kernel_split_d import FlashBwdSm90SplitD
 from cuteattn.sm90.bwd_postprocess import DqPostprocess, TailSum
-from cuteattn.sm90 import dq_convert
 from cuteattn.sm90.bwd_preprocess import bwd_preprocess
 from cuteattn.masking import window_args
 from cuteattn.sm90.forward import scales
@@ -120,9 +118,7 @@ def _compile(op: FlashBwdSm90):
     q, k, v, do, dk, dv = (fake_tensor(op.dtype, 4) for _ in range(6))
     lse_log2, dpsum = (fake_tensor(cutlass.Float32, 3) for _ in range(2))
     dq_accum = fake_tensor(cutlass.Float32, 4)
-    dq_count = fake_tensor(cutlass.Int32, 4, aligned=False) if op.counts_dq else None
-    dq_queue, dq = (fake_tensor(cutlass.Int32, 1, aligned=False), fake_tensor(op.dtype, 4)) if op.converts_dq else \
-        (None, None)
+    dq_turn = fake_tensor(cutlass.Int32, 4, aligned=False) if op.deterministic else None
     scalars = (cutlass.Float32(1.0),) * 3 + (cutlass.Int32(0),) * 2 + (cutlass.Float32(1.0),)
     lists = (None,) * 4
     if op.mask_mod is not None:
@@ -130,7 +126,7 @@ def _compile(op: FlashBwdSm90):
                  *((fake_tensor(cutlass.Int32, 4, aligned=False), None) if op.deterministic else
                    (None, fake_tensor(cutlass.Int32, 1, aligned=False))))
     tail = (fake_tensor(cutlass.Float32, 3), fake_tensor(cutlass.Float32, 3)) if op.split_tail else (None, None)
-    return compile_kernel(op, q, k, v, do, lse_log2, dpsum, dq_accum, dq_count, dq_queue, dq, dk, dv, *scalars,
+    return compile_kernel(op, q, k, v, do, lse_log2, dpsum, dq_accum, dq_turn, dk, dv, *scalars,
                           mods.fake_captured([op.score_mod, op.mask_mod]), mods.fake_captured_grads(op), *lists,
                           *tail)
 
@@ -142,26 +138,6 @@ def _compile_tail_sum(op: TailSum):
 
 def _compile_postprocess(op: DqPostprocess):
     return compile_kernel(op, fake_tensor(cutlass.Float32, 4), fake_tensor(op.dtype, 4), cutlass.Float32(1.0))
-
-
-def _dq_sync(op: FlashBwdSm90, batch: int, heads: int, m_blocks: int, device) -> tuple:
-    """(count, queue) of the dQ workspace, zeroed in one allocation, or None where the kernel keeps none: each
-    half-chunk's landed adds (`counts_dq`) and the queue of complete ones (`converts_dq`)."""
-    if not op.counts_dq:
-        return None, None
-    count_words = batch * heads * m_blocks * 2
-    queue_words = dq_convert.queue_size(batch * heads * m_blocks) if op.converts_dq else 0
-    words = torch.zeros(count_words + queue_words, dtype=torch.int32, device=device)
-    return words[:count_words].view(batch, heads, m_blocks, 2), (words[count_words:] if op.converts_dq else None)
-
-
-def _zero_rows_without_keys(dq: torch.Tensor, seqlen_k: int, opts: reference.Options) -> None:
-    """dQ's leading rows that see no key (a window's right side left of key 0, bottom-right aligned): no key
-    block adds into a query block of only such rows, so none writes it."""
-    if opts.window_right is not None:
-        rows = dq.shape[1] - seqlen_k - opts.window_right
-        if rows > 0:
-            dq[:, :rows].zero_()
 
 
 def _tma_ready(t: torch.Tensor) -> torch.Tensor:
@@ -196,9 +172,7 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
     # be the last work in the stream before it: every copy, memset and block list is made first.
     q, k, v, out, dout = (_tma_ready(t) for t in (q, k, v, out, dout))
     dq_accum = torch.empty(batch, heads, m_blocks, cfg.tile_m * head_dim, dtype=torch.float32, device=q.device)
-    dq_count, dq_queue = _dq_sync(op, batch, heads, m_blocks, q.device)
-    if op.converts_dq:
-        _zero_rows_without_keys(dq, k.shape[1], opts)
+    dq_turn = torch.zeros(batch, heads, m_blocks, 2, dtype=torch.int32, device=q.device) if deterministic else None
     scale_log2, tanh_scale, score_scale = scales(opts, op.score_mod is not None)
     left, right = window_args(opts)
     lists = (None,) * 4
@@ -214,16 +188,14 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
     if op.split_tail:
         parts = tuple(torch.empty(tail[1], tail[0] * op.tile_n, t.shape[-1], dtype=torch.float32, device=q.device)
                       for t in (k, v))
-    compiled(q, k, v, dout, lse_log2, dpsum, dq_accum, dq_count, dq_queue, dq if op.converts_dq else None, dk, dv,
-             scale_log2, tanh_scale, opts.softmax_scale,
+    compiled(q, k, v, dout, lse_log2, dpsum, dq_accum, dq_turn, dk, dv, scale_log2, tanh_scale, opts.softmax_scale,
              left, right, score_scale, mod_tensors, mod_grads, *lists, *parts)
     if op.split_tail:
         tail_sum = TailSum(op.dtype, head_dim, op.tile_n)
         get_or_compile(("sm90.bwd_tail_sum", tail_sum), lambda: _compile_tail_sum(tail_sum))(*parts, dk, dv)
-    if not op.converts_dq:
-        post = DqPostprocess(op.dtype, head_dim, cfg.tile_m, cfg.dq_by_rows)
-        get_or_compile(("sm90.bwd_postprocess", post), lambda: _compile_postprocess(post))(
-            dq_accum, dq, opts.softmax_scale)
+    post = DqPostprocess(op.dtype, head_dim, cfg.tile_m, cfg.dq_by_rows)
+    get_or_compile(("sm90.bwd_postprocess", post), lambda: _compile_postprocess(post))(
+        dq_accum, dq, opts.softmax_scale)
     dsink = None
     if opts.learnable_sink is not None:
         sink = opts.learnable_sink.detach().float().view(1, -1, 1)

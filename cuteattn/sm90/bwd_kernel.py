@@ -16,8 +16,7 @@ the fp32 workspace of `dq_accum` with one bulk reduction (atomics from the consu
 them: the loads of the next step queued behind the adds). Computing the scores transposed puts each key
 on a row, so P^T and dS^T come out of the accumulators already as the A operands of dV and dK. dK and dV
 stay in registers over every query block, and under GQA over every query head that shares the KV head,
-and are written once at the end. The producer warpgroup's last warp writes dQ out of the workspace as its
-parts complete, whichever CTA's adds completed them (`dq_convert`).
+and are written once at the end.
 
 A split tail (`tail_splits`): the launch's last key blocks, which would leave most SMs idle in the last wave,
 are each shared by several CTAs, each taking a run of the steps and writing its dK and dV in fp32, which
@@ -49,7 +48,7 @@ from cuteattn.kernel_args import BlockLists, ScoreArgs, launch
 from cuteattn.masking import Window, mask_tile_transposed
 from cuteattn.mods import tile as mod_tile
 from cuteattn.mods.trace import TracedMod
-from cuteattn.sm90 import dq_accum, dq_convert, tma
+from cuteattn.sm90 import dq_accum, tma
 from cuteattn.sm90.mma import gemm, pinned
 from cuteattn.sm90.smem import accumulator_store, one_stage, operand_layout, transposed
 from cuteattn.tile_scheduler import TileOrder, cta_tile, l2_group
@@ -97,9 +96,6 @@ class BwdConfig:
     # The launch's last, part-full wave of key blocks split among CTAs where that ends it sooner
     # (`backward.tail_split`); a choice of the host, which compiles the kernel for the parts it takes.
     tail_split: bool = True
-    # dQ converted in the kernel, each half-chunk of the workspace as its last add lands (`dq_convert`), not by
-    # a postprocess after it; without a mask_mod, whose blocks' count per query block the kernel does not know.
-    convert_dq: bool = True
 
 
 @dataclass(frozen=True)
@@ -183,16 +179,6 @@ class FlashBwdSm90:
             "a split tail takes the plain order's last key blocks, of equal work, each part adding into dQ at once"
         assert not self.config.dq_by_rows or dq_accum.rows_split(self.config.tile_m), \
             f"dq_by_rows splits 128 query rows in two (given tile_m {self.config.tile_m})"
-
-    @property
-    def converts_dq(self) -> bool:
-        """dQ leaves through `dq_convert`; else the postprocess converts the workspace after the kernel."""
-        return self.config.convert_dq and self.mask_mod is None
-
-    @property
-    def counts_dq(self) -> bool:
-        """mdQcount is kept: the landed adds of each half-chunk."""
-        return self.deterministic or self.converts_dq
 
     @property
     def split_tail(self) -> bool:
@@ -283,11 +269,7 @@ class FlashBwdSm90:
         mLSElog2: cute.Tensor,  # (batch, heads, seqlen_q rounded up to tile_m) fp32, 0 past seqlen_q
         mdPsum: cute.Tensor,  # (batch, heads, seqlen_q rounded up to tile_m) fp32, 0 past seqlen_q
         mdQaccum: cute.Tensor,  # (batch, heads, m_blocks, tile_m * head_dim) fp32, zeroed by the preprocess
-        # with counts_dq: (batch, heads, m_blocks, CONSUMERS) int32, zeroed: the key blocks whose adds have landed
-        # in each half-chunk (with deterministic, also whose turn it is)
-        mdQcount: Optional[cute.Tensor],
-        mdQqueue: Optional[cute.Tensor],  # with converts_dq: (dq_convert.queue_size,) int32, zeroed
-        mdQ: Optional[cute.Tensor],  # with converts_dq: (batch, seqlen_q, heads, head_dim)
+        mdQturn: Optional[cute.Tensor],  # with deterministic: (batch, heads, m_blocks, CONSUMERS) int32, zeroed
         mdK: cute.Tensor,  # (batch, seqlen_k, heads_kv, head_dim)
         mdV: cute.Tensor,  # (batch, seqlen_k, heads_kv, head_dim_v)
         scale_log2: Float32,  # of the scores held: softmax_scale * log2(e), softcap * log2(e) with has_softcap
@@ -337,7 +319,6 @@ class FlashBwdSm90:
             q_barriers: cute.struct.MemRange[cutlass.Int64, 2 * cfg.num_stages]
             do_barriers: cute.struct.MemRange[cutlass.Int64, 2 * cfg.num_stages]
             kv_barriers: cute.struct.MemRange[cutlass.Int64, 2]
-            dq_posted: cute.struct.MemRange[cutlass.Int64, 1]
             sQ: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sQ_layout)], 1024]
             sdO: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sdO_layout)], 1024]
             sK: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sK_layout)], 1024]
@@ -353,9 +334,8 @@ class FlashBwdSm90:
         if cutlass.const_expr(self.mask_mod is not None):
             lists = BlockLists(mBlockCount, mBlockList, mTileOrder, mBlockTurn)
         cta_body = self.cta_body(
-            tma_q, mQ, tma_do, mdO, tma_k, mK, tma_v, mV, tma_lse, mLSElog2, tma_dpsum, mdPsum,
-            dq_accum.Workspace(mdQaccum, mdQcount, mdQqueue, mdQ), mdK, mdV,
-            ScoreArgs(scale_log2, tanh_scale, score_scale, window_left, window_right), dk_scale,
+            tma_q, mQ, tma_do, mdO, tma_k, mK, tma_v, mV, tma_lse, mLSElog2, tma_dpsum, mdPsum, mdQaccum, mdQturn,
+            mdK, mdV, ScoreArgs(scale_log2, tanh_scale, score_scale, window_left, window_right), dk_scale,
             mod_tensors, mod_grads, lists, mdKtail, mdVtail, tiled_mma_sdp, tiled_mma_dv, tiled_mma_dk, tiled_mma_dq,
             sQ_layout, sdO_layout, sK_layout, sV_layout, sdS_layout, SharedStorage)
         grid = (cute.ceil_div(seqlen_k, self.tile_n), heads_kv, batch)
@@ -383,7 +363,8 @@ class FlashBwdSm90:
         mLSElog2: cute.Tensor,
         tma_dpsum: cute.CopyAtom,
         mdPsum: cute.Tensor,
-        dq: dq_accum.Workspace,
+        mdQaccum: cute.Tensor,
+        mdQturn: Optional[cute.Tensor],
         mdK: cute.Tensor,
         mdV: cute.Tensor,
         score_args: ScoreArgs,
@@ -450,9 +431,6 @@ class FlashBwdSm90:
         pipeline_q = tma.make_pipeline(storage.q_barriers, cfg.num_stages, q_bytes, consumer_warps)
         pipeline_do = tma.make_pipeline(storage.do_barriers, cfg.num_stages, do_bytes, consumer_warps)
         pipeline_kv = tma.make_pipeline(storage.kv_barriers, 1, kv_bytes, consumer_warps)
-        dq_posted = storage.dq_posted.data_ptr()  # both writer warps have posted their last half-chunk
-        if warp_idx == 0:
-            cute.arch.mbarrier_init(dq_posted, CONSUMERS)
         pipeline.pipeline_init_arrive(cluster_shape_mn=(1, 1), is_relaxed=True)
         pipeline.pipeline_init_wait(cluster_shape_mn=(1, 1))
 
@@ -472,9 +450,7 @@ class FlashBwdSm90:
                              sdO, sK, sV, sLSElog2, sdPsum, pipeline_q, pipeline_do, pipeline_kv, n_block, kv_head,
                              batch, steps)
             elif warp_idx < DQ_WRITER_WARP + CONSUMERS:
-                self.write_dq(dq, sdQ, dq_posted, n_block, batch, steps, window, warp_idx - DQ_WRITER_WARP)
-            elif cutlass.const_expr(self.converts_dq):
-                self.convert_dq(dq, dq_posted, dk_scale, tiled_mma_dq)
+                self.write_dq(mdQaccum, mdQturn, sdQ, n_block, batch, steps, window, warp_idx - DQ_WRITER_WARP)
         else:
             cute.arch.setmaxregister_increase(CONSUMER_REGISTERS)
             tidx, _, _ = cute.arch.thread_idx()
@@ -582,89 +558,37 @@ class FlashBwdSm90:
                                       mods.place(head, query0, key0, transposed=True))
 
     @cute.jit
-    def write_dq(self, dq, sdQ, dq_posted, n_block, batch, steps, window, wg):
+    def write_dq(self, mdQaccum, mdQturn, sdQ, n_block, batch, steps, window, wg):
         """A writer warp: per step, once consumer `wg` has stored its half of dQ in shared memory, add it into
         the workspace with one bulk reduction, and free the buffer once the copy engine has read it (a second
-        buffer measured no faster). With counts_dq, count each add once it has landed (`count_dq`): a step later,
-        while the next one is in flight, or with deterministic at once, since the next key block waits for it:
-        each key block waits for its turn (the count) before it adds, so every dQ element sums its terms in one
-        order."""
+        buffer measured no faster). With
+        deterministic, wait for this key block's turn first (a counter per query block and consumer), and
+        count the turn on only when the adds have landed, so every dQ element sums its terms in one order."""
         cfg = self.config
         half = dq_accum.half_size(cfg.tile_m, self.head_dim)
         handshake = THREADS_PER_WARPGROUP + cute.arch.WARP_SIZE
         lane = cute.arch.lane_idx()
-        last_head, last_m_block = Int32(0), Int32(0)
         for step in cutlass.range(steps.count, unroll=1):
             head, m_block, _ = steps.at(step)
             cute.arch.barrier(barrier_id=DQ_FULL_BARRIER + wg, number_of_threads=handshake)
             if lane == 0:
+                turn = mdQturn[batch, head, m_block, None].iterator + wg if cutlass.const_expr(
+                    self.deterministic) else None
                 if cutlass.const_expr(self.deterministic):
                     my_turn = self.dq_turn(steps, step, m_block, n_block, window)
-                    count = dq.count[batch, head, m_block, None].iterator + wg
-                    while cute.arch.atomic_add(count, Int32(0), sem="acquire", scope="gpu") != my_turn:
+                    while cute.arch.atomic_add(turn, Int32(0), sem="acquire", scope="gpu") != my_turn:
                         pass
-                dq_accum.bulk_add(dq.accum[batch, head, m_block, None].iterator + wg * half,
-                                  sdQ.iterator + wg * half, half * Float32.width // 8)
+                dq_accum.bulk_add(mdQaccum[batch, head, m_block, None].iterator + wg * half, sdQ.iterator + wg * half,
+                                  half * Float32.width // 8)
                 cute.arch.cp_async_bulk_commit_group()
-                cute.arch.cp_async_bulk_wait_group(0, read=True)
+                if cutlass.const_expr(self.deterministic):
+                    cute.arch.cp_async_bulk_wait_group(0)
+                    cute.arch.fence_acq_rel_gpu()
+                    cute.arch.atomic_add(turn, Int32(1), sem="release", scope="gpu")
+                else:
+                    cute.arch.cp_async_bulk_wait_group(0, read=True)
             if step + 1 < steps.count:  # the consumer waits for it before its next store
                 cute.arch.barrier_arrive(barrier_id=DQ_EMPTY_BARRIER + wg, number_of_threads=handshake)
-            if cutlass.const_expr(self.deterministic):
-                if lane == 0:
-                    cute.arch.cp_async_bulk_wait_group(0)
-                    self.count_dq(dq, batch, head, m_block, window, wg)
-            elif cutlass.const_expr(self.counts_dq):
-                if lane == 0 and step > 0:
-                    cute.arch.cp_async_bulk_wait_group(1)  # the step before's add has landed
-                    self.count_dq(dq, batch, last_head, last_m_block, window, wg)
-            last_head, last_m_block = head, m_block
-        if cutlass.const_expr(self.counts_dq):
-            if lane == 0:
-                if cutlass.const_expr(not self.deterministic):
-                    if steps.count > 0:
-                        cute.arch.cp_async_bulk_wait_group(0)
-                        self.count_dq(dq, batch, last_head, last_m_block, window, wg)
-                if cutlass.const_expr(self.converts_dq):
-                    cute.arch.mbarrier_arrive(dq_posted)
-
-    @cute.jit
-    def count_dq(self, dq, batch, head, m_block, window, wg):
-        """One thread, once its add into the half-chunk has landed: count it, and with converts_dq post the
-        half-chunk if this add completes it."""
-        # The add landed through the async proxy; whoever acquires the count reads it through the generic one.
-        cute.arch.fence_proxy("async.global")
-        landed = cute.arch.atomic_add(dq.count[batch, head, m_block, None].iterator + wg, Int32(1), sem="acq_rel",
-                                      scope="gpu")
-        if cutlass.const_expr(self.converts_dq):
-            if landed + 1 == self.dq_adders(m_block, window):
-                _, heads, m_blocks, _ = dq.accum.shape
-                dq_convert.Queue(dq.queue).post(((batch * heads + head) * m_blocks + m_block) * CONSUMERS + wg)
-
-    @cute.jit
-    def convert_dq(self, dq, dq_posted, scale, tiled_mma_dq):
-        """The converter warp: take posted half-chunks off the queue and write them into dQ, until this CTA's
-        writers have posted their last and the queue is empty."""
-        queue = dq_convert.Queue(dq.queue)
-        convert = dq_convert.Converter(self.dtype, self.config.tile_m, self.head_dim, self.config.dq_by_rows)
-        done = False
-        while not done:
-            # Tested before the take: once both writers are through, an empty queue holds none of theirs.
-            posted = cute.arch.mbarrier_test_wait(dq_posted, 0)
-            slot = queue.take()
-            if slot >= 0:
-                convert(queue.job(slot), dq.accum, dq.out, scale, tiled_mma_dq)
-            elif posted:
-                done = True
-            else:
-                dq_convert.nanosleep(dq_convert.POLL_NS)
-
-    @cute.jit
-    def dq_adders(self, m_block, window):
-        """How many key blocks add into this query block's dQ: every block of the window."""
-        tile_m = self.config.tile_m
-        first_row = m_block * tile_m
-        first, end = window.block_range(first_row, cutlass.min(first_row + tile_m, window.seqlen_q) - 1, self.tile_n)
-        return end - first
 
     @cute.jit
     def dq_turn(self, steps, step, m_block, n_block, window):

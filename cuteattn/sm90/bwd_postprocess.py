@@ -20,6 +20,7 @@ from cutlass import Float32
 
 from cuteattn.kernel_args import ALIGN_BYTES, launch
 from cuteattn.sm90 import dq_accum
+from cuteattn.sm90.smem import transposed
 from cuteattn.tile_scheduler import tail_row
 
 
@@ -71,7 +72,10 @@ class DqPostprocess:
         out = cute.make_rmem_tensor_like(acc, self.dtype)
         out.store((acc.load() * scale).to(self.dtype))
         staged = cutlass.memory.SmemAllocator().allocate_tensor(self.dtype, self.staged_layout, ALIGN_BYTES)
-        cute.autovec_copy(out, thr.partition_C(dq_accum.view(staged, self.tile_m, self.head_dim, self.by_rows, wg)))
+        view, where = staged, (wg, 0) if self.by_rows else (0, wg)
+        if cutlass.const_expr(dq_accum.swapped(self.tile_m)):
+            view, where = transposed(staged), (wg, 0)
+        cute.autovec_copy(out, thr.partition_C(cute.local_tile(view, tile, where)))
         cute.arch.barrier()
 
         vector = ALIGN_BYTES * 8 // self.dtype.width

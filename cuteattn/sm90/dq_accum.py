@@ -7,12 +7,9 @@ shared-memory operands are read half as often per FLOP); the chunk holds their r
 fragment order, four at a time: thread t's registers 4g..4g+3 sit at ((g * 128) + t) * 4 of its
 warpgroup's half. A consumer stores its half into shared memory in that order (neighbouring lanes write
 neighbouring 16 bytes, no bank conflicts), and a writer warp adds the whole half into the workspace with one
-bulk reduction, so the adds run on the copy engine while the consumer goes on. Whatever converts dQ
-(`dq_convert`, or the postprocess) reads the chunk back with the same tiled MMA.
+bulk reduction, so the adds run on the copy engine while the consumer goes on. The postprocess reads the
+chunk back with the same tiled MMA.
 """
-
-from dataclasses import dataclass
-from typing import Optional
 
 import cutlass
 import cutlass.cute as cute
@@ -22,23 +19,9 @@ from cutlass._mlir.dialects import llvm
 from cutlass.cutlass_dsl import dsl_user_op
 from cutlass.cute.nvgpu import OperandMajorMode
 
-from cuteattn.sm90.smem import transposed
-
 THREADS_PER_WARPGROUP = 128
 WARPGROUPS = 2  # each takes half of dQ's columns
 VECTOR = 4  # floats per 16-byte access
-
-
-@dataclass(frozen=True)
-class Workspace:
-    """The backward's dQ arguments, one argument of its `cta_body`: the fp32 sums (batch, heads, m_blocks,
-    tile_m * head_dim); the landed adds of each half-chunk (batch, heads, m_blocks, WARPGROUPS) int32, with
-    deterministic or dQ converted in the kernel; then the queue of `dq_convert` and dQ itself."""
-
-    accum: cute.Tensor
-    count: Optional[cute.Tensor] = None
-    queue: Optional[cute.Tensor] = None
-    out: Optional[cute.Tensor] = None
 
 
 def swapped(tile_m: int) -> bool:
@@ -67,15 +50,6 @@ def tiled_mma(dtype, tile_m: int, head_dim: int, by_rows: bool = False) -> cute.
     m, n = tile(tile_m, head_dim, by_rows)
     return sm90_utils.make_trivial_tiled_mma(
         dtype, dtype, OperandMajorMode.MN, OperandMajorMode.MN, Float32, (1, 1, 1), tiler_mn=(min(m, 64), n))
-
-
-def view(dq: cute.Tensor, tile_m: int, head_dim: int, by_rows: bool, wg) -> cute.Tensor:
-    """Warpgroup wg's part of a (tile_m, head_dim) tile of dQ, shaped as its accumulator (`tile`): under
-    `tiled_mma(...).get_slice(t).partition_C`, thread t's registers in order."""
-    shape = tile(tile_m, head_dim, by_rows)
-    if swapped(tile_m):
-        return cute.local_tile(transposed(dq), shape, (wg, 0))
-    return cute.local_tile(dq, shape, (wg, 0) if by_rows else (0, wg))
 
 
 def half_size(tile_m: int, head_dim: int) -> int:
