@@ -96,6 +96,10 @@ class BwdConfig:
     # The launch's last, part-full wave of key blocks split among CTAs where that ends it sooner
     # (`backward.tail_split`); a choice of the host, which compiles the kernel for the parts it takes.
     tail_split: bool = True
+    # Each key block starts at its own query block (n_block modulo their count) and wraps around, so the CTAs
+    # of a head add into different dQ blocks at once rather than all into one; not under deterministic, whose
+    # turns follow the key blocks' order.
+    rotate: bool = False
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,7 @@ class Steps:
     m_blocks: Optional[Int32] = None
     first: Optional[Int32] = None  # a split tail's part: its steps start here
     group: int = 1  # query heads a KV head: with one, a step is its query block, with no division
+    offset: Optional[Int32] = None  # `BwdConfig.rotate`: the query block of step 0, from m_block_min
 
     def at(self, step):
         """(head, m_block, partial) of a step; partial: the mask_mod cuts it, it must mask it (False without a
@@ -121,6 +126,9 @@ class Steps:
             step = self.first + step
         if self.blocks is None:
             g, m = self.head_and_block(step, self.num_m_blocks)
+            if cutlass.const_expr(self.offset is not None):
+                m += self.offset
+                m = Int32(cutlass.select_(m >= self.num_m_blocks, m - self.num_m_blocks, m))
             return self.first_head + g, self.m_block_min + m, False
         entry = self.blocks[step]
         g, m = self.head_and_block(entry >> 1, self.m_blocks)
@@ -403,14 +411,18 @@ class FlashBwdSm90:
             first_key, cutlass.min(first_key + self.tile_n, seqlen_k) - 1, seqlen_q, cfg.tile_m)
         group = self.qhead_per_kvhead
         num_m_blocks = m_block_max - m_block_min
-        steps = Steps(kv_head * group, m_block_min, num_m_blocks, num_m_blocks * group, group=group)
+        offset = None
+        if cutlass.const_expr(cfg.rotate and not self.deterministic):
+            offset = n_block % cutlass.max(num_m_blocks, 1)
+        steps = Steps(kv_head * group, m_block_min, num_m_blocks, num_m_blocks * group, group=group, offset=offset)
         if cutlass.const_expr(self.split_tail):
             first, count = Int32(0), steps.count
             if tail.is_part:
                 per_part = cute.ceil_div(steps.count, self.tail_splits)
                 first = split * per_part
                 count = cutlass.max(cutlass.min(per_part, steps.count - first), 0)
-            steps = Steps(kv_head * group, m_block_min, num_m_blocks, count, first=first, group=group)
+            steps = Steps(kv_head * group, m_block_min, num_m_blocks, count, first=first, group=group,
+                          offset=offset)
         if cutlass.const_expr(self.mask_mod is not None):
             turns = lists.turns[batch, kv_head, n_block, None] if cutlass.const_expr(self.deterministic) else None
             steps = Steps(kv_head * group, m_block_min, num_m_blocks, lists.count[batch, kv_head, n_block],
