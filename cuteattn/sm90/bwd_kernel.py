@@ -76,6 +76,8 @@ class BwdConfig:
 
     tile_m: int = 64  # query rows per step: the N of S^T
     num_stages: int = 2  # depth of the Q and dO pipelines
+    # Q's own depth where it differs (lse's with it): Q is free only after a step's last GEMM (dK's), dO after dV's.
+    q_stages: Optional[int] = None
     # The dQ GEMM is issued before dK's, and dQ goes to shared memory while dK runs (FA4's order); off: every
     # step waits for dK and dQ together, and its dQ handover runs with no GEMM in flight.
     overlap_dq: bool = False
@@ -194,6 +196,10 @@ class FlashBwdSm90:
         return self.tail_splits > 1
 
     @property
+    def q_stages(self) -> int:
+        return self.config.q_stages or self.config.num_stages
+
+    @property
     def row_stage(self) -> int:
         """Floats between the stages of lse (and dpsum) in shared memory: a TMA writes to 128-byte aligned
         addresses, which 80 rows are not."""
@@ -261,7 +267,7 @@ class FlashBwdSm90:
     def smem_layouts(self) -> tuple:
         """(sQ, sdO, sK, sV, sdS): K's columns split in halves for dQ; dS^T in DS_BUFFERS buffers."""
         cfg, d = self.config, self.head_dim
-        return (operand_layout(self.dtype, cfg.tile_m, d, cfg.num_stages, True),
+        return (operand_layout(self.dtype, cfg.tile_m, d, self.q_stages, True),
                 operand_layout(self.dtype, cfg.tile_m, self.head_dim_v, cfg.num_stages, True),
                 operand_layout(self.dtype, TILE_N, d, 1, True, slice_cols=d // dq_accum.WARPGROUPS),
                 operand_layout(self.dtype, TILE_N, self.head_dim_v, 1, True),
@@ -324,7 +330,7 @@ class FlashBwdSm90:
 
         @cute.struct
         class SharedStorage:
-            q_barriers: cute.struct.MemRange[cutlass.Int64, 2 * cfg.num_stages]
+            q_barriers: cute.struct.MemRange[cutlass.Int64, 2 * self.q_stages]
             do_barriers: cute.struct.MemRange[cutlass.Int64, 2 * cfg.num_stages]
             kv_barriers: cute.struct.MemRange[cutlass.Int64, 2]
             sQ: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sQ_layout)], 1024]
@@ -333,7 +339,7 @@ class FlashBwdSm90:
             sV: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sV_layout)], 1024]
             sdS: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sdS_layout)], 1024]
             sdQ: cute.struct.Align[cute.struct.MemRange[Float32, cfg.tile_m * d], 1024]
-            sLSElog2: cute.struct.Align[cute.struct.MemRange[Float32, self.row_stage * cfg.num_stages], 128]
+            sLSElog2: cute.struct.Align[cute.struct.MemRange[Float32, self.row_stage * self.q_stages], 128]
             sdPsum: cute.struct.Align[cute.struct.MemRange[Float32, self.row_stage * cfg.num_stages], 128]
             sTable: cute.struct.MemRange[Float32, cute.size(self.table_shape)]
 
@@ -440,7 +446,7 @@ class FlashBwdSm90:
         q_bytes = cute.size_in_bytes(self.dtype, one_stage(sQ_layout)) + row_bytes
         do_bytes = cute.size_in_bytes(self.dtype, one_stage(sdO_layout)) + row_bytes
         kv_bytes = cute.size_in_bytes(self.dtype, sK_layout) + cute.size_in_bytes(self.dtype, sV_layout)
-        pipeline_q = tma.make_pipeline(storage.q_barriers, cfg.num_stages, q_bytes, consumer_warps)
+        pipeline_q = tma.make_pipeline(storage.q_barriers, self.q_stages, q_bytes, consumer_warps)
         pipeline_do = tma.make_pipeline(storage.do_barriers, cfg.num_stages, do_bytes, consumer_warps)
         pipeline_kv = tma.make_pipeline(storage.kv_barriers, 1, kv_bytes, consumer_warps)
         pipeline.pipeline_init_arrive(cluster_shape_mn=(1, 1), is_relaxed=True)
@@ -452,8 +458,9 @@ class FlashBwdSm90:
         sV = storage.sV.get_tensor(sV_layout.outer, swizzle=sV_layout.inner)  # (tile_n, dv, 1)
         sdS = storage.sdS.get_tensor(sdS_layout.outer, swizzle=sdS_layout.inner)  # (tile_m, tile_n, buffer)
         sdQ = storage.sdQ.get_tensor(cute.make_layout(cfg.tile_m * self.head_dim))  # one workspace chunk
-        rows = cute.make_layout((cfg.tile_m, cfg.num_stages), stride=(1, self.row_stage))
-        sLSElog2, sdPsum = storage.sLSElog2.get_tensor(rows), storage.sdPsum.get_tensor(rows)  # (tile_m, stage)
+        sLSElog2, sdPsum = (stat.get_tensor(cute.make_layout((cfg.tile_m, stages), stride=(1, self.row_stage)))
+                            for stat, stages in ((storage.sLSElog2, self.q_stages),
+                                                 (storage.sdPsum, cfg.num_stages)))  # (tile_m, stage)
 
         if warp_idx < THREADS_PER_WARPGROUP // cute.arch.WARP_SIZE:
             cute.arch.setmaxregister_decrease(PRODUCER_REGISTERS)
@@ -497,7 +504,7 @@ class FlashBwdSm90:
         # read them only from the stages loaded below, the writer warps add into dQ after their steps: all after this.
         cute.arch.griddepcontrol_wait()
 
-        q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
+        q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, self.q_stages)
         do_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
         for step in cutlass.range(steps.count, unroll=1):
             head, m_block, _ = steps.at(step)
@@ -755,11 +762,12 @@ class FlashBwdSm90:
         lse_log2 = cute.make_rmem_tensor((columns,), Float32)
         dpsum = cute.make_rmem_tensor((columns,), Float32)
         # lse or dpsum of each score's column (its query), per stage, in S^T's register layout.
-        by_column = cute.make_layout((KEYS_PER_WARPGROUP, cfg.tile_m, cfg.num_stages), stride=(0, 1, self.row_stage))
-        tLsL, tDsD = (thr_sdp.partition_C(cute.make_tensor(stat.iterator, by_column)) for stat in (sLSElog2, sdPsum))
+        tLsL, tDsD = (thr_sdp.partition_C(cute.make_tensor(stat.iterator, cute.make_layout(
+            (KEYS_PER_WARPGROUP, cfg.tile_m, stages), stride=(0, 1, self.row_stage))))
+            for stat, stages in ((sLSElog2, self.q_stages), (sdPsum, cfg.num_stages)))
 
         pipeline_kv.consumer_wait(pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, 1))
-        q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, cfg.num_stages)
+        q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, self.q_stages)
         do_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, cfg.num_stages)
         for step in cutlass.range(steps.count, unroll=1):
             head, m_block, partial = steps.at(step)
