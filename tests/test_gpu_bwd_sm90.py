@@ -183,9 +183,7 @@ CONFIG_VARIANTS = [(64, dict(split_columns=True, tile_n=128)), (64, dict(split_c
                    (128, dict(overlap_dq=False)), (128, dict(overlap_dq=True)), (128, dict(tile_m=80)),
                    (128, dict(tile_m=80, overlap_dq=False)),
                    (64, dict(tile_m=128, overlap_dq=True)), (64, dict(tile_m=128, dq_by_rows=True)),
-                   (64, dict(tile_m=128, overlap_dq=True, stage_dkv=False)), (128, dict(stage_dkv=False)),
-                   (128, dict(overlap_dq=True, q_stages=3)), (128, dict(overlap_dq=True, rotate=True)),
-                   (64, dict(tile_m=128, overlap_dq=True, dq_by_rows=True, rotate=True))]
+                   (64, dict(tile_m=128, overlap_dq=True, stage_dkv=False)), (128, dict(stage_dkv=False))]
 
 
 @pytest.mark.parametrize("head_dim,config", CONFIG_VARIANTS, 

@@ -76,8 +76,6 @@ class BwdConfig:
 
     tile_m: int = 64  # query rows per step: the N of S^T
     num_stages: int = 2  # depth of the Q and dO pipelines
-    # Q's own depth where it differs (lse's with it): Q is free only after a step's last GEMM (dK's), dO after dV's.
-    q_stages: Optional[int] = None
     # The dQ GEMM is issued before dK's, and dQ goes to shared memory while dK runs (FA4's order); off: every
     # step waits for dK and dQ together, and its dQ handover runs with no GEMM in flight.
     overlap_dq: bool = False
@@ -98,10 +96,6 @@ class BwdConfig:
     # The launch's last, part-full wave of key blocks split among CTAs where that ends it sooner
     # (`backward.tail_split`); a choice of the host, which compiles the kernel for the parts it takes.
     tail_split: bool = True
-    # Each key block starts at its own query block (n_block modulo their count) and wraps around, so the CTAs
-    # of a head add into different dQ blocks at once rather than all into one; not under deterministic, whose
-    # turns follow the key blocks' order.
-    rotate: bool = False
 
 
 @dataclass(frozen=True)
@@ -119,7 +113,6 @@ class Steps:
     m_blocks: Optional[Int32] = None
     first: Optional[Int32] = None  # a split tail's part: its steps start here
     group: int = 1  # query heads a KV head: with one, a step is its query block, with no division
-    offset: Optional[Int32] = None  # `BwdConfig.rotate`: the query block of step 0, from m_block_min
 
     def at(self, step):
         """(head, m_block, partial) of a step; partial: the mask_mod cuts it, it must mask it (False without a
@@ -128,9 +121,6 @@ class Steps:
             step = self.first + step
         if self.blocks is None:
             g, m = self.head_and_block(step, self.num_m_blocks)
-            if cutlass.const_expr(self.offset is not None):
-                m += self.offset
-                m = Int32(cutlass.select_(m >= self.num_m_blocks, m - self.num_m_blocks, m))
             return self.first_head + g, self.m_block_min + m, False
         entry = self.blocks[step]
         g, m = self.head_and_block(entry >> 1, self.m_blocks)
@@ -194,10 +184,6 @@ class FlashBwdSm90:
     def split_tail(self) -> bool:
         """mdKtail, mdVtail: the parts of the launch's last key blocks."""
         return self.tail_splits > 1
-
-    @property
-    def q_stages(self) -> int:
-        return self.config.q_stages or self.config.num_stages
 
     @property
     def row_stage(self) -> int:
@@ -267,7 +253,7 @@ class FlashBwdSm90:
     def smem_layouts(self) -> tuple:
         """(sQ, sdO, sK, sV, sdS): K's columns split in halves for dQ; dS^T in DS_BUFFERS buffers."""
         cfg, d = self.config, self.head_dim
-        return (operand_layout(self.dtype, cfg.tile_m, d, self.q_stages, True),
+        return (operand_layout(self.dtype, cfg.tile_m, d, cfg.num_stages, True),
                 operand_layout(self.dtype, cfg.tile_m, self.head_dim_v, cfg.num_stages, True),
                 operand_layout(self.dtype, TILE_N, d, 1, True, slice_cols=d // dq_accum.WARPGROUPS),
                 operand_layout(self.dtype, TILE_N, self.head_dim_v, 1, True),
@@ -330,7 +316,7 @@ class FlashBwdSm90:
 
         @cute.struct
         class SharedStorage:
-            q_barriers: cute.struct.MemRange[cutlass.Int64, 2 * self.q_stages]
+            q_barriers: cute.struct.MemRange[cutlass.Int64, 2 * cfg.num_stages]
             do_barriers: cute.struct.MemRange[cutlass.Int64, 2 * cfg.num_stages]
             kv_barriers: cute.struct.MemRange[cutlass.Int64, 2]
             sQ: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sQ_layout)], 1024]
@@ -339,7 +325,7 @@ class FlashBwdSm90:
             sV: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sV_layout)], 1024]
             sdS: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sdS_layout)], 1024]
             sdQ: cute.struct.Align[cute.struct.MemRange[Float32, cfg.tile_m * d], 1024]
-            sLSElog2: cute.struct.Align[cute.struct.MemRange[Float32, self.row_stage * self.q_stages], 128]
+            sLSElog2: cute.struct.Align[cute.struct.MemRange[Float32, self.row_stage * cfg.num_stages], 128]
             sdPsum: cute.struct.Align[cute.struct.MemRange[Float32, self.row_stage * cfg.num_stages], 128]
             sTable: cute.struct.MemRange[Float32, cute.size(self.table_shape)]
 
@@ -417,18 +403,14 @@ class FlashBwdSm90:
             first_key, cutlass.min(first_key + self.tile_n, seqlen_k) - 1, seqlen_q, cfg.tile_m)
         group = self.qhead_per_kvhead
         num_m_blocks = m_block_max - m_block_min
-        offset = None
-        if cutlass.const_expr(cfg.rotate and not self.deterministic):
-            offset = n_block % cutlass.max(num_m_blocks, 1)
-        steps = Steps(kv_head * group, m_block_min, num_m_blocks, num_m_blocks * group, group=group, offset=offset)
+        steps = Steps(kv_head * group, m_block_min, num_m_blocks, num_m_blocks * group, group=group)
         if cutlass.const_expr(self.split_tail):
             first, count = Int32(0), steps.count
             if tail.is_part:
                 per_part = cute.ceil_div(steps.count, self.tail_splits)
                 first = split * per_part
                 count = cutlass.max(cutlass.min(per_part, steps.count - first), 0)
-            steps = Steps(kv_head * group, m_block_min, num_m_blocks, count, first=first, group=group,
-                          offset=offset)
+            steps = Steps(kv_head * group, m_block_min, num_m_blocks, count, first=first, group=group)
         if cutlass.const_expr(self.mask_mod is not None):
             turns = lists.turns[batch, kv_head, n_block, None] if cutlass.const_expr(self.deterministic) else None
             steps = Steps(kv_head * group, m_block_min, num_m_blocks, lists.count[batch, kv_head, n_block],
@@ -446,7 +428,7 @@ class FlashBwdSm90:
         q_bytes = cute.size_in_bytes(self.dtype, one_stage(sQ_layout)) + row_bytes
         do_bytes = cute.size_in_bytes(self.dtype, one_stage(sdO_layout)) + row_bytes
         kv_bytes = cute.size_in_bytes(self.dtype, sK_layout) + cute.size_in_bytes(self.dtype, sV_layout)
-        pipeline_q = tma.make_pipeline(storage.q_barriers, self.q_stages, q_bytes, consumer_warps)
+        pipeline_q = tma.make_pipeline(storage.q_barriers, cfg.num_stages, q_bytes, consumer_warps)
         pipeline_do = tma.make_pipeline(storage.do_barriers, cfg.num_stages, do_bytes, consumer_warps)
         pipeline_kv = tma.make_pipeline(storage.kv_barriers, 1, kv_bytes, consumer_warps)
         pipeline.pipeline_init_arrive(cluster_shape_mn=(1, 1), is_relaxed=True)
@@ -458,9 +440,8 @@ class FlashBwdSm90:
         sV = storage.sV.get_tensor(sV_layout.outer, swizzle=sV_layout.inner)  # (tile_n, dv, 1)
         sdS = storage.sdS.get_tensor(sdS_layout.outer, swizzle=sdS_layout.inner)  # (tile_m, tile_n, buffer)
         sdQ = storage.sdQ.get_tensor(cute.make_layout(cfg.tile_m * self.head_dim))  # one workspace chunk
-        sLSElog2, sdPsum = (stat.get_tensor(cute.make_layout((cfg.tile_m, stages), stride=(1, self.row_stage)))
-                            for stat, stages in ((storage.sLSElog2, self.q_stages),
-                                                 (storage.sdPsum, cfg.num_stages)))  # (tile_m, stage)
+        rows = cute.make_layout((cfg.tile_m, cfg.num_stages), stride=(1, self.row_stage))
+        sLSElog2, sdPsum = storage.sLSElog2.get_tensor(rows), storage.sdPsum.get_tensor(rows)  # (tile_m, stage)
 
         if warp_idx < THREADS_PER_WARPGROUP // cute.arch.WARP_SIZE:
             cute.arch.setmaxregister_decrease(PRODUCER_REGISTERS)
@@ -504,7 +485,7 @@ class FlashBwdSm90:
         # read them only from the stages loaded below, the writer warps add into dQ after their steps: all after this.
         cute.arch.griddepcontrol_wait()
 
-        q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, self.q_stages)
+        q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
         do_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
         for step in cutlass.range(steps.count, unroll=1):
             head, m_block, _ = steps.at(step)
@@ -762,12 +743,11 @@ class FlashBwdSm90:
         lse_log2 = cute.make_rmem_tensor((columns,), Float32)
         dpsum = cute.make_rmem_tensor((columns,), Float32)
         # lse or dpsum of each score's column (its query), per stage, in S^T's register layout.
-        tLsL, tDsD = (thr_sdp.partition_C(cute.make_tensor(stat.iterator, cute.make_layout(
-            (KEYS_PER_WARPGROUP, cfg.tile_m, stages), stride=(0, 1, self.row_stage))))
-            for stat, stages in ((sLSElog2, self.q_stages), (sdPsum, cfg.num_stages)))
+        by_column = cute.make_layout((KEYS_PER_WARPGROUP, cfg.tile_m, cfg.num_stages), stride=(0, 1, self.row_stage))
+        tLsL, tDsD = (thr_sdp.partition_C(cute.make_tensor(stat.iterator, by_column)) for stat in (sLSElog2, sdPsum))
 
         pipeline_kv.consumer_wait(pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, 1))
-        q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, self.q_stages)
+        q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, cfg.num_stages)
         do_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, cfg.num_stages)
         for step in cutlass.range(steps.count, unroll=1):
             head, m_block, partial = steps.at(step)

@@ -51,7 +51,6 @@ class FlashBwdSm90SplitD(FlashBwdSm90):
         cfg = self.config
         assert not cfg.dq_by_rows, "the split-d kernel splits dQ by columns: dq_by_rows=False"
         assert not self.split_tail, "the split-d kernel takes no split tail (`backward.tail_split`)"
-        assert cfg.q_stages is None, f"the split-d kernel's Q and dO share num_stages (q_stages {cfg.q_stages})"
         assert cfg.tile_n % KEYS_PER_WARPGROUP == 0 and cfg.tile_m in (64, 128), \
             f"tile_n {cfg.tile_n} (a multiple of 64), tile_m {cfg.tile_m} (64 or 128)"
 
