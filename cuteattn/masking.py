@@ -110,10 +110,12 @@ class Window:
 
 
 @cute.jit
-def mask_tile(s: cute.Tensor, coords: cute.Tensor, row0: Int32, col0: Int32, window: Window, keys: cutlass.Constexpr):
+def mask_tile(s: cute.Tensor, coords: cute.Tensor, row0: Int32, col0: Int32, window: Window, keys: cutlass.Constexpr,
+              padding_rows: cutlass.Constexpr = 0):
     """Set to -inf the scores (rows, cols) whose key the row does not see. `coords` holds each register's
     (row, col) in the tile of `keys` keys; row0 and col0 place the tile in the sequence. The seqlen_k tail is
-    masked only in the tile that crosses it."""
+    masked only in the tile that crosses it; with padding_rows, the tile's row count, also the rows past
+    seqlen_q (unpacked rows only)."""
     if cutlass.const_expr(window.pack > 1):
         _mask_packed_rows(s, coords, row0, col0, window)
     else:
@@ -124,6 +126,12 @@ def mask_tile(s: cute.Tensor, coords: cute.Tensor, row0: Int32, col0: Int32, win
             if coords[0, c][1] + col0 >= window.seqlen_k:
                 for r in cutlass.range_constexpr(cute.size(s, mode=[0])):
                     s[r, c] = -Float32.inf
+    if cutlass.const_expr(padding_rows > 0):
+        if cute.arch.make_warp_uniform(row0 + padding_rows > window.seqlen_q) != 0:
+            for r in cutlass.range_constexpr(cute.size(s, mode=[0])):
+                past = coords[r, 0][0] + row0 >= window.seqlen_q
+                for c in cutlass.range_constexpr(cute.size(s, mode=[1])):
+                    s[r, c] = cutlass.select_(past, -Float32.inf, s[r, c])
 
 
 @cute.jit

@@ -120,7 +120,8 @@ def test_head_dim_v(dtype, causal, seqlen_q, seqlen_k):
 @pytest.mark.parametrize("features", [dict(window=(100, 30)), dict(softcap=30.0, causal=True),
                                       dict(sink=True, causal=True), dict(deterministic=True, causal=True)])
 def test_wide_heads_features(head_dim, head_dim_v, features):
-    """The split-d kernel of the wide heads under windows, softcap, a sink, GQA and deterministic dQ."""
+    """The wide heads' kernels (192: the head dim on the wgmma's M; 256: split-d) under windows, softcap, a sink,
+    GQA and deterministic dQ."""
     features = dict(features)
     causal = features.pop("causal", False)
     if features.pop("sink", False):
@@ -157,7 +158,7 @@ def test_sink(causal, seqlen_q, seqlen_k):
     check(2, seqlen_q, seqlen_k, 4, 2, 128, causal, torch.bfloat16, sink=sink)
 
 
-@pytest.mark.parametrize("head_dim", [128, 256])
+@pytest.mark.parametrize("head_dim", [128, 192, 256])
 @pytest.mark.parametrize("causal,window", [(False, (None, None)), (True, (None, None)), (False, (100, 30))])
 def test_deterministic(head_dim, causal, window):
     """deterministic=True: correct, and bitwise the same over five runs (dQ gets many key blocks' terms)."""
@@ -175,7 +176,8 @@ def test_deterministic(head_dim, causal, window):
 
 
 # BwdConfig variants beside the defaults: the column split at head dims the key split also covers (128 keys or 128
-# query rows per step, tiled by wgmmas of 64 rows), the key split over the query rows the defaults do not take
+# query rows per step, tiled by wgmmas of 64 rows) and at 192 (whose default puts the head dim on the wgmma's
+# M), that kernel at 128, the key split over the query rows the defaults do not take
 # (64 at hdim 64 and, plain, at 128; 80 at hdim 128 under causal and a window, dQ computed transposed), and
 # without dQ's handover under the dK GEMM.
 CONFIG_VARIANTS = [(64, dict(split_columns=True, tile_n=128)), (64, dict(split_columns=True, tile_m=128)),
@@ -183,7 +185,8 @@ CONFIG_VARIANTS = [(64, dict(split_columns=True, tile_n=128)), (64, dict(split_c
                    (128, dict(overlap_dq=False)), (128, dict(overlap_dq=True)), (128, dict(tile_m=80)),
                    (128, dict(tile_m=80, overlap_dq=False)),
                    (64, dict(tile_m=128, overlap_dq=True)), (64, dict(tile_m=128, dq_by_rows=True)),
-                   (64, dict(tile_m=128, overlap_dq=True, stage_dkv=False)), (128, dict(stage_dkv=False))]
+                   (64, dict(tile_m=128, overlap_dq=True, stage_dkv=False)), (128, dict(stage_dkv=False)),
+                   (192, dict(split_columns=True)), (128, dict(head_dim_on_m=True, tile_n=96))]
 
 
 @pytest.mark.parametrize("head_dim,config", CONFIG_VARIANTS, 

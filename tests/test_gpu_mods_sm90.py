@@ -119,7 +119,7 @@ def test_gallery_backward(name, seqlen_q, seqlen_k):
     check_backward(2, seqlen_q, seqlen_k, 4, 4, 128, name)
 
 
-@pytest.mark.parametrize("head_dim", [64, 256])
+@pytest.mark.parametrize("head_dim", [64, 192, 256])
 @pytest.mark.parametrize("seqlen_q,seqlen_k", [(17, 1000), (113, 300)])
 def test_backward_strong_position_bias(head_dim, seqlen_q, seqlen_k):
     """A bias that grows with kv_idx - q_idx: at the padding queries past seqlen_q (whose lse is 0) the scores

@@ -29,6 +29,7 @@ from cuteattn.mods.block_sparsity import sample_mods
 from cuteattn.registry import compile_target
 from cuteattn.sm90.bwd_kernel import TILE_N, BwdConfig, FlashBwdSm90
 from cuteattn.sm90.bwd_kernel_split_d import FlashBwdSm90SplitD
+from cuteattn.sm90.bwd_kernel_wide import FlashBwdSm90Wide
 from cuteattn.sm90.bwd_postprocess import DqPostprocess, TailSum
 from cuteattn.sm90.bwd_preprocess import bwd_preprocess
 from cuteattn.masking import window_args
@@ -37,17 +38,21 @@ from cuteattn.tile_scheduler import sm_count, tail_parts
 
 HEAD_DIMS = (64, 96, 128, 192, 256)
 HEAD_DIM_PAIRS = ((192, 128),)  # head_dim_v != head_dim
-# Head dims over 128 run the split-d kernel, whose P^T and dS^T take shared memory: at 256 one Q and dO stage.
-# (plain, other) per head dim; other: a window (causal too), softcap or mods. hdim 64: FA4's 128 query rows a
+# hdim 192 runs the head dim on the wgmma's M over 96 keys a CTA (`bwd_kernel_wide`), one dO stage at
+# head_dim_v 192 (two do not fit beside K, V, P, dS and dQ); hdim 256 the split-d kernel, whose P^T and dS^T take
+# shared memory: one Q and dO stage. (plain, other) per (head_dim, head_dim_v); other: a window (causal too), softcap or mods. hdim 64: FA4's 128 query rows a
 # step, 480 TFLOP/s against 402 over 64 rows (H100, 16k, notes-5), its dQ by rows: 483 against 463 (H200, 16k,
 # notes-8). hdim 128: 64 rows since the pinned descriptors; our 80-row lean step (FA4's choice) measured 555-570
 # TFLOP/s at 4k against 579-590, 604-620 at 16k against 623 (H100, notes-14). dQ's GEMM before dK's (overlap_dq)
 # at hdims 64 and 128: 0 to +4% (notes-6).
 _DEFAULT = BwdConfig()
 _OVERLAP = BwdConfig(overlap_dq=True)
-CONFIGS = {64: (BwdConfig(tile_m=128, overlap_dq=True, dq_by_rows=True),) * 2,
-           128: (_OVERLAP, _OVERLAP),
-           256: (BwdConfig(num_stages=1),) * 2}
+_WIDE = BwdConfig(head_dim_on_m=True, tile_n=96)
+CONFIGS = {(64, 64): (BwdConfig(tile_m=128, overlap_dq=True, dq_by_rows=True),) * 2,
+           (128, 128): (_OVERLAP, _OVERLAP),
+           (192, 192): (replace(_WIDE, do_stages=1),) * 2,
+           (192, 128): (_WIDE, _WIDE),
+           (256, 256): (BwdConfig(num_stages=1),) * 2}
 
 
 # A split tail (`tail_split`): at most MAX_TAIL_SPLITS parts a key block, each of at least MIN_TAIL_STEPS query
@@ -58,8 +63,8 @@ MIN_TAIL_STEPS = 8
 TAIL_PART_STEPS = 4
 
 
-def default_config(head_dim: int, opts: reference.Options) -> BwdConfig:
-    plain, other = CONFIGS.get(head_dim, (_DEFAULT, _DEFAULT))
+def default_config(head_dim: int, opts: reference.Options, head_dim_v: Optional[int] = None) -> BwdConfig:
+    plain, other = CONFIGS.get((head_dim, head_dim_v or head_dim), (_DEFAULT, _DEFAULT))
     features = (opts.window_left, opts.window_right, opts.score_mod, opts.mask_mod, opts.block_mask)
     return other if features != (None,) * len(features) or opts.softcap > 0 else plain
 
@@ -73,14 +78,15 @@ def unsupported(head_dim: int, head_dim_v: int, opts: reference.Options) -> Opti
 
 
 def _key_split(head_dim: int, head_dim_v: int, config: BwdConfig) -> bool:
-    """Whether the request runs the key-split kernel (`FlashBwdSm90`), not the split-d one."""
-    return FlashBwdSm90.covers(head_dim, head_dim_v) and not config.split_columns
+    """Whether the request runs the key-split kernel (`FlashBwdSm90`), not the split-d or wide one."""
+    return FlashBwdSm90.covers(head_dim, head_dim_v) and not (config.split_columns or config.head_dim_on_m)
 
 
 @functools.lru_cache(maxsize=None)
 def _kernel(dtype, head_dim, head_dim_v, qhead_per_kvhead, has_window_left, has_window_right, has_softcap,
             deterministic, score_mod, mask_mod, config, tail_splits) -> FlashBwdSm90:
-    kind = FlashBwdSm90 if _key_split(head_dim, head_dim_v, config) else FlashBwdSm90SplitD
+    kind = FlashBwdSm90 if _key_split(head_dim, head_dim_v, config) else \
+        FlashBwdSm90Wide if config.head_dim_on_m else FlashBwdSm90SplitD
     return kind(TORCH_TO_CUTE[dtype], head_dim, head_dim_v, qhead_per_kvhead, has_window_left=has_window_left,
                 has_window_right=has_window_right, has_softcap=has_softcap, deterministic=deterministic,
                 score_mod=score_mod, mask_mod=mask_mod, config=config, tail_splits=tail_splits)
@@ -93,7 +99,8 @@ def kernel_for(dtype: torch.dtype, head_dim: int, head_dim_v: int, qhead_per_kvh
     tail_splits: the parts of the last key blocks (`tail_split`)."""
     return _kernel(dtype, head_dim, head_dim_v, qhead_per_kvhead, opts.window_left is not None,
                    opts.window_right is not None, opts.softcap > 0, deterministic,
-                   *(traced if traced is not None else mods.traced(opts)), config or default_config(head_dim, opts),
+                   *(traced if traced is not None else mods.traced(opts)),
+                   config or default_config(head_dim, opts, head_dim_v),
                    tail_splits)
 
 
@@ -154,7 +161,7 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
     dq, dk, dv are written into `grads` when given (contiguous, shaped like q, k, v). tail: a split tail's
     (key blocks, parts) to take in place of `tail_split`'s."""
     batch, seqlen_q, heads, head_dim = q.shape
-    cfg = config or default_config(head_dim, opts)
+    cfg = config or default_config(head_dim, opts, v.shape[-1])
     traced = mods.traced(opts)
     tail = tail or tail_split(q, k, v, opts, cfg, deterministic)
     op = kernel_for(q.dtype, head_dim, v.shape[-1], heads // k.shape[2], opts, deterministic, cfg, traced,

@@ -45,7 +45,7 @@ from cutlass.cute.nvgpu.warpgroup import OperandSource
 from cuteattn import softmax
 from cuteattn.fragments import as_a_operand, rowcol
 from cuteattn.kernel_args import BlockLists, ScoreArgs, launch
-from cuteattn.masking import Window, mask_tile_transposed
+from cuteattn.masking import Window, mask_tile, mask_tile_transposed
 from cuteattn.mods import tile as mod_tile
 from cuteattn.mods.trace import TracedMod
 from cuteattn.sm90 import dq_accum, tma
@@ -75,7 +75,8 @@ class BwdConfig:
     """The kernel's tunable choices."""
 
     tile_m: int = 64  # query rows per step: the N of S^T
-    num_stages: int = 2  # depth of the Q and dO pipelines
+    num_stages: int = 2  # depth of the Q pipeline, and of dO's unless do_stages
+    do_stages: Optional[int] = None  # depth of the dO pipeline where it differs from Q's
     # The dQ GEMM is issued before dK's, and dQ goes to shared memory while dK runs (FA4's order); off: every
     # step waits for dK and dQ together, and its dQ handover runs with no GEMM in flight.
     overlap_dq: bool = False
@@ -83,7 +84,10 @@ class BwdConfig:
     # over tile_n keys per CTA (a multiple of 64); always so where one consumer cannot hold dK and dV of its
     # keys (head_dim > 128 or head_dim_v != head_dim).
     split_columns: bool = False
-    tile_n: int = 64  # keys per CTA under split_columns; the key split takes 64 per consumer
+    # dK^T and dV^T accumulate with the head dim on the wgmma's M, each consumer over tile_n / 2 keys
+    # (`bwd_kernel_wide`): hdim 192, where the column split's 64 keys a CTA read each Q and dO tile for few keys.
+    head_dim_on_m: bool = False
+    tile_n: int = 64  # keys per CTA under split_columns or head_dim_on_m; the key split takes 64 per consumer
     # With tile_m 128 (the key split): each consumer's dQ is its 64 queries' rows over all columns, not all
     # rows over half the columns. Half the wgmmas, each twice as wide, so dS is read from shared memory half
     # as often per FLOP (hdim 64: 32 wgmmas a step against 40, like FA4's). hdim 64, H200: 387 TFLOP/s against
@@ -186,6 +190,15 @@ class FlashBwdSm90:
         return self.tail_splits > 1
 
     @property
+    def do_stages(self) -> int:
+        return self.config.do_stages or self.config.num_stages
+
+    @property
+    def transposed_scores(self) -> bool:
+        """Whether a consumer's score tile holds keys on its rows (S^T), not queries."""
+        return True
+
+    @property
     def row_stage(self) -> int:
         """Floats between the stages of lse (and dpsum) in shared memory: a TMA writes to 128-byte aligned
         addresses, which 80 rows are not."""
@@ -254,7 +267,7 @@ class FlashBwdSm90:
         """(sQ, sdO, sK, sV, sdS): K's columns split in halves for dQ; dS^T in DS_BUFFERS buffers."""
         cfg, d = self.config, self.head_dim
         return (operand_layout(self.dtype, cfg.tile_m, d, cfg.num_stages, True),
-                operand_layout(self.dtype, cfg.tile_m, self.head_dim_v, cfg.num_stages, True),
+                operand_layout(self.dtype, cfg.tile_m, self.head_dim_v, self.do_stages, True),
                 operand_layout(self.dtype, TILE_N, d, 1, True, slice_cols=d // dq_accum.WARPGROUPS),
                 operand_layout(self.dtype, TILE_N, self.head_dim_v, 1, True),
                 operand_layout(self.dtype, cfg.tile_m, TILE_N, DS_BUFFERS, False))
@@ -317,7 +330,7 @@ class FlashBwdSm90:
         @cute.struct
         class SharedStorage:
             q_barriers: cute.struct.MemRange[cutlass.Int64, 2 * cfg.num_stages]
-            do_barriers: cute.struct.MemRange[cutlass.Int64, 2 * cfg.num_stages]
+            do_barriers: cute.struct.MemRange[cutlass.Int64, 2 * self.do_stages]
             kv_barriers: cute.struct.MemRange[cutlass.Int64, 2]
             sQ: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sQ_layout)], 1024]
             sdO: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sdO_layout)], 1024]
@@ -326,7 +339,7 @@ class FlashBwdSm90:
             sdS: cute.struct.Align[cute.struct.MemRange[self.dtype, cute.cosize(sdS_layout)], 1024]
             sdQ: cute.struct.Align[cute.struct.MemRange[Float32, cfg.tile_m * d], 1024]
             sLSElog2: cute.struct.Align[cute.struct.MemRange[Float32, self.row_stage * cfg.num_stages], 128]
-            sdPsum: cute.struct.Align[cute.struct.MemRange[Float32, self.row_stage * cfg.num_stages], 128]
+            sdPsum: cute.struct.Align[cute.struct.MemRange[Float32, self.row_stage * self.do_stages], 128]
             sTable: cute.struct.MemRange[Float32, cute.size(self.table_shape)]
 
         seqlen_k, _, heads_kv, batch = mK.shape
@@ -429,7 +442,7 @@ class FlashBwdSm90:
         do_bytes = cute.size_in_bytes(self.dtype, one_stage(sdO_layout)) + row_bytes
         kv_bytes = cute.size_in_bytes(self.dtype, sK_layout) + cute.size_in_bytes(self.dtype, sV_layout)
         pipeline_q = tma.make_pipeline(storage.q_barriers, cfg.num_stages, q_bytes, consumer_warps)
-        pipeline_do = tma.make_pipeline(storage.do_barriers, cfg.num_stages, do_bytes, consumer_warps)
+        pipeline_do = tma.make_pipeline(storage.do_barriers, self.do_stages, do_bytes, consumer_warps)
         pipeline_kv = tma.make_pipeline(storage.kv_barriers, 1, kv_bytes, consumer_warps)
         pipeline.pipeline_init_arrive(cluster_shape_mn=(1, 1), is_relaxed=True)
         pipeline.pipeline_init_wait(cluster_shape_mn=(1, 1))
@@ -440,8 +453,9 @@ class FlashBwdSm90:
         sV = storage.sV.get_tensor(sV_layout.outer, swizzle=sV_layout.inner)  # (tile_n, dv, 1)
         sdS = storage.sdS.get_tensor(sdS_layout.outer, swizzle=sdS_layout.inner)  # (tile_m, tile_n, buffer)
         sdQ = storage.sdQ.get_tensor(cute.make_layout(cfg.tile_m * self.head_dim))  # one workspace chunk
-        rows = cute.make_layout((cfg.tile_m, cfg.num_stages), stride=(1, self.row_stage))
-        sLSElog2, sdPsum = storage.sLSElog2.get_tensor(rows), storage.sdPsum.get_tensor(rows)  # (tile_m, stage)
+        sLSElog2, sdPsum = (stat.get_tensor(cute.make_layout((cfg.tile_m, stages), stride=(1, self.row_stage)))
+                            for stat, stages in ((storage.sLSElog2, cfg.num_stages),
+                                                 (storage.sdPsum, self.do_stages)))  # (tile_m, stage)
 
         if warp_idx < THREADS_PER_WARPGROUP // cute.arch.WARP_SIZE:
             cute.arch.setmaxregister_decrease(PRODUCER_REGISTERS)
@@ -486,7 +500,7 @@ class FlashBwdSm90:
         cute.arch.griddepcontrol_wait()
 
         q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
-        do_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
+        do_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, self.do_stages)
         for step in cutlass.range(steps.count, unroll=1):
             head, m_block, _ = steps.at(step)
             tQsQ, tQgQ = tma.partition(tma_q, sQ, cute.local_tile(mQ[None, None, head, batch],
@@ -507,13 +521,14 @@ class FlashBwdSm90:
     @cute.jit
     def probabilities(self, s, deriv, scores, coords, lse_log2, scale_log2, tanh_scale, head, key0, query0, window,
                       mods, partial):
-        """S^T -> P^T in place. `deriv` receives d(new score)/d(held score) where it is not 1: the softcap's
+        """S^T -> P^T in place (S -> P without `transposed_scores`); lse_log2 holds the thread's queries, by
+        column (by row). `deriv` receives d(new score)/d(held score) where it is not 1: the softcap's
         1 - tanh^2, times the score_mod's derivative; `scores` what the score_mod saw, when kept."""
         if cutlass.const_expr(self.has_softcap):
             softmax.softcap(s, tanh_scale)
             for i in cutlass.range_constexpr(cute.size(s)):
                 deriv[i] = (1.0 - s[i] * s[i]).to(self.dtype)
-        place = mods.place(head, query0, key0, transposed=True)
+        place = mods.place(head, query0, key0, transposed=self.transposed_scores)
         score_tensors, mask_tensors = mods.split(self.score_mod)
         if cutlass.const_expr(self.score_mod is not None):
             mod_tile.score_mod_with_derivative(self.score_mod, score_tensors, s, deriv, coords, place,
@@ -529,33 +544,41 @@ class FlashBwdSm90:
         # Told the branch is warp-uniform, ptxas keeps the pipeline stages in uniform registers; else the
         # column-split step at hdim 192 builds every wgmma descriptor through R2UR (545 instructions against 345).
         if cute.arch.make_warp_uniform(cut) != 0:
-            mask_tile_transposed(s, coords, key0, query0, window, self.keys_per_consumer,
-                                 self.queries_per_consumer, padding_queries=padding)
+            if cutlass.const_expr(self.transposed_scores):
+                mask_tile_transposed(s, coords, key0, query0, window, self.keys_per_consumer,
+                                     self.queries_per_consumer, padding_queries=padding)
+            else:
+                mask_tile(s, coords, query0, key0, window, self.keys_per_consumer,
+                          padding_rows=self.queries_per_consumer if padding else 0)
         if cutlass.const_expr(self.mask_mod is not None):
             if partial:  # full blocks of the block sparsity need no mask
                 mod_tile.apply_mask_mod(self.mask_mod, mask_tensors, s, coords, place)
         for c in cutlass.range_constexpr(cute.size(s, mode=[1])):
             for r in cutlass.range_constexpr(cute.size(s, mode=[0])):
-                s[r, c] = cute.math.exp2(s[r, c] * scale_log2 - lse_log2[c], fastmath=True)
+                s[r, c] = cute.math.exp2(s[r, c] * scale_log2 - self.of_query(lse_log2, r, c), fastmath=True)
+
+    def of_query(self, stat, r, c):
+        """A thread's value of lse or dpsum for its score (r, c): the queries are the columns of S^T, the rows of S."""
+        return stat[c] if self.transposed_scores else stat[r]
 
     @cute.jit
     def score_grads(self, dp, p, deriv, scores, dpsum, coords, head, key0, query0, mods):
-        """dP^T -> dS^T = P^T * (dP^T - dpsum) in place, through the score_mod and the softcap's tanh; the
-        gradients of the score_mod's captured tensors are added on the way."""
+        """dP^T -> dS^T = P^T * (dP^T - dpsum) in place (dP -> dS without `transposed_scores`), through the
+        score_mod and the softcap's tanh; the gradients of the score_mod's captured tensors are added on the way."""
         for c in cutlass.range_constexpr(cute.size(dp, mode=[1])):
             for r in cutlass.range_constexpr(cute.size(dp, mode=[0])):
-                dp[r, c] = p[r, c] * (dp[r, c] - dpsum[c])
+                dp[r, c] = p[r, c] * (dp[r, c] - self.of_query(dpsum, r, c))
         if cutlass.const_expr(self.score_mod is not None and len(self.score_mod.grads_of) > 0):
             score_tensors, _ = mods.split(self.score_mod)
             mod_tile.add_captured_grads(self.score_mod, score_tensors, mods.grads, dp, scores, coords,
-                                        mods.place(head, query0, key0, transposed=True))
+                                        mods.place(head, query0, key0, transposed=self.transposed_scores))
         if cutlass.const_expr(self.keeps_derivative):
             for i in cutlass.range_constexpr(cute.size(dp)):
                 dp[i] = dp[i] * deriv[i].to(Float32)
         if cutlass.const_expr(self.late_derivative):
             score_tensors, _ = mods.split(self.score_mod)
             mod_tile.times_derivative(self.score_mod, score_tensors, dp, coords,
-                                      mods.place(head, query0, key0, transposed=True))
+                                      mods.place(head, query0, key0, transposed=self.transposed_scores))
 
     @cute.jit
     def write_dq(self, mdQaccum, mdQturn, sdQ, n_block, batch, steps, window, wg):
@@ -743,12 +766,13 @@ class FlashBwdSm90:
         lse_log2 = cute.make_rmem_tensor((columns,), Float32)
         dpsum = cute.make_rmem_tensor((columns,), Float32)
         # lse or dpsum of each score's column (its query), per stage, in S^T's register layout.
-        by_column = cute.make_layout((KEYS_PER_WARPGROUP, cfg.tile_m, cfg.num_stages), stride=(0, 1, self.row_stage))
-        tLsL, tDsD = (thr_sdp.partition_C(cute.make_tensor(stat.iterator, by_column)) for stat in (sLSElog2, sdPsum))
+        tLsL, tDsD = (thr_sdp.partition_C(cute.make_tensor(stat.iterator, cute.make_layout(
+            (KEYS_PER_WARPGROUP, cfg.tile_m, stages), stride=(0, 1, self.row_stage))))
+            for stat, stages in ((sLSElog2, cfg.num_stages), (sdPsum, self.do_stages)))
 
         pipeline_kv.consumer_wait(pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, 1))
         q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, cfg.num_stages)
-        do_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, cfg.num_stages)
+        do_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Consumer, self.do_stages)
         for step in cutlass.range(steps.count, unroll=1):
             head, m_block, partial = steps.at(step)
             query0 = m_block * cfg.tile_m
