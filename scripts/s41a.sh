@@ -2,10 +2,10 @@
 # racecheck of two small calls, then timed against split-d (its former default) and FA4, 3 rounds. About 480 s.
 set --; source .gpu/setup.sh; python3 -c "import cutlass" || { rm -rf /tmp/gpu-site; source .gpu/setup.sh; }
 T=tests/test_gpu_bwd_sm90.py
-timeout 400 python3 -m pytest -q -x $T -k "test_backward and 192" > $OUT/tests-a.log 2>&1 &
+timeout 400 python3 -m pytest -q $T -k "test_backward and 192" > $OUT/tests-a.log 2>&1 &
 timeout 400 python3 -m pytest -q $T -k "head_dim_v or wide_heads or (deterministic and 192)" > $OUT/tests-b.log 2>&1 &
 timeout 400 python3 -m pytest -q $T tests/test_gpu_mods_sm90.py -k "(config_variants and (192 or head_dim_on)) or \
-(backward and 192 and not test_backward_of)" > $OUT/tests-c.log 2>&1 &
+(gallery_backward_head_dims and 192) or (strong_position_bias and 192)" > $OUT/tests-c.log 2>&1 &
 timeout 300 compute-sanitizer --tool racecheck python3 -c "
 import torch, cuteattn
 for hd, hv, causal, hkv in ((192, 192, True, 1), (192, 128, False, 2)):
