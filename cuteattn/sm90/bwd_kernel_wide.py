@@ -81,7 +81,7 @@ class FlashBwdSm90Wide(FlashBwdSm90):
     def tiled_mmas(self) -> tuple:
         """(S and dP, dV^T, dK^T, dQ): dV^T and dK^T read dO^T and Q^T (MN-major) against P and dS
         (MN-major: the keys are contiguous), wgmmas of 64 head-dim rows."""
-        cfg, keys = self.config, self.keys_per_consumer
+        keys = self.keys_per_consumer
 
         def mma(a_major, b_major, n):
             return sm90_utils.make_trivial_tiled_mma(self.dtype, self.dtype, a_major, b_major, Float32, (1, 1, 1),
