@@ -14,8 +14,8 @@ accumulates their gradients transposed, the head dim on M. Per block of tile_m (
     dQ[:, half c] = dS K[:, half c]                  over all tile_n keys, added into the workspace
 
 A consumer reads only its own keys' P, and its own dS but for dQ: before it stores dS again it waits for the
-other consumer's last dQ GEMM (one buffer each; at head_dim_v 192 a second one leaves no room). dK^T and dV^T
-go out from the registers at the end. The producer, the dQ writer warps, the masking and the mods are the
+other consumer's last dQ GEMM (one buffer each; at head_dim_v 192 a second one leaves no room). At the end dK^T
+and dV^T go out through shared memory, transposed by stmatrix.trans into rows of keys. The producer, the dQ writer warps, the masking and the mods are the
 key-split kernel's (`bwd_kernel`).
 """
 
@@ -128,16 +128,6 @@ class FlashBwdSm90Wide(FlashBwdSm90):
         store, thr_store = accumulator_store(self.dtype, tiled_mma_sdp, wg_tidx)
         tPsPdS = thr_store.partition_D(my_pds)
 
-        # Partitioned ahead: the wgmma issue below rebinds the tiled MMAs' accumulate field in the loop. dK^T and
-        # dV^T go to (head_dim, keys) views of dK and dV; the coordinates hold (key, column).
-        def transposed_tile(mX, cols):
-            tile, where = (cols, keys), (0, n_block * CONSUMERS + wg)
-            return (thr_dkv.partition_C(cute.local_tile(transposed(mX[batch, None, kv_head, None]), tile, where)),
-                    thr_dkv.partition_C(cute.local_tile(transposed(cute.make_identity_tensor((mX.shape[1], cols))),
-                                                        tile, where)))
-        tdKgdK, tdKcdK = transposed_tile(mdK, d)
-        tdVgdV, tdVcdV = transposed_tile(mdV, dv)
-
         acc_s = cute.make_rmem_tensor(thr_sdp.partition_shape_C((cfg.tile_m, keys)), Float32)
         acc_dp = cute.make_rmem_tensor_like(acc_s)
         acc_dk = cute.make_rmem_tensor(thr_dkv.partition_shape_C((d, keys)), Float32)
@@ -198,4 +188,5 @@ class FlashBwdSm90Wide(FlashBwdSm90):
             pipeline_q.consumer_release(q_state)
             q_state.advance()
 
-        self.write_dkv_from_registers(acc_dk, acc_dv, dk_scale, tdKgdK, tdKcdK, tdVgdV, tdVcdV, window.seqlen_k)
+        self.write_dkv(tiled_mma_dk, acc_dk, acc_dv, dk_scale, sK, sV, mdK, mdV, kv_head, batch, key0, window.seqlen_k,
+                       wg, wg_tidx, transposed_acc=True)

@@ -34,8 +34,9 @@ def transposed(t: cute.Tensor) -> cute.Tensor:
     return cute.make_tensor(t.iterator, cute.select(t.layout, mode=modes))
 
 
-def accumulator_store(dtype, tiled_mma: cute.TiledMma, tidx):
+def accumulator_store(dtype, tiled_mma: cute.TiledMma, tidx, transpose: bool = False):
     """(copy, its slice for thread `tidx`): a tile in `tiled_mma`'s accumulator layout, converted to `dtype`
-    (16-bit), into shared memory by stmatrix, four 8x8 tiles a warp per instruction."""
-    store = cute.make_tiled_copy_C(cute.make_copy_atom(StMatrix8x8x16bOp(False, 4), dtype), tiled_mma)
+    (16-bit), into shared memory by stmatrix, four 8x8 tiles a warp per instruction; `transpose`: into a tile
+    whose rows are contiguous (stmatrix.trans)."""
+    store = cute.make_tiled_copy_C(cute.make_copy_atom(StMatrix8x8x16bOp(transpose, 4), dtype), tiled_mma)
     return store, store.get_slice(tidx)
