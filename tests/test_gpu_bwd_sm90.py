@@ -90,12 +90,14 @@ def test_backward_of_a_split_forward(num_splits, causal, seqlen_q, heads, heads_
 
 
 @pytest.mark.parametrize("tail", [(1, 2), (3, 7)])
-@pytest.mark.parametrize("head_dim,heads,heads_kv", [(64, 4, 2), (128, 4, 4)])
+@pytest.mark.parametrize("head_dim,head_dim_v,heads,heads_kv", [(64, 64, 4, 2), (128, 128, 4, 4), (192, 192, 4, 2),
+                                                                 (192, 128, 4, 4)])
 @pytest.mark.parametrize("seqlen_q,seqlen_k", [(1000, 300), (113, 700), (17, 257)])
-def test_split_tail(tail, head_dim, heads, heads_kv, seqlen_q, seqlen_k):
+def test_split_tail(tail, head_dim, head_dim_v, heads, heads_kv, seqlen_q, seqlen_k):
     """The last key blocks' steps shared among CTAs, their dK and dV parts added up (`bwd_postprocess.TailSum`):
-    a last block whose keys end past seqlen_k, parts with no step (more parts than query blocks), GQA, softcap."""
-    check(2, seqlen_q, seqlen_k, heads, heads_kv, head_dim, False, torch.bfloat16, tail=tail,
+    a last block whose keys end past seqlen_k, parts with no step (more parts than query blocks), GQA, softcap;
+    the key split and, at hdim 192, the head dim on the wgmma's M."""
+    check(2, seqlen_q, seqlen_k, heads, heads_kv, head_dim, False, torch.bfloat16, tail=tail, head_dim_v=head_dim_v,
           softcap=30.0 if seqlen_k == 700 else 0.0)
 
 

@@ -108,14 +108,15 @@ def tail_split(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, opts: referenc
                deterministic: bool) -> tuple:
     """(key blocks, parts): the launch's last `key blocks` CTAs, each a key block, split into `parts` runs of its
     query blocks (`tile_scheduler.tail_parts`), or none, (0, 1). Only with config.tail_split in the key-split
-    kernel, where every key block sees every query (no window, causal or mask_mod) and each adds into dQ as it
+    or the wide kernel (`bwd_kernel_wide`), where every key block sees every query (no window, causal or mask_mod) and each adds into dQ as it
     goes (not deterministic)."""
     batch, seqlen_q, heads, head_dim = q.shape
     seqlen_k, heads_kv = k.shape[1], k.shape[2]
     unmasked = (opts.window_left, opts.window_right, opts.mask_mod, opts.block_mask) == (None,) * 4
-    if not (config.tail_split and unmasked and _key_split(head_dim, v.shape[-1], config)) or deterministic:
+    kernel = _key_split(head_dim, v.shape[-1], config) or config.head_dim_on_m
+    if not (config.tail_split and unmasked and kernel) or deterministic:
         return 0, 1
-    key_blocks = -(-seqlen_k // TILE_N) * heads_kv * batch
+    key_blocks = -(-seqlen_k // (config.tile_n if config.head_dim_on_m else TILE_N)) * heads_kv * batch
     steps = -(-seqlen_q // config.tile_m) * (heads // heads_kv)
     return tail_parts(key_blocks, sm_count(q.device.index), steps, TAIL_PART_STEPS, MAX_TAIL_SPLITS,
                       MIN_TAIL_STEPS)
@@ -198,7 +199,7 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
     compiled(q, k, v, dout, lse_log2, dpsum, dq_accum, dq_turn, dk, dv, scale_log2, tanh_scale, opts.softmax_scale,
              left, right, score_scale, mod_tensors, mod_grads, *lists, *parts)
     if op.split_tail:
-        tail_sum = TailSum(op.dtype, head_dim, op.tile_n)
+        tail_sum = TailSum(op.dtype, head_dim, v.shape[-1], op.tile_n)
         get_or_compile(("sm90.bwd_tail_sum", tail_sum), lambda: _compile_tail_sum(tail_sum))(*parts, dk, dv)
     post = DqPostprocess(op.dtype, head_dim, cfg.tile_m, cfg.dq_by_rows)
     get_or_compile(("sm90.bwd_postprocess", post), lambda: _compile_postprocess(post))(
@@ -229,7 +230,10 @@ def build() -> None:
     for head_dim in (64, 128):
         _compile(kernel_for(torch.bfloat16, head_dim, head_dim, 2, plain, tail_splits=7))
     _compile(kernel_for(torch.bfloat16, 128, 128, 1, replace(plain, softcap=30.0), tail_splits=3))
-    _compile_tail_sum(TailSum(cutlass.BFloat16, 128, TILE_N))
+    _compile_tail_sum(TailSum(cutlass.BFloat16, 128, 128, TILE_N))
+    for head_dim_v in (192, 128):
+        _compile(kernel_for(torch.bfloat16, 192, head_dim_v, 2, plain, tail_splits=3))
+        _compile_tail_sum(TailSum(cutlass.BFloat16, 192, head_dim_v, 96))
     score_mod, mask_mod = sample_mods()
     for head_dim in (128, 192):
         _compile(kernel_for(torch.bfloat16, head_dim, head_dim, 1, replace(plain, score_mod=score_mod,

@@ -178,11 +178,14 @@ class FlashBwdSm90:
             (self.config.tile_m == 80 and self.head_dim == 128), \
             f"the key split takes tile_m 64, 128 at head_dim 64 or 80 at 128 (given {self.config.tile_m} at " \
             f"{self.head_dim})"
+        self.check_split_tail()
+        assert not self.config.dq_by_rows or dq_accum.rows_split(self.config.tile_m), \
+            f"dq_by_rows splits 128 query rows in two (given tile_m {self.config.tile_m})"
+
+    def check_split_tail(self):
         assert not self.split_tail or not (self.deterministic or self.mask_mod is not None or self.has_window_left
                                            or self.has_window_right), \
             "a split tail takes the plain order's last key blocks, of equal work, each part adding into dQ at once"
-        assert not self.config.dq_by_rows or dq_accum.rows_split(self.config.tile_m), \
-            f"dq_by_rows splits 128 query rows in two (given tile_m {self.config.tile_m})"
 
     @property
     def split_tail(self) -> bool:

@@ -15,7 +15,8 @@ accumulates their gradients transposed, the head dim on M. Per block of tile_m (
 
 A consumer reads only its own keys' P, and its own dS but for dQ: before it stores dS again it waits for the
 other consumer's last dQ GEMM (one buffer each; at head_dim_v 192 a second one leaves no room). At the end dK^T
-and dV^T go out through shared memory, transposed by stmatrix.trans into rows of keys. The producer, the dQ writer warps, the masking and the mods are the
+and dV^T go out through shared memory, transposed by stmatrix.trans into rows of keys, or, in a split tail's
+part (`bwd_kernel`), in fp32 from the registers. The producer, the dQ writer warps, the masking and the mods are the
 key-split kernel's (`bwd_kernel`).
 """
 
@@ -54,7 +55,8 @@ class FlashBwdSm90Wide(FlashBwdSm90):
     def __post_init__(self):
         cfg = self.config
         assert self.covers(self.head_dim, self.head_dim_v), f"head dims {self.head_dim}, {self.head_dim_v}"
-        assert not cfg.dq_by_rows and not self.split_tail, "dQ by columns, no split tail"
+        assert not cfg.dq_by_rows, "dQ by columns"
+        self.check_split_tail()
         assert cfg.tile_m == 64 and cfg.tile_n == 96, f"tile_m 64, tile_n 96 (given {cfg.tile_m}, {cfg.tile_n})"
 
     @property
@@ -103,7 +105,7 @@ class FlashBwdSm90Wide(FlashBwdSm90):
     @cute.jit
     def consume(self, mdK, mdV, scale_log2, tanh_scale, dk_scale, tiled_mma_sdp, tiled_mma_dv, tiled_mma_dk,
                 tiled_mma_dq, sQ, sdO, sK, sV, sPdS, sdQ, sLSElog2, sdPsum, pipeline_q, pipeline_do, pipeline_kv,
-                n_block, kv_head, batch, steps, window, mods):
+                n_block, kv_head, batch, steps, window, mods, tail=None):
         cfg, d, dv, keys = self.config, self.head_dim, self.head_dim_v, self.keys_per_consumer
         tidx, _, _ = cute.arch.thread_idx()
         wg = cute.arch.make_warp_uniform(tidx // THREADS_PER_WARPGROUP - 1)  # keeps its smem descriptors uniform
@@ -188,5 +190,15 @@ class FlashBwdSm90Wide(FlashBwdSm90):
             pipeline_q.consumer_release(q_state)
             q_state.advance()
 
-        self.write_dkv(tiled_mma_dk, acc_dk, acc_dv, dk_scale, sK, sV, mdK, mdV, kv_head, batch, key0, window.seqlen_k,
-                       wg, wg_tidx, transposed_acc=True)
+        if cutlass.const_expr(tail is not None):
+            if tail.is_part:  # a split tail's part: its sums in fp32, dK^T and dV^T into rows of keys
+                acc_dk.store(acc_dk.load() * dk_scale)
+                for acc, mX, cols in ((acc_dk, tail.mdK, d), (acc_dv, tail.mdV, dv)):
+                    mine = cute.local_tile(transposed(mX), (cols, keys), (0, tail.row0 // keys + wg))
+                    cute.autovec_copy(acc, thr_dkv.partition_C(mine))
+            else:
+                self.write_dkv(tiled_mma_dk, acc_dk, acc_dv, dk_scale, sK, sV, mdK, mdV, kv_head, batch, key0,
+                               window.seqlen_k, wg, wg_tidx, transposed_acc=True)
+        else:
+            self.write_dkv(tiled_mma_dk, acc_dk, acc_dv, dk_scale, sK, sV, mdK, mdV, kv_head, batch, key0,
+                           window.seqlen_k, wg, wg_tidx, transposed_acc=True)

@@ -103,18 +103,24 @@ class TailSum:
 
     dtype: Type[cutlass.Numeric]
     head_dim: int
+    head_dim_v: int
     tile_n: int
+
+    @property
+    def vectors(self) -> int:
+        """Threads a row: each adds VECTOR columns of dK, of dV, or of both."""
+        return max(self.head_dim, self.head_dim_v) // VECTOR
 
     @cute.jit
     def __call__(
         self,
         mdKpart: cute.Tensor,  # (parts, rows, head_dim) fp32, dK already scaled
-        mdVpart: cute.Tensor,  # (parts, rows, head_dim) fp32
+        mdVpart: cute.Tensor,  # (parts, rows, head_dim_v) fp32
         mdK: cute.Tensor,  # (batch, seqlen_k, heads_kv, head_dim)
-        mdV: cute.Tensor,  # (batch, seqlen_k, heads_kv, head_dim)
+        mdV: cute.Tensor,  # (batch, seqlen_k, heads_kv, head_dim_v)
         stream: cuda.CUstream,
     ):
-        threads = mdKpart.shape[1] * (self.head_dim // VECTOR)
+        threads = mdKpart.shape[1] * self.vectors
         launch(self.cta_body(mdKpart, mdVpart, mdK, mdV), (cute.ceil_div(threads, THREADS), 1, 1), THREADS, stream)
 
     @cute.kernel
@@ -122,17 +128,18 @@ class TailSum:
         tidx, _, _ = cute.arch.thread_idx()
         parts, rows, _ = mdKpart.shape
         batch, seqlen_k, heads, _ = mdK.shape
-        vectors = self.head_dim // VECTOR
+        vectors = self.vectors
         t = cute.arch.block_idx()[0] * THREADS + tidx
         b, head, key = tail_row(t // vectors, rows, self.tile_n, seqlen_k, heads, batch)
         if t < rows * vectors:
             if key < seqlen_k:
                 col = t % vectors * VECTOR
-                for part, out in ((mdKpart, mdK), (mdVpart, mdV)):
-                    acc = cute.make_rmem_tensor((VECTOR,), Float32)
-                    acc.fill(0.0)
-                    for s in cutlass.range(parts, unroll=1):
+                for part, out, cols in ((mdKpart, mdK, self.head_dim), (mdVpart, mdV, self.head_dim_v)):
+                    if col < cols:
+                        acc = cute.make_rmem_tensor((VECTOR,), Float32)
+                        acc.fill(0.0)
+                        for s in cutlass.range(parts, unroll=1):
+                            for i in cutlass.range_constexpr(VECTOR):
+                                acc[i] += part[s, t // vectors, col + i]
                         for i in cutlass.range_constexpr(VECTOR):
-                            acc[i] += part[s, t // vectors, col + i]
-                    for i in cutlass.range_constexpr(VECTOR):
-                        out[b, key, head, col + i] = acc[i].to(self.dtype)
+                            out[b, key, head, col + i] = acc[i].to(self.dtype)
