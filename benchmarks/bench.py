@@ -66,18 +66,24 @@ class Case:
     batch: int
     heads: int
     variant: str = "none"
+    hdim_v: int = 0  # 0: hdim
+
+    @property
+    def value_dim(self) -> int:
+        return self.hdim_v or self.hdim
 
     def flops(self) -> float:
         if self.variant in ("sliding_window", "window", "document"):  # the visible pairs of the mask
             pairs = variant_pairs(self.variant, self.seqlen)
-            fwd = 2 * self.batch * self.heads * pairs * 2 * self.hdim
+            fwd = 2 * self.batch * self.heads * pairs * (self.hdim + self.value_dim)
         else:
-            fwd = attention_flops(self.batch, self.heads, self.seqlen, self.seqlen, self.hdim, self.hdim,
+            fwd = attention_flops(self.batch, self.heads, self.seqlen, self.seqlen, self.hdim, self.value_dim,
                                   self.causal)
         return fwd * BWD_FLOP_RATIO if self.direction == "bwd" else fwd
 
     def label(self) -> str:
         variant = f" variant={self.variant}" if self.variant != "none" else ""
+        variant += f" hdim_v={self.hdim_v}" if self.hdim_v not in (0, self.hdim) else ""
         return (f"{self.direction} hdim={self.hdim} causal={int(self.causal)} seqlen={self.seqlen} "
                 f"batch={self.batch} heads={self.heads}{variant}")
 
@@ -198,7 +204,7 @@ def load_fa4():
         if case.variant == "document":
             total = case.batch * case.seqlen
             cu = torch.arange(0, total + 1, min(DOCUMENT, case.seqlen), device=q.device, dtype=torch.int32)
-            flat = [t.reshape(total, case.heads, case.hdim) for t in (q, k, v)]
+            flat = [t.reshape(total, case.heads, t.shape[-1]) for t in (q, k, v)]
             length = min(DOCUMENT, case.seqlen)
             return lambda: first(flash_attn_varlen_func(*flat, cu_seqlens_q=cu, cu_seqlens_k=cu, max_seqlen_q=length,
                                                         max_seqlen_k=length, causal=True)).view(q.shape)
@@ -323,9 +329,10 @@ def one_line(e: BaseException) -> str:
 
 
 def make_inputs(case: Case, dtype):
-    shape = (case.batch, case.seqlen, case.heads, case.hdim)
+    shape = (case.batch, case.seqlen, case.heads)
     grad = case.direction == "bwd"
-    return [torch.randn(shape, device="cuda", dtype=dtype, requires_grad=grad) for _ in range(3)]
+    return [torch.randn(*shape, d, device="cuda", dtype=dtype, requires_grad=grad)
+            for d in (case.hdim, case.hdim, case.value_dim)]
 
 
 def median_ms(case: Case, prepare, dtype, timing: Timing) -> float:

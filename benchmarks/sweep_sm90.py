@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Variants of the sm90 kernels' configs, timed against FA4 in one run (bf16).
 
-    python benchmarks/sweep_sm90.py [--direction fwd|bwd] [--hdims 64,128] [--seqlens 1k,16k]
+    python benchmarks/sweep_sm90.py [--direction fwd|bwd] [--hdims 64,128] [--hdim-v 128] [--seqlens 1k,16k]
                                     [--variants NAME=KEY:VALUE,...]
 
 Each variant replaces fields of the head dim's default FwdConfig, e.g. `n176=tile_n:176` or
@@ -61,7 +61,7 @@ def backward_with(config):
         @staticmethod
         def backward(ctx, dout):
             q, k, v, out, lse = ctx.saved_tensors
-            variant = dataclasses.replace(default_config(q.shape[-1], ctx.opts), **config)
+            variant = dataclasses.replace(default_config(q.shape[-1], ctx.opts, v.shape[-1]), **config)
             dq, dk, dv, _, _ = backward(q, k, v, out, dout, lse, ctx.opts, config=variant)
             return dq, dk, dv, None, None, None
 
@@ -86,6 +86,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--direction", choices=("fwd", "bwd"), default="fwd")
     p.add_argument("--hdims", default="64,128")
+    p.add_argument("--hdim-v", type=int, default=0, help="head_dim_v of every case (0: its hdim), e.g. 128 at 192")
     p.add_argument("--seqlens", default="1k,16k")
     p.add_argument("--causal", default="0,1")
     p.add_argument("--variant", choices=bench.VARIANTS, default="none", help="a FlexAttention mod (bench.py's)")
@@ -104,7 +105,7 @@ def main():
         for causal in map(int, args.causal.split(",")):
             for seqlen in bench.sizes(args.seqlens):
                 case = bench.Case(args.direction, hdim, bool(causal), seqlen, 16384 // seqlen, 2048 // hdim,
-                                  args.variant)
+                                  args.variant, args.hdim_v)
                 with_config = backward_with if args.direction == "bwd" else functools.partial(forward_with, cuteattn)
                 prepares = {"fa4": fa4, **{name: with_config(config) for name, config in variants.items()}}
                 # A variant that does not compile or launch is reported, not fatal (no provider here is "cuteattn").
