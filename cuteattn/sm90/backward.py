@@ -38,11 +38,11 @@ from cuteattn.tile_scheduler import sm_count, tail_parts
 
 HEAD_DIMS = (64, 96, 128, 192, 256)
 HEAD_DIM_PAIRS = ((192, 128),)  # head_dim_v != head_dim
-# hdim 192 runs the head dim on the wgmma's M over 96 keys a CTA (`bwd_kernel_wide`), one dO stage at
-# head_dim_v 192 (two do not fit beside K, V, P, dS and dQ); hdim 256 the split-d kernel, whose P^T and dS^T take
-# shared memory: one Q and dO stage. (plain, other) per (head_dim, head_dim_v); other: a window (causal too), softcap or mods. hdim 64: FA4's 128 query rows a
-# step, 480 TFLOP/s against 402 over 64 rows (H100, 16k, notes-5), its dQ by rows: 483 against 463 (H200, 16k,
-# notes-8). hdim 128: 64 rows since the pinned descriptors; our 80-row lean step (FA4's choice) measured 555-570
+# (plain, other) per (head_dim, head_dim_v); other: a window (causal too), softcap or mods. hdim 192 runs the head
+# dim on the wgmma's M over 96 keys a CTA (`bwd_kernel_wide`), one dO stage at head_dim_v 192 (two do not fit
+# beside K, V, P, dS and dQ); hdim 256 the split-d kernel, whose P^T and dS^T take shared memory: one Q and dO
+# stage. hdim 64: FA4's 128 query rows a step, 480 TFLOP/s against 402 over 64 rows (H100, 16k, notes-5), its dQ
+# by rows: 483 against 463 (H200, 16k, notes-8). hdim 128: 64 rows since the pinned descriptors; our 80-row lean step (FA4's choice) measured 555-570
 # TFLOP/s at 4k against 579-590, 604-620 at 16k against 623 (H100, notes-14). dQ's GEMM before dK's (overlap_dq)
 # at hdims 64 and 128: 0 to +4% (notes-6).
 _DEFAULT = BwdConfig()
@@ -108,8 +108,8 @@ def tail_split(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, opts: referenc
                deterministic: bool) -> tuple:
     """(key blocks, parts): the launch's last `key blocks` CTAs, each a key block, split into `parts` runs of its
     query blocks (`tile_scheduler.tail_parts`), or none, (0, 1). Only with config.tail_split in the key-split
-    or the wide kernel (`bwd_kernel_wide`), where every key block sees every query (no window, causal or mask_mod) and each adds into dQ as it
-    goes (not deterministic)."""
+    or the wide kernel (`bwd_kernel_wide`), where every key block sees every query (no window, causal or
+    mask_mod) and each adds into dQ as it goes (not deterministic)."""
     batch, seqlen_q, heads, head_dim = q.shape
     seqlen_k, heads_kv = k.shape[1], k.shape[2]
     unmasked = (opts.window_left, opts.window_right, opts.mask_mod, opts.block_mask) == (None,) * 4
