@@ -30,6 +30,7 @@ from cuteattn.registry import compile_target
 from cuteattn.sm90.bwd_kernel import TILE_N, BwdConfig, FlashBwdSm90
 from cuteattn.sm90.bwd_kernel_split_d import FlashBwdSm90SplitD
 from cuteattn.sm90.bwd_kernel_wide import FlashBwdSm90Wide
+from cuteattn.sm90.bwd_kernel_wide import TILE_N as WIDE_TILE_N
 from cuteattn.sm90.bwd_postprocess import DqPostprocess, TailSum
 from cuteattn.sm90.bwd_preprocess import bwd_preprocess
 from cuteattn.masking import window_args
@@ -47,7 +48,7 @@ HEAD_DIM_PAIRS = ((192, 128),)  # head_dim_v != head_dim
 # notes-14). dQ's GEMM before dK's (overlap_dq) at hdims 64 and 128: 0 to +4% (notes-6).
 _DEFAULT = BwdConfig()
 _OVERLAP = BwdConfig(overlap_dq=True)
-_WIDE = BwdConfig(head_dim_on_m=True, tile_n=96)
+_WIDE = BwdConfig(head_dim_on_m=True, tile_n=WIDE_TILE_N)
 CONFIGS = {(64, 64): (BwdConfig(tile_m=128, overlap_dq=True, dq_by_rows=True),) * 2,
            (128, 128): (_OVERLAP, _OVERLAP),
            (192, 192): (replace(_WIDE, do_stages=1),) * 2,
@@ -233,7 +234,7 @@ def build() -> None:
     _compile_tail_sum(TailSum(cutlass.BFloat16, 128, 128, TILE_N))
     for head_dim_v in (192, 128):
         _compile(kernel_for(torch.bfloat16, 192, head_dim_v, 2, plain, tail_splits=3))
-        _compile_tail_sum(TailSum(cutlass.BFloat16, 192, head_dim_v, 96))
+        _compile_tail_sum(TailSum(cutlass.BFloat16, 192, head_dim_v, WIDE_TILE_N))
     score_mod, mask_mod = sample_mods()
     for head_dim in (128, 192):
         _compile(kernel_for(torch.bfloat16, head_dim, head_dim, 1, replace(plain, score_mod=score_mod,

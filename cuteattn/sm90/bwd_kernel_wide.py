@@ -41,6 +41,7 @@ from cuteattn.sm90.smem import accumulator_store, operand_layout, transposed
 P_SLOT, DS_SLOT = 0, 1  # shared memory holds P and dS of all tile_n keys, each consumer's keys side by side
 DS_FREE_BARRIER = 10  # + consumer index: its last dQ GEMM has read both consumers' dS
 ACCUMULATOR_REGISTERS = 144  # of a consumer thread's 240 for dK^T and dV^T; S, dP and dQ take 48 each
+TILE_N = 96  # 48 keys a consumer: at hdim 192, dK^T and dV^T over 64 would take 192 registers a thread
 
 
 @dataclass(frozen=True)
@@ -48,16 +49,17 @@ class FlashBwdSm90Wide(FlashBwdSm90):
 
     @staticmethod
     def covers(head_dim: int, head_dim_v: int) -> bool:
-        """Head dims that are whole wgmma Ms and whose dK^T and dV^T over 48 keys fit the registers."""
+        """Head dims that are whole wgmma Ms and whose dK^T and dV^T over a consumer's keys fit the registers."""
         return head_dim % 64 == 0 and head_dim_v % 64 == 0 and \
-            (head_dim + head_dim_v) * 48 // THREADS_PER_WARPGROUP <= ACCUMULATOR_REGISTERS
+            (head_dim + head_dim_v) * (TILE_N // CONSUMERS) // THREADS_PER_WARPGROUP <= ACCUMULATOR_REGISTERS
 
     def __post_init__(self):
         cfg = self.config
         assert self.covers(self.head_dim, self.head_dim_v), f"head dims {self.head_dim}, {self.head_dim_v}"
         assert not cfg.dq_by_rows, "dQ by columns"
         self.check_split_tail()
-        assert cfg.tile_m == 64 and cfg.tile_n == 96, f"tile_m 64, tile_n 96 (given {cfg.tile_m}, {cfg.tile_n})"
+        assert cfg.tile_m == 64 and cfg.tile_n == TILE_N, \
+            f"tile_m 64, tile_n {TILE_N} (given {cfg.tile_m}, {cfg.tile_n})"
 
     @property
     def transposed_scores(self) -> bool:
