@@ -86,7 +86,7 @@ class BwdConfig:
     split_columns: bool = False
     # dK^T and dV^T accumulate with the head dim on the wgmma's M, each consumer over tile_n / 2 keys
     # (`bwd_kernel_wide`): hdim 192, where the column split's 64 keys a CTA read each Q and dO tile for few keys;
-    # H100, 16k tokens: 428-488 TFLOP/s against the column split's 294-404 (notes-33).
+    # H100, 16k tokens: 358-488 TFLOP/s against the column split's 294-404 (notes-33).
     head_dim_on_m: bool = False
     tile_n: int = 64  # keys per CTA under split_columns or head_dim_on_m; the key split takes 64 per consumer
     # With tile_m 128 (the key split): each consumer's dQ is its 64 queries' rows over all columns, not all
