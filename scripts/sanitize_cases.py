@@ -24,6 +24,7 @@ run(200, 113, head_dim=64, causal=True)
 run(300, 500, window_size=(100, 0), softcap=30.0, learnable_sink=sink)
 run(200, 113, head_dim=256, causal=True)  # the split-d backward
 run(200, 300, head_dim=192, causal=True)  # the backward with the head dim on the wgmma's M, one dO stage
+run(600, 300, head_dim=192)  # the same over a split tail: 4 key blocks, each in 2 parts of 10 steps
 run(113, 200, head_dim=192, head_dim_v=128, heads_kv=2, deterministic=True)
 
 bias = torch.randn(2, 511, device="cuda", requires_grad=True)

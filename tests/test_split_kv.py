@@ -108,3 +108,8 @@ def test_the_backward_splits_the_steps_of_its_last_key_blocks(monkeypatch):
     assert backward.tail_split(q, k, v, PLAIN, replace(config, tail_split=False), False) == (0, 1)
     wide = torch.empty(1, 16384, 16, 256)
     assert backward.tail_split(wide, wide, wide, PLAIN, backward.default_config(256, PLAIN), False) == (0, 1)
+    # hdim 192 (the head dim on the wgmma's M, 96 keys a CTA): 2 x 10 heads x 86 key blocks at 8k, 13 waves and 4
+    # blocks of 128 steps, 8 parts of 16; (192, 128) the same
+    q = k = torch.empty(2, 8192, 10, 192)
+    for v in (q, torch.empty(2, 8192, 10, 128)):
+        assert backward.tail_split(q, k, v, PLAIN, backward.default_config(192, PLAIN, v.shape[-1]), False) == (4, 8)
