@@ -93,7 +93,7 @@ def test_fwd_split_tail_sass(head_dim, tmp_path):
     assert_uniform_descriptors(sass)
 
 
-@pytest.mark.parametrize("head_dim", [64, 128])
+@pytest.mark.parametrize("head_dim", [64, 128, 192])
 def test_bwd_split_tail_sass(head_dim, tmp_path):
     """The backward's split tail: steps as lean as the default's, no spill."""
     sass = compile_sass("bwd", head_dim, "plain", tmp_path, config="dict(tail_splits=7)")
