@@ -78,16 +78,20 @@ def unsupported(head_dim: int, head_dim_v: int, opts: reference.Options) -> Opti
     return None
 
 
-def _key_split(head_dim: int, head_dim_v: int, config: BwdConfig) -> bool:
-    """Whether the request runs the key-split kernel (`FlashBwdSm90`), not the split-d or wide one."""
-    return FlashBwdSm90.covers(head_dim, head_dim_v) and not (config.split_columns or config.head_dim_on_m)
+def _kind(head_dim: int, head_dim_v: int, config: BwdConfig) -> type:
+    """The kernel a request runs: the key split (`FlashBwdSm90`) where it covers the head dims and the config asks
+    for no other, else the head dim on the wgmma's M (`FlashBwdSm90Wide`) or the column split."""
+    if config.head_dim_on_m:
+        return FlashBwdSm90Wide
+    if FlashBwdSm90.covers(head_dim, head_dim_v) and not config.split_columns:
+        return FlashBwdSm90
+    return FlashBwdSm90SplitD
 
 
 @functools.lru_cache(maxsize=None)
 def _kernel(dtype, head_dim, head_dim_v, qhead_per_kvhead, has_window_left, has_window_right, has_softcap,
             deterministic, score_mod, mask_mod, config, tail_splits) -> FlashBwdSm90:
-    kind = FlashBwdSm90 if _key_split(head_dim, head_dim_v, config) else \
-        FlashBwdSm90Wide if config.head_dim_on_m else FlashBwdSm90SplitD
+    kind = _kind(head_dim, head_dim_v, config)
     return kind(TORCH_TO_CUTE[dtype], head_dim, head_dim_v, qhead_per_kvhead, has_window_left=has_window_left,
                 has_window_right=has_window_right, has_softcap=has_softcap, deterministic=deterministic,
                 score_mod=score_mod, mask_mod=mask_mod, config=config, tail_splits=tail_splits)
@@ -114,10 +118,10 @@ def tail_split(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, opts: referenc
     batch, seqlen_q, heads, head_dim = q.shape
     seqlen_k, heads_kv = k.shape[1], k.shape[2]
     unmasked = (opts.window_left, opts.window_right, opts.mask_mod, opts.block_mask) == (None,) * 4
-    kernel = _key_split(head_dim, v.shape[-1], config) or config.head_dim_on_m
-    if not (config.tail_split and unmasked and kernel) or deterministic:
+    kind = _kind(head_dim, v.shape[-1], config)
+    if not (config.tail_split and unmasked and kind is not FlashBwdSm90SplitD) or deterministic:
         return 0, 1
-    key_blocks = -(-seqlen_k // (config.tile_n if config.head_dim_on_m else TILE_N)) * heads_kv * batch
+    key_blocks = -(-seqlen_k // (config.tile_n if kind is FlashBwdSm90Wide else TILE_N)) * heads_kv * batch
     steps = -(-seqlen_q // config.tile_m) * (heads // heads_kv)
     return tail_parts(key_blocks, sm_count(q.device.index), steps, TAIL_PART_STEPS, MAX_TAIL_SPLITS,
                       MIN_TAIL_STEPS)
