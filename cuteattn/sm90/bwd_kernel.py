@@ -571,11 +571,10 @@ class FlashBwdSm90:
     @cute.jit
     def score_grads(self, dp, p, deriv, scores, dpsum, coords, head, key0, query0, mods):
         """dP^T -> dS^T = P^T * (dP^T - dpsum) in place (dP -> dS without `transposed_scores`), through the
-        score_mod and the softcap's tanh; the gradients of the score_mod's captured tensors are added on the way.
-        P^T in fp32 or packed in the input dtype."""
+        score_mod and the softcap's tanh; the gradients of the score_mod's captured tensors are added on the way."""
         for c in cutlass.range_constexpr(cute.size(dp, mode=[1])):
             for r in cutlass.range_constexpr(cute.size(dp, mode=[0])):
-                dp[r, c] = p[r, c].to(Float32) * (dp[r, c] - self.of_query(dpsum, r, c))
+                dp[r, c] = p[r, c] * (dp[r, c] - self.of_query(dpsum, r, c))
         if cutlass.const_expr(self.score_mod is not None and len(self.score_mod.grads_of) > 0):
             score_tensors, _ = mods.split(self.score_mod)
             mod_tile.add_captured_grads(self.score_mod, score_tensors, mods.grads, dp, scores, coords,
@@ -809,7 +808,9 @@ class FlashBwdSm90:
                 p.store(acc_s.load().to(self.dtype))
                 gemm(tiled_mma_dkv, acc_dv, tdVrP, tdVrdO[None, None, None, do_state.index], False)
                 warpgroup.wait_group(1)  # dP^T
-                self.score_grads(dp, rowcol(p), deriv, scores, dpsum_cols, coords, head, key0, query0, mods)
+                p_again = cute.make_rmem_tensor_like(acc_s)  # unpacked where dS^T reads it
+                p_again.store(p.load().to(Float32))
+                self.score_grads(dp, rowcol(p_again), deriv, scores, dpsum_cols, coords, head, key0, query0, mods)
             elif cutlass.const_expr(lean):
                 warpgroup.wait_group(0)  # dP^T
                 self.score_grads(dp, s, deriv, scores, dpsum_cols, coords, head, key0, query0, mods)
