@@ -22,9 +22,9 @@ S="timeout 200 python3 -u benchmarks/sweep_sm90.py --direction bwd --rounds 3 --
 $S --hdims 128 --seqlens 1k,4k,16k --variants default= r80=tile_m:80 e80=tile_m:80,early_dv:True 2>&1 \
   | grep -v "Warning\|exe_args" > $OUT/sweep128.log
 tail -n 8 $OUT/sweep128.log
-$S --hdims 64 --seqlens 1k,16k --variants default= early=early_dv:True 2>&1 | grep -v "Warning\|exe_args" \
-  > $OUT/sweep64.log
-tail -n 6 $OUT/sweep64.log
 $S --hdims 192 --hdim-v 128 --seqlens 2k,8k --variants default= splitd=head_dim_on_m:False,tile_n:64 2>&1 \
   | grep -v "Warning\|exe_args" > $OUT/sweep192.log
 tail -n 6 $OUT/sweep192.log
+$S --hdims 64 --seqlens 1k,16k --variants default= early=early_dv:True 2>&1 | grep -v "Warning\|exe_args" \
+  > $OUT/sweep64.log
+tail -n 6 $OUT/sweep64.log
