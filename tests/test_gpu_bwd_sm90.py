@@ -185,8 +185,7 @@ def test_deterministic(head_dim, causal, window):
 CONFIG_VARIANTS = [(64, dict(split_columns=True, tile_n=128)), (64, dict(split_columns=True, tile_m=128)),
                    (128, dict(split_columns=True, tile_n=128)), (64, dict(tile_m=64)), (64, dict(overlap_dq=False)),
                    (128, dict(overlap_dq=False)), (128, dict(overlap_dq=True)), (128, dict(tile_m=80)),
-                   (128, dict(tile_m=80, overlap_dq=False)), (128, dict(tile_m=80, overlap_dq=True, early_dv=True)),
-                   (128, dict(tile_m=80, early_dv=True)), (64, dict(tile_m=128, overlap_dq=True, early_dv=True)),
+                   (128, dict(tile_m=80, overlap_dq=False)),
                    (64, dict(tile_m=128, overlap_dq=True)), (64, dict(tile_m=128, dq_by_rows=True)),
                    (64, dict(tile_m=128, overlap_dq=True, stage_dkv=False)), (128, dict(stage_dkv=False)),
                    (192, dict(split_columns=True)), (128, dict(head_dim_on_m=True, tile_n=96))]

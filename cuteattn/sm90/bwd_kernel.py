@@ -101,9 +101,6 @@ class BwdConfig:
     # The launch's last, part-full wave of key blocks split among CTAs where that ends it sooner
     # (`backward.tail_split`); a choice of the host, which compiles the kernel for the parts it takes.
     tail_split: bool = True
-    # Over more than 64 query rows: the dV GEMM is issued as soon as P^T is packed, and dS^T reads P^T back from
-    # the packed registers (in the input dtype, as dV reads it), so no fp32 P^T stays live beside dP^T.
-    early_dv: bool = False
 
 
 @dataclass(frozen=True)
@@ -767,7 +764,6 @@ class FlashBwdSm90:
         # register operand beside S^T and dP^T makes ptxas serialize every wgmma (C7512). Over 64 the dV GEMM
         # runs under the dS^T math.
         lean = cfg.tile_m > KEYS_PER_WARPGROUP
-        early_dv = lean and cfg.early_dv
         # A score_mod's step holds its own values across the exps: lse and dpsum stay in shared memory there too
         # (rel_bias at hdim 128: 853 instructions a step with 35 spilled words, read ahead; 764 and none).
         stats_in_smem = lean or self.score_mod is not None
@@ -804,18 +800,10 @@ class FlashBwdSm90:
             warpgroup.wait_group(1)  # S^T
             self.probabilities(s, deriv, scores, coords, lse_cols, scale_log2, tanh_scale, head, key0, query0, window,
                                mods, partial)
-            if cutlass.const_expr(early_dv):
-                p.store(acc_s.load().to(self.dtype))
-                gemm(tiled_mma_dkv, acc_dv, tdVrP, tdVrdO[None, None, None, do_state.index], False)
-                warpgroup.wait_group(1)  # dP^T
-                p_again = cute.make_rmem_tensor_like(acc_s)  # unpacked where dS^T reads it
-                p_again.store(p.load().to(Float32))
-                self.score_grads(dp, rowcol(p_again), deriv, scores, dpsum_cols, coords, head, key0, query0, mods)
-            elif cutlass.const_expr(lean):
+            if cutlass.const_expr(lean):
                 warpgroup.wait_group(0)  # dP^T
                 self.score_grads(dp, s, deriv, scores, dpsum_cols, coords, head, key0, query0, mods)
-            if cutlass.const_expr(not early_dv):
-                p.store(acc_s.load().to(self.dtype))
+            p.store(acc_s.load().to(self.dtype))
             if cutlass.const_expr(not lean):
                 gemm(tiled_mma_dkv, acc_dv, tdVrP, tdVrdO[None, None, None, do_state.index], False)
                 warpgroup.wait_group(1)
@@ -828,7 +816,7 @@ class FlashBwdSm90:
             cute.copy(store_ds, thr_store_ds.retile(ds), tdSsdS[None, None, None, buffer])
             # The dQ wgmma reads dS through the async proxy: order the ordinary stores before it.
             cute.arch.fence_proxy("async.shared", space="cta")
-            if cutlass.const_expr(lean and not early_dv):
+            if cutlass.const_expr(lean):
                 gemm(tiled_mma_dkv, acc_dv, tdVrP, tdVrdO[None, None, None, do_state.index], False)
             cute.arch.barrier(barrier_id=DS_BARRIER, number_of_threads=CONSUMERS * THREADS_PER_WARPGROUP)
             if cutlass.const_expr(dq_accum.swapped(cfg.tile_m)):
