@@ -29,8 +29,7 @@ from cuteattn.mods.block_sparsity import sample_mods
 from cuteattn.registry import compile_target
 from cuteattn.sm90.bwd_kernel import TILE_N, BwdConfig, FlashBwdSm90
 from cuteattn.sm90.bwd_kernel_split_d import FlashBwdSm90SplitD
-from cuteattn.sm90.bwd_kernel_wide import FlashBwdSm90Wide
-from cuteattn.sm90.bwd_kernel_wide import TILE_N as WIDE_TILE_N
+from cuteattn.sm90.bwd_kernel_wide import TILE_N as WIDE_TILE_N, FlashBwdSm90Wide
 from cuteattn.sm90.bwd_postprocess import DqPostprocess, TailSum
 from cuteattn.sm90.bwd_preprocess import bwd_preprocess
 from cuteattn.masking import window_args
@@ -121,7 +120,7 @@ def tail_split(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, opts: referenc
     kind = _kind(head_dim, v.shape[-1], config)
     if not (config.tail_split and unmasked and kind is not FlashBwdSm90SplitD) or deterministic:
         return 0, 1
-    key_blocks = -(-seqlen_k // (config.tile_n if kind is FlashBwdSm90Wide else TILE_N)) * heads_kv * batch
+    key_blocks = -(-seqlen_k // kind.keys_per_cta(config)) * heads_kv * batch
     steps = -(-seqlen_q // config.tile_m) * (heads // heads_kv)
     return tail_parts(key_blocks, sm_count(q.device.index), steps, TAIL_PART_STEPS, MAX_TAIL_SPLITS,
                       MIN_TAIL_STEPS)

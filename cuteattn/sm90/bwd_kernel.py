@@ -245,10 +245,14 @@ class FlashBwdSm90:
     def table_shape(self) -> tuple:
         return mod_tile.table_shape(self.score_mod, self.config.tile_m, KEYS_PER_WARPGROUP, CONSUMERS)
 
+    @staticmethod
+    def keys_per_cta(config: BwdConfig) -> int:
+        """Keys per CTA under `config`; the host counts a split tail's key blocks by it before building a kernel."""
+        return TILE_N
+
     @property
     def tile_n(self) -> int:
-        """Keys per CTA."""
-        return TILE_N
+        return self.keys_per_cta(self.config)
 
     def l2_group(self, seqlen_q: int) -> int:
         """The (KV head, batch) pairs whose queries' Q and dO, read by every key block of the pair, share the L2."""

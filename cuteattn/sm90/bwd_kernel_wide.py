@@ -70,9 +70,9 @@ class FlashBwdSm90Wide(FlashBwdSm90):
         """No difference table: the mods read their values in registers."""
         return mod_tile.NO_TABLE
 
-    @property
-    def tile_n(self) -> int:
-        return self.config.tile_n
+    @staticmethod
+    def keys_per_cta(config) -> int:
+        return config.tile_n
 
     @property
     def keys_per_consumer(self) -> int:
