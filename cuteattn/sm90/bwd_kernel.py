@@ -101,6 +101,10 @@ class BwdConfig:
     # The launch's last, part-full wave of key blocks split among CTAs where that ends it sooner
     # (`backward.tail_split`); a choice of the host, which compiles the kernel for the parts it takes.
     tail_split: bool = True
+    # A step's dQ goes to shared memory in the next step, once its S^T GEMM is issued: the GEMMs of a step end
+    # together, and the next step's begin without waiting for the handover's stores and fence (not with
+    # overlap_dq, whose handover runs under the dK GEMM).
+    late_dq: bool = False
 
 
 @dataclass(frozen=True)
@@ -180,6 +184,8 @@ class FlashBwdSm90:
             f"the key split takes tile_m 64, 128 at head_dim 64 or 80 at 128 (given {self.config.tile_m} at " \
             f"{self.head_dim})"
         self.check_split_tail()
+        assert not (self.config.late_dq and self.config.overlap_dq), "late_dq hands dQ over a step later: not " \
+            "with overlap_dq, which hands it over under the dK GEMM"
         assert not self.config.dq_by_rows or dq_accum.rows_split(self.config.tile_m), \
             f"dq_by_rows splits 128 query rows in two (given tile_m {self.config.tile_m})"
 
@@ -792,6 +798,9 @@ class FlashBwdSm90:
                 for c in cutlass.range_constexpr(columns):
                     lse_log2[c] = sLSElog2[coords[0, c][1], q_state.index]
             gemm(tiled_mma_sdp, acc_s, tSrK, tSrQ[None, None, None, q_state.index], True)
+            if cutlass.const_expr(cfg.late_dq):
+                if step > 0:
+                    self.hand_over_dq(acc_dq, sdQ, wg, wg_tidx, step - 1)
             pipeline_do.consumer_wait(do_state)
             if cutlass.const_expr(not stats_in_smem):
                 for c in cutlass.range_constexpr(columns):
@@ -839,8 +848,11 @@ class FlashBwdSm90:
             if cutlass.const_expr(not cfg.overlap_dq):
                 pipeline_do.consumer_release(do_state)
             do_state.advance()
-            if cutlass.const_expr(not cfg.overlap_dq):
+            if cutlass.const_expr(not cfg.overlap_dq and not cfg.late_dq):
                 self.hand_over_dq(acc_dq, sdQ, wg, wg_tidx, step)
+        if cutlass.const_expr(cfg.late_dq):
+            if steps.count > 0:
+                self.hand_over_dq(acc_dq, sdQ, wg, wg_tidx, steps.count - 1)
 
         if cutlass.const_expr(tail is not None):
             if tail.is_part:
