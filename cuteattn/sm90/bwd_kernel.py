@@ -101,9 +101,9 @@ class BwdConfig:
     # The launch's last, part-full wave of key blocks split among CTAs where that ends it sooner
     # (`backward.tail_split`); a choice of the host, which compiles the kernel for the parts it takes.
     tail_split: bool = True
-    # A step's dQ goes to shared memory in the next step, once its S^T GEMM is issued: the GEMMs of a step end
-    # together, and the next step's begin without waiting for the handover's stores and fence (not with
-    # overlap_dq, whose handover runs under the dK GEMM).
+    # A step's dQ is stored to shared memory as it ends, and the fence that hands it to the writer warp runs in
+    # the next step, once its S^T GEMM is issued: the next step's GEMMs begin without waiting for the stores to
+    # complete (not with overlap_dq, whose handover runs under the dK GEMM).
     late_dq: bool = False
 
 
@@ -661,13 +661,25 @@ class FlashBwdSm90:
     def hand_over_dq(self, acc_dq, sdQ, wg, wg_tidx, step):
         """This consumer's dQ into its half of the shared-memory chunk, once its writer warp has read the last
         one, then signal the writer."""
-        handshake = THREADS_PER_WARPGROUP + cute.arch.WARP_SIZE
+        self.store_dq(acc_dq, sdQ, wg, wg_tidx, step)
+        self.publish_dq(wg)
+
+    @cute.jit
+    def store_dq(self, acc_dq, sdQ, wg, wg_tidx, step):
+        """This consumer's dQ into its half of the shared-memory chunk, once its writer warp has read the last
+        one."""
         if step > 0:
-            cute.arch.barrier(barrier_id=DQ_EMPTY_BARRIER + wg, number_of_threads=handshake)
+            cute.arch.barrier(barrier_id=DQ_EMPTY_BARRIER + wg,
+                              number_of_threads=THREADS_PER_WARPGROUP + cute.arch.WARP_SIZE)
         dq_accum.store(acc_dq, sdQ, wg, wg_tidx)
+
+    @cute.jit
+    def publish_dq(self, wg):
+        """Signal the writer warp that this consumer's dQ is in shared memory."""
         # The copy engine reads dQ through the async proxy.
         cute.arch.fence_proxy("async.shared", space="cta")
-        cute.arch.barrier_arrive(barrier_id=DQ_FULL_BARRIER + wg, number_of_threads=handshake)
+        cute.arch.barrier_arrive(barrier_id=DQ_FULL_BARRIER + wg,
+                                 number_of_threads=THREADS_PER_WARPGROUP + cute.arch.WARP_SIZE)
 
     @cute.jit
     def write_dkv_from_registers(self, acc_dk, acc_dv, dk_scale, tdKgdK, tdKcdK, tdVgdV, tdVcdV, seqlen_k):
@@ -800,7 +812,7 @@ class FlashBwdSm90:
             gemm(tiled_mma_sdp, acc_s, tSrK, tSrQ[None, None, None, q_state.index], True)
             if cutlass.const_expr(cfg.late_dq):
                 if step > 0:
-                    self.hand_over_dq(acc_dq, sdQ, wg, wg_tidx, step - 1)
+                    self.publish_dq(wg)
             pipeline_do.consumer_wait(do_state)
             if cutlass.const_expr(not stats_in_smem):
                 for c in cutlass.range_constexpr(columns):
@@ -848,11 +860,13 @@ class FlashBwdSm90:
             if cutlass.const_expr(not cfg.overlap_dq):
                 pipeline_do.consumer_release(do_state)
             do_state.advance()
-            if cutlass.const_expr(not cfg.overlap_dq and not cfg.late_dq):
+            if cutlass.const_expr(cfg.late_dq):
+                self.store_dq(acc_dq, sdQ, wg, wg_tidx, step)
+            elif cutlass.const_expr(not cfg.overlap_dq):
                 self.hand_over_dq(acc_dq, sdQ, wg, wg_tidx, step)
         if cutlass.const_expr(cfg.late_dq):
             if steps.count > 0:
-                self.hand_over_dq(acc_dq, sdQ, wg, wg_tidx, steps.count - 1)
+                self.publish_dq(wg)
 
         if cutlass.const_expr(tail is not None):
             if tail.is_part:
