@@ -105,6 +105,10 @@ class BwdConfig:
     # the next step, once its S^T GEMM is issued: the next step's GEMMs begin without waiting for the stores to
     # complete (not with overlap_dq, whose handover runs under the dK GEMM).
     late_dq: bool = False
+    # lse is loaded into registers once the S^T GEMM is issued, dpsum once P^T is computed, each under a GEMM in
+    # flight (FA4's order); off, over 64 rows: both before the GEMM they follow; over more, or under a score_mod:
+    # read from shared memory where used.
+    prefetch_stats: bool = False
 
 
 @dataclass(frozen=True)
@@ -788,7 +792,8 @@ class FlashBwdSm90:
         lean = cfg.tile_m > KEYS_PER_WARPGROUP
         # A score_mod's step holds its own values across the exps: lse and dpsum stay in shared memory there too
         # (rel_bias at hdim 128: 853 instructions a step with 35 spilled words, read ahead; 764 and none).
-        stats_in_smem = lean or self.score_mod is not None
+        prefetch = cfg.prefetch_stats
+        stats_in_smem = (lean or self.score_mod is not None) and not prefetch
         columns = cute.size(s, mode=[1])
         lse_log2 = cute.make_rmem_tensor((columns,), Float32)
         dpsum = cute.make_rmem_tensor((columns,), Float32)
@@ -806,15 +811,18 @@ class FlashBwdSm90:
             # Over 64 rows, lse and dpsum are loaded ahead of the GEMM they follow, not behind its wgmmas in the
             # MIO queue (ncu, hdim 64: those loads were 13% of the consumers' stall samples).
             pipeline_q.consumer_wait(q_state)
-            if cutlass.const_expr(not stats_in_smem):
+            if cutlass.const_expr(not stats_in_smem and not prefetch):
                 for c in cutlass.range_constexpr(columns):
                     lse_log2[c] = sLSElog2[coords[0, c][1], q_state.index]
             gemm(tiled_mma_sdp, acc_s, tSrK, tSrQ[None, None, None, q_state.index], True)
+            if cutlass.const_expr(prefetch):
+                for c in cutlass.range_constexpr(columns):
+                    lse_log2[c] = sLSElog2[coords[0, c][1], q_state.index]
             if cutlass.const_expr(cfg.late_dq):
                 if step > 0:
                     self.publish_dq(wg)
             pipeline_do.consumer_wait(do_state)
-            if cutlass.const_expr(not stats_in_smem):
+            if cutlass.const_expr(not stats_in_smem and not prefetch):
                 for c in cutlass.range_constexpr(columns):
                     dpsum[c] = sdPsum[coords[0, c][1], do_state.index]
             gemm(tiled_mma_sdp, acc_dp, tdPrV, tdPrdO[None, None, None, do_state.index], True)
@@ -825,6 +833,9 @@ class FlashBwdSm90:
             warpgroup.wait_group(1)  # S^T
             self.probabilities(s, deriv, scores, coords, lse_cols, scale_log2, tanh_scale, head, key0, query0, window,
                                mods, partial)
+            if cutlass.const_expr(prefetch):
+                for c in cutlass.range_constexpr(columns):
+                    dpsum[c] = sdPsum[coords[0, c][1], do_state.index]
             if cutlass.const_expr(lean):
                 warpgroup.wait_group(0)  # dP^T
                 self.score_grads(dp, s, deriv, scores, dpsum_cols, coords, head, key0, query0, mods)
