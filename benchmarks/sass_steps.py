@@ -4,7 +4,11 @@ wgmmas, with its opcode counts (what one warp issues per key block, forward, or 
 loop that branches between a masked and an unmasked step (`masked_loop=False`) counts both branches.
 
     python benchmarks/sass_steps.py fwd 128 --causal [--config tile_n=128,masked_loop=False] [--variant document]
-                                    [--window 1024] [--fa4]
+                                    [--window 1024] [--fa4] [--flow]
+
+--flow prints the order of the largest step: its GEMMs (a run of wgmmas as its first), waits on them, barriers,
+fences and shared-memory traffic, each with the scoreboards it waits for (`cuteattn.sass.Control`): where a GEMM's
+issue waits for loads, or ptxas has added a wait of its own (advisory C7517).
 
 --fa4 compiles FA4's kernel for the same case too, through its own CPU path (fake tensors), where
 `flash_attn.cute` imports: install its wheel (GPU bundle, `peers/`) into a scratch folder on PYTHONPATH. Nothing
@@ -21,8 +25,9 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from cuteattn.sass import innermost_loops, opcodes  # noqa: E402
+from cuteattn.sass import INSTRUCTION, address, controls, innermost_loop_bodies, innermost_loops, opcodes  # noqa: E402
 
+FLOW = ("HGMMA", "WARPGROUP", "BAR", "SYNCS", "MEMBAR", "FENCE", "LDS", "STS", "STSM")
 SHOWN = ("S2R", "S2UR", "HGMMA", "MUFU", "FFMA", "FMUL", "FADD", "FMNMX", "F2FP", "FSEL", "ISETP", "IMAD", "R2UR",
          "UIADD3", "UMOV", "SHFL", "BAR", "SYNCS", "STSM", "LDS", "STS", "STL", "LDL")
 
@@ -87,8 +92,9 @@ with FakeTensorMode():
 """
 
 
-def compiled_sass(build: str, args: list, name_part: str) -> str:
-    """The SASS of the kernel whose file name holds `name_part`, compiled by `build` in a fresh process."""
+def compiled_sass(build: str, args: list, name_part: str) -> tuple:
+    """(SASS, {address: Control}) of the kernel whose file name holds `name_part`, compiled by `build` in a fresh
+    process."""
     with tempfile.TemporaryDirectory() as dump:
         env = {**os.environ, "CUTE_DSL_ARCH": "sm_90a", "CUTE_DSL_KEEP": "sass", "CUTE_DSL_DUMP_DIR": dump}
         result = subprocess.run([sys.executable, "-c", build, *args], cwd=REPO_ROOT, env=env, capture_output=True,
@@ -98,15 +104,39 @@ def compiled_sass(build: str, args: list, name_part: str) -> str:
         files = [f for f in Path(dump).glob("*.sass") if name_part in f.name]
         if len(files) != 1:
             sys.exit(f"expected one SASS file holding {name_part!r}, found {[f.name for f in files]}")
-        return files[0].read_text()
+        cubin = next(Path(dump).glob(files[0].stem + "*.cubin"))
+        return files[0].read_text(), controls(str(cubin))
 
 
-def report(title: str, sass: str):
+def report(title: str, sass: str, control: dict, flow: bool):
     total = opcodes(sass)
     print(f"{title}: {sum(total.values())} instructions, {total['STL']} STL / {total['LDL']} LDL")
     for loop in innermost_loops(sass):
         if loop["HGMMA"]:
             print(f"  step: {sum(loop.values())} | " + " ".join(f"{op} {loop[op]}" for op in SHOWN if loop[op]))
+    if flow:
+        print_flow(max(innermost_loop_bodies(sass), key=lambda lines: sum("HGMMA" in line for line in lines)),
+                   control)
+
+
+def print_flow(lines: list, control: dict):
+    """The step's order: FLOW's opcodes and branches, a run of one opcode (other instructions between) as its
+    first, its length and every scoreboard the run waits for."""
+    runs = []  # [opcode, first line's text, address, count, waits]
+    for line in lines:
+        text = line.split(";")[0].split("*/")[-1].strip()
+        opcode = INSTRUCTION.match(line).group(1)
+        if opcode not in FLOW and opcode != "BRA":
+            continue
+        waits = set(control[address(line)].waits)
+        if runs and runs[-1][0] == opcode and opcode != "BRA":
+            runs[-1][3] += 1
+            runs[-1][4] |= waits
+        else:
+            runs.append([opcode, text, address(line), 1, waits])
+    for opcode, text, at, count, waits in runs:
+        waited = "waits " + ",".join(map(str, sorted(waits))) if waits else ""
+        print(f"  {at:5x} {waited:13} {text[:72]}" + (f"  (x{count})" if count > 1 else ""))
 
 
 def main():
@@ -119,14 +149,15 @@ def main():
     parser.add_argument("--window", type=int, default=None, metavar="LEFT",
                         help="a causal sliding window of LEFT keys before the diagonal (window_size (LEFT, 0))")
     parser.add_argument("--fa4", action="store_true")
+    parser.add_argument("--flow", action="store_true", help="the order of the largest step, with its waits")
     args = parser.parse_args()
     config = {key: eval(value) for key, value in (item.split("=") for item in args.config.split(",") if item)}
     case = [args.direction, str(args.head_dim), str(int(args.causal))]
     ours = "FlashFwd" if args.direction == "fwd" else "FlashBwd"
-    report("cuteattn", compiled_sass(OURS, case + [repr(config), args.variant, str(args.window)], ours))
+    report("cuteattn", *compiled_sass(OURS, case + [repr(config), args.variant, str(args.window)], ours), args.flow)
     if args.fa4:
         name = "flash_fwd_sm90" if args.direction == "fwd" else "flash_bwd_sm90"
-        report("FA4", compiled_sass(FA4, case + [str(args.window)], name))
+        report("FA4", *compiled_sass(FA4, case + [str(args.window)], name), args.flow)
 
 
 if __name__ == "__main__":

@@ -109,6 +109,8 @@ class BwdConfig:
     # flight (FA4's order); off, over 64 rows: both before the GEMM they follow; over more, or under a score_mod:
     # read from shared memory where used.
     prefetch_stats: bool = False
+    # Over more than 64 rows: the dV GEMM issued before the fence that orders dS^T's stores, which waits for them.
+    dv_under_fence: bool = False
 
 
 @dataclass(frozen=True)
@@ -850,9 +852,11 @@ class FlashBwdSm90:
 
             buffer = step % DS_BUFFERS
             cute.copy(store_ds, thr_store_ds.retile(ds), tdSsdS[None, None, None, buffer])
+            if cutlass.const_expr(lean and cfg.dv_under_fence):
+                gemm(tiled_mma_dkv, acc_dv, tdVrP, tdVrdO[None, None, None, do_state.index], False)
             # The dQ wgmma reads dS through the async proxy: order the ordinary stores before it.
             cute.arch.fence_proxy("async.shared", space="cta")
-            if cutlass.const_expr(lean):
+            if cutlass.const_expr(lean and not cfg.dv_under_fence):
                 gemm(tiled_mma_dkv, acc_dv, tdVrP, tdVrdO[None, None, None, do_state.index], False)
             cute.arch.barrier(barrier_id=DS_BARRIER, number_of_threads=CONSUMERS * THREADS_PER_WARPGROUP)
             if cutlass.const_expr(dq_accum.swapped(cfg.tile_m)):
