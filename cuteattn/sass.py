@@ -90,8 +90,13 @@ def nvdisasm() -> str:
 
 def controls(cubin_path: str) -> dict:
     """{address: Control} of every instruction of a cubin's kernels."""
-    lines = subprocess.run([nvdisasm(), "-hex", "-c", cubin_path], capture_output=True, text=True,
-                           check=True).stdout.splitlines()
+    return parse_controls(subprocess.run([nvdisasm(), "-hex", "-c", cubin_path], capture_output=True, text=True,
+                                         check=True).stdout)
+
+
+def parse_controls(listing: str) -> dict:
+    """{address: Control} of the instructions of an `nvdisasm -hex` listing."""
+    lines = listing.splitlines()
     found = {}
     for low, high in zip(lines, lines[1:]):
         low_match, high_match = HEX_LOW.match(low), HEX_HIGH.match(high)
