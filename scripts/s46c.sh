@@ -1,4 +1,4 @@
-# Session 35, for the next session with a GPU. (1) The hdim 64 backward, BwdConfig.late_dq and prefetch_stats
+# Session 35, for the next session with a GPU, after `git revert --no-commit 83b63cf` (the BwdConfig fields). (1) The hdim 64 backward, BwdConfig.late_dq and prefetch_stats
 # with dv_under_fence against the default and FA4, 3 rounds after 500 ms; (2) the forward at 16k plain (one CTA a
 # tile, the default there, against the claimed grid and FA4), hdims 64 and 128, 5 rounds after 1000 ms. About
 # 320 s.
