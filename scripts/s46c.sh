@@ -1,7 +1,7 @@
-# Session 35, for the next session with a GPU, after `git revert --no-commit 83b63cf` (the BwdConfig fields). (1) The hdim 64 backward, BwdConfig.late_dq and prefetch_stats
-# with dv_under_fence against the default and FA4, 3 rounds after 500 ms; (2) the forward at 16k plain (one CTA a
-# tile, the default there, against the claimed grid and FA4), hdims 64 and 128, 5 rounds after 1000 ms. About
-# 320 s.
+# Session 35, for the next session with a GPU, after `git revert --no-commit 83b63cf` (the BwdConfig fields). (1)
+# The hdim 64 backward, BwdConfig.late_dq and prefetch_stats with dv_under_fence against the default and FA4, 3
+# rounds after 500 ms; (2) the forward at 16k plain (one CTA a tile, the default there, against the claimed grid and
+# FA4), hdims 64 and 128, 5 rounds after 1000 ms. About 320 s.
 set --; source .gpu/setup.sh; python3 -c "import cutlass" || { rm -rf /tmp/gpu-site; source .gpu/setup.sh; }
 timeout 180 python3 -u benchmarks/sweep_sm90.py --direction bwd --rounds 3 --warmup-ms 500 --seqlens 1k,4k,16k \
   --hdims 64 --variants default= late=late_dq:True,overlap_dq:False pf=prefetch_stats:True,dv_under_fence:True \
