@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Optional
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
@@ -92,9 +93,9 @@ with FakeTensorMode():
 """
 
 
-def compiled_sass(build: str, args: list, name_part: str) -> tuple:
-    """(SASS, {address: Control}) of the kernel whose file name holds `name_part`, compiled by `build` in a fresh
-    process."""
+def compiled_sass(build: str, args: list, name_part: str, flow: bool) -> tuple:
+    """(SASS, {address: Control} with `flow`, else None) of the kernel whose file name holds `name_part`, compiled
+    by `build` in a fresh process."""
     with tempfile.TemporaryDirectory() as dump:
         env = {**os.environ, "CUTE_DSL_ARCH": "sm_90a", "CUTE_DSL_KEEP": "sass", "CUTE_DSL_DUMP_DIR": dump}
         result = subprocess.run([sys.executable, "-c", build, *args], cwd=REPO_ROOT, env=env, capture_output=True,
@@ -104,17 +105,17 @@ def compiled_sass(build: str, args: list, name_part: str) -> tuple:
         files = [f for f in Path(dump).glob("*.sass") if name_part in f.name]
         if len(files) != 1:
             sys.exit(f"expected one SASS file holding {name_part!r}, found {[f.name for f in files]}")
-        cubin = next(Path(dump).glob(files[0].stem + "*.cubin"))
-        return files[0].read_text(), controls(str(cubin))
+        control = controls(str(next(Path(dump).glob(files[0].stem + "*.cubin")))) if flow else None
+        return files[0].read_text(), control
 
 
-def report(title: str, sass: str, control: dict, flow: bool):
+def report(title: str, sass: str, control: Optional[dict]):
     total = opcodes(sass)
     print(f"{title}: {sum(total.values())} instructions, {total['STL']} STL / {total['LDL']} LDL")
     for loop in innermost_loops(sass):
         if loop["HGMMA"]:
             print(f"  step: {sum(loop.values())} | " + " ".join(f"{op} {loop[op]}" for op in SHOWN if loop[op]))
-    if flow:
+    if control is not None:
         print_flow(max(innermost_loop_bodies(sass), key=lambda lines: sum("HGMMA" in line for line in lines)),
                    control)
 
@@ -154,10 +155,10 @@ def main():
     config = {key: eval(value) for key, value in (item.split("=") for item in args.config.split(",") if item)}
     case = [args.direction, str(args.head_dim), str(int(args.causal))]
     ours = "FlashFwd" if args.direction == "fwd" else "FlashBwd"
-    report("cuteattn", *compiled_sass(OURS, case + [repr(config), args.variant, str(args.window)], ours), args.flow)
+    report("cuteattn", *compiled_sass(OURS, case + [repr(config), args.variant, str(args.window)], ours, args.flow))
     if args.fa4:
         name = "flash_fwd_sm90" if args.direction == "fwd" else "flash_bwd_sm90"
-        report("FA4", *compiled_sass(FA4, case + [str(args.window)], name), args.flow)
+        report("FA4", *compiled_sass(FA4, case + [str(args.window)], name, args.flow))
 
 
 if __name__ == "__main__":

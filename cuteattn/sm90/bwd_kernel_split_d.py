@@ -1,6 +1,5 @@
-"""Hopper (sm90) attention backward with the consumers splitting columns: for wide heads (head_dim 256, and
-192 under `BwdConfig.split_columns`, whose default is `bwd_kernel_wide`), and for narrower ones under
-`BwdConfig.split_columns`.
+"""Hopper (sm90) attention backward with the consumers splitting columns: for head_dim 256, and for narrower heads
+under `BwdConfig.split_columns` (hdim 192 among them, whose default is `bwd_kernel_wide`).
 
 At these widths a consumer cannot hold dK and dV of all columns for its own 64 keys (2 * 64 * 256 fp32 is
 256 registers a thread), so the two consumer warpgroups split the work the other way round: a CTA takes
