@@ -101,6 +101,16 @@ class BwdConfig:
     # The launch's last, part-full wave of key blocks split among CTAs where that ends it sooner
     # (`backward.tail_split`); a choice of the host, which compiles the kernel for the parts it takes.
     tail_split: bool = True
+    # A step's dQ is stored to shared memory as it ends, and the fence that hands it to the writer warp runs in
+    # the next step, once its S^T GEMM is issued: the next step's GEMMs begin without waiting for the stores to
+    # complete (not with overlap_dq, whose handover runs under the dK GEMM).
+    late_dq: bool = False
+    # lse is loaded into registers once the S^T GEMM is issued, dpsum once P^T is computed, each under a GEMM in
+    # flight (FA4's order); off, over 64 rows: both before the GEMM they follow; over more, or under a score_mod:
+    # read from shared memory where used.
+    prefetch_stats: bool = False
+    # Over more than 64 rows: the dV GEMM issued before the fence that orders dS^T's stores, which waits for them.
+    dv_under_fence: bool = False
 
 
 @dataclass(frozen=True)
@@ -180,6 +190,8 @@ class FlashBwdSm90:
             f"the key split takes tile_m 64, 128 at head_dim 64 or 80 at 128 (given {self.config.tile_m} at " \
             f"{self.head_dim})"
         self.check_split_tail()
+        assert not (self.config.late_dq and self.config.overlap_dq), "late_dq hands dQ over a step later: not " \
+            "with overlap_dq, which hands it over under the dK GEMM"
         assert not self.config.dq_by_rows or dq_accum.rows_split(self.config.tile_m), \
             f"dq_by_rows splits 128 query rows in two (given tile_m {self.config.tile_m})"
 
@@ -655,13 +667,25 @@ class FlashBwdSm90:
     def hand_over_dq(self, acc_dq, sdQ, wg, wg_tidx, step):
         """This consumer's dQ into its half of the shared-memory chunk, once its writer warp has read the last
         one, then signal the writer."""
-        handshake = THREADS_PER_WARPGROUP + cute.arch.WARP_SIZE
+        self.store_dq(acc_dq, sdQ, wg, wg_tidx, step)
+        self.publish_dq(wg)
+
+    @cute.jit
+    def store_dq(self, acc_dq, sdQ, wg, wg_tidx, step):
+        """This consumer's dQ into its half of the shared-memory chunk, once its writer warp has read the last
+        one."""
         if step > 0:
-            cute.arch.barrier(barrier_id=DQ_EMPTY_BARRIER + wg, number_of_threads=handshake)
+            cute.arch.barrier(barrier_id=DQ_EMPTY_BARRIER + wg,
+                              number_of_threads=THREADS_PER_WARPGROUP + cute.arch.WARP_SIZE)
         dq_accum.store(acc_dq, sdQ, wg, wg_tidx)
+
+    @cute.jit
+    def publish_dq(self, wg):
+        """Signal the writer warp that this consumer's dQ is in shared memory."""
         # The copy engine reads dQ through the async proxy.
         cute.arch.fence_proxy("async.shared", space="cta")
-        cute.arch.barrier_arrive(barrier_id=DQ_FULL_BARRIER + wg, number_of_threads=handshake)
+        cute.arch.barrier_arrive(barrier_id=DQ_FULL_BARRIER + wg,
+                                 number_of_threads=THREADS_PER_WARPGROUP + cute.arch.WARP_SIZE)
 
     @cute.jit
     def write_dkv_from_registers(self, acc_dk, acc_dv, dk_scale, tdKgdK, tdKcdK, tdVgdV, tdVcdV, seqlen_k):
@@ -770,7 +794,8 @@ class FlashBwdSm90:
         lean = cfg.tile_m > KEYS_PER_WARPGROUP
         # A score_mod's step holds its own values across the exps: lse and dpsum stay in shared memory there too
         # (rel_bias at hdim 128: 853 instructions a step with 35 spilled words, read ahead; 764 and none).
-        stats_in_smem = lean or self.score_mod is not None
+        prefetch = cfg.prefetch_stats
+        stats_in_smem = (lean or self.score_mod is not None) and not prefetch
         columns = cute.size(s, mode=[1])
         lse_log2 = cute.make_rmem_tensor((columns,), Float32)
         dpsum = cute.make_rmem_tensor((columns,), Float32)
@@ -788,12 +813,18 @@ class FlashBwdSm90:
             # Over 64 rows, lse and dpsum are loaded ahead of the GEMM they follow, not behind its wgmmas in the
             # MIO queue (ncu, hdim 64: those loads were 13% of the consumers' stall samples).
             pipeline_q.consumer_wait(q_state)
-            if cutlass.const_expr(not stats_in_smem):
+            if cutlass.const_expr(not stats_in_smem and not prefetch):
                 for c in cutlass.range_constexpr(columns):
                     lse_log2[c] = sLSElog2[coords[0, c][1], q_state.index]
             gemm(tiled_mma_sdp, acc_s, tSrK, tSrQ[None, None, None, q_state.index], True)
+            if cutlass.const_expr(prefetch):
+                for c in cutlass.range_constexpr(columns):
+                    lse_log2[c] = sLSElog2[coords[0, c][1], q_state.index]
+            if cutlass.const_expr(cfg.late_dq):
+                if step > 0:
+                    self.publish_dq(wg)
             pipeline_do.consumer_wait(do_state)
-            if cutlass.const_expr(not stats_in_smem):
+            if cutlass.const_expr(not stats_in_smem and not prefetch):
                 for c in cutlass.range_constexpr(columns):
                     dpsum[c] = sdPsum[coords[0, c][1], do_state.index]
             gemm(tiled_mma_sdp, acc_dp, tdPrV, tdPrdO[None, None, None, do_state.index], True)
@@ -804,6 +835,9 @@ class FlashBwdSm90:
             warpgroup.wait_group(1)  # S^T
             self.probabilities(s, deriv, scores, coords, lse_cols, scale_log2, tanh_scale, head, key0, query0, window,
                                mods, partial)
+            if cutlass.const_expr(prefetch):
+                for c in cutlass.range_constexpr(columns):
+                    dpsum[c] = sdPsum[coords[0, c][1], do_state.index]
             if cutlass.const_expr(lean):
                 warpgroup.wait_group(0)  # dP^T
                 self.score_grads(dp, s, deriv, scores, dpsum_cols, coords, head, key0, query0, mods)
@@ -818,9 +852,11 @@ class FlashBwdSm90:
 
             buffer = step % DS_BUFFERS
             cute.copy(store_ds, thr_store_ds.retile(ds), tdSsdS[None, None, None, buffer])
+            if cutlass.const_expr(lean and cfg.dv_under_fence):
+                gemm(tiled_mma_dkv, acc_dv, tdVrP, tdVrdO[None, None, None, do_state.index], False)
             # The dQ wgmma reads dS through the async proxy: order the ordinary stores before it.
             cute.arch.fence_proxy("async.shared", space="cta")
-            if cutlass.const_expr(lean):
+            if cutlass.const_expr(lean and not cfg.dv_under_fence):
                 gemm(tiled_mma_dkv, acc_dv, tdVrP, tdVrdO[None, None, None, do_state.index], False)
             cute.arch.barrier(barrier_id=DS_BARRIER, number_of_threads=CONSUMERS * THREADS_PER_WARPGROUP)
             if cutlass.const_expr(dq_accum.swapped(cfg.tile_m)):
@@ -839,8 +875,13 @@ class FlashBwdSm90:
             if cutlass.const_expr(not cfg.overlap_dq):
                 pipeline_do.consumer_release(do_state)
             do_state.advance()
-            if cutlass.const_expr(not cfg.overlap_dq):
+            if cutlass.const_expr(cfg.late_dq):
+                self.store_dq(acc_dq, sdQ, wg, wg_tidx, step)
+            elif cutlass.const_expr(not cfg.overlap_dq):
                 self.hand_over_dq(acc_dq, sdQ, wg, wg_tidx, step)
+        if cutlass.const_expr(cfg.late_dq):
+            if steps.count > 0:
+                self.publish_dq(wg)
 
         if cutlass.const_expr(tail is not None):
             if tail.is_part:
