@@ -116,7 +116,6 @@ def test_bwd_sass(head_dim, mask, tmp_path):
                                              (64, "dict(split_columns=True, tile_m=128)"),
                                              (128, "dict(split_columns=True, tile_n=128)"),
                                              (64, "dict(tile_m=64)"), (192, "dict(split_columns=True)"),
-                                             (128, "dict(late_dq=True)"),
                                              (128, "dict(tile_m=80, overlap_dq=True, prefetch_stats=True, "
                                                    "dv_under_fence=True)")])
 def test_bwd_config_variants_sass(head_dim, config, tmp_path):

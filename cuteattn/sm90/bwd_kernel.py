@@ -101,10 +101,6 @@ class BwdConfig:
     # The launch's last, part-full wave of key blocks split among CTAs where that ends it sooner
     # (`backward.tail_split`); a choice of the host, which compiles the kernel for the parts it takes.
     tail_split: bool = True
-    # A step's dQ is stored to shared memory as it ends, and the fence that hands it to the writer warp runs in
-    # the next step, once its S^T GEMM is issued: the next step's GEMMs begin without waiting for the stores to
-    # complete (not with overlap_dq, whose handover runs under the dK GEMM).
-    late_dq: bool = False
     # lse is loaded into registers once the S^T GEMM is issued, dpsum once P^T is computed, each under a GEMM in
     # flight (FA4's order); off, over 64 rows: both before the GEMM they follow; over more, or under a score_mod:
     # read from shared memory where used.
@@ -190,8 +186,6 @@ class FlashBwdSm90:
             f"the key split takes tile_m 64, 128 at head_dim 64 or 80 at 128 (given {self.config.tile_m} at " \
             f"{self.head_dim})"
         self.check_split_tail()
-        assert not (self.config.late_dq and self.config.overlap_dq), "late_dq hands dQ over a step later: not " \
-            "with overlap_dq, which hands it over under the dK GEMM"
         assert not self.config.dq_by_rows or dq_accum.rows_split(self.config.tile_m), \
             f"dq_by_rows splits 128 query rows in two (given tile_m {self.config.tile_m})"
 
@@ -667,25 +661,13 @@ class FlashBwdSm90:
     def hand_over_dq(self, acc_dq, sdQ, wg, wg_tidx, step):
         """This consumer's dQ into its half of the shared-memory chunk, once its writer warp has read the last
         one, then signal the writer."""
-        self.store_dq(acc_dq, sdQ, wg, wg_tidx, step)
-        self.publish_dq(wg)
-
-    @cute.jit
-    def store_dq(self, acc_dq, sdQ, wg, wg_tidx, step):
-        """This consumer's dQ into its half of the shared-memory chunk, once its writer warp has read the last
-        one."""
+        handshake = THREADS_PER_WARPGROUP + cute.arch.WARP_SIZE
         if step > 0:
-            cute.arch.barrier(barrier_id=DQ_EMPTY_BARRIER + wg,
-                              number_of_threads=THREADS_PER_WARPGROUP + cute.arch.WARP_SIZE)
+            cute.arch.barrier(barrier_id=DQ_EMPTY_BARRIER + wg, number_of_threads=handshake)
         dq_accum.store(acc_dq, sdQ, wg, wg_tidx)
-
-    @cute.jit
-    def publish_dq(self, wg):
-        """Signal the writer warp that this consumer's dQ is in shared memory."""
         # The copy engine reads dQ through the async proxy.
         cute.arch.fence_proxy("async.shared", space="cta")
-        cute.arch.barrier_arrive(barrier_id=DQ_FULL_BARRIER + wg,
-                                 number_of_threads=THREADS_PER_WARPGROUP + cute.arch.WARP_SIZE)
+        cute.arch.barrier_arrive(barrier_id=DQ_FULL_BARRIER + wg, number_of_threads=handshake)
 
     @cute.jit
     def write_dkv_from_registers(self, acc_dk, acc_dv, dk_scale, tdKgdK, tdKcdK, tdVgdV, tdVcdV, seqlen_k):
@@ -820,9 +802,6 @@ class FlashBwdSm90:
             if cutlass.const_expr(prefetch):
                 for c in cutlass.range_constexpr(columns):
                     lse_log2[c] = sLSElog2[coords[0, c][1], q_state.index]
-            if cutlass.const_expr(cfg.late_dq):
-                if step > 0:
-                    self.publish_dq(wg)
             pipeline_do.consumer_wait(do_state)
             if cutlass.const_expr(not stats_in_smem and not prefetch):
                 for c in cutlass.range_constexpr(columns):
@@ -875,13 +854,8 @@ class FlashBwdSm90:
             if cutlass.const_expr(not cfg.overlap_dq):
                 pipeline_do.consumer_release(do_state)
             do_state.advance()
-            if cutlass.const_expr(cfg.late_dq):
-                self.store_dq(acc_dq, sdQ, wg, wg_tidx, step)
-            elif cutlass.const_expr(not cfg.overlap_dq):
+            if cutlass.const_expr(not cfg.overlap_dq):
                 self.hand_over_dq(acc_dq, sdQ, wg, wg_tidx, step)
-        if cutlass.const_expr(cfg.late_dq):
-            if steps.count > 0:
-                self.publish_dq(wg)
 
         if cutlass.const_expr(tail is not None):
             if tail.is_part:
