@@ -156,6 +156,13 @@ class TailPart:
     row0: Int32
 
 
+@cute.jit
+def load_columns(stat: cute.Tensor, smem: cute.Tensor, coords: cute.Tensor, stage):
+    """Into `stat`, the thread's value of lse or dpsum per column of S^T (its queries), from `smem`'s `stage`."""
+    for c in cutlass.range_constexpr(cute.size(stat)):
+        stat[c] = smem[coords[0, c][1], stage]
+
+
 @dataclass(frozen=True)
 class FlashBwdSm90:
     dtype: Type[cutlass.Numeric]
@@ -778,7 +785,8 @@ class FlashBwdSm90:
         # A score_mod's step holds its own values across the exps: lse and dpsum stay in shared memory there too
         # (rel_bias at hdim 128: 853 instructions a step with 35 spilled words, read ahead; 764 and none).
         prefetch = cfg.prefetch_stats
-        stats_in_smem = (lean or self.score_mod is not None) and not prefetch
+        ahead = not (lean or self.score_mod is not None or prefetch)
+        stats_in_smem = not (ahead or prefetch)
         columns = cute.size(s, mode=[1])
         lse_log2 = cute.make_rmem_tensor((columns,), Float32)
         dpsum = cute.make_rmem_tensor((columns,), Float32)
@@ -796,17 +804,14 @@ class FlashBwdSm90:
             # Over 64 rows, lse and dpsum are loaded ahead of the GEMM they follow, not behind its wgmmas in the
             # MIO queue (ncu, hdim 64: those loads were 13% of the consumers' stall samples).
             pipeline_q.consumer_wait(q_state)
-            if cutlass.const_expr(not stats_in_smem and not prefetch):
-                for c in cutlass.range_constexpr(columns):
-                    lse_log2[c] = sLSElog2[coords[0, c][1], q_state.index]
+            if cutlass.const_expr(ahead):
+                load_columns(lse_log2, sLSElog2, coords, q_state.index)
             gemm(tiled_mma_sdp, acc_s, tSrK, tSrQ[None, None, None, q_state.index], True)
             if cutlass.const_expr(prefetch):
-                for c in cutlass.range_constexpr(columns):
-                    lse_log2[c] = sLSElog2[coords[0, c][1], q_state.index]
+                load_columns(lse_log2, sLSElog2, coords, q_state.index)
             pipeline_do.consumer_wait(do_state)
-            if cutlass.const_expr(not stats_in_smem and not prefetch):
-                for c in cutlass.range_constexpr(columns):
-                    dpsum[c] = sdPsum[coords[0, c][1], do_state.index]
+            if cutlass.const_expr(ahead):
+                load_columns(dpsum, sdPsum, coords, do_state.index)
             gemm(tiled_mma_sdp, acc_dp, tdPrV, tdPrdO[None, None, None, do_state.index], True)
             lse_cols, dpsum_cols = lse_log2, dpsum
             if cutlass.const_expr(stats_in_smem):
@@ -816,8 +821,7 @@ class FlashBwdSm90:
             self.probabilities(s, deriv, scores, coords, lse_cols, scale_log2, tanh_scale, head, key0, query0, window,
                                mods, partial)
             if cutlass.const_expr(prefetch):
-                for c in cutlass.range_constexpr(columns):
-                    dpsum[c] = sdPsum[coords[0, c][1], do_state.index]
+                load_columns(dpsum, sdPsum, coords, do_state.index)
             if cutlass.const_expr(lean):
                 warpgroup.wait_group(0)  # dP^T
                 self.score_grads(dp, s, deriv, scores, dpsum_cols, coords, head, key0, query0, mods)
