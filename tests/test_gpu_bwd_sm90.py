@@ -181,7 +181,7 @@ def test_deterministic(head_dim, causal, window):
 # query rows per step, tiled by wgmmas of 64 rows) and at 192 (whose default puts the head dim on the wgmma's
 # M), that kernel at 128, the key split over the query rows the defaults do not take
 # (64 at hdim 64 and, plain, at 128; 80 at hdim 128 under causal and a window, dQ computed transposed), and
-# without dQ's handover under the dK GEMM; the lean step's order over 64 rows (lean_64).
+# without dQ's handover under the dK GEMM.
 CONFIG_VARIANTS = [(64, dict(split_columns=True, tile_n=128)), (64, dict(split_columns=True, tile_m=128)),
                    (128, dict(split_columns=True, tile_n=128)), (64, dict(tile_m=64)), (64, dict(overlap_dq=False)),
                    (128, dict(overlap_dq=False)), (128, dict(overlap_dq=True)), (128, dict(tile_m=80)),
@@ -190,9 +190,7 @@ CONFIG_VARIANTS = [(64, dict(split_columns=True, tile_n=128)), (64, dict(split_c
                    (64, dict(tile_m=128, overlap_dq=True, stage_dkv=False)), (128, dict(stage_dkv=False)),
                    (192, dict(split_columns=True)), (128, dict(head_dim_on_m=True, tile_n=96)),
                    (128, dict(prefetch_stats=True)), (128, dict(tile_m=80, prefetch_stats=True, dv_under_fence=True)),
-                   (64, dict(tile_m=128, overlap_dq=True, dq_by_rows=True, prefetch_stats=True, dv_under_fence=True)),
-                   (128, dict(overlap_dq=True, lean_64=True, prefetch_stats=True, dv_under_fence=True)),
-                   (128, dict(overlap_dq=True, lean_64=True))]
+                   (64, dict(tile_m=128, overlap_dq=True, dq_by_rows=True, prefetch_stats=True, dv_under_fence=True))]
 
 
 @pytest.mark.parametrize("head_dim,config", CONFIG_VARIANTS, 

@@ -117,8 +117,6 @@ def test_bwd_sass(head_dim, mask, tmp_path):
                                              (128, "dict(split_columns=True, tile_n=128)"),
                                              (64, "dict(tile_m=64)"), (192, "dict(split_columns=True)"),
                                              (128, "dict(tile_m=80, overlap_dq=True, prefetch_stats=True, "
-                                                   "dv_under_fence=True)"),
-                                             (128, "dict(overlap_dq=True, lean_64=True, prefetch_stats=True, "
                                                    "dv_under_fence=True)")])
 def test_bwd_config_variants_sass(head_dim, config, tmp_path):
     assert_async_wgmmas(sass_of("bwd", head_dim, "causal", tmp_path, config))

@@ -106,12 +106,8 @@ class BwdConfig:
     # read from shared memory where used. With dv_under_fence at 80 rows, unmasked hdim 128: 0.7-2.8% faster than 64
     # rows at 2k-16k, 2% slower at 1k and 4% at 4k causal (H100, notes-36).
     prefetch_stats: bool = False
-    # In the lean step (over more than 64 rows, or lean_64): the dV GEMM issued before the fence that orders
-    # dS^T's stores, which waits for them.
+    # Over more than 64 rows: the dV GEMM issued before the fence that orders dS^T's stores, which waits for them.
     dv_under_fence: bool = False
-    # Over 64 rows too, the lean step's order: S^T and dP^T awaited before P^T is packed, the dV GEMM issued
-    # with dS^T's stores (FA4's order at 64 rows).
-    lean_64: bool = False
 
 
 @dataclass(frozen=True)
@@ -785,7 +781,7 @@ class FlashBwdSm90:
         # beside the packed one), and the dV GEMM waits until dS^T is in shared memory: issued before, its
         # register operand beside S^T and dP^T makes ptxas serialize every wgmma (C7512). Over 64 the dV GEMM
         # runs under the dS^T math.
-        lean = cfg.tile_m > KEYS_PER_WARPGROUP or cfg.lean_64
+        lean = cfg.tile_m > KEYS_PER_WARPGROUP
         # A score_mod's step holds its own values across the exps: lse and dpsum stay in shared memory there too
         # (rel_bias at hdim 128: 853 instructions a step with 35 spilled words, read ahead; 764 and none).
         prefetch = cfg.prefetch_stats
