@@ -43,10 +43,9 @@ HEAD_DIM_PAIRS = ((192, 128),)  # head_dim_v != head_dim
 # beside K, V, P, dS and dQ); hdim 256 the split-d kernel, whose P^T and dS^T take shared memory: one Q and dO
 # stage. hdim 64: FA4's 128 query rows a step, 480 TFLOP/s against 402 over 64 rows (H100, 16k, notes-5), its dQ
 # by rows: 483 against 463 (H200, 16k, notes-8). hdim 128: 80 rows unmasked with lse and dpsum read under the
-# GEMMs in flight and dV issued before dS^T's fence: 556 TFLOP/s at 4k against 541 over 64 rows, 587 against 574 at
-# 8k, 606-612 against 602-605 at 16k, 431 against 440 at 1k (spread overlapping); masked, 64 rows (80: 462
-# against 482 at 4k causal) (H100, notes-36). dQ's GEMM before dK's (overlap_dq) at hdims 64 and 128: 0 to +4%
-# (notes-6).
+# GEMMs in flight and dV issued before dS^T's fence: 556 TFLOP/s at 4k against 550 over 64 rows, 600 against 590 at
+# 16k (H100, settled clocks, notes-37); masked, 64 rows (80 rows and FA4's order over 64 were slower causal,
+# notes-36 and -37). dQ's GEMM before dK's (overlap_dq) at hdims 64 and 128: 0 to +4% (notes-6).
 _DEFAULT = BwdConfig()
 _OVERLAP = BwdConfig(overlap_dq=True)
 _LEAN_80 = replace(_OVERLAP, tile_m=80, prefetch_stats=True, dv_under_fence=True)
