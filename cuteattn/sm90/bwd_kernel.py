@@ -103,8 +103,8 @@ class BwdConfig:
     tail_split: bool = True
     # lse is loaded into registers once the S^T GEMM is issued, dpsum once P^T is computed, each under a GEMM in
     # flight (FA4's order); off, over 64 rows: both before the GEMM they follow; over more, or under a score_mod:
-    # read from shared memory where used. With dv_under_fence at 80 rows, unmasked hdim 128: 0.7-2.8% faster than 64
-    # rows at 2k-16k, 2% slower at 1k and 4% at 4k causal (H100, notes-36).
+    # read from shared memory where used. With dv_under_fence at 80 rows: hdim 128's unmasked default
+    # (`backward.CONFIGS`; faster than 64 rows from 2k up, slower causal: notes-36, -37).
     prefetch_stats: bool = False
     # Over more than 64 rows: the dV GEMM issued before the fence that orders dS^T's stores, which waits for them.
     dv_under_fence: bool = False
