@@ -15,6 +15,7 @@ from typing import Optional
 INSTRUCTION = re.compile(r"^\s*/\*[0-9a-f]+\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)", re.MULTILINE)
 LABEL = re.compile(r"^(\.L_x_\d+):")
 BRANCH = re.compile(r"\bBRA\b.*`\((\.L_x_\d+)\)")
+PREDICATED = re.compile(r"^\s*/\*[0-9a-f]+\*/\s+@")
 # nvdisasm -hex: "/*19f0*/  S2R R0, SR_TID.X ;  /* 0x0000000000007919 */", the high word on the next line.
 HEX_LOW = re.compile(r"^\s*/\*([0-9a-f]+)\*/\s+(.*?)\s*;\s*/\* (0x[0-9a-f]{16}) \*/")
 HEX_HIGH = re.compile(r"^\s*/\* (0x[0-9a-f]{16}) \*/")
@@ -27,7 +28,8 @@ def opcodes(sass: str) -> Counter:
 
 
 def innermost_loop_bodies(sass: str) -> list:
-    """The instruction lines of each loop (a branch back to an earlier label) that holds no other loop, in order."""
+    """The instruction lines of each loop (a branch back to an earlier label) that holds no other loop, in order;
+    the retry loop of an mbarrier wait, which ptxas may place inside the step, does not count as one."""
     labels, body = {}, []
     for line in sass.splitlines():  # a label names the instruction after it
         label = LABEL.match(line)
@@ -38,9 +40,15 @@ def innermost_loop_bodies(sass: str) -> list:
     loops = []
     for end, line in enumerate(body):
         target = BRANCH.search(line)
-        if target and labels.get(target.group(1), end + 1) <= end:
+        # An unconditional branch back is the way home of a block placed out of line, not a loop.
+        if target and PREDICATED.match(line) and labels.get(target.group(1), end + 1) <= end:
             loops.append((labels[target.group(1)], end))
-    inner = [(a, b) for a, b in loops if not any(a <= c and d <= b and (c, d) != (a, b) for c, d in loops)]
+    def waits(c, d):  # an mbarrier wait's retry loop: a barrier check and no wgmma
+        lines = body[c:d + 1]
+        return any("SYNCS.PHASECHK" in line for line in lines) and not any("HGMMA" in line for line in lines)
+
+    inner = [(a, b) for a, b in loops
+             if not any(a <= c and d <= b and (c, d) != (a, b) and not waits(c, d) for c, d in loops)]
     return [body[a:b + 1] for a, b in inner]
 
 
