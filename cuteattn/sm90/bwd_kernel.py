@@ -11,8 +11,8 @@ and, per block of tile_m queries:
     dK  += dS^T Q                                    dS^T from registers
     dQ[:, half] = dS K[:, half]                      dS through shared memory, all 128 keys
 
-then stores its half of dQ in shared memory, where a writer warp of the producer warpgroup stores or adds it
-into the fp32 workspace of `dq_accum` with one bulk copy (atomics from the consumers' own threads stalled
+then stores its half of dQ in shared memory, where a writer warp of the producer warpgroup adds it into
+the fp32 workspace of `dq_accum` with one bulk reduction (atomics from the consumers' own threads stalled
 them: the loads of the next step queued behind the adds). Computing the scores transposed puts each key
 on a row, so P^T and dS^T come out of the accumulators already as the A operands of dV and dK. dK and dV
 stay in registers over every query block, and under GQA over every query head that shares the KV head,
@@ -303,8 +303,8 @@ class FlashBwdSm90:
         mdO: cute.Tensor,  # (batch, seqlen_q, heads, head_dim_v)
         mLSElog2: cute.Tensor,  # (batch, heads, seqlen_q rounded up to tile_m) fp32, 0 past seqlen_q
         mdPsum: cute.Tensor,  # (batch, heads, seqlen_q rounded up to tile_m) fp32, 0 past seqlen_q
-        mdQaccum: cute.Tensor,  # (batch, heads, m_blocks, tile_m * head_dim) fp32, not zeroed
-        mdQcount: cute.Tensor,  # (batch, heads, m_blocks, CONSUMERS) int32, zeroed by the preprocess (`dq_accum`)
+        mdQaccum: cute.Tensor,  # (batch, heads, m_blocks, tile_m * head_dim) fp32, zeroed by the preprocess
+        mdQturn: Optional[cute.Tensor],  # with deterministic: (batch, heads, m_blocks, CONSUMERS) int32, zeroed
         mdK: cute.Tensor,  # (batch, seqlen_k, heads_kv, head_dim)
         mdV: cute.Tensor,  # (batch, seqlen_k, heads_kv, head_dim_v)
         scale_log2: Float32,  # of the scores held: softmax_scale * log2(e), softcap * log2(e) with has_softcap
@@ -369,7 +369,7 @@ class FlashBwdSm90:
         if cutlass.const_expr(self.mask_mod is not None):
             lists = BlockLists(mBlockCount, mBlockList, mTileOrder, mBlockTurn)
         cta_body = self.cta_body(
-            tma_q, mQ, tma_do, mdO, tma_k, mK, tma_v, mV, tma_lse, mLSElog2, tma_dpsum, mdPsum, mdQaccum, mdQcount,
+            tma_q, mQ, tma_do, mdO, tma_k, mK, tma_v, mV, tma_lse, mLSElog2, tma_dpsum, mdPsum, mdQaccum, mdQturn,
             mdK, mdV, ScoreArgs(scale_log2, tanh_scale, score_scale, window_left, window_right), dk_scale,
             mod_tensors, mod_grads, lists, mdKtail, mdVtail, tiled_mma_sdp, tiled_mma_dv, tiled_mma_dk, tiled_mma_dq,
             sQ_layout, sdO_layout, sK_layout, sV_layout, sdS_layout, SharedStorage)
@@ -399,7 +399,7 @@ class FlashBwdSm90:
         tma_dpsum: cute.CopyAtom,
         mdPsum: cute.Tensor,
         mdQaccum: cute.Tensor,
-        mdQcount: cute.Tensor,
+        mdQturn: Optional[cute.Tensor],
         mdK: cute.Tensor,
         mdV: cute.Tensor,
         score_args: ScoreArgs,
@@ -486,7 +486,7 @@ class FlashBwdSm90:
                              sdO, sK, sV, sLSElog2, sdPsum, pipeline_q, pipeline_do, pipeline_kv, n_block, kv_head,
                              batch, steps)
             elif warp_idx < DQ_WRITER_WARP + CONSUMERS:
-                self.write_dq(mdQaccum, mdQcount, sdQ, n_block, batch, steps, window, warp_idx - DQ_WRITER_WARP)
+                self.write_dq(mdQaccum, mdQturn, sdQ, n_block, batch, steps, window, warp_idx - DQ_WRITER_WARP)
         else:
             cute.arch.setmaxregister_increase(CONSUMER_REGISTERS)
             tidx, _, _ = cute.arch.thread_idx()
@@ -517,8 +517,8 @@ class FlashBwdSm90:
             tXsX, tXgX = tma.partition(atom, smem, cute.local_tile(gmem[None, None, kv_head, batch],
                                                                    (self.tile_n, cols), (None, 0)))
             cute.copy(atom, tXgX[None, n_block], tXsX[None, 0], tma_bar_ptr=pipeline_kv.producer_get_barrier(kv_state))
-        # The preprocess (use_pdl) may still be writing lse_log2, dpsum and the dQ workspace's counts. The consumers
-        # read the first two only from the stages loaded below; the writer warps wait for it themselves.
+        # The preprocess (use_pdl) may still be writing lse_log2, dpsum and the zeroed dQ workspace. The consumers
+        # read them only from the stages loaded below, the writer warps add into dQ after their steps: all after this.
         cute.arch.griddepcontrol_wait()
 
         q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)
@@ -603,68 +603,37 @@ class FlashBwdSm90:
                                       mods.place(head, query0, key0, transposed=self.transposed_scores))
 
     @cute.jit
-    def write_dq(self, mdQaccum, mdQcount, sdQ, n_block, batch, steps, window, wg):
-        """A writer warp: per step, once consumer `wg` has stored its half of dQ in shared memory, store or add it
-        into the workspace with one bulk copy (`claim_dq` says which), and free the buffer once the copy engine
-        has read it (a second buffer measured no faster). A first store, and with deterministic every write,
-        then counts itself in once it has landed."""
-        half = dq_accum.half_size(self.config.tile_m, self.head_dim)
+    def write_dq(self, mdQaccum, mdQturn, sdQ, n_block, batch, steps, window, wg):
+        """A writer warp: per step, once consumer `wg` has stored its half of dQ in shared memory, add it into
+        the workspace with one bulk reduction, and free the buffer once the copy engine has read it (a second
+        buffer measured no faster). With
+        deterministic, wait for this key block's turn first (a counter per query block and consumer), and
+        count the turn on only when the adds have landed, so every dQ element sums its terms in one order."""
+        cfg = self.config
+        half = dq_accum.half_size(cfg.tile_m, self.head_dim)
         handshake = THREADS_PER_WARPGROUP + cute.arch.WARP_SIZE
         lane = cute.arch.lane_idx()
-        # The preprocess (use_pdl) zeroes the counts.
-        cute.arch.griddepcontrol_wait()
-        first = self.claim_dq(mdQcount, batch, steps, Int32(0), n_block, window, wg, lane)
         for step in cutlass.range(steps.count, unroll=1):
             head, m_block, _ = steps.at(step)
-            count = mdQcount[batch, head, m_block, None].iterator + wg
-            chunk, mine = mdQaccum[batch, head, m_block, None].iterator + wg * half, sdQ.iterator + wg * half
             cute.arch.barrier(barrier_id=DQ_FULL_BARRIER + wg, number_of_threads=handshake)
             if lane == 0:
-                # The claim's acquire was in the generic proxy; the copy engine's writes are in the async one.
-                cute.arch.fence_proxy("async.global")
-                if first:
-                    dq_accum.bulk_store(chunk, mine, half * Float32.width // 8)
-                else:
-                    dq_accum.bulk_add(chunk, mine, half * Float32.width // 8)
+                turn = mdQturn[batch, head, m_block, None].iterator + wg if cutlass.const_expr(
+                    self.deterministic) else None
+                if cutlass.const_expr(self.deterministic):
+                    my_turn = self.dq_turn(steps, step, m_block, n_block, window)
+                    while cute.arch.atomic_add(turn, Int32(0), sem="acquire", scope="gpu") != my_turn:
+                        pass
+                dq_accum.bulk_add(mdQaccum[batch, head, m_block, None].iterator + wg * half, sdQ.iterator + wg * half,
+                                  half * Float32.width // 8)
                 cute.arch.cp_async_bulk_commit_group()
-                cute.arch.cp_async_bulk_wait_group(0, read=True)
+                if cutlass.const_expr(self.deterministic):
+                    cute.arch.cp_async_bulk_wait_group(0)
+                    cute.arch.fence_acq_rel_gpu()
+                    cute.arch.atomic_add(turn, Int32(1), sem="release", scope="gpu")
+                else:
+                    cute.arch.cp_async_bulk_wait_group(0, read=True)
             if step + 1 < steps.count:  # the consumer waits for it before its next store
                 cute.arch.barrier_arrive(barrier_id=DQ_EMPTY_BARRIER + wg, number_of_threads=handshake)
-            lands = first  # counts itself in once landed
-            if cutlass.const_expr(self.deterministic):
-                lands = cutlass.Boolean(True)
-            if lane == 0:
-                if lands:
-                    cute.arch.cp_async_bulk_wait_group(0)
-                    cute.arch.fence_proxy("async.global")
-                    cute.arch.fence_acq_rel_gpu()
-                    cute.arch.atomic_add(count, Int32(1 if self.deterministic else dq_accum.LANDED), sem="release",
-                                         scope="gpu")
-            # The next step's claim (and wait) runs while the consumer computes it.
-            first = self.claim_dq(mdQcount, batch, steps, step + 1, n_block, window, wg, lane)
-
-    @cute.jit
-    def claim_dq(self, mdQcount, batch, steps, step, n_block, window, wg, lane):
-        """In lane 0, once step `step`'s half of dQ may be written: whether this key block writes it first, so
-        stores it. With deterministic, once the key blocks before it in the window have landed theirs (the
-        count is of turns), and the first turn stores. Else the first key block to claim the half (the count
-        is of claims) stores it, and a later one waits for that store to land: it never waits for a CTA that
-        has not started, nor while it holds a claim of its own that has not landed."""
-        first = cutlass.Boolean(False)
-        if (lane == 0) & (step < steps.count):
-            head, m_block, _ = steps.at(step)
-            count = mdQcount[batch, head, m_block, None].iterator + wg
-            if cutlass.const_expr(self.deterministic):
-                my_turn = self.dq_turn(steps, step, m_block, n_block, window)
-                while cute.arch.atomic_add(count, Int32(0), sem="acquire", scope="gpu") != my_turn:
-                    pass
-                first = my_turn == 0
-            else:
-                claimed = cute.arch.atomic_add(count, Int32(1), sem="acquire", scope="gpu")
-                first = claimed == 0
-                while (claimed > 0) & (claimed < dq_accum.LANDED):
-                    claimed = cute.arch.atomic_add(count, Int32(0), sem="acquire", scope="gpu")
-        return first
 
     @cute.jit
     def dq_turn(self, steps, step, m_block, n_block, window):
