@@ -43,6 +43,7 @@ def innermost_loop_bodies(sass: str) -> list:
         # An unconditional branch back is the way home of a block placed out of line, not a loop.
         if target and PREDICATED.match(line) and labels.get(target.group(1), end + 1) <= end:
             loops.append((labels[target.group(1)], end))
+
     def waits(c, d):  # an mbarrier wait's retry loop: a barrier check and no wgmma
         lines = body[c:d + 1]
         return any("SYNCS.PHASECHK" in line for line in lines) and not any("HGMMA" in line for line in lines)
