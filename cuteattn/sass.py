@@ -43,13 +43,10 @@ def innermost_loop_bodies(sass: str) -> list:
         # An unconditional branch back is the way home of a block placed out of line, not a loop.
         if target and PREDICATED.match(line) and labels.get(target.group(1), end + 1) <= end:
             loops.append((labels[target.group(1)], end))
-
-    def waits(c, d):  # an mbarrier wait's retry loop: a barrier check and no wgmma
-        lines = body[c:d + 1]
-        return any("SYNCS.PHASECHK" in line for line in lines) and not any("HGMMA" in line for line in lines)
-
-    inner = [(a, b) for a, b in loops
-             if not any(a <= c and d <= b and (c, d) != (a, b) and not waits(c, d) for c, d in loops)]
+    # An mbarrier wait's retry loop (a barrier check and no wgmma) may sit inside a step; it does not nest.
+    nesting = [(c, d) for c, d in loops if any("HGMMA" in line for line in body[c:d + 1])
+               or not any("SYNCS.PHASECHK" in line for line in body[c:d + 1])]
+    inner = [(a, b) for a, b in loops if not any(a <= c and d <= b and (c, d) != (a, b) for c, d in nesting)]
     return [body[a:b + 1] for a, b in inner]
 
 
