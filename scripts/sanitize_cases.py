@@ -48,7 +48,7 @@ def persistent(seqlen_q, seqlen_k, causal, **config):
     several, reusing its pipelines."""
     from cuteattn.reference import Options
     from cuteattn.sm90.forward import forward
-    from cuteattn.sm90.fwd_kernel import FwdConfig
+    from cuteattn.sm90.fwd_config import FwdConfig
 
     q = torch.randn(12, seqlen_q, 16, 128, device="cuda", dtype=torch.bfloat16)
     k, v = (torch.randn(12, seqlen_k, 4, 128, device="cuda", dtype=torch.bfloat16) for _ in range(2))

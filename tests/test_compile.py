@@ -38,7 +38,7 @@ def test_oversized_config_is_refused():
     build = ("import torch\n"
              "from cuteattn import reference\n"
              "from cuteattn.sm90 import backward\n"
-             "from cuteattn.sm90.bwd_kernel import BwdConfig\n"
+             "from cuteattn.sm90.bwd_config import BwdConfig\n"
              "opts = reference.Options(softmax_scale=1.0, window_left=None, window_right=None, softcap=0.0,\n"
              "                         learnable_sink=None, score_mod=None, mask_mod=None, block_mask=None)\n"
              "config = BwdConfig(split_columns=True, tile_m=128)\n"

@@ -199,7 +199,7 @@ CONFIG_VARIANTS = [(64, dict(split_columns=True, tile_n=128)), (64, dict(split_c
 @pytest.mark.parametrize("features", [dict(), dict(causal=True), dict(window=(100, 30), softcap=30.0),
                                       dict(causal=True, deterministic=True)])
 def test_config_variants(head_dim, config, seqlen_q, seqlen_k, features):
-    from cuteattn.sm90.bwd_kernel import BwdConfig
+    from cuteattn.sm90.bwd_config import BwdConfig
 
     features = dict(features)
     causal = features.pop("causal", False)

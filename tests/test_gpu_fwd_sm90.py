@@ -265,7 +265,7 @@ def test_features_with_gqa(heads, heads_kv, causal, window, softcap, sink):
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("seqlen_q,seqlen_k", [(17, 17), (113, 4097), (1000, 333), (1000, 1000)])
 def test_config_variants(config, head_dim, causal, seqlen_q, seqlen_k):
-    from cuteattn.sm90.fwd_kernel import FwdConfig
+    from cuteattn.sm90.fwd_config import FwdConfig
 
     check(2, seqlen_q, seqlen_k, 4, 2, head_dim, causal, torch.bfloat16, config=FwdConfig(**config))
 
@@ -279,7 +279,7 @@ def test_persistent_ctas_walk_several_tiles(dynamic, num_consumers, head_dim, ca
     """More tiles than an H100 or H200 has SMs (132), so each persistent CTA walks two or more, reusing its
     pipelines (test_config_variants' shapes have fewer tiles than SMs: one each); round robin, and claimed from
     the launch's counter (`dynamic`)."""
-    from cuteattn.sm90.fwd_kernel import FwdConfig
+    from cuteattn.sm90.fwd_config import FwdConfig
 
     check(6, 1000, seqlen_k, 8, 2, head_dim, causal, torch.bfloat16,
           config=FwdConfig(persistent=True, dynamic=dynamic, num_consumers=num_consumers))
@@ -290,7 +290,7 @@ def test_persistent_ctas_walk_several_tiles(dynamic, num_consumers, head_dim, ca
 def test_claimed_tiles_with_features(features):
     """A persistent grid that claims its tiles, under a window's left edge, softcap and a sink, pinned whatever
     the defaults: 6 batches x 8 heads x 8 blocks of 1000 rows."""
-    from cuteattn.sm90.fwd_kernel import FwdConfig
+    from cuteattn.sm90.fwd_config import FwdConfig
 
     features = dict(features)
     causal = features.pop("causal", False)
@@ -303,7 +303,7 @@ def test_claimed_tiles_with_features(features):
 def test_dynamic_tiles_counter_returns_to_zero():
     """Each launch that claims tiles leaves its stream's counter at 0 for the next: ten launches in a row, of
     tile counts above and below the SMs, all correct, and the counter 0 after them."""
-    from cuteattn.sm90.fwd_kernel import FwdConfig
+    from cuteattn.sm90.fwd_config import FwdConfig
     from cuteattn.tile_scheduler import tile_counter
 
     config = FwdConfig(persistent=True, dynamic=True)
@@ -317,7 +317,7 @@ def test_dynamic_tiles_counter_returns_to_zero():
 def test_row_max_grows(threshold, causal):
     """Keys visited later (the blocks go from the last down) score ever higher, so the running max moves by
     more than the rescale threshold again and again: O must be rescaled each time."""
-    from cuteattn.sm90.fwd_kernel import FwdConfig
+    from cuteattn.sm90.fwd_config import FwdConfig
 
     seqlen = 1000
     ramp = torch.linspace(12.0, 0.5, seqlen, device="cuda").view(1, seqlen, 1, 1)

@@ -70,7 +70,7 @@ def test_mods_compose_with_features(name):
 def test_claimed_tiles_with_mods(name):
     """A persistent grid that claims its tiles, under mods: with a mask_mod the claimed tickets index the block
     lists' longest-first order (`by_work`). 6 batches x 8 heads x 8 blocks of 1000 rows: 384 tiles."""
-    from cuteattn.sm90.fwd_kernel import FwdConfig
+    from cuteattn.sm90.fwd_config import FwdConfig
 
     score_mod, mask_mod = gallery(6, 8, 1000, 1000)[name]
     check_forward(6, 1000, 1000, 8, 2, 128, options(128, score_mod, mask_mod),

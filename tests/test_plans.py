@@ -171,7 +171,7 @@ def test_planned_calls_pack_gqa_as_the_first(launches):
 
 
 def test_dynamic_needs_a_persistent_grid():
-    from cuteattn.sm90.fwd_kernel import FwdConfig
+    from cuteattn.sm90.fwd_config import FwdConfig
 
     with pytest.raises(ValueError, match="persistent=True"):
         FwdConfig(dynamic=True)

@@ -23,7 +23,7 @@ sys.path.insert(0, "examples")
 from gallery import gallery
 from cuteattn import reference
 from cuteattn.sm90 import backward, forward
-from cuteattn.sm90.bwd_kernel import BwdConfig
+from cuteattn.sm90.bwd_config import BwdConfig
 direction, head_dim, causal, config, mod = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "causal", *sys.argv[4:]
 score_mod = gallery(1, 16, 1024, 1024, device="cpu")[mod][0] if mod else None
 opts = reference.Options(softmax_scale=1.0, window_left=None, window_right=0 if causal else None, softcap=0.0,

@@ -11,7 +11,7 @@ pytest.importorskip("cutlass")
 
 from cuteattn import reference  # noqa: E402
 from cuteattn.sm90 import forward  # noqa: E402
-from cuteattn.sm90.fwd_kernel import FwdConfig  # noqa: E402
+from cuteattn.sm90.fwd_config import FwdConfig  # noqa: E402
 
 PLAIN = reference.Options(softmax_scale=0.3, window_left=None, window_right=None, softcap=0.0, learnable_sink=None,
                           score_mod=None, mask_mod=None, block_mask=None)

@@ -27,7 +27,8 @@ from cuteattn.kernel_args import TORCH_TO_CUTE, aligned_view, compile_kernel, fa
 from cuteattn.mods import block_sparsity
 from cuteattn.mods.block_sparsity import sample_mods
 from cuteattn.registry import compile_target
-from cuteattn.sm90.bwd_kernel import TILE_N, BwdConfig, FlashBwdSm90
+from cuteattn.sm90.bwd_config import TILE_N, BwdConfig
+from cuteattn.sm90.bwd_kernel import FlashBwdSm90
 from cuteattn.sm90.bwd_kernel_split_d import FlashBwdSm90SplitD
 from cuteattn.sm90.bwd_kernel_wide import TILE_N as WIDE_TILE_N, FlashBwdSm90Wide
 from cuteattn.sm90.bwd_postprocess import DqPostprocess, TailSum

@@ -32,8 +32,8 @@ from cutlass.cute.nvgpu import OperandMajorMode, warpgroup
 from cuteattn.fragments import rowcol
 from cuteattn.mods import tile as mod_tile
 from cuteattn.sm90 import dq_accum
-from cuteattn.sm90.bwd_kernel import (CONSUMERS, DS_BARRIER, DS_BUFFERS, KEYS_PER_WARPGROUP, THREADS_PER_WARPGROUP,
-                                      FlashBwdSm90)
+from cuteattn.sm90.bwd_config import CONSUMERS, DS_BARRIER, DS_BUFFERS, KEYS_PER_WARPGROUP, THREADS_PER_WARPGROUP
+from cuteattn.sm90.bwd_kernel import FlashBwdSm90
 from cuteattn.sm90.mma import gemm
 from cuteattn.sm90.smem import operand_layout, transposed
 

@@ -18,7 +18,8 @@ from cuteattn.kernel_args import TORCH_TO_CUTE, aligned_view, compile_kernel, fa
 from cuteattn.masking import window_args
 from cuteattn.registry import compile_target
 from cuteattn.sm90 import fwd_combine
-from cuteattn.sm90.fwd_kernel import ROWS_PER_WARPGROUP, FlashFwdSm90, FwdConfig
+from cuteattn.sm90.fwd_config import ROWS_PER_WARPGROUP, FwdConfig
+from cuteattn.sm90.fwd_kernel import FlashFwdSm90
 from cuteattn.tile_scheduler import sm_count, tail_parts, tile_counter
 
 HEAD_DIMS = (64, 96, 128, 192, 256)
