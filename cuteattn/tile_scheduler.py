@@ -35,8 +35,7 @@ class TileOrder:
     head's K and V in L2. longest_first (where later rows see more keys: causal, a window's right edge): the
     (head, batch) pairs go in groups whose K and V fit `group` in L2; within a group, by m_block from the last,
     every pair of the group at one m_block before the next, so the longest tiles start first and the short
-    ones fill the end, while the CTAs in flight still read the same few heads' K and V. The backward's blocks
-    are of keys, and there the first are the longest (`from_last` off).
+    ones fill the end, while the CTAs in flight still read the same few heads' K and V.
     """
 
     m_blocks: Int32
@@ -44,7 +43,6 @@ class TileOrder:
     batch: Int32
     longest_first: bool = False
     group: Int32 = 1  # (head, batch) pairs per group under longest_first
-    from_last: bool = True  # under longest_first, the blocks from the last down; off: from the first up
     by_work: Optional[cute.Tensor] = None  # tile t is by_work[t] of the plain order (`by_work`)
     splits: Optional[Int32] = None  # each tile is this many, its key splits neighbours (`at_split`)
     whole: Optional[Int32] = None  # with splits: the tiles before the split ones (a split tail), else none
@@ -85,9 +83,7 @@ class TileOrder:
             size = cutlass.min(self.group, self.heads * self.batch - first)
             within = t % group_tiles
             head_batch = first + within % size
-            m_block = within // size
-            if self.from_last:
-                m_block = self.m_blocks - 1 - m_block
+            m_block = self.m_blocks - 1 - within // size
             return m_block, head_batch % self.heads, head_batch // self.heads
         return unflatten(t, (self.m_blocks, self.heads))
 
@@ -155,6 +151,15 @@ def by_work(work: torch.Tensor, group: int) -> torch.Tensor:
     pair_group = torch.arange(work.shape[0], device=work.device) // group
     key = (pair_group[:, None] << 32) - work  # needs no bound on the work: reading one back would wait for the GPU
     return key.flatten().argsort(stable=True).to(torch.int32)
+
+
+@cute.jit
+def cta_tile(by_work: Optional[cute.Tensor], shape: tuple):
+    """(x, y, z) of this CTA's tile in a grid of `shape`: its block index, or, with an order from `by_work`
+    (the kernel launched as a 1-D grid), that order's tile at its place."""
+    if cutlass.const_expr(by_work is None):
+        return cute.arch.block_idx()
+    return unflatten(by_work[cute.arch.block_idx()[0]], shape)
 
 
 @cute.jit

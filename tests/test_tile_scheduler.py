@@ -6,28 +6,27 @@ import torch
 from cuteattn.tile_scheduler import TileOrder, by_work, l2_group
 
 
-@pytest.mark.parametrize("longest_first,from_last", [(False, True), (True, True), (True, False)])
+@pytest.mark.parametrize("longest_first", [False, True])
 @pytest.mark.parametrize("m_blocks,heads,batch,group", [(1, 1, 1, 1), (3, 2, 3, 4), (8, 16, 2, 5), (5, 3, 1, 64)])
-def test_every_tile_once(m_blocks, heads, batch, group, longest_first, from_last):
-    order = TileOrder(m_blocks, heads, batch, longest_first, group, from_last=from_last)
+def test_every_tile_once(m_blocks, heads, batch, group, longest_first):
+    order = TileOrder(m_blocks, heads, batch, longest_first, group)
     tiles = [order.at(t) for t in range(order.count())]
     expected = {(m, h, b) for m in range(m_blocks) for h in range(heads) for b in range(batch)}
     assert len(tiles) == len(expected) and set(tiles) == expected
 
 
-@pytest.mark.parametrize("from_last", [True, False])
-def test_longest_first_within_groups(from_last):
-    """Under longest_first each group of (head, batch) pairs runs its m_blocks from the last down (from the
-    first up without from_last), and a group's tiles all come before the next group's."""
+def test_longest_first_within_groups():
+    """Under longest_first each group of (head, batch) pairs runs its m_blocks from the last down, and a
+    group's tiles all come before the next group's."""
     m_blocks, heads, batch, group = 4, 3, 2, 4
-    order = TileOrder(m_blocks, heads, batch, True, group, from_last=from_last)
+    order = TileOrder(m_blocks, heads, batch, True, group)
     tiles = [order.at(t) for t in range(order.count())]
     pair = [b * heads + h for _, h, b in tiles]
     groups = [p // group for p in pair]
     assert groups == sorted(groups)
     for g in set(groups):
         m_of_group = [m for (m, _, _), gg in zip(tiles, groups) if gg == g]
-        assert m_of_group == sorted(m_of_group, reverse=from_last)
+        assert m_of_group == sorted(m_of_group, reverse=True)
 
 
 def test_plain_order_keeps_a_heads_blocks_together():

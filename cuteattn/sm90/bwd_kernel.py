@@ -56,7 +56,7 @@ from cuteattn.sm90.bwd_mainloop import BwdMainloop
 from cuteattn.sm90.bwd_scores import BwdScores
 from cuteattn.sm90.bwd_steps import Steps, TailPart
 from cuteattn.sm90.smem import one_stage, operand_layout
-from cuteattn.tile_scheduler import TileOrder, l2_group
+from cuteattn.tile_scheduler import TileOrder, cta_tile, l2_group
 
 
 @dataclass(frozen=True)
@@ -260,6 +260,7 @@ class FlashBwdSm90(BwdMainloop, BwdScores, DqWriter, DkvEpilogue):
             sdPsum: cute.struct.Align[cute.struct.MemRange[Float32, self.row_stage * self.do_stages], 128]
             sTable: cute.struct.MemRange[Float32, cute.size(self.table_shape)]
 
+        seqlen_k, _, heads_kv, batch = mK.shape
         lists = None
         if cutlass.const_expr(self.mask_mod is not None):
             lists = BlockLists(mBlockCount, mBlockList, mTileOrder, mBlockTurn)
@@ -268,7 +269,11 @@ class FlashBwdSm90(BwdMainloop, BwdScores, DqWriter, DkvEpilogue):
             mdK, mdV, ScoreArgs(scale_log2, tanh_scale, score_scale, window_left, window_right), dk_scale,
             mod_tensors, mod_grads, lists, mdKtail, mdVtail, tiled_mma_sdp, tiled_mma_dv, tiled_mma_dk, tiled_mma_dq,
             sQ_layout, sdO_layout, sK_layout, sV_layout, sdS_layout, SharedStorage)
-        grid = (self.tile_order(mQ, mK, lists, mdKtail).count(), 1, 1)
+        grid = (cute.ceil_div(seqlen_k, self.tile_n), heads_kv, batch)
+        if cutlass.const_expr(mTileOrder is not None):
+            grid = (cute.size(mTileOrder), 1, 1)
+        if cutlass.const_expr(self.split_tail):
+            grid = (self.tail_order(mK, mdKtail).count(), 1, 1)
         # min_blocks_per_mp pins the register count at entry; without it ptxas may drop setmaxnreg.
         launch(cta_body, grid, self.num_threads, stream,
                smem=SharedStorage.size_in_bytes(), min_blocks_per_mp=1, use_pdl=True,
@@ -314,10 +319,12 @@ class FlashBwdSm90(BwdMainloop, BwdScores, DqWriter, DkvEpilogue):
         cfg = self.config
         warp_idx = cute.arch.make_warp_uniform(cute.arch.warp_idx())
         seqlen_q, seqlen_k = mQ.shape[0], mK.shape[0]
-        tiles = self.tile_order(mQ, mK, lists, mdKtail)
-        n_block, kv_head, batch, split, parts = tiles.at_split(cute.arch.block_idx()[0])
-        tail = None
+        by_work = lists.order if cutlass.const_expr(lists is not None) else None
+        n_block, kv_head, batch = cta_tile(by_work, (cute.ceil_div(seqlen_k, self.tile_n), *mK.shape[2:]))
+        tail, split = None, None
         if cutlass.const_expr(self.split_tail):
+            tiles = self.tail_order(mK, mdKtail)
+            n_block, kv_head, batch, split, parts = tiles.at_split(cute.arch.block_idx()[0])
             tail = TailPart(parts > 1, mdKtail[split, None, None], mdVtail[split, None, None],
                             (tiles.index(n_block, kv_head, batch) - tiles.whole) * self.tile_n)
         window = Window.of(seqlen_q, seqlen_k, score_args.window_left, score_args.window_right,
@@ -388,18 +395,10 @@ class FlashBwdSm90(BwdMainloop, BwdScores, DqWriter, DkvEpilogue):
                          pipeline_q, pipeline_do, pipeline_kv, n_block, kv_head, batch, steps, window, mods,
                          *((tail,) if cutlass.const_expr(self.split_tail) else ()))
 
-    def tile_order(self, mQ, mK, lists, mdKtail):
-        """The launch's key blocks, (n_block, kv_head, batch); mQ (seqlen_q, head_dim, heads, batch), mK (seqlen_k,
-        head_dim, heads_kv, batch), lists: a mask_mod's block lists, whose order (if any) is the launch's, mdKtail
-        (parts, rows, head_dim) with a split tail, whose last blocks it splits. Under a window's right edge
-        (causal) the first key blocks see the most queries: they start first, a group of KV heads at a time
-        whose Q and dO share the L2, so the short blocks fill the end of the launch."""
+    def tail_order(self, mK, mdKtail):
+        """A split tail's key blocks, (n_block, kv_head, batch) in the plain order; mK (seqlen_k, head_dim,
+        heads_kv, batch), mdKtail (parts, rows, head_dim)."""
         _, _, heads_kv, batch = mK.shape
         n_blocks = cute.ceil_div(mK.shape[0], self.tile_n)
-        splits, whole = None, None
-        if cutlass.const_expr(self.split_tail):
-            splits, whole = self.tail_splits, n_blocks * heads_kv * batch - mdKtail.shape[1] // self.tile_n
-        return TileOrder(n_blocks, heads_kv, batch, longest_first=self.has_window_right,
-                         group=self.l2_group(mQ.shape[0]), from_last=False,
-                         by_work=lists.order if cutlass.const_expr(lists is not None) else None, splits=splits,
-                         whole=whole)
+        return TileOrder(n_blocks, heads_kv, batch, splits=self.tail_splits,
+                         whole=n_blocks * heads_kv * batch - mdKtail.shape[1] // self.tile_n)
