@@ -1,12 +1,11 @@
 """Host side of the sm90 backward: which requests the kernels cover, and the three launches.
 
-deterministic=True makes the key blocks write into the dQ workspace in order (a counter per query block),
+deterministic=True makes the key blocks add into the dQ workspace in order (a counter per query block),
 so dq, dk, dv are bitwise reproducible; dk and dv always are (one CTA owns each key block).
 
-preprocess (dpsum, lse in log2 units, the dQ workspace's counts zeroed) -> the main kernel (dK, dV, and dQ
-stored or added into the fp32 workspace, `dq_accum`), a programmatic dependent launch: its CTAs load K and V
-while the preprocess ends -> postprocess (dQ in the input dtype), and with a split tail the sum of its parts'
-dK and dV (`tail_split`).
+preprocess (dpsum, lse in log2 units, the fp32 dQ workspace zeroed) -> the main kernel (dK, dV, and dQ added
+into the workspace), a programmatic dependent launch: its CTAs load K and V while the preprocess ends ->
+postprocess (dQ in the input dtype), and with a split tail the sum of its parts' dK and dV (`tail_split`).
 The learnable sink's gradient needs only lse and dpsum:
 d sink[h] = -sum over rows of exp(sink[h] - lse) * dpsum.
 """
@@ -34,7 +33,6 @@ from cuteattn.sm90.bwd_kernel_split_d import FlashBwdSm90SplitD
 from cuteattn.sm90.bwd_kernel_wide import TILE_N as WIDE_TILE_N, FlashBwdSm90Wide
 from cuteattn.sm90.bwd_postprocess import DqPostprocess, TailSum
 from cuteattn.sm90.bwd_preprocess import bwd_preprocess
-from cuteattn.sm90.dq_accum import counts as workspace_counts
 from cuteattn.masking import window_args
 from cuteattn.sm90.forward import scales
 from cuteattn.tile_scheduler import sm_count, tail_parts
@@ -135,7 +133,7 @@ def _compile(op: FlashBwdSm90):
     q, k, v, do, dk, dv = (fake_tensor(op.dtype, 4) for _ in range(6))
     lse_log2, dpsum = (fake_tensor(cutlass.Float32, 3) for _ in range(2))
     dq_accum = fake_tensor(cutlass.Float32, 4)
-    dq_count = fake_tensor(cutlass.Int32, 4, aligned=False)
+    dq_turn = fake_tensor(cutlass.Int32, 4, aligned=False) if op.deterministic else None
     scalars = (cutlass.Float32(1.0),) * 3 + (cutlass.Int32(0),) * 2 + (cutlass.Float32(1.0),)
     lists = (None,) * 4
     if op.mask_mod is not None:
@@ -143,7 +141,7 @@ def _compile(op: FlashBwdSm90):
                  *((fake_tensor(cutlass.Int32, 4, aligned=False), None) if op.deterministic else
                    (None, fake_tensor(cutlass.Int32, 1, aligned=False))))
     tail = (fake_tensor(cutlass.Float32, 3), fake_tensor(cutlass.Float32, 3)) if op.split_tail else (None, None)
-    return compile_kernel(op, q, k, v, do, lse_log2, dpsum, dq_accum, dq_count, dk, dv, *scalars,
+    return compile_kernel(op, q, k, v, do, lse_log2, dpsum, dq_accum, dq_turn, dk, dv, *scalars,
                           mods.fake_captured([op.score_mod, op.mask_mod]), mods.fake_captured_grads(op), *lists,
                           *tail)
 
@@ -154,8 +152,7 @@ def _compile_tail_sum(op: TailSum):
 
 
 def _compile_postprocess(op: DqPostprocess):
-    return compile_kernel(op, fake_tensor(cutlass.Float32, 4), fake_tensor(cutlass.Int32, 4, aligned=False),
-                          fake_tensor(op.dtype, 4), cutlass.Float32(1.0))
+    return compile_kernel(op, fake_tensor(cutlass.Float32, 4), fake_tensor(op.dtype, 4), cutlass.Float32(1.0))
 
 
 def _tma_ready(t: torch.Tensor) -> torch.Tensor:
@@ -190,7 +187,7 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
     # be the last work in the stream before it: every copy, memset and block list is made first.
     q, k, v, out, dout = (_tma_ready(t) for t in (q, k, v, out, dout))
     dq_accum = torch.empty(batch, heads, m_blocks, cfg.tile_m * head_dim, dtype=torch.float32, device=q.device)
-    dq_count = workspace_counts(batch, heads, m_blocks, q.device)
+    dq_turn = torch.zeros(batch, heads, m_blocks, 2, dtype=torch.int32, device=q.device) if deterministic else None
     scale_log2, tanh_scale, score_scale = scales(opts, op.score_mod is not None)
     left, right = window_args(opts)
     lists = (None,) * 4
@@ -201,19 +198,19 @@ def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tenso
         lists = (count, blocks, *((turns, None) if deterministic else (None, order)))
     mod_tensors, mod_grads = mods.tensor_args(traced, q.device), mods.grad_args(dcaptured)
     compiled = get_or_compile(("sm90.bwd", op), lambda: _compile(op))
-    bwd_preprocess(out, dout, lse, dpsum, lse_log2, dq_count)
+    bwd_preprocess(out, dout, lse, dpsum, lse_log2, dq_accum)
     parts = (None, None)
     if op.split_tail:
         parts = tuple(torch.empty(tail[1], tail[0] * op.tile_n, t.shape[-1], dtype=torch.float32, device=q.device)
                       for t in (k, v))
-    compiled(q, k, v, dout, lse_log2, dpsum, dq_accum, dq_count, dk, dv, scale_log2, tanh_scale, opts.softmax_scale,
+    compiled(q, k, v, dout, lse_log2, dpsum, dq_accum, dq_turn, dk, dv, scale_log2, tanh_scale, opts.softmax_scale,
              left, right, score_scale, mod_tensors, mod_grads, *lists, *parts)
     if op.split_tail:
         tail_sum = TailSum(op.dtype, head_dim, v.shape[-1], op.tile_n)
         get_or_compile(("sm90.bwd_tail_sum", tail_sum), lambda: _compile_tail_sum(tail_sum))(*parts, dk, dv)
     post = DqPostprocess(op.dtype, head_dim, cfg.tile_m, cfg.dq_by_rows)
     get_or_compile(("sm90.bwd_postprocess", post), lambda: _compile_postprocess(post))(
-        dq_accum, dq_count, dq, opts.softmax_scale)
+        dq_accum, dq, opts.softmax_scale)
     dsink = None
     if opts.learnable_sink is not None:
         sink = opts.learnable_sink.detach().float().view(1, -1, 1)

@@ -15,68 +15,37 @@ class DqWriter:
     """Mixed into the backward kernels; reads their config, head_dim, tile_n and deterministic."""
 
     @cute.jit
-    def write_dq(self, mdQaccum, mdQcount, sdQ, n_block, batch, steps, window, wg):
-        """A writer warp: per step, once consumer `wg` has stored its half of dQ in shared memory, store or add it
-        into the workspace with one bulk copy (`claim_dq` says which), and free the buffer once the copy engine
-        has read it (a second buffer measured no faster). A first store, and with deterministic every write,
-        then counts itself in once it has landed."""
-        half = dq_accum.half_size(self.config.tile_m, self.head_dim)
+    def write_dq(self, mdQaccum, mdQturn, sdQ, n_block, batch, steps, window, wg):
+        """A writer warp: per step, once consumer `wg` has stored its half of dQ in shared memory, add it into
+        the workspace with one bulk reduction, and free the buffer once the copy engine has read it (a second
+        buffer measured no faster). With
+        deterministic, wait for this key block's turn first (a counter per query block and consumer), and
+        count the turn on only when the adds have landed, so every dQ element sums its terms in one order."""
+        cfg = self.config
+        half = dq_accum.half_size(cfg.tile_m, self.head_dim)
         handshake = THREADS_PER_WARPGROUP + cute.arch.WARP_SIZE
         lane = cute.arch.lane_idx()
-        # The preprocess (use_pdl) zeroes the counts.
-        cute.arch.griddepcontrol_wait()
-        first = self.claim_dq(mdQcount, batch, steps, Int32(0), n_block, window, wg, lane)
         for step in cutlass.range(steps.count, unroll=1):
             head, m_block, _ = steps.at(step)
-            count = mdQcount[batch, head, m_block, None].iterator + wg
-            chunk, mine = mdQaccum[batch, head, m_block, None].iterator + wg * half, sdQ.iterator + wg * half
             cute.arch.barrier(barrier_id=DQ_FULL_BARRIER + wg, number_of_threads=handshake)
             if lane == 0:
-                # The claim's acquire was in the generic proxy; the copy engine's writes are in the async one.
-                cute.arch.fence_proxy("async.global")
-                if first:
-                    dq_accum.bulk_store(chunk, mine, half * Float32.width // 8)
-                else:
-                    dq_accum.bulk_add(chunk, mine, half * Float32.width // 8)
+                turn = mdQturn[batch, head, m_block, None].iterator + wg if cutlass.const_expr(
+                    self.deterministic) else None
+                if cutlass.const_expr(self.deterministic):
+                    my_turn = self.dq_turn(steps, step, m_block, n_block, window)
+                    while cute.arch.atomic_add(turn, Int32(0), sem="acquire", scope="gpu") != my_turn:
+                        pass
+                dq_accum.bulk_add(mdQaccum[batch, head, m_block, None].iterator + wg * half, sdQ.iterator + wg * half,
+                                  half * Float32.width // 8)
                 cute.arch.cp_async_bulk_commit_group()
-                cute.arch.cp_async_bulk_wait_group(0, read=True)
+                if cutlass.const_expr(self.deterministic):
+                    cute.arch.cp_async_bulk_wait_group(0)
+                    cute.arch.fence_acq_rel_gpu()
+                    cute.arch.atomic_add(turn, Int32(1), sem="release", scope="gpu")
+                else:
+                    cute.arch.cp_async_bulk_wait_group(0, read=True)
             if step + 1 < steps.count:  # the consumer waits for it before its next store
                 cute.arch.barrier_arrive(barrier_id=DQ_EMPTY_BARRIER + wg, number_of_threads=handshake)
-            lands = first  # counts itself in once landed
-            if cutlass.const_expr(self.deterministic):
-                lands = cutlass.Boolean(True)
-            if lane == 0:
-                if lands:
-                    cute.arch.cp_async_bulk_wait_group(0)
-                    cute.arch.fence_proxy("async.global")
-                    cute.arch.fence_acq_rel_gpu()
-                    cute.arch.atomic_add(count, Int32(1 if self.deterministic else dq_accum.LANDED), sem="release",
-                                         scope="gpu")
-            # The next step's claim (and wait) runs while the consumer computes it.
-            first = self.claim_dq(mdQcount, batch, steps, step + 1, n_block, window, wg, lane)
-
-    @cute.jit
-    def claim_dq(self, mdQcount, batch, steps, step, n_block, window, wg, lane):
-        """In lane 0, once step `step`'s half of dQ may be written: whether this key block writes it first, so
-        stores it. With deterministic, once the key blocks before it in the window have landed theirs (the
-        count is of turns), and the first turn stores. Else the first key block to claim the half (the count
-        is of claims) stores it, and a later one waits for that store to land: it never waits for a CTA that
-        has not started, nor while it holds a claim of its own that has not landed."""
-        first = cutlass.Boolean(False)
-        if (lane == 0) & (step < steps.count):
-            head, m_block, _ = steps.at(step)
-            count = mdQcount[batch, head, m_block, None].iterator + wg
-            if cutlass.const_expr(self.deterministic):
-                my_turn = self.dq_turn(steps, step, m_block, n_block, window)
-                while cute.arch.atomic_add(count, Int32(0), sem="acquire", scope="gpu") != my_turn:
-                    pass
-                first = my_turn == 0
-            else:
-                claimed = cute.arch.atomic_add(count, Int32(1), sem="acquire", scope="gpu")
-                first = claimed == 0
-                while (claimed > 0) & (claimed < dq_accum.LANDED):
-                    claimed = cute.arch.atomic_add(count, Int32(0), sem="acquire", scope="gpu")
-        return first
 
     @cute.jit
     def dq_turn(self, steps, step, m_block, n_block, window):

@@ -11,8 +11,8 @@ and, per block of tile_m queries:
     dK  += dS^T Q                                    dS^T from registers
     dQ[:, half] = dS K[:, half]                      dS through shared memory, all 128 keys
 
-then stores its half of dQ in shared memory, where a writer warp of the producer warpgroup stores or adds it
-into the fp32 workspace of `dq_accum` with one bulk copy (atomics from the consumers' own threads stalled
+then stores its half of dQ in shared memory, where a writer warp of the producer warpgroup adds it into
+the fp32 workspace of `dq_accum` with one bulk reduction (atomics from the consumers' own threads stalled
 them: the loads of the next step queued behind the adds). Computing the scores transposed puts each key
 on a row, so P^T and dS^T come out of the accumulators already as the A operands of dV and dK. dK and dV
 stay in registers over every query block, and under GQA over every query head that shares the KV head,
@@ -199,8 +199,8 @@ class FlashBwdSm90(BwdMainloop, BwdScores, DqWriter, DkvEpilogue):
         mdO: cute.Tensor,  # (batch, seqlen_q, heads, head_dim_v)
         mLSElog2: cute.Tensor,  # (batch, heads, seqlen_q rounded up to tile_m) fp32, 0 past seqlen_q
         mdPsum: cute.Tensor,  # (batch, heads, seqlen_q rounded up to tile_m) fp32, 0 past seqlen_q
-        mdQaccum: cute.Tensor,  # (batch, heads, m_blocks, tile_m * head_dim) fp32, not zeroed
-        mdQcount: cute.Tensor,  # (batch, heads, m_blocks, CONSUMERS) int32, zeroed by the preprocess (`dq_accum`)
+        mdQaccum: cute.Tensor,  # (batch, heads, m_blocks, tile_m * head_dim) fp32, zeroed by the preprocess
+        mdQturn: Optional[cute.Tensor],  # with deterministic: (batch, heads, m_blocks, CONSUMERS) int32, zeroed
         mdK: cute.Tensor,  # (batch, seqlen_k, heads_kv, head_dim)
         mdV: cute.Tensor,  # (batch, seqlen_k, heads_kv, head_dim_v)
         scale_log2: Float32,  # of the scores held: softmax_scale * log2(e), softcap * log2(e) with has_softcap
@@ -265,7 +265,7 @@ class FlashBwdSm90(BwdMainloop, BwdScores, DqWriter, DkvEpilogue):
         if cutlass.const_expr(self.mask_mod is not None):
             lists = BlockLists(mBlockCount, mBlockList, mTileOrder, mBlockTurn)
         cta_body = self.cta_body(
-            tma_q, mQ, tma_do, mdO, tma_k, mK, tma_v, mV, tma_lse, mLSElog2, tma_dpsum, mdPsum, mdQaccum, mdQcount,
+            tma_q, mQ, tma_do, mdO, tma_k, mK, tma_v, mV, tma_lse, mLSElog2, tma_dpsum, mdPsum, mdQaccum, mdQturn,
             mdK, mdV, ScoreArgs(scale_log2, tanh_scale, score_scale, window_left, window_right), dk_scale,
             mod_tensors, mod_grads, lists, mdKtail, mdVtail, tiled_mma_sdp, tiled_mma_dv, tiled_mma_dk, tiled_mma_dq,
             sQ_layout, sdO_layout, sK_layout, sV_layout, sdS_layout, SharedStorage)
@@ -295,7 +295,7 @@ class FlashBwdSm90(BwdMainloop, BwdScores, DqWriter, DkvEpilogue):
         tma_dpsum: cute.CopyAtom,
         mdPsum: cute.Tensor,
         mdQaccum: cute.Tensor,
-        mdQcount: cute.Tensor,
+        mdQturn: Optional[cute.Tensor],
         mdK: cute.Tensor,
         mdV: cute.Tensor,
         score_args: ScoreArgs,
@@ -382,7 +382,7 @@ class FlashBwdSm90(BwdMainloop, BwdScores, DqWriter, DkvEpilogue):
                              sdO, sK, sV, sLSElog2, sdPsum, pipeline_q, pipeline_do, pipeline_kv, n_block, kv_head,
                              batch, steps)
             elif warp_idx < DQ_WRITER_WARP + CONSUMERS:
-                self.write_dq(mdQaccum, mdQcount, sdQ, n_block, batch, steps, window, warp_idx - DQ_WRITER_WARP)
+                self.write_dq(mdQaccum, mdQturn, sdQ, n_block, batch, steps, window, warp_idx - DQ_WRITER_WARP)
         else:
             cute.arch.setmaxregister_increase(CONSUMER_REGISTERS)
             tidx, _, _ = cute.arch.thread_idx()

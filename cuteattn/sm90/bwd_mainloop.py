@@ -36,8 +36,8 @@ class BwdMainloop:
             tXsX, tXgX = tma.partition(atom, smem, cute.local_tile(gmem[None, None, kv_head, batch],
                                                                    (self.tile_n, cols), (None, 0)))
             cute.copy(atom, tXgX[None, n_block], tXsX[None, 0], tma_bar_ptr=pipeline_kv.producer_get_barrier(kv_state))
-        # The preprocess (use_pdl) may still be writing lse_log2, dpsum and the dQ workspace's counts. The consumers
-        # read the first two only from the stages loaded below; the writer warps wait for it themselves.
+        # The preprocess (use_pdl) may still be writing lse_log2, dpsum and the zeroed dQ workspace. The consumers
+        # read them only from the stages loaded below, the writer warps add into dQ after their steps: all after this.
         cute.arch.griddepcontrol_wait()
 
         q_state = pipeline.make_pipeline_state(pipeline.PipelineUserType.Producer, cfg.num_stages)

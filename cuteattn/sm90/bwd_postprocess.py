@@ -1,10 +1,10 @@
 """Attention backward postprocess for sm_90a: the fp32 dQ workspace -> dQ * softmax_scale in the input dtype;
 and a split tail's dK and dV parts added up (`TailSum`).
 
-One CTA per (m_block, head, batch); each thread reads back the registers its twin in the backward wrote
-(see `dq_accum`), so the workspace's fragment order never needs decoding; a half that no key block wrote (its
-count is 0) is zeros. dQ goes out through shared memory, in 16-byte pieces of whole rows: from the registers,
-a store instruction of a warp would cover 8 rows by 16 bytes, half of each 32-byte sector it touches.
+One CTA per (m_block, head, batch); each thread reads back the registers its twin in the backward added
+(see `dq_accum`), so the workspace's fragment order never needs decoding. dQ goes out through shared memory,
+in 16-byte pieces of whole rows: from the registers, a store instruction of a warp would cover 8 rows by 16
+bytes, half of each 32-byte sector it touches.
 """
 
 from __future__ import annotations
@@ -38,15 +38,14 @@ class DqPostprocess:
     def __call__(
         self,
         mdQaccum: cute.Tensor,  # (batch, heads, m_blocks, tile_m * head_dim) fp32
-        mdQcount: cute.Tensor,  # (batch, heads, m_blocks, warpgroups) int32 (`dq_accum.counts`)
         mdQ: cute.Tensor,  # (batch, seqlen_q, heads, head_dim)
         scale: Float32,
         stream: cuda.CUstream,
     ):
         batch, heads, m_blocks, _ = mdQaccum.shape
         tiled_mma = dq_accum.tiled_mma(self.dtype, self.tile_m, self.head_dim, self.by_rows)
-        launch(self.cta_body(mdQaccum, mdQcount, mdQ, scale, tiled_mma), (m_blocks, heads, batch), self.num_threads,
-               stream, smem=cute.cosize(self.staged_layout) * self.dtype.width // 8 + ALIGN_BYTES)
+        launch(self.cta_body(mdQaccum, mdQ, scale, tiled_mma), (m_blocks, heads, batch), self.num_threads, stream,
+               smem=cute.cosize(self.staged_layout) * self.dtype.width // 8 + ALIGN_BYTES)
 
     @property
     def num_threads(self) -> int:
@@ -58,8 +57,7 @@ class DqPostprocess:
         return cute.make_layout((self.tile_m, self.head_dim), stride=(self.head_dim + ROW_PAD, 1))
 
     @cute.kernel
-    def cta_body(self, mdQaccum: cute.Tensor, mdQcount: cute.Tensor, mdQ: cute.Tensor, scale: Float32,
-                 tiled_mma: cute.TiledMma):
+    def cta_body(self, mdQaccum: cute.Tensor, mdQ: cute.Tensor, scale: Float32, tiled_mma: cute.TiledMma):
         tidx, _, _ = cute.arch.thread_idx()
         m_block, head, batch = cute.arch.block_idx()
         wg = tidx // dq_accum.THREADS_PER_WARPGROUP
@@ -69,10 +67,8 @@ class DqPostprocess:
 
         thr = tiled_mma.get_slice(wg_tidx)
         acc = cute.make_rmem_tensor(thr.partition_shape_C(tile), Float32)
-        acc.fill(0.0)
-        if mdQcount[batch, head, m_block, wg] != 0:
-            cute.autovec_copy(dq_accum.chunk(mdQaccum[batch, head, m_block, None], acc, wg, wg_tidx),
-                              dq_accum.vectors(acc))
+        cute.autovec_copy(dq_accum.chunk(mdQaccum[batch, head, m_block, None], acc, wg, wg_tidx),
+                          dq_accum.vectors(acc))
         out = cute.make_rmem_tensor_like(acc, self.dtype)
         out.store((acc.load() * scale).to(self.dtype))
         staged = cutlass.memory.SmemAllocator().allocate_tensor(self.dtype, self.staged_layout, ALIGN_BYTES)

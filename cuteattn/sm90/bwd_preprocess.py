@@ -5,10 +5,9 @@ zeros. One CTA takes `tile_m` consecutive query rows of one (batch, head). Each 
 is read with 16-byte vector loads by `threads_per_row` neighbouring lanes, which sum their fp32
 partial dot products with warp shuffles.
 
-With `zero_counts` it also zeroes the counts of the backward's dQ workspace (`dq_accum.counts`), each CTA
-those of the query blocks that start in its rows, so the backward needs no memset of its own. Once a CTA's
-loads are issued it lets the next kernel in the stream, the backward launched with programmatic dependent
-launch, start its prologue.
+With `zero_dq` it also zeroes the backward's fp32 dQ workspace, `padded * head_dim` floats per (batch, head),
+each CTA its own rows' share, so the backward needs no memset of its own. Once a CTA's loads are issued it lets
+the next kernel in the stream, the backward launched with programmatic dependent launch, start its prologue.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ import torch
 
 import cutlass
 import cutlass.cute as cute
-from cutlass import Float32, Int32
+from cutlass import Float32
 
 from cuteattn.checks import check_layout
 from cuteattn.compile_cache import get_or_compile
@@ -32,6 +31,7 @@ from cuteattn.registry import compile_target
 
 LOG2_E = math.log2(math.e)
 VECTOR_BITS = 128
+DQ_VECTOR = VECTOR_BITS // Float32.width
 MAX_GRID_Y = 65535
 
 
@@ -42,13 +42,13 @@ class BwdPreprocess:
     head_dim_v: int
     tile_m: int = 64
     num_threads: int = 128
-    zero_counts: bool = False  # also zero the counts of the backward's dQ workspace
+    zero_dq: bool = False  # also zero the backward's dQ workspace
 
     @classmethod
-    def for_head_dim(cls, dtype: Type[cutlass.Numeric], head_dim_v: int, zero_counts: bool = False) -> BwdPreprocess:
+    def for_head_dim(cls, dtype: Type[cutlass.Numeric], head_dim_v: int, zero_dq: bool = False) -> BwdPreprocess:
         """64 rows a CTA; 64 threads where a row has an odd number of vectors, so one thread each."""
         vectors = head_dim_v // (VECTOR_BITS // dtype.width)
-        return cls(dtype, head_dim_v, num_threads=128 if vectors % 2 == 0 else 64, zero_counts=zero_counts)
+        return cls(dtype, head_dim_v, num_threads=128 if vectors % 2 == 0 else 64, zero_dq=zero_dq)
 
     def __post_init__(self):
         assert self.head_dim_v % self.vector_size == 0, f"head_dim_v must be a multiple of {self.vector_size}"
@@ -77,7 +77,7 @@ class BwdPreprocess:
         mLSE: cute.Tensor,  # (batch, heads, seqlen)
         mdPsum: cute.Tensor,  # (batch, heads, seqlen or more)
         mLSElog2: cute.Tensor,  # (batch, heads, seqlen or more)
-        mdQcount: Optional[cute.Tensor],  # with zero_counts: (batch, heads, m_blocks, words) int32
+        mdQaccum: Optional[cute.Tensor],  # with zero_dq: (batch, heads, padded * head_dim) fp32
         stream: cuda.CUstream,
     ):
         batch, _, heads, _ = mO.shape
@@ -87,7 +87,7 @@ class BwdPreprocess:
             cute.make_layout((1, self.vector_size)),
         )
         # Heads vary fastest across the grid, so the CTAs in flight read neighbouring memory.
-        launch(self.cta_body(mO, mdO, mLSE, mdPsum, mLSElog2, mdQcount, tiled_copy),
+        launch(self.cta_body(mO, mdO, mLSE, mdPsum, mLSElog2, mdQaccum, tiled_copy),
                (heads, cute.ceil_div(mdPsum.shape[2], self.tile_m), batch), self.num_threads, stream)
 
     @cute.kernel
@@ -98,7 +98,7 @@ class BwdPreprocess:
         mLSE: cute.Tensor,
         mdPsum: cute.Tensor,
         mLSElog2: cute.Tensor,
-        mdQcount: Optional[cute.Tensor],
+        mdQaccum: Optional[cute.Tensor],
         tiled_copy: cute.TiledCopy,
     ):
         tidx, _, _ = cute.arch.thread_idx()
@@ -123,8 +123,8 @@ class BwdPreprocess:
                 cute.copy(tiled_copy, tOgdO[None, m, None], tOrdO[None, m, None])
         # The backward may start its prologue now; it waits for this grid before reading what it writes.
         cute.arch.griddepcontrol_launch_dependents()
-        if cutlass.const_expr(self.zero_counts):
-            self.zero_counts_of(mdQcount[batch, head, None, None], m_block, padded, tidx)
+        if cutlass.const_expr(self.zero_dq):
+            self.zero_rows(mdQaccum[batch, head, None], m_block, padded, tidx)
 
         prod = cute.make_fragment_like(tOrO, Float32)
         prod.store(tOrO.load().to(Float32) * tOrdO.load().to(Float32))
@@ -144,24 +144,26 @@ class BwdPreprocess:
             mLSElog2[batch, head, row] = Float32(0.0) if lse == -Float32.inf else lse * LOG2_E
 
     @cute.jit
-    def zero_counts_of(self, counts: cute.Tensor, m_block, padded, tidx):
-        """Zero one (batch, head)'s counts (query blocks, words) of the query blocks whose first row is in this
-        CTA's rows: the backward's query blocks tile `padded` rows."""
-        blocks, words = counts.shape
-        rows_per_block = padded // blocks
+    def zero_rows(self, workspace: cute.Tensor, m_block, padded, tidx):
+        """Zero this CTA's rows' share of one (batch, head)'s workspace: rows [m_block * tile_m, up to padded)
+        times head_dim floats, in 16-byte stores."""
+        row_vectors = workspace.shape[0] // padded // DQ_VECTOR
+        # A static vector mode keeps the stores' 16-byte alignment visible to the compiler.
+        vectors = cute.make_tensor(workspace.iterator,
+                                   cute.make_layout((DQ_VECTOR, workspace.shape[0] // DQ_VECTOR)))
+        zeros = cute.make_rmem_tensor((DQ_VECTOR,), Float32)
+        zeros.fill(0.0)
         first = m_block * self.tile_m
-        end = cutlass.min(first + self.tile_m, padded)
-        lo, hi = cute.ceil_div(first, rows_per_block), cute.ceil_div(end, rows_per_block)
-        flat = cute.make_tensor(counts.iterator, cute.make_layout(blocks * words))
-        for w in cutlass.range(lo * words + tidx, hi * words, self.num_threads, unroll=1):
-            flat[w] = Int32(0)
+        end = cutlass.min(first + self.tile_m, padded) * row_vectors
+        for v in cutlass.range(first * row_vectors + tidx, end, self.num_threads, unroll=4):
+            vectors[None, v].store(zeros.load())
 
 
 def _compile(op: BwdPreprocess):
     o, do = (fake_tensor(op.dtype, 4) for _ in range(2))
     lse, dpsum, lse_log2 = (fake_tensor(Float32, 3, aligned=False) for _ in range(3))
-    counts = fake_tensor(Int32, 4, aligned=False) if op.zero_counts else None
-    return compile_kernel(op, o, do, lse, dpsum, lse_log2, counts)
+    dq_accum = fake_tensor(Float32, 3) if op.zero_dq else None
+    return compile_kernel(op, o, do, lse, dpsum, lse_log2, dq_accum)
 
 
 def bwd_preprocess(
@@ -170,19 +172,19 @@ def bwd_preprocess(
     lse: torch.Tensor,
     dpsum: torch.Tensor | None = None,
     lse_log2: torch.Tensor | None = None,
-    dq_count: torch.Tensor | None = None,
+    dq_accum: torch.Tensor | None = None,
 ):
     """`cuteattn.reference.bwd_preprocess` on the GPU: returns (dpsum, lse_log2), (batch, heads, seqlen) fp32.
 
     `out` and `dout` are (batch, seqlen, heads, head_dim_v) bf16 or fp16; `dpsum` and `lse_log2` may be
     given preallocated (fp32, unit stride along seqlen), also longer than seqlen: their extra rows get 0.
-    `dq_count`, the counts of the backward's dQ workspace, is zeroed when given: (batch, heads, m_blocks, words)
-    int32, contiguous, where m_blocks divides padded = dpsum.shape[2] (the backward's query blocks tile it).
+    `dq_accum`, the backward's dQ workspace, is zeroed when given: (batch, heads, ...) fp32, contiguous, of
+    padded * head_dim floats a (batch, head), where padded = dpsum.shape[2] and head_dim is a multiple of 4.
     """
     batch, seqlen, heads, head_dim_v = out.shape
     assert out.is_cuda and dout.shape == out.shape and dout.dtype == out.dtype, "out and dout must match, on the GPU"
     assert lse.shape == (batch, heads, seqlen) and lse.dtype == torch.float32, "lse must be (batch, heads, seqlen) fp32"
-    op = BwdPreprocess.for_head_dim(TORCH_TO_CUTE[out.dtype], head_dim_v, zero_counts=dq_count is not None)
+    op = BwdPreprocess.for_head_dim(TORCH_TO_CUTE[out.dtype], head_dim_v, zero_dq=dq_accum is not None)
     for name, t in (("out", out), ("dout", dout)):
         check_layout("bwd_preprocess", name, t)
     if lse.stride(-1) != 1:
@@ -198,13 +200,16 @@ def bwd_preprocess(
     assert (padded + op.tile_m - 1) // op.tile_m <= MAX_GRID_Y, f"seqlen must be at most {MAX_GRID_Y * op.tile_m}"
     if dpsum.numel() == 0:
         return dpsum, lse_log2
-    if dq_count is not None:
-        assert dq_count.shape[:2] == lse.shape[:2] and dq_count.dim() == 4 and dq_count.dtype == torch.int32 \
-            and dq_count.is_contiguous() and padded % dq_count.shape[2] == 0, \
-            "dq_count must be (batch, heads, m_blocks, words) int32, contiguous, m_blocks dividing the padded rows"
+    if dq_accum is not None:
+        assert dq_accum.shape[:2] == lse.shape[:2] and dq_accum.dtype == torch.float32 and dq_accum.is_contiguous() \
+            and dq_accum.data_ptr() % 16 == 0, "dq_accum must be (batch, heads, ...) fp32, contiguous, 16-byte aligned"
+        dq_accum = dq_accum.view(batch, heads, -1)
+        assert dq_accum.shape[2] % (padded * DQ_VECTOR) == 0, \
+            "dq_accum must hold padded * head_dim floats a (batch, head), head_dim a multiple of 4"
 
     compiled = get_or_compile(("sm90.bwd_preprocess", op), lambda: _compile(op))
-    compiled(aligned_view(out), aligned_view(dout), lse, dpsum, lse_log2, dq_count)
+    compiled(aligned_view(out), aligned_view(dout), lse, dpsum, lse_log2,
+             None if dq_accum is None else aligned_view(dq_accum))
     return dpsum, lse_log2
 
 
@@ -212,5 +217,5 @@ def bwd_preprocess(
 def build() -> None:
     for dtype in (cutlass.BFloat16, cutlass.Float16):
         for head_dim_v in (64, 128):
-            for zero_counts in (False, True):
-                _compile(BwdPreprocess.for_head_dim(dtype, head_dim_v, zero_counts))
+            for zero_dq in (False, True):
+                _compile(BwdPreprocess.for_head_dim(dtype, head_dim_v, zero_dq))

@@ -9,15 +9,7 @@ warpgroup's half. A consumer stores its half into shared memory in that order (n
 neighbouring 16 bytes, no bank conflicts), and a writer warp adds the whole half into the workspace with one
 bulk reduction, so the adds run on the copy engine while the consumer goes on. The postprocess reads the
 chunk back with the same tiled MMA.
-
-The workspace is never zeroed: zeroing it was half of the preprocess's memory traffic (fp32 against the 16
-bits of O and dO), and every first add read the zeros back. Instead a count per half chunk (`counts`, zeroed by
-the preprocess) says who writes first: the first key block to reach a half stores it with a bulk copy, and the
-rest add into it once that store has landed. A half that no key block reaches is never written; its count
-stays 0, and the postprocess takes it as zeros.
 """
-
-import torch
 
 import cutlass
 import cutlass.cute as cute
@@ -30,8 +22,6 @@ from cutlass.cute.nvgpu import OperandMajorMode
 THREADS_PER_WARPGROUP = 128
 WARPGROUPS = 2  # each takes half of dQ's columns
 VECTOR = 4  # floats per 16-byte access
-# Added to a half's count once its first store has landed; the key blocks that claimed it count below.
-LANDED = 1 << 24
 
 
 def swapped(tile_m: int) -> bool:
@@ -88,30 +78,6 @@ def store(acc: cute.Tensor, smem_chunk: cute.Tensor, wg, wg_tidx):
     src, dst = vectors(acc), chunk(smem_chunk, acc, wg, wg_tidx)
     for g in cutlass.range_constexpr(cute.size(src, mode=[1])):
         dst[None, g].store(src[None, g].load())
-
-
-def counts(batch: int, heads: int, m_blocks: int, device) -> torch.Tensor:
-    """The workspace's counts, one int32 per half chunk, to be zeroed (by the preprocess): with deterministic
-    the key blocks whose adds have landed (turns), else the key blocks that claimed the half, plus LANDED once
-    the first one's store has landed."""
-    return torch.empty(batch, heads, m_blocks, WARPGROUPS, dtype=torch.int32, device=device)
-
-
-@dsl_user_op
-def bulk_store(dst: cute.Pointer, src: cute.Pointer, num_bytes: int, *, loc=None, ip=None):
-    """dst[i] = src[i] over num_bytes, global = shared, by the copy engine, in the issuing thread's bulk group."""
-    llvm.inline_asm(
-        None,
-        [dst.toint(loc=loc, ip=ip).ir_value(loc=loc, ip=ip), src.toint(loc=loc, ip=ip).ir_value(loc=loc, ip=ip),
-         Int32(num_bytes).ir_value(loc=loc, ip=ip)],
-        "cp.async.bulk.global.shared::cta.bulk_group [$0], [$1], $2;",
-        "l,r,r",
-        has_side_effects=True,
-        is_align_stack=False,
-        asm_dialect=llvm.AsmDialect.AD_ATT,
-        loc=loc,
-        ip=ip,
-    )
 
 
 @dsl_user_op
