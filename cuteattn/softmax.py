@@ -7,21 +7,14 @@ softcap * log2(e) for softcapped scores held as tanh(q.k * softmax_scale / softc
 
 import math
 import operator
-import struct
 
 import cutlass
 import cutlass.cute as cute
 from cutlass import Float32
-from cutlass._mlir.dialects import llvm
-from cutlass.cutlass_dsl import T, dsl_user_op
 
 LN_2 = math.log(2.0)
 LOG2_E = math.log2(math.e)
 LANES_PER_ROW = 4
-# 2^f on [-1/2, 1/2] as 1 + f (c1 + f (c2 + f c3)): fitted here for the least largest relative error (1.0e-4, a
-# fraction of a bf16 or fp16 ulp), with c0 = 1 exactly so that the clamped -inf comes out exactly 0.
-EXP2_CUBIC = (1.0, 0.6932829022407532, 0.24221062660217285, 0.05500869080424309)
-FMA_SHARE_OF = 8  # `step`'s fma_share counts scores out of every 8 of a row
 
 
 def _quad_max(x):
@@ -48,51 +41,14 @@ def softcap(s: cute.Tensor, tanh_scale: Float32):
         s[i] = cute.math.tanh(s[i] * tanh_scale, approx=True)
 
 
-def _hex(x: float) -> str:
-    """A float32 constant as PTX writes it: 0f, then its bits in hex."""
-    return "0f%08X" % struct.unpack("<I", struct.pack("<f", x))[0]
-
-
-@dsl_user_op
-def exp2_fma(x: Float32, *, loc=None, ip=None) -> Float32:
-    """2^x on the FMA pipes, not the MUFU: x = n + f with n = round(x) (added to a constant whose low
-    mantissa bits then hold n), 2^f from `EXP2_CUBIC`, n added into the exponent bits. x is clamped at -127,
-    where the sum's exponent comes to exactly 0: -inf gives 0."""
-    c0, c1, c2, c3 = (_hex(c) for c in EXP2_CUBIC)
-    rounding = _hex(1.5 * 2 ** 23)
-    return Float32(llvm.inline_asm(
-        T.f32(),
-        [Float32(x).ir_value(loc=loc, ip=ip)],
-        "{ .reg .f32 x, j, n, f, p; .reg .b32 e, q;\n"
-        f"max.f32 x, $1, {_hex(-127.0)};\n"
-        f"add.rn.f32 j, x, {rounding};\n"
-        f"sub.rn.f32 n, j, {rounding};\n"
-        "sub.rn.f32 f, x, n;\n"
-        f"fma.rn.f32 p, f, {c3}, {c2};\n"
-        f"fma.rn.f32 p, p, f, {c1};\n"
-        f"fma.rn.f32 p, p, f, {c0};\n"
-        "shl.b32 e, j, 23;\n"
-        "mov.b32 q, p;\n"
-        "add.s32 q, q, e;\n"
-        "mov.b32 $0, q; }",
-        "=f,f",
-        has_side_effects=False,
-        is_align_stack=False,
-        asm_dialect=llvm.AsmDialect.AD_ATT,
-        loc=loc,
-        ip=ip,
-    ))
-
-
 @cute.jit
 def step(s: cute.Tensor, row_max: cute.Tensor, row_sum: cute.Tensor, scale_log2: Float32, rescale: cute.Tensor,
-         threshold: cutlass.Constexpr = None, fma_share: cutlass.Constexpr = 0):
+         threshold: cutlass.Constexpr = None):
     """Turn scores `s` (rows, cols) into probabilities in place; `rescale` receives, per row, the factor
     that brings what was accumulated under the old row max to the new one.
 
     With a `threshold` (log2 units), the running max is kept unless the tile's exceeds it by more than that:
-    the probabilities stay under 2^threshold, and most blocks leave O alone (rescale 1). `fma_share` of every
-    FMA_SHARE_OF scores of a row take their exp2 on the FMA pipes (`exp2_fma`), the rest on the MUFU."""
+    the probabilities stay under 2^threshold, and most blocks leave O alone (rescale 1)."""
     for r in cutlass.range_constexpr(cute.size(row_max)):
         tile_max = _quad_max(s[r, None].load().reduce(cute.ReductionOp.MAX, -Float32.inf, 0))
         moved = True
@@ -104,17 +60,8 @@ def step(s: cute.Tensor, row_max: cute.Tensor, row_sum: cute.Tensor, scale_log2:
         # A row with nothing visible yet keeps max -inf; shift it by 0 so exp2 gives 0, not NaN.
         shift = new_max * scale_log2 if new_max != -Float32.inf else Float32(0.0)
         rescale[r] = cute.math.exp2(row_max[r] * scale_log2 - shift, fastmath=True) if moved else Float32(1.0)
-        if cutlass.const_expr(fma_share == 0):
-            p = cute.math.exp2(s[r, None].load() * scale_log2 - shift, fastmath=True)
-            s[r, None].store(p)
-        else:
-            s[r, None].store(s[r, None].load() * scale_log2 - shift)
-            for c in cutlass.range_constexpr(cute.size(s, mode=[1])):
-                if cutlass.const_expr(c % FMA_SHARE_OF < fma_share):
-                    s[r, c] = exp2_fma(s[r, c])
-                else:
-                    s[r, c] = cute.math.exp2(s[r, c], fastmath=True)
-            p = s[r, None].load()
+        p = cute.math.exp2(s[r, None].load() * scale_log2 - shift, fastmath=True)
+        s[r, None].store(p)
         row_max[r] = new_max
         row_sum[r] = row_sum[r] * rescale[r] + p.reduce(cute.ReductionOp.ADD, Float32(0.0), 0)
 

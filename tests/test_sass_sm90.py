@@ -24,7 +24,6 @@ from gallery import gallery
 from cuteattn import reference
 from cuteattn.sm90 import backward, forward
 from cuteattn.sm90.bwd_config import BwdConfig
-from cuteattn.sm90.forward import LONG_KEYS
 direction, head_dim, causal, config, mod = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "causal", *sys.argv[4:]
 score_mod = gallery(1, 16, 1024, 1024, device="cpu")[mod][0] if mod else None
 opts = reference.Options(softmax_scale=1.0, window_left=None, window_right=0 if causal else None, softcap=0.0,
@@ -83,21 +82,6 @@ def test_fwd_sass(head_dim, mask, tmp_path):
     sass = compile_sass("fwd", head_dim, mask, tmp_path)
     sass_of("fwd", head_dim, mask, tmp_path, sass=sass)
     assert_uniform_descriptors(sass)
-
-
-def test_fwd_exp2_fma_sass(tmp_path):
-    """FwdConfig.exp2_fma_share: 2 of every 8 scores (16 of a thread's 64 at hdim 64) take their exp2 off the
-    MUFU in the unmasked step (the second loop), none in the masked one, without spills."""
-    config = ("dict(config=__import__('dataclasses').replace(forward.default_config(head_dim, opts, LONG_KEYS), "
-              "exp2_fma_share={}))")
-    sass = {}
-    for share in (0, 2):
-        (tmp_path / str(share)).mkdir()
-        sass[share] = compile_sass("fwd", 64, "causal", tmp_path / str(share), config.format(share))
-    steps = {share: [loop["MUFU"] for loop in innermost_loops(text) if loop["HGMMA"]] for share, text in sass.items()}
-    masked, unmasked = steps[0]
-    assert steps[2] == [masked, unmasked - 16], f"MUFU a step, by share: {steps}"
-    sass_of("fwd", 64, "causal", tmp_path, sass=sass[2])
 
 
 @pytest.mark.parametrize("head_dim", [64, 128])

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from cuteattn import softmax
-
 ROWS_PER_WARPGROUP = 64  # the M of one wgmma
 THREADS_PER_WARPGROUP = 128
 REGISTERS_PER_SM = 65536
@@ -39,17 +37,10 @@ class FwdConfig:
     # mask's branch around whole steps (ptxas once kept the second loop's stages in vector registers, and every
     # wgmma descriptor went through R2UR; hdim 128 causal now: 735 and 492 instructions a step, no R2UR).
     masked_loop: bool = True
-    # Of every 8 scores of a row in an unmasked step, how many take exp2 as a cubic on the FMA pipes
-    # (`softmax.exp2_fma`) rather than on the MUFU, whose 16 a clock per SM take as long as the GEMMs at hdim 64.
-    # A masked step keeps the MUFU: its masking already fills the issue slots.
-    exp2_fma_share: int = 0
 
     def __post_init__(self):
         if self.dynamic and not self.persistent:
             raise ValueError("FwdConfig(dynamic=True) claims tiles for a persistent grid: set persistent=True too")
-        if not 0 <= self.exp2_fma_share <= softmax.FMA_SHARE_OF:
-            raise ValueError(f"FwdConfig(exp2_fma_share={self.exp2_fma_share}): allowed 0 to "
-                             f"{softmax.FMA_SHARE_OF}, scores out of every {softmax.FMA_SHARE_OF}")
 
     @property
     def tile_m(self) -> int:

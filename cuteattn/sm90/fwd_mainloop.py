@@ -185,8 +185,7 @@ class FwdMainloop:
         if cutlass.const_expr(self.mask_mod is not None and masked):
             if cut:  # blocks of the block sparsity that the mask_mod does not cut need no mask_mod
                 mod_tile.apply_mask_mod(self.mask_mod, mask_tensors, s, coords, place)
-        softmax.step(s, rows.row_max, rows.row_sum, tile.scale_log2, rows.rescale, self.config.rescale_threshold,
-                     0 if masked else self.config.exp2_fma_share)
+        softmax.step(s, rows.row_max, rows.row_sum, tile.scale_log2, rows.rescale, self.config.rescale_threshold)
 
     @cute.jit
     def mainloop_step(self, gemms, rows, tile, wg, k_state, v_state, i, masked: cutlass.Constexpr):
