@@ -1,6 +1,7 @@
-# Session 39, for the next session with a GPU (notes-39). On this machine first bring back both untested changes:
-#   git revert --no-edit 91f37b9 d299a70 602c636   (the dQ workspace unzeroed; the launch order)
-#   mkdir -p _trees/plain && git archive c5bb8c1 cuteattn | tar -x -C _trees/plain
+# Sessions 39-40, for the next session with a GPU (notes-39, -40). On this machine first bring back both untested
+# changes (session 40 moved them onto the split kernel modules):
+#   git revert --no-edit 6e3d43f 0c13cb2 602c636   (the dQ workspace unzeroed; the launch order)
+#   mkdir -p _trees/plain && git archive 774844c cuteattn | tar -x -C _trees/plain
 # and call the device with carry [".gpu", "_trees"], timeout_s 600. This times the checkout (both changes) against
 # the plain tree at hdim 128, 1k/4k/16k, causal and not, FA4 in the same run, then runs the backward's GPU tests on
 # the checkout (its preprocess and main kernels; arguments: the comparison's and the tests' time limits). About

@@ -1,6 +1,6 @@
-# Session 39, after s53 and s54 (notes-39): which change gives what. Export each alone beside the plain tree:
-#   mkdir -p _trees/plain _trees/workspace _trees/order && git archive c5bb8c1 cuteattn | tar -x -C _trees/plain
-#   git archive c776e9c cuteattn | tar -x -C _trees/workspace && git archive 9f97711 cuteattn | tar -x -C _trees/order
+# Sessions 39-40, after s53 and s54 (notes-39, -40): which change gives what. Export each alone beside the plain tree:
+#   mkdir -p _trees/plain _trees/workspace _trees/order && git archive 774844c cuteattn | tar -x -C _trees/plain
+#   git archive a48f3fc cuteattn | tar -x -C _trees/workspace && git archive 42e9438 cuteattn | tar -x -C _trees/order
 # carry [".gpu", "_trees"]. hdim 128 at 1k/4k, causal and not, the checkout (both) and every tree, FA4 in the same
 # run. About 350 s.
 compare_s=${1:-360}; set --
