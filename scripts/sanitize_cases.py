@@ -60,25 +60,5 @@ def persistent(seqlen_q, seqlen_k, causal, **config):
 persistent(200, 333, causal=False)
 persistent(300, 300, causal=True, num_consumers=3)
 persistent(300, 300, causal=True, dynamic=True)
-
-
-def lagged(seqlen_q, seqlen_k, causal, deterministic=False, **config):
-    """The backward with dq_lag: each consumer waits for the other's dS^T of the step before, not this one's."""
-    from dataclasses import replace
-    from cuteattn.reference import Options
-    from cuteattn.sm90 import backward, forward
-
-    q, k, v = (torch.randn(2, n, 2, 128, device="cuda", dtype=torch.bfloat16) for n in (seqlen_q, seqlen_k, seqlen_k))
-    opts = Options(softmax_scale=128 ** -0.5, window_left=None, window_right=0 if causal else None, softcap=0.0,
-                   learnable_sink=None, score_mod=None, mask_mod=None, block_mask=None)
-    out, lse = forward.forward(q, k, v, opts)
-    config = replace(backward.default_config(128, opts), dq_lag=True, **config)
-    backward.backward(q, k, v, out, torch.randn_like(out), lse, opts, deterministic, config=config)
-
-
-lagged(300, 500, causal=True)
-lagged(500, 300, causal=False, tile_m=64, prefetch_stats=False, dv_under_fence=False)
-lagged(500, 300, causal=False, do_stages=1)
-lagged(17, 200, causal=False, deterministic=True, tile_m=64, prefetch_stats=False, dv_under_fence=False)
 torch.cuda.synchronize()
 print("sanitize cases ran")

@@ -190,12 +190,7 @@ CONFIG_VARIANTS = [(64, dict(split_columns=True, tile_n=128)), (64, dict(split_c
                    (64, dict(tile_m=128, overlap_dq=True, stage_dkv=False)), (128, dict(stage_dkv=False)),
                    (192, dict(split_columns=True)), (128, dict(head_dim_on_m=True, tile_n=96)),
                    (128, dict(prefetch_stats=True)), (128, dict(tile_m=80, prefetch_stats=True, dv_under_fence=True)),
-                   (64, dict(tile_m=128, overlap_dq=True, dq_by_rows=True, prefetch_stats=True, dv_under_fence=True)),
-                   (128, dict(overlap_dq=True, dq_lag=True)), (128, dict(dq_lag=True)),
-                   (64, dict(tile_m=64, overlap_dq=True, dq_lag=True)),
-                   (128, dict(tile_m=80, overlap_dq=True, prefetch_stats=True, dv_under_fence=True, dq_lag=True,
-                              do_stages=1)),
-                   (64, dict(tile_m=128, overlap_dq=True, dq_by_rows=True, dq_lag=True, do_stages=1))]
+                   (64, dict(tile_m=128, overlap_dq=True, dq_by_rows=True, prefetch_stats=True, dv_under_fence=True))]
 
 
 @pytest.mark.parametrize("head_dim,config", CONFIG_VARIANTS, 

@@ -117,20 +117,9 @@ def test_bwd_sass(head_dim, mask, tmp_path):
                                              (128, "dict(split_columns=True, tile_n=128)"),
                                              (64, "dict(tile_m=64)"), (192, "dict(split_columns=True)"),
                                              (128, "dict(tile_m=80, overlap_dq=True, prefetch_stats=True, "
-                                                   "dv_under_fence=True)"),
-                                             (128, "dict(overlap_dq=True, dq_lag=True)"),
-                                             (64, "dict(tile_m=64, overlap_dq=True, dq_lag=True)"),
-                                             (64, "dict(tile_m=128, overlap_dq=True, dq_by_rows=True, dq_lag=True, "
-                                                  "do_stages=1)")])
+                                                   "dv_under_fence=True)")])
 def test_bwd_config_variants_sass(head_dim, config, tmp_path):
     assert_async_wgmmas(sass_of("bwd", head_dim, "causal", tmp_path, config))
-
-
-def test_bwd_dq_lag_80_rows_sass(tmp_path):
-    """dq_lag over 80 rows with one dO stage, for the unmasked steps of hdim 128's default: wgmmas in flight, no
-    spill. (Under causal, with the masks' registers, ptxas serializes them: causal takes 64 rows.)"""
-    config = "dict(tile_m=80, overlap_dq=True, prefetch_stats=True, dv_under_fence=True, dq_lag=True, do_stages=1)"
-    assert_async_wgmmas(sass_of("bwd", 128, "plain", tmp_path, config))
 
 
 # A warpgroup evaluates the table read at q_idx - kv_idx once per difference its tile spans (a few per thread),

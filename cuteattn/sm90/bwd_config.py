@@ -19,8 +19,6 @@ DKV_BARRIER = 6  # + consumer index: the consumer's dK and dV are in shared memo
 TABLE_BARRIER = 8  # + consumer index: the consumer's difference table (`mods.tile.DifferenceTable`)
 DQ_WRITER_WARP = 1  # + consumer index: the producer warpgroup's warp that adds the consumer's dQ
 DS_BUFFERS = 2  # one consumer may write step i + 1's dS while the other still reads step i's
-LAGGED_DS_BUFFERS = 3  # with dq_lag: step i's dS^T is read in step i + 1, while step i + 2's may be written
-DS_FULL_BARRIER = 10  # with dq_lag, + 3 * consumer + buffer: the consumer's dS^T of that buffer is written
 L2_SHARE_MB = 16  # under a mask_mod's tile order, the L2 that one group of KV heads' Q and dO may take
 
 
@@ -62,8 +60,3 @@ class BwdConfig:
     prefetch_stats: bool = False
     # Over more than 64 rows: the dV GEMM issued before the fence that orders dS^T's stores, which waits for them.
     dv_under_fence: bool = False
-    # The dQ of step i is computed in step i + 1, from a third dS^T buffer, so a consumer waits for the other's
-    # dS^T of the step before rather than meeting it at every step's; the second consumer starts once the first
-    # has its first P^T, so one's score math runs under the other's GEMMs. The key split only; the third
-    # buffer fits at hdim 128 beside 64 query rows, or 80 with one dO stage; at hdim 64 beside 128 with one.
-    dq_lag: bool = False

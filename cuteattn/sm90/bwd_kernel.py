@@ -48,8 +48,8 @@ from cuteattn.mods import tile as mod_tile
 from cuteattn.mods.trace import TracedMod
 from cuteattn.sm90 import dq_accum, tma
 from cuteattn.sm90.bwd_config import (CONSUMER_REGISTERS, CONSUMERS, DQ_WRITER_WARP, DS_BUFFERS, KEYS_PER_WARPGROUP,
-                                      L2_SHARE_MB, LAGGED_DS_BUFFERS, PRODUCER_REGISTERS, TABLE_BARRIER,
-                                      THREADS_PER_WARPGROUP, TILE_N, BwdConfig)
+                                      L2_SHARE_MB, PRODUCER_REGISTERS, TABLE_BARRIER, THREADS_PER_WARPGROUP, TILE_N,
+                                      BwdConfig)
 from cuteattn.sm90.bwd_dq_writer import DqWriter
 from cuteattn.sm90.bwd_epilogue import DkvEpilogue
 from cuteattn.sm90.bwd_mainloop import BwdMainloop
@@ -102,10 +102,6 @@ class FlashBwdSm90(BwdMainloop, BwdScores, DqWriter, DkvEpilogue):
     def split_tail(self) -> bool:
         """mdKtail, mdVtail: the parts of the launch's last key blocks."""
         return self.tail_splits > 1
-
-    @property
-    def ds_buffers(self) -> int:
-        return LAGGED_DS_BUFFERS if self.config.dq_lag else DS_BUFFERS
 
     @property
     def do_stages(self) -> int:
@@ -186,13 +182,13 @@ class FlashBwdSm90(BwdMainloop, BwdScores, DqWriter, DkvEpilogue):
         return sdp, dkv, dkv, dq_accum.tiled_mma(self.dtype, cfg.tile_m, d, cfg.dq_by_rows)
 
     def smem_layouts(self) -> tuple:
-        """(sQ, sdO, sK, sV, sdS): K's columns split in halves for dQ; dS^T in `ds_buffers` buffers."""
+        """(sQ, sdO, sK, sV, sdS): K's columns split in halves for dQ; dS^T in DS_BUFFERS buffers."""
         cfg, d = self.config, self.head_dim
         return (operand_layout(self.dtype, cfg.tile_m, d, cfg.num_stages, True),
                 operand_layout(self.dtype, cfg.tile_m, self.head_dim_v, self.do_stages, True),
                 operand_layout(self.dtype, TILE_N, d, 1, True, slice_cols=d // dq_accum.WARPGROUPS),
                 operand_layout(self.dtype, TILE_N, self.head_dim_v, 1, True),
-                operand_layout(self.dtype, cfg.tile_m, TILE_N, self.ds_buffers, False))
+                operand_layout(self.dtype, cfg.tile_m, TILE_N, DS_BUFFERS, False))
 
     @cute.jit
     def __call__(

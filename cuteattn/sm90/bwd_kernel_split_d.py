@@ -49,7 +49,6 @@ class FlashBwdSm90SplitD(FlashBwdSm90):
 
     def __post_init__(self):
         cfg = self.config
-        assert not cfg.dq_lag, "dq_lag is the key split's"
         assert not cfg.dq_by_rows, "the split-d kernel splits dQ by columns: dq_by_rows=False"
         assert not self.split_tail, "the split-d kernel takes no split tail (`backward.tail_split`)"
         assert cfg.tile_n % KEYS_PER_WARPGROUP == 0 and cfg.tile_m in (64, 128), \

@@ -56,7 +56,6 @@ class FlashBwdSm90Wide(FlashBwdSm90):
 
     def __post_init__(self):
         cfg = self.config
-        assert not cfg.dq_lag, "dq_lag is the key split's"
         assert self.covers(self.head_dim, self.head_dim_v), f"head dims {self.head_dim}, {self.head_dim_v}"
         assert not cfg.dq_by_rows, "dQ by columns"
         self.check_split_tail()

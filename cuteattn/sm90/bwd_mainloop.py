@@ -11,8 +11,7 @@ from cutlass.cute.nvgpu import warpgroup
 
 from cuteattn.fragments import as_a_operand, rowcol
 from cuteattn.sm90 import dq_accum, tma
-from cuteattn.sm90.bwd_config import (CONSUMERS, DS_BARRIER, DS_FULL_BARRIER, KEYS_PER_WARPGROUP, LAGGED_DS_BUFFERS,
-                                      THREADS_PER_WARPGROUP)
+from cuteattn.sm90.bwd_config import CONSUMERS, DS_BARRIER, DS_BUFFERS, KEYS_PER_WARPGROUP, THREADS_PER_WARPGROUP
 from cuteattn.sm90.mma import gemm, pinned
 from cuteattn.sm90.smem import transposed
 
@@ -87,7 +86,7 @@ class BwdMainloop:
             tdQrK = tiled_mma_dq.make_fragment_A(thr_dq.partition_A(my_half_of_k))
             tdQrdS = tiled_mma_dq.make_fragment_B(thr_dq.partition_B(sdS))
         elif cutlass.const_expr(cfg.dq_by_rows):  # this consumer's queries of dS, all of K
-            my_rows_of_ds = cute.local_tile(sdS, (cfg.tile_m // CONSUMERS, self.tile_n, self.ds_buffers), (wg, 0, 0))
+            my_rows_of_ds = cute.local_tile(sdS, (cfg.tile_m // CONSUMERS, self.tile_n, DS_BUFFERS), (wg, 0, 0))
             tdQrdS = tiled_mma_dq.make_fragment_A(thr_dq.partition_A(my_rows_of_ds))
             tdQrK = tiled_mma_dq.make_fragment_B(thr_dq.partition_B(transposed(sK)))
         else:
@@ -99,7 +98,7 @@ class BwdMainloop:
         # This consumer's keys of dS^T.
         store_ds, thr_store_ds, tdSsdS = self.score_store(
             tiled_mma_sdp, wg_tidx,
-            cute.local_tile(transposed(sdS), (KEYS_PER_WARPGROUP, cfg.tile_m, self.ds_buffers), (wg, 0, 0)))
+            cute.local_tile(transposed(sdS), (KEYS_PER_WARPGROUP, cfg.tile_m, DS_BUFFERS), (wg, 0, 0)))
 
         acc_s = cute.make_rmem_tensor(thr_sdp.partition_shape_C((KEYS_PER_WARPGROUP, cfg.tile_m)), Float32)
         acc_dp = cute.make_rmem_tensor_like(acc_s)
@@ -140,9 +139,6 @@ class BwdMainloop:
         for step in cutlass.range(steps.count, unroll=1):
             head, m_block, partial = steps.at(step)
             query0 = m_block * cfg.tile_m
-            if cutlass.const_expr(cfg.dq_lag):
-                if (step == 0) & (wg == 1):  # half a step behind the first consumer
-                    cute.arch.barrier(barrier_id=DS_BARRIER, number_of_threads=CONSUMERS * THREADS_PER_WARPGROUP)
             # Over 64 rows, lse and dpsum are loaded ahead of the GEMM they follow, not behind its wgmmas in the
             # MIO queue (ncu, hdim 64: those loads were 13% of the consumers' stall samples).
             pipeline_q.consumer_wait(q_state)
@@ -162,10 +158,6 @@ class BwdMainloop:
             warpgroup.wait_group(1)  # S^T
             self.probabilities(s, deriv, scores, coords, lse_cols, scale_log2, tanh_scale, head, key0, query0, window,
                                mods, partial)
-            if cutlass.const_expr(cfg.dq_lag):
-                if (step == 0) & (wg == 0):
-                    cute.arch.barrier_arrive(barrier_id=DS_BARRIER,
-                                             number_of_threads=CONSUMERS * THREADS_PER_WARPGROUP)
             if cutlass.const_expr(prefetch):
                 load_columns(dpsum, sdPsum, coords, do_state.index)
             if cutlass.const_expr(lean):
@@ -180,10 +172,7 @@ class BwdMainloop:
             if cutlass.const_expr(not cfg.overlap_dq):
                 gemm(tiled_mma_dkv, acc_dk, tdKrdS, tdKrQ[None, None, None, q_state.index], False)
 
-            buffer = step % self.ds_buffers
-            if cutlass.const_expr(cfg.dq_lag):
-                if step > 0:  # the other's dS^T of the step before is written: its step before that is done
-                    self.wait_ds(1 - wg, step - 1)
+            buffer = step % DS_BUFFERS
             cute.copy(store_ds, thr_store_ds.retile(ds), tdSsdS[None, None, None, buffer])
             if cutlass.const_expr(lean and cfg.dv_under_fence):
                 gemm(tiled_mma_dkv, acc_dv, tdVrP, tdVrdO[None, None, None, do_state.index], False)
@@ -191,21 +180,17 @@ class BwdMainloop:
             cute.arch.fence_proxy("async.shared", space="cta")
             if cutlass.const_expr(lean and not cfg.dv_under_fence):
                 gemm(tiled_mma_dkv, acc_dv, tdVrP, tdVrdO[None, None, None, do_state.index], False)
-            if cutlass.const_expr(cfg.dq_lag):
-                cute.arch.barrier_arrive(barrier_id=DS_FULL_BARRIER + LAGGED_DS_BUFFERS * wg + buffer,
-                                         number_of_threads=CONSUMERS * THREADS_PER_WARPGROUP)
-                # The step before's dQ. The first step's reads a buffer nobody writes before step 2, and its dQ is
-                # dropped: a branch around the wgmmas keeps acc_dq live across steps, and ptxas spills.
-                self.dq_gemm(tiled_mma_dq, acc_dq, tdQrK, tdQrdS, (step + LAGGED_DS_BUFFERS - 1) % LAGGED_DS_BUFFERS)
+            cute.arch.barrier(barrier_id=DS_BARRIER, number_of_threads=CONSUMERS * THREADS_PER_WARPGROUP)
+            if cutlass.const_expr(dq_accum.swapped(cfg.tile_m)):
+                gemm(tiled_mma_dq, acc_dq, tdQrK, tdQrdS[None, None, None, buffer], True)
             else:
-                cute.arch.barrier(barrier_id=DS_BARRIER, number_of_threads=CONSUMERS * THREADS_PER_WARPGROUP)
-                self.dq_gemm(tiled_mma_dq, acc_dq, tdQrK, tdQrdS, buffer)
+                gemm(tiled_mma_dq, acc_dq, tdQrdS[None, None, None, buffer], tdQrK, True)
             if cutlass.const_expr(cfg.overlap_dq):
                 gemm(tiled_mma_dkv, acc_dk, tdKrdS, tdKrQ[None, None, None, q_state.index], False)
                 warpgroup.wait_group(1)  # dV and dQ
                 # The dV GEMM was dO's last reader: its stage is free for the step after next while dK runs.
                 pipeline_do.consumer_release(do_state)
-                self.hand_over_step(acc_dq, sdQ, wg, wg_tidx, step)
+                self.hand_over_dq(acc_dq, sdQ, wg, wg_tidx, step)
             warpgroup.wait_group(0)
             pipeline_q.consumer_release(q_state)
             q_state.advance()
@@ -213,14 +198,7 @@ class BwdMainloop:
                 pipeline_do.consumer_release(do_state)
             do_state.advance()
             if cutlass.const_expr(not cfg.overlap_dq):
-                self.hand_over_step(acc_dq, sdQ, wg, wg_tidx, step)
-        if cutlass.const_expr(cfg.dq_lag):
-            if steps.count > 0:  # the last step's dQ
-                last = steps.count - 1
-                self.wait_ds(1 - wg, last)
-                self.dq_gemm(tiled_mma_dq, acc_dq, tdQrK, tdQrdS, last % LAGGED_DS_BUFFERS)
-                warpgroup.wait_group(0)
-                self.hand_over_dq(acc_dq, sdQ, wg, wg_tidx, last)
+                self.hand_over_dq(acc_dq, sdQ, wg, wg_tidx, step)
 
         if cutlass.const_expr(tail is not None):
             if tail.is_part:
@@ -234,26 +212,3 @@ class BwdMainloop:
         else:
             self.store_dkv(tiled_mma_dkv, acc_dk, acc_dv, dk_scale, sK, sV, mdK, mdV, kv_head, batch, key0,
                            window.seqlen_k, wg, wg_tidx)
-
-    @cute.jit
-    def dq_gemm(self, tiled_mma_dq, acc_dq, tdQrK, tdQrdS, buffer):
-        """This consumer's part of dQ from dS of `buffer` and its half of K's columns (or K and its queries' rows)."""
-        if cutlass.const_expr(dq_accum.swapped(self.config.tile_m)):
-            gemm(tiled_mma_dq, acc_dq, tdQrK, tdQrdS[None, None, None, buffer], True)
-        else:
-            gemm(tiled_mma_dq, acc_dq, tdQrdS[None, None, None, buffer], tdQrK, True)
-
-    @cute.jit
-    def hand_over_step(self, acc_dq, sdQ, wg, wg_tidx, step):
-        """The dQ that step `step` computed: its own, or with dq_lag the step before's (none in the first)."""
-        if cutlass.const_expr(self.config.dq_lag):
-            if step > 0:
-                self.hand_over_dq(acc_dq, sdQ, wg, wg_tidx, step - 1)
-        else:
-            self.hand_over_dq(acc_dq, sdQ, wg, wg_tidx, step)
-
-    @cute.jit
-    def wait_ds(self, consumer, step):
-        """With dq_lag: until `consumer` has written its dS^T of `step` (and so finished its step before)."""
-        cute.arch.barrier(barrier_id=DS_FULL_BARRIER + LAGGED_DS_BUFFERS * consumer + step % LAGGED_DS_BUFFERS,
-                          number_of_threads=CONSUMERS * THREADS_PER_WARPGROUP)
