@@ -1,6 +1,7 @@
-# Session 39, the call after s53 (notes-39), on the same checkout (both changes brought back), carry [".gpu"]:
-# compute-sanitizer racecheck and memcheck on scripts/sanitize_cases.py, then the other backward tests (the mods'
-# backward, deterministic with a mask_mod, the training loop). About 350 s.
+# Sessions 39-40 (notes-40), after s57 if BwdConfig.dq_lag wins, on a checkout with it back
+# (`git revert --no-edit 66a15dd`: its four sanitize cases), carry [".gpu"]: compute-sanitizer racecheck and memcheck
+# on scripts/sanitize_cases.py, then the other backward tests (the mods' backward, deterministic with a mask_mod,
+# the training loop). About 350 s.
 tests_s=${1:-200}; set --
 source .gpu/setup.sh; python3 -c "import cutlass" || { rm -rf /tmp/gpu-site; source .gpu/setup.sh; }
 for tool in racecheck memcheck; do

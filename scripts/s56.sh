@@ -1,5 +1,5 @@
 # Sessions 39-40 (notes-39, -40), for a session with a GPU: FwdConfig.exp2_fma_share. First bring it back with
-# `git revert --no-edit 4e47776` (on its own, or after s53's reverts), carry [".gpu"]. Its GPU tests (the forward's
+# `git revert --no-edit 4e47776`, carry [".gpu"]. Its GPU tests (the forward's
 # config variants with it), then the forward at hdim 64, 1k/4k/16k, causal and not, sharing 0, 1 and 2 of every 8
 # exp2 with the FMA pipes, and hdim 128 at 16k, FA4 in the same run. About 300 s, at most 480.
 tests_s=${1:-120} sweep_s=${2:-240}; set --
